@@ -1,0 +1,246 @@
+//! The engine's public face: accept messages, close conversations, subscribe, recover, shut down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use kefu_llm::{ModelDirectory, Timeouts};
+use kefu_store::{
+    Appended, Conversation, ConversationStatus, EventData, Message, MessageRole, NewMessage, Store, StoreError,
+};
+
+use crate::hub::{EventHub, LiveEvent};
+use crate::subscribe::{Outgoing, Subscriber};
+
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Most recent messages sent to the model.
+    pub history_max_messages: usize,
+    /// Token budget for the history (estimated).
+    pub history_token_budget: usize,
+    pub default_system_prompt: String,
+    /// Capacity of each conversation's live channel; a slower subscriber resyncs from the database.
+    pub live_buffer: usize,
+    /// Hard bound on one whole turn, model retries and fallbacks included.
+    pub turn_timeout: Duration,
+    pub timeouts: Timeouts,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            history_max_messages: 20,
+            history_token_budget: 3000,
+            default_system_prompt: crate::prompt::DEFAULT_SYSTEM_PROMPT.to_owned(),
+            live_buffer: 256,
+            turn_timeout: Duration::from_secs(300),
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("conversation not found")]
+    ConversationNotFound,
+    #[error("conversation is closed")]
+    ConversationClosed,
+    /// The idempotency key was used before for a different message.
+    #[error("idempotency key reused with different content")]
+    IdempotencyMismatch,
+    #[error("shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => EngineError::ConversationNotFound,
+            StoreError::ConversationClosed => EngineError::ConversationClosed,
+            e => EngineError::Store(e),
+        }
+    }
+}
+
+/// A customer message as accepted.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub message: Message,
+    /// True when the idempotency key matched an earlier request: nothing new was stored.
+    pub replayed: bool,
+}
+
+pub struct Engine {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) models: Arc<dyn ModelDirectory>,
+    pub(crate) hub: Arc<EventHub>,
+    pub(crate) settings: EngineSettings,
+    tracker: TaskTracker,
+    /// Cancelled when the grace period after shutdown ends: turns still running stop without storing a reply
+    /// (their customer messages stay pending and are answered after restart).
+    pub(crate) hard_stop: CancellationToken,
+    /// Cancelled when shutdown starts: subscriptions end with `server.shutdown`.
+    pub(crate) shutting_down: CancellationToken,
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, models: Arc<dyn ModelDirectory>, settings: EngineSettings) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            models,
+            hub: EventHub::new(settings.live_buffer),
+            settings,
+            tracker: TaskTracker::new(),
+            hard_stop: CancellationToken::new(),
+            shutting_down: CancellationToken::new(),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn hub(&self) -> &Arc<EventHub> {
+        &self.hub
+    }
+
+    /// Stores a customer message exactly once and starts answering it. A repeated idempotency key returns the
+    /// original message (and starts nothing); the same key with different content is an error.
+    pub async fn accept_customer_message(
+        self: &Arc<Self>,
+        tenant: Uuid,
+        conversation: Uuid,
+        content: String,
+        idempotency_key: Option<String>,
+    ) -> Result<Accepted, EngineError> {
+        if self.shutting_down.is_cancelled() {
+            return Err(EngineError::ShuttingDown);
+        }
+        let appended = self
+            .store
+            .append_message(NewMessage {
+                tenant_id: tenant,
+                conversation_id: conversation,
+                role: MessageRole::Customer,
+                content: content.clone(),
+                idempotency_key,
+                reply_to_seq: None,
+                generation: Default::default(),
+                require_open: true,
+            })
+            .await?;
+        match appended {
+            Appended::Duplicate(m) if m.content != content => Err(EngineError::IdempotencyMismatch),
+            Appended::Duplicate(m) => Ok(Accepted { message: m, replayed: true }),
+            Appended::Created(m) => {
+                self.hub.publish(kefu_store::Event {
+                    tenant_id: tenant,
+                    conversation_id: conversation,
+                    seq: m.seq,
+                    data: EventData::MessageCreated(m.clone()),
+                    created_at: m.created_at,
+                });
+                self.spawn_turn(m.clone());
+                Ok(Accepted { message: m, replayed: false })
+            }
+        }
+    }
+
+    pub(crate) fn spawn_turn(self: &Arc<Self>, message: Message) {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "turn",
+            tenant_id = %message.tenant_id,
+            conversation_id = %message.conversation_id,
+            seq = message.seq
+        );
+        let engine = self.clone();
+        self.tracker.spawn(async move { engine.run_turn(message).await }.instrument(span));
+    }
+
+    /// Waits up to `timeout` for the reply to customer message `seq`.
+    pub async fn wait_for_reply(
+        &self,
+        tenant: Uuid,
+        conversation: Uuid,
+        seq: i64,
+        timeout: Duration,
+    ) -> Result<Option<Message>, EngineError> {
+        let (mut sub, _) = self.hub.subscribe(conversation);
+        if let Some(m) = self.store.find_reply(tenant, conversation, seq).await? {
+            return Ok(Some(m));
+        }
+        let wait = async {
+            loop {
+                match sub.rx.recv().await {
+                    Ok(LiveEvent::Stored(ev)) => {
+                        if let EventData::MessageCreated(m) = &ev.data {
+                            if m.reply_to_seq == Some(seq) && ev.tenant_id == tenant {
+                                return Ok(Some(m.clone()));
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        if let Some(m) = self.store.find_reply(tenant, conversation, seq).await? {
+                            return Ok(Some(m));
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(None),
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(r) => r,
+            Err(_) => Ok(self.store.find_reply(tenant, conversation, seq).await?),
+        }
+    }
+
+    /// Closes a conversation (idempotent) and tells subscribers.
+    pub async fn close_conversation(&self, tenant: Uuid, conversation: Uuid) -> Result<Conversation, EngineError> {
+        let (conv, event) = self.store.set_conversation_status(tenant, conversation, ConversationStatus::Closed).await?;
+        if let Some(ev) = event {
+            self.hub.publish(ev);
+        }
+        Ok(conv)
+    }
+
+    /// Events of a conversation after `after_seq`: stored ones from the database, then live ones, including the
+    /// partial answer in progress. The caller has already checked the conversation belongs to `tenant`.
+    pub fn subscribe(self: &Arc<Self>, tenant: Uuid, conversation: Uuid, after_seq: i64) -> BoxStream<'static, Outgoing> {
+        Subscriber::start(self.clone(), tenant, conversation, after_seq)
+    }
+
+    /// Answers customer messages whose turn was interrupted (crash, restart, hard shutdown). Returns how many.
+    pub async fn recover_pending(self: &Arc<Self>) -> Result<usize, EngineError> {
+        let pending = self.store.list_pending_replies(10_000).await?;
+        let n = pending.len();
+        for m in pending {
+            tracing::info!(conversation_id = %m.conversation_id, seq = m.seq, "resuming interrupted turn");
+            self.spawn_turn(m);
+        }
+        Ok(n)
+    }
+
+    /// Stops accepting messages, ends subscriptions, lets running turns finish for up to `grace`, then cancels
+    /// the rest (their messages stay pending for the next start).
+    pub async fn shutdown(&self, grace: Duration) {
+        self.shutting_down.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+            tracing::warn!(running = self.tracker.len(), "grace period over; cancelling running turns");
+            self.hard_stop.cancel();
+            self.tracker.wait().await;
+        }
+    }
+
+    pub fn running_turns(&self) -> usize {
+        self.tracker.len()
+    }
+}

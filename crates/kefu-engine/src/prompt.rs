@@ -1,0 +1,155 @@
+//! Pure prompt decisions: history within a token budget, the message list sent to the model, fallback replies.
+
+use kefu_llm::{ChatMessage, Role};
+use kefu_store::{Message, MessageRole};
+
+/// A cheap token estimate that is right in order of magnitude for Chinese and English with BPE vocabularies:
+/// one token per CJK character, one per four other characters.
+pub fn estimate_tokens(text: &str) -> usize {
+    let mut cjk = 0usize;
+    let mut other = 0usize;
+    for c in text.chars() {
+        if is_cjk(c) {
+            cjk += 1;
+        } else {
+            other += 1;
+        }
+    }
+    cjk + other.div_ceil(4) + 1
+}
+
+pub fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0x20000..=0x2A6DF | 0xF900..=0xFAFF | 0x3000..=0x303F | 0xFF00..=0xFFEF
+        | 0x3040..=0x30FF | 0xAC00..=0xD7AF)
+}
+
+/// True when the text is mostly Chinese (or other CJK): used to pick the fallback reply's language.
+pub fn looks_chinese(text: &str) -> bool {
+    let (mut cjk, mut letters) = (0, 0);
+    for c in text.chars() {
+        if is_cjk(c) {
+            cjk += 1;
+        } else if c.is_alphabetic() {
+            letters += 1;
+        }
+    }
+    cjk > 0 && cjk * 3 >= letters
+}
+
+/// Keeps the newest messages whose estimated tokens fit in `budget`, never more than `max_messages`, and always the
+/// last message (the one being answered) even when it alone exceeds the budget. Returns a suffix of `history`.
+pub fn select_history(history: &[Message], budget: usize, max_messages: usize) -> &[Message] {
+    if history.is_empty() {
+        return history;
+    }
+    let mut used = 0usize;
+    let mut start = history.len();
+    for (i, m) in history.iter().enumerate().rev() {
+        let cost = estimate_tokens(&m.content);
+        let is_last = i + 1 == history.len();
+        if !is_last && (used + cost > budget || history.len() - i > max_messages.max(1)) {
+            break;
+        }
+        used += cost;
+        start = i;
+    }
+    &history[start..]
+}
+
+/// The messages sent to the model: the persona first, then the conversation in order.
+pub fn build_messages(system_prompt: &str, history: &[Message]) -> Vec<ChatMessage> {
+    let mut out = Vec::with_capacity(history.len() + 1);
+    out.push(ChatMessage::system(system_prompt));
+    for m in history {
+        let role = match m.role {
+            MessageRole::Customer => Role::User,
+            MessageRole::Assistant | MessageRole::Agent => Role::Assistant,
+            MessageRole::System => continue,
+        };
+        out.push(ChatMessage::new(role, m.content.clone()));
+    }
+    out
+}
+
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a friendly, concise customer-service assistant. Answer in the \
+customer's language (Chinese or English). If you do not know the answer, say so and offer to connect the customer \
+with a human agent. Never invent order details, prices or policies.";
+
+/// The polite reply when every model failed. The customer's message is stored and the conversation is flagged.
+pub fn fallback_reply(customer_text: &str) -> &'static str {
+    if looks_chinese(customer_text) {
+        "抱歉，智能助手暂时无法回复。您的消息已保存，我们的客服人员会尽快与您联系。"
+    } else {
+        "Sorry, our assistant can't answer right now. Your message has been saved and a member of our team will get \
+back to you shortly."
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kefu_store::{from_ms, Generation};
+    use proptest::prelude::*;
+    use uuid::Uuid;
+
+    fn msg(seq: i64, role: MessageRole, content: &str) -> Message {
+        Message {
+            id: Uuid::nil(),
+            tenant_id: Uuid::nil(),
+            conversation_id: Uuid::nil(),
+            seq,
+            role,
+            content: content.into(),
+            idempotency_key: None,
+            reply_to_seq: None,
+            generation: Generation::default(),
+            reply_pending: false,
+            created_at: from_ms(0),
+        }
+    }
+
+    #[test]
+    fn fallback_reply_follows_the_customers_language() {
+        assert!(fallback_reply("我的订单到哪里了？").starts_with("抱歉"));
+        assert!(fallback_reply("Where is my order KF-1001?").starts_with("Sorry"));
+        assert!(fallback_reply("订单 KF-1001 status").starts_with("抱歉"));
+    }
+
+    #[test]
+    fn estimates_count_cjk_per_character() {
+        assert_eq!(estimate_tokens("退货政策"), 5);
+        assert_eq!(estimate_tokens("abcdefgh"), 3);
+    }
+
+    #[test]
+    fn prompt_puts_persona_first_and_maps_roles() {
+        let h = vec![msg(1, MessageRole::Customer, "hi"), msg(2, MessageRole::Assistant, "hello"), msg(3, MessageRole::Customer, "退货")];
+        let m = build_messages("persona", &h);
+        let roles: Vec<_> = m.iter().map(|m| m.role).collect();
+        assert_eq!(roles, vec![Role::System, Role::User, Role::Assistant, Role::User]);
+        assert_eq!(m[0].content, "persona");
+        assert_eq!(m[3].content, "退货");
+    }
+
+    proptest! {
+        #[test]
+        fn history_is_a_bounded_suffix_that_keeps_the_last_message(
+            texts in proptest::collection::vec("[a-z 你好退货]{0,40}", 1..30),
+            budget in 0usize..200,
+            max in 1usize..20,
+        ) {
+            let h: Vec<_> = texts.iter().enumerate().map(|(i, t)| msg(i as i64, MessageRole::Customer, t)).collect();
+            let kept = select_history(&h, budget, max);
+            prop_assert!(!kept.is_empty());
+            prop_assert_eq!(kept.last().unwrap().seq, h.last().unwrap().seq);
+            prop_assert!(kept.len() <= max.max(1));
+            let start = h.len() - kept.len();
+            prop_assert_eq!(&h[start..], kept);
+            if kept.len() > 1 {
+                let used: usize = kept.iter().map(|m| estimate_tokens(&m.content)).sum();
+                prop_assert!(used <= budget);
+            }
+        }
+    }
+}

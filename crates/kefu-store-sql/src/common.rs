@@ -1,0 +1,768 @@
+//! Queries shared by both backends, instantiated per backend by [`sql_store!`].
+
+use kefu_store::StoreError;
+
+pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_owned()),
+        e @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        e => StoreError::Backend(e.to_string()),
+    }
+}
+
+pub(crate) fn uuid(s: &str) -> Result<uuid::Uuid, StoreError> {
+    uuid::Uuid::parse_str(s).map_err(|e| StoreError::Backend(format!("bad uuid {s:?}: {e}")))
+}
+
+pub(crate) fn json(s: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Backend(format!("bad json: {e}")))
+}
+
+pub(crate) fn corrupt(what: &str, v: &str) -> StoreError {
+    StoreError::Backend(format!("unexpected {what} {v:?}"))
+}
+
+pub(crate) const MSG_COLS: &str = "id, tenant_id, conversation_id, seq, role, content, idempotency_key, reply_to_seq, \
+     model, prompt_tokens, completion_tokens, latency_ms, fallback, reply_pending, created_at";
+
+pub(crate) const CONV_COLS: &str = "id, tenant_id, customer_id, channel, status, flagged, subject, metadata, last_seq, \
+     created_at, updated_at, closed_at";
+
+/// Implements `kefu_store::Store` for a struct with `write` and `read` pools of database `$db`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! sql_store {
+    ($ty:ty, $db:ty, $row:ty, $backend:literal) => {
+        mod sql_impl {
+            use super::*;
+            use async_trait::async_trait;
+            use kefu_store::*;
+            use sqlx::Row;
+            use uuid::Uuid;
+            use $crate::common::{corrupt, json, map_err, uuid, CONV_COLS, MSG_COLS};
+
+            type R<T> = kefu_store::Result<T>;
+
+            fn get<'r, T: sqlx::Decode<'r, $db> + sqlx::Type<$db>>(r: &'r $row, col: &str) -> R<T> {
+                r.try_get::<T, _>(col).map_err(map_err)
+            }
+
+            fn tenant(r: &$row) -> R<Tenant> {
+                Ok(Tenant {
+                    id: uuid(&get::<String>(r, "id")?)?,
+                    slug: get(r, "slug")?,
+                    name: get(r, "name")?,
+                    customer_secret: get(r, "customer_secret")?,
+                    model_config: get::<Option<String>>(r, "model_config")?.as_deref().map(json).transpose()?,
+                    created_at: from_ms(get(r, "created_at")?),
+                })
+            }
+
+            fn api_key(r: &$row) -> R<ApiKey> {
+                Ok(ApiKey {
+                    id: uuid(&get::<String>(r, "id")?)?,
+                    tenant_id: uuid(&get::<String>(r, "tenant_id")?)?,
+                    name: get(r, "name")?,
+                    prefix: get(r, "prefix")?,
+                    key_hash: get(r, "key_hash")?,
+                    revoked: get(r, "revoked")?,
+                    created_at: from_ms(get(r, "created_at")?),
+                })
+            }
+
+            fn staff(r: &$row) -> R<StaffUser> {
+                let role: String = get(r, "role")?;
+                Ok(StaffUser {
+                    id: uuid(&get::<String>(r, "id")?)?,
+                    tenant_id: uuid(&get::<String>(r, "tenant_id")?)?,
+                    email: get(r, "email")?,
+                    display_name: get(r, "display_name")?,
+                    role: StaffRole::parse(&role).ok_or_else(|| corrupt("role", &role))?,
+                    password_hash: get(r, "password_hash")?,
+                    created_at: from_ms(get(r, "created_at")?),
+                })
+            }
+
+            fn customer(r: &$row) -> R<Customer> {
+                Ok(Customer {
+                    id: uuid(&get::<String>(r, "id")?)?,
+                    tenant_id: uuid(&get::<String>(r, "tenant_id")?)?,
+                    external_id: get(r, "external_id")?,
+                    display_name: get(r, "display_name")?,
+                    created_at: from_ms(get(r, "created_at")?),
+                })
+            }
+
+            fn conversation(r: &$row) -> R<Conversation> {
+                let status: String = get(r, "status")?;
+                Ok(Conversation {
+                    id: uuid(&get::<String>(r, "id")?)?,
+                    tenant_id: uuid(&get::<String>(r, "tenant_id")?)?,
+                    customer_id: uuid(&get::<String>(r, "customer_id")?)?,
+                    channel: get(r, "channel")?,
+                    status: ConversationStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+                    flagged: get(r, "flagged")?,
+                    subject: get(r, "subject")?,
+                    metadata: json(&get::<String>(r, "metadata")?)?,
+                    last_seq: get(r, "last_seq")?,
+                    created_at: from_ms(get(r, "created_at")?),
+                    updated_at: from_ms(get(r, "updated_at")?),
+                    closed_at: get::<Option<i64>>(r, "closed_at")?.map(from_ms),
+                })
+            }
+
+            fn message(r: &$row) -> R<Message> {
+                let role: String = get(r, "role")?;
+                Ok(Message {
+                    id: uuid(&get::<String>(r, "id")?)?,
+                    tenant_id: uuid(&get::<String>(r, "tenant_id")?)?,
+                    conversation_id: uuid(&get::<String>(r, "conversation_id")?)?,
+                    seq: get(r, "seq")?,
+                    role: MessageRole::parse(&role).ok_or_else(|| corrupt("role", &role))?,
+                    content: get(r, "content")?,
+                    idempotency_key: get(r, "idempotency_key")?,
+                    reply_to_seq: get(r, "reply_to_seq")?,
+                    generation: Generation {
+                        model: get(r, "model")?,
+                        prompt_tokens: get(r, "prompt_tokens")?,
+                        completion_tokens: get(r, "completion_tokens")?,
+                        latency_ms: get(r, "latency_ms")?,
+                        fallback: get(r, "fallback")?,
+                    },
+                    reply_pending: get(r, "reply_pending")?,
+                    created_at: from_ms(get(r, "created_at")?),
+                })
+            }
+
+            impl $ty {
+                /// Takes the next sequence number of a conversation inside `tx`, locking the conversation row
+                /// until the transaction ends. `NotFound` for an unknown conversation or another tenant's.
+                async fn next_seq(
+                    tx: &mut sqlx::Transaction<'_, $db>,
+                    tenant: Uuid,
+                    conv: Uuid,
+                    require_open: bool,
+                    now: i64,
+                ) -> R<i64> {
+                    let sql = if require_open {
+                        "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1 \
+                         WHERE tenant_id = $2 AND id = $3 AND status = 'open' RETURNING last_seq"
+                    } else {
+                        "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1 \
+                         WHERE tenant_id = $2 AND id = $3 RETURNING last_seq"
+                    };
+                    let row = sqlx::query(sql)
+                        .bind(now)
+                        .bind(tenant.to_string())
+                        .bind(conv.to_string())
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(map_err)?;
+                    match row {
+                        Some(r) => get(&r, "last_seq"),
+                        None => {
+                            let exists = sqlx::query("SELECT 1 FROM conversations WHERE tenant_id = $1 AND id = $2")
+                                .bind(tenant.to_string())
+                                .bind(conv.to_string())
+                                .fetch_optional(&mut **tx)
+                                .await
+                                .map_err(map_err)?;
+                            Err(if exists.is_some() { StoreError::ConversationClosed } else { StoreError::NotFound })
+                        }
+                    }
+                }
+
+                async fn insert_event(
+                    tx: &mut sqlx::Transaction<'_, $db>,
+                    tenant: Uuid,
+                    conv: Uuid,
+                    seq: i64,
+                    data: &EventData,
+                    now: i64,
+                ) -> R<()> {
+                    let payload = match data {
+                        // Message events are joined with their message row when read.
+                        EventData::MessageCreated(_) => None,
+                        EventData::StatusChanged(s) => Some(serde_json::json!({ "status": s.as_str() }).to_string()),
+                        EventData::Flagged { reason } => Some(serde_json::json!({ "reason": reason }).to_string()),
+                    };
+                    sqlx::query(
+                        "INSERT INTO conversation_events (tenant_id, conversation_id, seq, kind, payload, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(tenant.to_string())
+                    .bind(conv.to_string())
+                    .bind(seq)
+                    .bind(data.kind())
+                    .bind(payload)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                    Ok(())
+                }
+
+                async fn existing_by_key(&self, conv: Uuid, key: &str) -> R<Option<Message>> {
+                    let sql = format!("SELECT {MSG_COLS} FROM messages WHERE conversation_id = $1 AND idempotency_key = $2");
+                    let row = sqlx::query(&sql)
+                        .bind(conv.to_string())
+                        .bind(key)
+                        .fetch_optional(&self.write)
+                        .await
+                        .map_err(map_err)?;
+                    row.as_ref().map(message).transpose()
+                }
+
+                async fn try_append(&self, new: &NewMessage) -> R<Appended> {
+                    let now_dt = now_ms();
+                    let now = now_dt.timestamp_millis();
+                    let mut tx = self.write.begin().await.map_err(map_err)?;
+                    // Lock the conversation first: everything below is serialised per conversation.
+                    let seq = Self::next_seq(&mut tx, new.tenant_id, new.conversation_id, new.require_open, now).await?;
+                    if let Some(key) = &new.idempotency_key {
+                        let sql = format!(
+                            "SELECT {MSG_COLS} FROM messages WHERE conversation_id = $1 AND idempotency_key = $2"
+                        );
+                        let row = sqlx::query(&sql)
+                            .bind(new.conversation_id.to_string())
+                            .bind(key)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(map_err)?;
+                        if let Some(r) = row {
+                            let m = message(&r)?;
+                            tx.rollback().await.map_err(map_err)?;
+                            return Ok(Appended::Duplicate(m));
+                        }
+                    }
+                    let m = Message {
+                        id: Uuid::now_v7(),
+                        tenant_id: new.tenant_id,
+                        conversation_id: new.conversation_id,
+                        seq,
+                        role: new.role,
+                        content: new.content.clone(),
+                        idempotency_key: new.idempotency_key.clone(),
+                        reply_to_seq: new.reply_to_seq,
+                        generation: new.generation.clone(),
+                        reply_pending: new.role == MessageRole::Customer,
+                        created_at: now_dt,
+                    };
+                    sqlx::query(&format!(
+                        "INSERT INTO messages ({MSG_COLS}) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                    ))
+                    .bind(m.id.to_string())
+                    .bind(m.tenant_id.to_string())
+                    .bind(m.conversation_id.to_string())
+                    .bind(m.seq)
+                    .bind(m.role.as_str())
+                    .bind(&m.content)
+                    .bind(&m.idempotency_key)
+                    .bind(m.reply_to_seq)
+                    .bind(&m.generation.model)
+                    .bind(m.generation.prompt_tokens)
+                    .bind(m.generation.completion_tokens)
+                    .bind(m.generation.latency_ms)
+                    .bind(m.generation.fallback)
+                    .bind(m.reply_pending)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    if let Some(to) = m.reply_to_seq {
+                        sqlx::query("UPDATE messages SET reply_pending = FALSE WHERE conversation_id = $1 AND seq = $2")
+                            .bind(m.conversation_id.to_string())
+                            .bind(to)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map_err)?;
+                    }
+                    let data = EventData::MessageCreated(m.clone());
+                    Self::insert_event(&mut tx, m.tenant_id, m.conversation_id, seq, &data, now).await?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(Appended::Created(m))
+                }
+            }
+
+            #[async_trait]
+            impl Store for $ty {
+                async fn ping(&self) -> R<()> {
+                    sqlx::query("SELECT 1").execute(&self.read).await.map_err(map_err)?;
+                    Ok(())
+                }
+
+                fn backend(&self) -> &'static str {
+                    $backend
+                }
+
+                async fn create_tenant(&self, new: NewTenant) -> R<Tenant> {
+                    let t = Tenant {
+                        id: Uuid::now_v7(),
+                        slug: new.slug,
+                        name: new.name,
+                        customer_secret: new.customer_secret,
+                        model_config: None,
+                        created_at: now_ms(),
+                    };
+                    sqlx::query(
+                        "INSERT INTO tenants (id, slug, name, customer_secret, model_config, created_at) \
+                         VALUES ($1, $2, $3, $4, NULL, $5)",
+                    )
+                    .bind(t.id.to_string())
+                    .bind(&t.slug)
+                    .bind(&t.name)
+                    .bind(&t.customer_secret)
+                    .bind(t.created_at.timestamp_millis())
+                    .execute(&self.write)
+                    .await
+                    .map_err(map_err)?;
+                    Ok(t)
+                }
+
+                async fn get_tenant(&self, id: Uuid) -> R<Option<Tenant>> {
+                    let row = sqlx::query("SELECT * FROM tenants WHERE id = $1")
+                        .bind(id.to_string())
+                        .fetch_optional(&self.read)
+                        .await
+                        .map_err(map_err)?;
+                    row.as_ref().map(tenant).transpose()
+                }
+
+                async fn get_tenant_by_slug(&self, slug: &str) -> R<Option<Tenant>> {
+                    let row = sqlx::query("SELECT * FROM tenants WHERE slug = $1")
+                        .bind(slug)
+                        .fetch_optional(&self.read)
+                        .await
+                        .map_err(map_err)?;
+                    row.as_ref().map(tenant).transpose()
+                }
+
+                async fn count_tenants(&self) -> R<u64> {
+                    let row = sqlx::query("SELECT COUNT(*) AS n FROM tenants")
+                        .fetch_one(&self.read)
+                        .await
+                        .map_err(map_err)?;
+                    Ok(get::<i64>(&row, "n")? as u64)
+                }
+
+                async fn set_tenant_model_config(&self, id: Uuid, config: Option<serde_json::Value>) -> R<()> {
+                    let r = sqlx::query("UPDATE tenants SET model_config = $1 WHERE id = $2")
+                        .bind(config.map(|c| c.to_string()))
+                        .bind(id.to_string())
+                        .execute(&self.write)
+                        .await
+                        .map_err(map_err)?;
+                    if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+                }
+
+                async fn set_tenant_customer_secret(&self, id: Uuid, secret: &str) -> R<()> {
+                    let r = sqlx::query("UPDATE tenants SET customer_secret = $1 WHERE id = $2")
+                        .bind(secret)
+                        .bind(id.to_string())
+                        .execute(&self.write)
+                        .await
+                        .map_err(map_err)?;
+                    if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+                }
+
+                async fn create_api_key(&self, new: NewApiKey) -> R<ApiKey> {
+                    let k = ApiKey {
+                        id: Uuid::now_v7(),
+                        tenant_id: new.tenant_id,
+                        name: new.name,
+                        prefix: new.prefix,
+                        key_hash: new.key_hash,
+                        revoked: false,
+                        created_at: now_ms(),
+                    };
+                    sqlx::query(
+                        "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, revoked, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, FALSE, $6)",
+                    )
+                    .bind(k.id.to_string())
+                    .bind(k.tenant_id.to_string())
+                    .bind(&k.name)
+                    .bind(&k.prefix)
+                    .bind(&k.key_hash)
+                    .bind(k.created_at.timestamp_millis())
+                    .execute(&self.write)
+                    .await
+                    .map_err(map_err)?;
+                    Ok(k)
+                }
+
+                async fn find_api_key_by_hash(&self, key_hash: &str) -> R<Option<ApiKey>> {
+                    let row = sqlx::query("SELECT * FROM api_keys WHERE key_hash = $1")
+                        .bind(key_hash)
+                        .fetch_optional(&self.read)
+                        .await
+                        .map_err(map_err)?;
+                    row.as_ref().map(api_key).transpose()
+                }
+
+                async fn list_api_keys(&self, tenant: Uuid) -> R<Vec<ApiKey>> {
+                    let rows = sqlx::query("SELECT * FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id")
+                        .bind(tenant.to_string())
+                        .fetch_all(&self.read)
+                        .await
+                        .map_err(map_err)?;
+                    rows.iter().map(api_key).collect()
+                }
+
+                async fn revoke_api_key(&self, tenant: Uuid, id: Uuid) -> R<bool> {
+                    let r = sqlx::query("UPDATE api_keys SET revoked = TRUE WHERE tenant_id = $1 AND id = $2")
+                        .bind(tenant.to_string())
+                        .bind(id.to_string())
+                        .execute(&self.write)
+                        .await
+                        .map_err(map_err)?;
+                    Ok(r.rows_affected() > 0)
+                }
+
+                async fn create_staff(&self, new: NewStaffUser) -> R<StaffUser> {
+                    let u = StaffUser {
+                        id: Uuid::now_v7(),
+                        tenant_id: new.tenant_id,
+                        email: new.email,
+                        display_name: new.display_name,
+                        role: new.role,
+                        password_hash: new.password_hash,
+                        created_at: now_ms(),
+                    };
+                    sqlx::query(
+                        "INSERT INTO staff_users (id, tenant_id, email, display_name, role, password_hash, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(u.id.to_string())
+                    .bind(u.tenant_id.to_string())
+                    .bind(&u.email)
+                    .bind(&u.display_name)
+                    .bind(u.role.as_str())
+                    .bind(&u.password_hash)
+                    .bind(u.created_at.timestamp_millis())
+                    .execute(&self.write)
+                    .await
+                    .map_err(map_err)?;
+                    Ok(u)
+                }
+
+                async fn get_staff(&self, tenant: Uuid, id: Uuid) -> R<Option<StaffUser>> {
+                    let row = sqlx::query("SELECT * FROM staff_users WHERE tenant_id = $1 AND id = $2")
+                        .bind(tenant.to_string())
+                        .bind(id.to_string())
+                        .fetch_optional(&self.read)
+                        .await
+                        .map_err(map_err)?;
+                    row.as_ref().map(staff).transpose()
+                }
+
+                async fn get_staff_by_email(&self, tenant: Uuid, email: &str) -> R<Option<StaffUser>> {
+                    let row = sqlx::query("SELECT * FROM staff_users WHERE tenant_id = $1 AND email = $2")
+                        .bind(tenant.to_string())
+                        .bind(email)
+                        .fetch_optional(&self.read)
+                        .await
+                        .map_err(map_err)?;
+                    row.as_ref().map(staff).transpose()
+                }
+
+                async fn list_staff(&self, tenant: Uuid) -> R<Vec<StaffUser>> {
+                    let rows = sqlx::query("SELECT * FROM staff_users WHERE tenant_id = $1 ORDER BY created_at, id")
+                        .bind(tenant.to_string())
+                        .fetch_all(&self.read)
+                        .await
+                        .map_err(map_err)?;
+                    rows.iter().map(staff).collect()
+                }
+
+                async fn upsert_customer(
+                    &self,
+                    tenant: Uuid,
+                    external_id: Option<&str>,
+                    display_name: Option<&str>,
+                ) -> R<Customer> {
+                    let now = now_ms().timestamp_millis();
+                    // ON CONFLICT keeps the first display name unless a new one is given.
+                    let row = sqlx::query(
+                        "INSERT INTO customers (id, tenant_id, external_id, display_name, created_at) \
+                         VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (tenant_id, external_id) DO UPDATE \
+                         SET display_name = COALESCE(excluded.display_name, customers.display_name) \
+                         RETURNING *",
+                    )
+                    .bind(Uuid::now_v7().to_string())
+                    .bind(tenant.to_string())
+                    .bind(external_id)
+                    .bind(display_name)
+                    .bind(now)
+                    .fetch_one(&self.write)
+                    .await
+                    .map_err(map_err)?;
+                    customer(&row)
+                }
+
+                async fn get_customer(&self, tenant: Uuid, id: Uuid) -> R<Option<Customer>> {
+                    let row = sqlx::query("SELECT * FROM customers WHERE tenant_id = $1 AND id = $2")
+                        .bind(tenant.to_string())
+                        .bind(id.to_string())
+                        .fetch_optional(&self.read)
+                        .await
+                        .map_err(map_err)?;
+                    row.as_ref().map(customer).transpose()
+                }
+
+                async fn create_conversation(&self, new: NewConversation) -> R<Conversation> {
+                    let now = now_ms();
+                    let c = Conversation {
+                        id: Uuid::now_v7(),
+                        tenant_id: new.tenant_id,
+                        customer_id: new.customer_id,
+                        channel: new.channel,
+                        status: ConversationStatus::Open,
+                        flagged: false,
+                        subject: new.subject,
+                        metadata: new.metadata,
+                        last_seq: 0,
+                        created_at: now,
+                        updated_at: now,
+                        closed_at: None,
+                    };
+                    // The customer must belong to the same tenant: insert only when it does.
+                    let r = sqlx::query(&format!(
+                        "INSERT INTO conversations ({CONV_COLS}) \
+                         SELECT $1, $2, $3, $4, 'open', FALSE, $5, $6, 0, $7, $7, NULL \
+                         WHERE EXISTS (SELECT 1 FROM customers WHERE tenant_id = $2 AND id = $3)"
+                    ))
+                    .bind(c.id.to_string())
+                    .bind(c.tenant_id.to_string())
+                    .bind(c.customer_id.to_string())
+                    .bind(&c.channel)
+                    .bind(&c.subject)
+                    .bind(c.metadata.to_string())
+                    .bind(now.timestamp_millis())
+                    .execute(&self.write)
+                    .await
+                    .map_err(map_err)?;
+                    if r.rows_affected() == 0 {
+                        return Err(StoreError::NotFound);
+                    }
+                    Ok(c)
+                }
+
+                async fn get_conversation(&self, tenant: Uuid, id: Uuid) -> R<Option<Conversation>> {
+                    let row = sqlx::query(&format!(
+                        "SELECT {CONV_COLS} FROM conversations WHERE tenant_id = $1 AND id = $2"
+                    ))
+                    .bind(tenant.to_string())
+                    .bind(id.to_string())
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(map_err)?;
+                    row.as_ref().map(conversation).transpose()
+                }
+
+                async fn set_conversation_status(
+                    &self,
+                    tenant: Uuid,
+                    id: Uuid,
+                    status: ConversationStatus,
+                ) -> R<(Conversation, Option<Event>)> {
+                    let now_dt = now_ms();
+                    let now = now_dt.timestamp_millis();
+                    let mut tx = self.write.begin().await.map_err(map_err)?;
+                    let closed_at = (status == ConversationStatus::Closed).then_some(now);
+                    let row = sqlx::query(
+                        "UPDATE conversations SET last_seq = last_seq + 1, status = $1, updated_at = $2, closed_at = $3 \
+                         WHERE tenant_id = $4 AND id = $5 AND status <> $1 RETURNING last_seq",
+                    )
+                    .bind(status.as_str())
+                    .bind(now)
+                    .bind(closed_at)
+                    .bind(tenant.to_string())
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    let event = match row {
+                        Some(r) => {
+                            let seq: i64 = get(&r, "last_seq")?;
+                            let data = EventData::StatusChanged(status);
+                            Self::insert_event(&mut tx, tenant, id, seq, &data, now).await?;
+                            if status == ConversationStatus::Closed {
+                                // A closed conversation gets no more replies.
+                                sqlx::query("UPDATE messages SET reply_pending = FALSE WHERE conversation_id = $1 AND reply_pending")
+                                    .bind(id.to_string())
+                                    .execute(&mut *tx)
+                                    .await
+                                    .map_err(map_err)?;
+                            }
+                            Some(Event { tenant_id: tenant, conversation_id: id, seq, data, created_at: now_dt })
+                        }
+                        None => None,
+                    };
+                    let row = sqlx::query(&format!(
+                        "SELECT {CONV_COLS} FROM conversations WHERE tenant_id = $1 AND id = $2"
+                    ))
+                    .bind(tenant.to_string())
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    let Some(row) = row else { return Err(StoreError::NotFound) };
+                    let conv = conversation(&row)?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok((conv, event))
+                }
+
+                async fn flag_conversation(&self, tenant: Uuid, id: Uuid, reason: &str) -> R<Event> {
+                    let now_dt = now_ms();
+                    let now = now_dt.timestamp_millis();
+                    let mut tx = self.write.begin().await.map_err(map_err)?;
+                    let seq = Self::next_seq(&mut tx, tenant, id, false, now).await?;
+                    sqlx::query("UPDATE conversations SET flagged = TRUE WHERE id = $1")
+                        .bind(id.to_string())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    let data = EventData::Flagged { reason: reason.to_owned() };
+                    Self::insert_event(&mut tx, tenant, id, seq, &data, now).await?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(Event { tenant_id: tenant, conversation_id: id, seq, data, created_at: now_dt })
+                }
+
+                async fn append_message(&self, new: NewMessage) -> R<Appended> {
+                    match self.try_append(&new).await {
+                        // Two retries with one key raced past the check: the loser returns the winner's message.
+                        Err(StoreError::Conflict(_)) if new.idempotency_key.is_some() => {
+                            let key = new.idempotency_key.as_deref().unwrap_or_default();
+                            match self.existing_by_key(new.conversation_id, key).await? {
+                                Some(m) if m.tenant_id == new.tenant_id => Ok(Appended::Duplicate(m)),
+                                _ => Err(StoreError::Conflict("idempotency key".into())),
+                            }
+                        }
+                        other => other,
+                    }
+                }
+
+                async fn list_messages(&self, tenant: Uuid, conv: Uuid, after: i64, limit: u32) -> R<Vec<Message>> {
+                    let rows = sqlx::query(&format!(
+                        "SELECT {MSG_COLS} FROM messages WHERE tenant_id = $1 AND conversation_id = $2 AND seq > $3 \
+                         ORDER BY seq LIMIT $4"
+                    ))
+                    .bind(tenant.to_string())
+                    .bind(conv.to_string())
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(map_err)?;
+                    rows.iter().map(message).collect()
+                }
+
+                async fn get_message_by_seq(&self, tenant: Uuid, conv: Uuid, seq: i64) -> R<Option<Message>> {
+                    let row = sqlx::query(&format!(
+                        "SELECT {MSG_COLS} FROM messages WHERE tenant_id = $1 AND conversation_id = $2 AND seq = $3"
+                    ))
+                    .bind(tenant.to_string())
+                    .bind(conv.to_string())
+                    .bind(seq)
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(map_err)?;
+                    row.as_ref().map(message).transpose()
+                }
+
+                async fn find_reply(&self, tenant: Uuid, conv: Uuid, seq: i64) -> R<Option<Message>> {
+                    let row = sqlx::query(&format!(
+                        "SELECT {MSG_COLS} FROM messages WHERE tenant_id = $1 AND conversation_id = $2 \
+                         AND reply_to_seq = $3 ORDER BY seq LIMIT 1"
+                    ))
+                    .bind(tenant.to_string())
+                    .bind(conv.to_string())
+                    .bind(seq)
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(map_err)?;
+                    row.as_ref().map(message).transpose()
+                }
+
+                async fn list_events(&self, tenant: Uuid, conv: Uuid, after: i64, limit: u32) -> R<Vec<Event>> {
+                    let rows = sqlx::query(
+                        "SELECT seq, kind, payload, created_at FROM conversation_events \
+                         WHERE tenant_id = $1 AND conversation_id = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+                    )
+                    .bind(tenant.to_string())
+                    .bind(conv.to_string())
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(map_err)?;
+                    if rows.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let last: i64 = get(rows.last().expect("non-empty"), "seq")?;
+                    let messages = self.list_messages(tenant, conv, after, limit).await?;
+                    let mut by_seq: std::collections::HashMap<i64, Message> =
+                        messages.into_iter().filter(|m| m.seq <= last).map(|m| (m.seq, m)).collect();
+                    let mut out = Vec::with_capacity(rows.len());
+                    for r in &rows {
+                        let seq: i64 = get(r, "seq")?;
+                        let kind: String = get(r, "kind")?;
+                        let payload: Option<String> = get(r, "payload")?;
+                        let payload = payload.as_deref().map(json).transpose()?.unwrap_or_default();
+                        let data = match kind.as_str() {
+                            "message.created" => EventData::MessageCreated(
+                                by_seq.remove(&seq).ok_or_else(|| corrupt("event without message", &seq.to_string()))?,
+                            ),
+                            "conversation.status_changed" => {
+                                let s = payload["status"].as_str().unwrap_or_default();
+                                EventData::StatusChanged(ConversationStatus::parse(s).ok_or_else(|| corrupt("status", s))?)
+                            }
+                            "conversation.flagged" => EventData::Flagged {
+                                reason: payload["reason"].as_str().unwrap_or_default().to_owned(),
+                            },
+                            other => return Err(corrupt("event kind", other)),
+                        };
+                        out.push(Event {
+                            tenant_id: tenant,
+                            conversation_id: conv,
+                            seq,
+                            data,
+                            created_at: from_ms(get(r, "created_at")?),
+                        });
+                    }
+                    Ok(out)
+                }
+
+                async fn list_pending_replies(&self, limit: u32) -> R<Vec<Message>> {
+                    let rows = sqlx::query(&format!(
+                        "SELECT {MSG_COLS} FROM messages WHERE reply_pending ORDER BY created_at, seq LIMIT $1"
+                    ))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(map_err)?;
+                    rows.iter().map(message).collect()
+                }
+
+                async fn mark_reply_settled(&self, tenant: Uuid, conv: Uuid, seq: i64) -> R<()> {
+                    sqlx::query(
+                        "UPDATE messages SET reply_pending = FALSE WHERE tenant_id = $1 AND conversation_id = $2 AND seq = $3",
+                    )
+                    .bind(tenant.to_string())
+                    .bind(conv.to_string())
+                    .bind(seq)
+                    .execute(&self.write)
+                    .await
+                    .map_err(map_err)?;
+                    Ok(())
+                }
+            }
+        }
+    };
+}

@@ -1,0 +1,126 @@
+//! Storage: domain records, the [`Store`] trait every backend implements, and (feature `conformance`) the one
+//! test suite that proves backends behave the same.
+//!
+//! No database driver lives here, so the engine and the API can depend on this crate without pulling in sqlx.
+//! Every method that touches tenant data takes the tenant id: there is no way to ask for a row "from any tenant".
+
+mod records;
+pub use records::*;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule was violated (e.g. a staff email or tenant slug already taken).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The conversation is closed and no longer accepts customer messages.
+    #[error("conversation is closed")]
+    ConversationClosed,
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+/// What [`Store::append_message`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Appended {
+    /// A new message was stored with the next sequence number.
+    Created(Message),
+    /// The idempotency key was seen before: this is the original message, nothing was written.
+    Duplicate(Message),
+}
+
+impl Appended {
+    pub fn message(&self) -> &Message {
+        match self {
+            Appended::Created(m) | Appended::Duplicate(m) => m,
+        }
+    }
+    pub fn into_message(self) -> Message {
+        match self {
+            Appended::Created(m) | Appended::Duplicate(m) => m,
+        }
+    }
+}
+
+/// The persistence port. Implementations: `kefu-store-sql` (SQLite, PostgreSQL).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A cheap round trip, for readiness checks.
+    async fn ping(&self) -> Result<()>;
+    /// Human-readable backend name ("sqlite", "postgres").
+    fn backend(&self) -> &'static str;
+
+    // -- tenants
+    async fn create_tenant(&self, new: NewTenant) -> Result<Tenant>;
+    async fn get_tenant(&self, id: Uuid) -> Result<Option<Tenant>>;
+    async fn get_tenant_by_slug(&self, slug: &str) -> Result<Option<Tenant>>;
+    async fn count_tenants(&self) -> Result<u64>;
+    /// Replace the tenant's model configuration (`None` = use the server default).
+    async fn set_tenant_model_config(&self, tenant: Uuid, config: Option<serde_json::Value>) -> Result<()>;
+    async fn set_tenant_customer_secret(&self, tenant: Uuid, secret: &str) -> Result<()>;
+
+    // -- API keys
+    async fn create_api_key(&self, new: NewApiKey) -> Result<ApiKey>;
+    /// Looks a key up by the hash of its secret, across tenants (the key names its tenant). Revoked keys included.
+    async fn find_api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>>;
+    async fn list_api_keys(&self, tenant: Uuid) -> Result<Vec<ApiKey>>;
+    /// Returns false when no such key exists in this tenant.
+    async fn revoke_api_key(&self, tenant: Uuid, id: Uuid) -> Result<bool>;
+
+    // -- staff
+    async fn create_staff(&self, new: NewStaffUser) -> Result<StaffUser>;
+    async fn get_staff(&self, tenant: Uuid, id: Uuid) -> Result<Option<StaffUser>>;
+    async fn get_staff_by_email(&self, tenant: Uuid, email: &str) -> Result<Option<StaffUser>>;
+    async fn list_staff(&self, tenant: Uuid) -> Result<Vec<StaffUser>>;
+
+    // -- customers
+    /// Finds the customer with this external id, or creates it. `external_id = None` creates an anonymous customer.
+    async fn upsert_customer(
+        &self,
+        tenant: Uuid,
+        external_id: Option<&str>,
+        display_name: Option<&str>,
+    ) -> Result<Customer>;
+    async fn get_customer(&self, tenant: Uuid, id: Uuid) -> Result<Option<Customer>>;
+
+    // -- conversations
+    async fn create_conversation(&self, new: NewConversation) -> Result<Conversation>;
+    async fn get_conversation(&self, tenant: Uuid, id: Uuid) -> Result<Option<Conversation>>;
+    /// Changes the status and appends a `conversation.status_changed` event. No event when the status is unchanged.
+    async fn set_conversation_status(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+        status: ConversationStatus,
+    ) -> Result<(Conversation, Option<Event>)>;
+    /// Sets the flag and appends a `conversation.flagged` event with the reason.
+    async fn flag_conversation(&self, tenant: Uuid, id: Uuid, reason: &str) -> Result<Event>;
+
+    // -- messages and events (one sequence per conversation, shared by both)
+    /// Stores a message exactly once: the next sequence number, a `message.created` event, and — for an assistant
+    /// reply — marks the customer message it answers as replied, all in one transaction. A repeated
+    /// idempotency key returns the original message and writes nothing.
+    async fn append_message(&self, new: NewMessage) -> Result<Appended>;
+    async fn list_messages(&self, tenant: Uuid, conversation: Uuid, after_seq: i64, limit: u32)
+        -> Result<Vec<Message>>;
+    async fn get_message_by_seq(&self, tenant: Uuid, conversation: Uuid, seq: i64) -> Result<Option<Message>>;
+    /// The assistant message answering the customer message `seq`, if any.
+    async fn find_reply(&self, tenant: Uuid, conversation: Uuid, seq: i64) -> Result<Option<Message>>;
+    async fn list_events(&self, tenant: Uuid, conversation: Uuid, after_seq: i64, limit: u32) -> Result<Vec<Event>>;
+    /// Customer messages still waiting for an assistant reply in open conversations (oldest first), across
+    /// tenants: used at start-up to finish turns interrupted by a crash or restart.
+    async fn list_pending_replies(&self, limit: u32) -> Result<Vec<Message>>;
+    /// Marks a customer message as no longer waiting for a reply (e.g. its conversation was closed).
+    async fn mark_reply_settled(&self, tenant: Uuid, conversation: Uuid, seq: i64) -> Result<()>;
+}

@@ -1,0 +1,251 @@
+//! Domain records as stored. Times are UTC with millisecond precision (stored as epoch milliseconds).
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Now, truncated to the millisecond precision the backends store, so values round-trip exactly.
+pub fn now_ms() -> DateTime<Utc> {
+    from_ms(Utc::now().timestamp_millis())
+}
+
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTenant {
+    pub slug: String,
+    pub name: String,
+    pub customer_secret: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    /// HMAC secret the tenant signs customer identity tokens with.
+    pub customer_secret: String,
+    pub model_config: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewApiKey {
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    /// SHA-256 of the secret, hex. The secret itself is never stored.
+    pub key_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    pub key_hash: String,
+    pub revoked: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaffRole {
+    Admin,
+    Supervisor,
+    Agent,
+}
+
+impl StaffRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaffRole::Admin => "admin",
+            StaffRole::Supervisor => "supervisor",
+            StaffRole::Agent => "agent",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(StaffRole::Admin),
+            "supervisor" => Some(StaffRole::Supervisor),
+            "agent" => Some(StaffRole::Agent),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewStaffUser {
+    pub tenant_id: Uuid,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub role: StaffRole,
+    /// PHC-format argon2 hash.
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaffUser {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub role: StaffRole,
+    pub password_hash: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Customer {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub external_id: Option<String>,
+    pub display_name: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConversationStatus {
+    Open,
+    Closed,
+}
+
+impl ConversationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationStatus::Open => "open",
+            ConversationStatus::Closed => "closed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(ConversationStatus::Open),
+            "closed" => Some(ConversationStatus::Closed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewConversation {
+    pub tenant_id: Uuid,
+    pub customer_id: Uuid,
+    pub channel: String,
+    pub subject: Option<String>,
+    pub metadata: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversation {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub customer_id: Uuid,
+    pub channel: String,
+    pub status: ConversationStatus,
+    pub flagged: bool,
+    pub subject: Option<String>,
+    pub metadata: serde_json::Value,
+    pub last_seq: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageRole {
+    Customer,
+    Assistant,
+    Agent,
+    System,
+}
+
+impl MessageRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageRole::Customer => "customer",
+            MessageRole::Assistant => "assistant",
+            MessageRole::Agent => "agent",
+            MessageRole::System => "system",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "customer" => Some(MessageRole::Customer),
+            "assistant" => Some(MessageRole::Assistant),
+            "agent" => Some(MessageRole::Agent),
+            "system" => Some(MessageRole::System),
+            _ => None,
+        }
+    }
+}
+
+/// How the model call behind an assistant message went; kept for cost and latency reporting.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Generation {
+    pub model: Option<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub latency_ms: Option<i64>,
+    /// Every model failed; the content is the polite fallback reply.
+    pub fallback: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    pub tenant_id: Uuid,
+    pub conversation_id: Uuid,
+    pub role: MessageRole,
+    pub content: String,
+    pub idempotency_key: Option<String>,
+    /// For an assistant reply: the customer message's seq, marked as replied in the same transaction.
+    pub reply_to_seq: Option<i64>,
+    pub generation: Generation,
+    /// Refuse (with `ConversationClosed`) when the conversation is closed. Customer messages set this.
+    pub require_open: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub conversation_id: Uuid,
+    pub seq: i64,
+    pub role: MessageRole,
+    pub content: String,
+    pub idempotency_key: Option<String>,
+    pub reply_to_seq: Option<i64>,
+    pub generation: Generation,
+    /// For customer messages: still waiting for an assistant reply.
+    pub reply_pending: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventData {
+    MessageCreated(Message),
+    StatusChanged(ConversationStatus),
+    Flagged { reason: String },
+}
+
+impl EventData {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventData::MessageCreated(_) => "message.created",
+            EventData::StatusChanged(_) => "conversation.status_changed",
+            EventData::Flagged { .. } => "conversation.flagged",
+        }
+    }
+}
+
+/// A stored conversation event. `seq` is unique within the conversation and strictly increasing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub tenant_id: Uuid,
+    pub conversation_id: Uuid,
+    pub seq: i64,
+    pub data: EventData,
+    pub created_at: DateTime<Utc>,
+}

@@ -1,0 +1,388 @@
+//! Wire DTOs: the JSON shapes the API speaks, shared with the web apps and the OpenAPI document.
+//!
+//! Everything here is plain data (serde + utoipa schemas). Request types reject unknown fields so a typo in a
+//! client is a clear `invalid_request` error instead of silently ignored input.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// The error body every failing endpoint returns.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ErrorDetail {
+    /// Stable snake_case code; clients branch on this, never on `message`.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StaffRole {
+    Admin,
+    Supervisor,
+    Agent,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Tenant slug.
+    pub tenant: String,
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerSessionRequest {
+    /// Tenant slug.
+    pub tenant: String,
+    /// Optional identity token signed by the tenant (HS256 JWT with the tenant's customer secret; `sub` is the
+    /// customer's id in the tenant's own systems). Without it an anonymous customer is created.
+    #[serde(default)]
+    pub identity_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CustomerSessionResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: u64,
+    pub customer: Customer,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Customer {
+    pub id: Uuid,
+    pub external_id: Option<String>,
+    pub display_name: Option<String>,
+    pub anonymous: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConversationRequest {
+    /// For API clients: the customer's id in your own systems (created on first use). Customers omit it.
+    #[serde(default)]
+    pub customer_external_id: Option<String>,
+    #[serde(default)]
+    pub customer_display_name: Option<String>,
+    /// Channel the conversation arrives on: `web`, `api`, `wecom`, `telegram`, `email`, ... (default `api`).
+    #[serde(default)]
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Free-form metadata kept with the conversation.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationStatus {
+    Open,
+    Closed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Conversation {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub channel: String,
+    pub status: ConversationStatus,
+    /// Set when something needs a human's attention (e.g. every model failed).
+    pub flagged: bool,
+    pub subject: Option<String>,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    /// Sequence number of the newest event in this conversation.
+    pub last_seq: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageRole {
+    Customer,
+    Assistant,
+    Agent,
+    System,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Message {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    /// Per-conversation sequence number, shared with the event stream.
+    pub seq: i64,
+    pub role: MessageRole,
+    pub content: String,
+    /// For assistant messages: the sequence number of the customer message answered.
+    pub reply_to_seq: Option<i64>,
+    pub idempotency_key: Option<String>,
+    pub model: Option<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub latency_ms: Option<i64>,
+    /// `true` when every model failed and this is the polite fallback reply.
+    pub fallback: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessageRequest {
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct SendMessageResponse {
+    /// The stored customer message.
+    pub message: Message,
+    /// The assistant's reply, when `wait=true` was asked for and it finished in time, or on a replay after it
+    /// finished. Otherwise follow the event stream.
+    pub reply: Option<Message>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MessageList {
+    pub messages: Vec<Message>,
+    /// Pass as `after` to fetch the next page; equals the last message's seq.
+    pub next_after: i64,
+    pub has_more: bool,
+}
+
+/// One event on a conversation's stream (SSE `data:` or a WebSocket text frame).
+///
+/// Stored events carry `seq`; reconnect with `after=<last seq>` (or SSE `Last-Event-ID`) to resume. Token deltas are
+/// not stored: on resume the partial answer so far arrives as one delta with `offset: 0`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(tag = "type")]
+pub enum StreamEvent {
+    #[serde(rename = "message.created")]
+    MessageCreated { seq: i64, message: Message },
+    #[serde(rename = "conversation.status_changed")]
+    StatusChanged { seq: i64, status: ConversationStatus },
+    #[serde(rename = "conversation.flagged")]
+    Flagged { seq: i64, reason: String },
+    /// Assistant tokens as they are generated. `offset` is the character offset of `text` in the reply so far:
+    /// append when it equals what you have, ignore when you already have it.
+    #[serde(rename = "message.delta")]
+    Delta { reply_to_seq: i64, offset: usize, text: String },
+    /// The model stream broke and a retry started over: drop the partial text of this reply.
+    #[serde(rename = "message.reset")]
+    Reset { reply_to_seq: i64 },
+    /// The server is shutting down; reconnect with `after` to resume elsewhere.
+    #[serde(rename = "server.shutdown")]
+    Shutdown,
+    /// An error on this stream (e.g. lost position); reconnect with `after`.
+    #[serde(rename = "error")]
+    Error { code: String, message: String },
+}
+
+impl StreamEvent {
+    pub fn seq(&self) -> Option<i64> {
+        match self {
+            StreamEvent::MessageCreated { seq, .. }
+            | StreamEvent::StatusChanged { seq, .. }
+            | StreamEvent::Flagged { seq, .. } => Some(*seq),
+            _ => None,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            StreamEvent::MessageCreated { .. } => "message.created",
+            StreamEvent::StatusChanged { .. } => "conversation.status_changed",
+            StreamEvent::Flagged { .. } => "conversation.flagged",
+            StreamEvent::Delta { .. } => "message.delta",
+            StreamEvent::Reset { .. } => "message.reset",
+            StreamEvent::Shutdown => "server.shutdown",
+            StreamEvent::Error { .. } => "error",
+        }
+    }
+}
+
+/// Frames a WebSocket client may send.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum ClientFrame {
+    #[serde(rename = "message.send")]
+    SendMessage { content: String, #[serde(default)] idempotency_key: Option<String> },
+    #[serde(rename = "ping")]
+    Ping,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKeyRequest {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub name: String,
+    /// First characters of the key, to recognise it; the key itself is stored only as a hash.
+    pub prefix: String,
+    pub revoked: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedApiKey {
+    /// The secret key: shown once, never again.
+    pub key: String,
+    pub api_key: ApiKey,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateStaffRequest {
+    pub email: String,
+    pub password: String,
+    pub role: StaffRole,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StaffUser {
+    pub id: Uuid,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub role: StaffRole,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TenantInfo {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CustomerSecret {
+    /// HMAC secret the tenant's own backend uses to sign customer identity tokens (HS256).
+    pub customer_secret: String,
+}
+
+/// One OpenAI-compatible endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Name used by `chain` entries.
+    pub name: String,
+    /// Base URL up to and including `/v1`, e.g. `https://api.deepseek.com/v1` or `http://127.0.0.1:11434/v1`.
+    pub base_url: String,
+    /// Bearer key; write-only: reads return `"***"` when one is set. Send `"***"` back to keep the stored key.
+    #[serde(default)]
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChainEntry {
+    pub provider: String,
+    pub model: String,
+}
+
+/// A tenant's model setup: providers and the ordered fallback chain. Takes effect on the next message.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub providers: Vec<ProviderConfig>,
+    /// Tried in order; the next entry is used when one fails after its retries.
+    pub chain: Vec<ChainEntry>,
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// System prompt (persona) for the assistant.
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ModelConfigResponse {
+    /// `tenant` when the tenant set its own, `default` when the server's configured default applies.
+    pub source: String,
+    pub config: ModelConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Readiness {
+    pub status: String,
+    pub checks: Vec<ReadinessCheck>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReadinessCheck {
+    pub name: String,
+    pub ok: bool,
+    pub detail: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn stream_event_round_trips_with_type_tag() {
+        let ev = StreamEvent::Delta { reply_to_seq: 3, offset: 5, text: "你好".into() };
+        let json = serde_json::to_string(&ev).unwrap();
+        assert_eq!(json, r#"{"type":"message.delta","reply_to_seq":3,"offset":5,"text":"你好"}"#);
+        assert_eq!(serde_json::from_str::<StreamEvent>(&json).unwrap(), ev);
+    }
+
+    #[test]
+    fn requests_reject_unknown_fields() {
+        let err = serde_json::from_str::<SendMessageRequest>(r#"{"content":"hi","contnet":"x"}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"ping","x":1}"#).is_err());
+    }
+
+    proptest! {
+        // The decoder never panics on arbitrary bytes and accepts exactly well-formed bodies.
+        #[test]
+        fn send_message_decoder_is_total(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = serde_json::from_slice::<SendMessageRequest>(&bytes);
+            let _ = serde_json::from_slice::<CreateConversationRequest>(&bytes);
+            let _ = serde_json::from_slice::<ClientFrame>(&bytes);
+        }
+
+        #[test]
+        fn send_message_round_trips_any_text(content in ".*") {
+            let body = serde_json::to_vec(&SendMessageRequest { content: content.clone() }).unwrap();
+            let back: SendMessageRequest = serde_json::from_slice(&body).unwrap();
+            prop_assert_eq!(back.content, content);
+        }
+    }
+}
