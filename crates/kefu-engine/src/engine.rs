@@ -240,6 +240,15 @@ impl Engine {
         }
     }
 
+    /// Stops taking customer messages and ends every subscription with `server.shutdown`.
+    pub fn stop_accepting(&self) {
+        self.shutting_down.cancel();
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.is_cancelled()
+    }
+
     pub fn running_turns(&self) -> usize {
         self.tracker.len()
     }

@@ -34,7 +34,8 @@ pub fn looks_chinese(text: &str) -> bool {
             letters += 1;
         }
     }
-    cjk > 0 && cjk * 3 >= letters
+    // Customers who type any Chinese words expect Chinese back, even around order numbers or product names.
+    cjk >= 2 || (cjk > 0 && cjk * 3 >= letters)
 }
 
 /// Keeps the newest messages whose estimated tokens fit in `budget`, never more than `max_messages`, and always the

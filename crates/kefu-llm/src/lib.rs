@@ -50,4 +50,6 @@ pub struct ResolvedModels {
 #[async_trait]
 pub trait ModelDirectory: Send + Sync + 'static {
     async fn resolve(&self, tenant: &str) -> Result<ResolvedModels, LlmError>;
+    /// Drops any cached setup of the tenant (its configuration changed).
+    fn invalidate(&self, _tenant: &str) {}
 }

@@ -644,6 +644,14 @@ macro_rules! sql_store {
                                 _ => Err(StoreError::Conflict("idempotency key".into())),
                             }
                         }
+                        // A retry of a message accepted before the conversation closed still gets its original.
+                        Err(StoreError::ConversationClosed) if new.idempotency_key.is_some() => {
+                            let key = new.idempotency_key.as_deref().unwrap_or_default();
+                            match self.existing_by_key(new.conversation_id, key).await? {
+                                Some(m) if m.tenant_id == new.tenant_id => Ok(Appended::Duplicate(m)),
+                                _ => Err(StoreError::ConversationClosed),
+                            }
+                        }
                         other => other,
                     }
                 }

@@ -1,1 +1,11 @@
-//! placeholder
+//! The kefu binary's library half: settings, telemetry, the model registry, first-start bootstrap and the
+//! [`Application`] composition root. `main.rs` only parses the command line.
+
+pub mod app;
+pub mod bootstrap;
+pub mod models;
+pub mod settings;
+pub mod telemetry;
+
+pub use app::Application;
+pub use settings::{Overrides, Settings};

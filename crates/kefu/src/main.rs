@@ -1,1 +1,106 @@
-fn main() {}
+//! `kefu`: the command line.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+
+use kefu::{Application, Overrides, Settings};
+
+#[derive(Parser)]
+#[command(name = "kefu", version, about = "Self-hosted LLM customer service (客服)")]
+struct Cli {
+    /// Configuration file (TOML), layered over the built-in defaults.
+    #[arg(long, global = true, env = "KEFU_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        bind: Option<String>,
+        /// Directory for the SQLite database and generated secrets.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// postgres://… to use PostgreSQL instead of the embedded SQLite file.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Manage tenants directly in the database.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant with an admin user and an API key, and print the credentials.
+    Create {
+        /// URL-safe identifier, e.g. `acme`.
+        slug: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        admin_email: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    // llama.cpp and other OpenMP engines must not spin on idle cores (see MODELS.md).
+    if std::env::var_os("OMP_WAIT_POLICY").is_none() {
+        // SAFETY-free: set before any thread is started.
+        std::env::set_var("OMP_WAIT_POLICY", "passive");
+    }
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Openapi => {
+            println!("{}", kefu_api::openapi::document_json());
+            Ok(())
+        }
+        Command::Serve { bind, data_dir, database_url } => {
+            let settings = Settings::load(cli.config.as_deref(), &Overrides { bind, data_dir, database_url })?;
+            kefu::telemetry::init(&settings.log);
+            let app = Application::build(settings).await?;
+            if let Some(f) = &app.bootstrap_file {
+                println!("First start: created the first tenant; its admin password and API key are in {}", f.display());
+            }
+            tracing::info!(addr = %app.local_addr(), "kefu listening");
+            app.run_until(kefu::app::shutdown_signal()).await
+        }
+        Command::Tenant { command: TenantCommand::Create { slug, name, admin_email, data_dir, database_url } } => {
+            let settings = Settings::load(cli.config.as_deref(), &Overrides { bind: None, data_dir, database_url })?;
+            let store = kefu_store_sql::connect(&settings.database_url(), 2).await.context("opening the database")?;
+            let created = kefu::bootstrap::create_tenant(
+                store.as_ref(),
+                &slug,
+                name.as_deref().unwrap_or(&slug),
+                &admin_email,
+                None,
+            )
+            .await?;
+            println!("KEFU_TENANT={}", created.slug);
+            println!("KEFU_ADMIN_EMAIL={}", created.admin_email);
+            println!("KEFU_ADMIN_PASSWORD={}", created.admin_password.expose_secret());
+            println!("KEFU_API_KEY={}", created.api_key.expose_secret());
+            Ok(())
+        }
+    }
+}

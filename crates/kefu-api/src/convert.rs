@@ -1,0 +1,118 @@
+//! Storage records → wire DTOs.
+
+use kefu_store as s;
+use kefu_types as t;
+
+use crate::auth::Principal;
+
+pub fn staff_role(r: s::StaffRole) -> t::StaffRole {
+    match r {
+        s::StaffRole::Admin => t::StaffRole::Admin,
+        s::StaffRole::Supervisor => t::StaffRole::Supervisor,
+        s::StaffRole::Agent => t::StaffRole::Agent,
+    }
+}
+
+pub fn staff_role_in(r: t::StaffRole) -> s::StaffRole {
+    match r {
+        t::StaffRole::Admin => s::StaffRole::Admin,
+        t::StaffRole::Supervisor => s::StaffRole::Supervisor,
+        t::StaffRole::Agent => s::StaffRole::Agent,
+    }
+}
+
+pub fn status(st: s::ConversationStatus) -> t::ConversationStatus {
+    match st {
+        s::ConversationStatus::Open => t::ConversationStatus::Open,
+        s::ConversationStatus::Closed => t::ConversationStatus::Closed,
+    }
+}
+
+pub fn conversation(c: s::Conversation) -> t::Conversation {
+    t::Conversation {
+        id: c.id,
+        customer_id: c.customer_id,
+        channel: c.channel,
+        status: status(c.status),
+        flagged: c.flagged,
+        subject: c.subject,
+        metadata: c.metadata,
+        last_seq: c.last_seq,
+        created_at: c.created_at,
+        updated_at: c.updated_at,
+        closed_at: c.closed_at,
+    }
+}
+
+pub fn message(m: &s::Message) -> t::Message {
+    t::Message {
+        id: m.id,
+        conversation_id: m.conversation_id,
+        seq: m.seq,
+        role: match m.role {
+            s::MessageRole::Customer => t::MessageRole::Customer,
+            s::MessageRole::Assistant => t::MessageRole::Assistant,
+            s::MessageRole::Agent => t::MessageRole::Agent,
+            s::MessageRole::System => t::MessageRole::System,
+        },
+        content: m.content.clone(),
+        reply_to_seq: m.reply_to_seq,
+        idempotency_key: m.idempotency_key.clone(),
+        model: m.generation.model.clone(),
+        prompt_tokens: m.generation.prompt_tokens,
+        completion_tokens: m.generation.completion_tokens,
+        latency_ms: m.generation.latency_ms,
+        fallback: m.generation.fallback,
+        created_at: m.created_at,
+    }
+}
+
+/// Customers see their own words and the answers, not our internals (which model, token counts).
+pub fn message_for(p: &Principal, m: &s::Message) -> t::Message {
+    let mut dto = message(m);
+    if matches!(p, Principal::Customer { .. }) {
+        dto.model = None;
+        dto.prompt_tokens = None;
+        dto.completion_tokens = None;
+        dto.latency_ms = None;
+        if m.role == s::MessageRole::Assistant {
+            dto.idempotency_key = None;
+        }
+    }
+    dto
+}
+
+pub fn customer(c: s::Customer) -> t::Customer {
+    t::Customer {
+        id: c.id,
+        anonymous: c.external_id.is_none(),
+        external_id: c.external_id,
+        display_name: c.display_name,
+        created_at: c.created_at,
+    }
+}
+
+pub fn api_key(k: s::ApiKey) -> t::ApiKey {
+    t::ApiKey { id: k.id, name: k.name, prefix: k.prefix, revoked: k.revoked, created_at: k.created_at }
+}
+
+pub fn staff(u: s::StaffUser) -> t::StaffUser {
+    t::StaffUser { id: u.id, email: u.email, display_name: u.display_name, role: staff_role(u.role), created_at: u.created_at }
+}
+
+pub fn stream_event(p: &Principal, o: &kefu_engine::Outgoing) -> t::StreamEvent {
+    use kefu_engine::Outgoing;
+    match o {
+        Outgoing::Stored(ev) => match &ev.data {
+            s::EventData::MessageCreated(m) => t::StreamEvent::MessageCreated { seq: ev.seq, message: message_for(p, m) },
+            s::EventData::StatusChanged(st) => t::StreamEvent::StatusChanged { seq: ev.seq, status: status(*st) },
+            s::EventData::Flagged { reason } => t::StreamEvent::Flagged { seq: ev.seq, reason: reason.clone() },
+        },
+        Outgoing::Delta { reply_to, offset, text } => {
+            t::StreamEvent::Delta { reply_to_seq: *reply_to, offset: *offset, text: text.to_string() }
+        }
+        Outgoing::Reset { reply_to } => t::StreamEvent::Reset { reply_to_seq: *reply_to },
+        Outgoing::Shutdown => t::StreamEvent::Shutdown,
+        Outgoing::Error { code, message } => t::StreamEvent::Error { code: (*code).to_owned(), message: message.clone() },
+    }
+}

@@ -1,0 +1,54 @@
+//! The OpenAPI 3 document, generated from the handlers' annotations. `cargo xtask openapi` writes it to
+//! `docs/openapi.json`; CI regenerates it and fails on drift.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::*;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A tenant API key (`kefu_sk_…`), a staff JWT from /v1/auth/login, or a customer session token from /v1/customer-sessions."))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "kefu", description = "Self-hosted LLM customer service: conversations, streaming, administration."),
+    paths(
+        healthz, readyz,
+        login, create_customer_session,
+        create_conversation, get_conversation, close_conversation, send_message, list_messages,
+        conversation_events_sse, conversation_ws,
+        get_tenant, list_api_keys, create_api_key, revoke_api_key, list_staff, create_staff,
+        get_model_config, put_model_config, delete_model_config, get_customer_secret, rotate_customer_secret,
+    ),
+    components(schemas(kefu_types::ClientFrame, kefu_types::StreamEvent, kefu_types::ErrorBody)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "conversations", description = "Customer conversations and messages"),
+        (name = "streaming", description = "Real-time events over SSE and WebSocket, resumable by sequence number"),
+        (name = "auth", description = "Tokens for staff and customers"),
+        (name = "admin", description = "Tenant administration"),
+        (name = "ops", description = "Health and readiness"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as pretty JSON (stable output, for the drift check).
+pub fn document_json() -> String {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.to_pretty_json().expect("OpenAPI serialises")
+}

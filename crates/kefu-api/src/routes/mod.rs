@@ -1,0 +1,70 @@
+//! Route table. Every route under `/v1` passes the per-IP rate limit; every handler authenticates (except health,
+//! the OpenAPI document, login and customer-session creation, which are how one gets a token).
+
+mod admin;
+mod auth;
+mod conversations;
+mod health;
+mod stream;
+
+pub(crate) use admin::*;
+pub use admin::validate_model_config;
+pub(crate) use auth::*;
+pub(crate) use conversations::*;
+pub(crate) use health::*;
+pub(crate) use stream::*;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::ratelimit::limit_by_ip;
+use crate::AppState;
+
+pub fn router(state: AppState) -> Router {
+    state.limits.spawn_housekeeping();
+    let v1 = Router::new()
+        .route("/v1/auth/login", post(login))
+        .route("/v1/customer-sessions", post(create_customer_session))
+        .route("/v1/conversations", post(create_conversation))
+        .route("/v1/conversations/{id}", get(get_conversation))
+        .route("/v1/conversations/{id}/close", post(close_conversation))
+        .route("/v1/conversations/{id}/messages", post(send_message).get(list_messages))
+        .route("/v1/conversations/{id}/events", get(conversation_events_sse))
+        .route("/v1/conversations/{id}/ws", get(conversation_ws))
+        .route("/v1/tenant", get(get_tenant))
+        .route("/v1/admin/api-keys", get(list_api_keys).post(create_api_key))
+        .route("/v1/admin/api-keys/{id}", delete(revoke_api_key))
+        .route("/v1/admin/users", get(list_staff).post(create_staff))
+        .route("/v1/admin/model-config", get(get_model_config).put(put_model_config).delete(delete_model_config))
+        .route("/v1/admin/customer-secret", get(get_customer_secret))
+        .route("/v1/admin/customer-secret/rotate", post(rotate_customer_secret))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limit_by_ip));
+    let max_body = state.settings.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi_json))
+        .merge(v1)
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let path = req
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_else(|| req.uri().path().to_owned());
+                let request_id =
+                    req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+                tracing::info_span!("http", method = %req.method(), path, request_id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}

@@ -1,0 +1,168 @@
+//! The composition root: builds every part from the settings, picks the concrete backends, serves, shuts down.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use kefu_api::{ApiSettings, AppState, RateLimitSettings, RateLimits, TokenKeys};
+use kefu_engine::{Engine, EngineSettings};
+use kefu_llm::ModelDirectory;
+use kefu_store::Store;
+
+use crate::models::{default_model_config, timeouts, ModelRegistry};
+use crate::settings::Settings;
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    engine: Arc<Engine>,
+    store: Arc<dyn Store>,
+    grace: Duration,
+    /// Where first-start credentials were written, when this start created the first tenant.
+    pub bootstrap_file: Option<std::path::PathBuf>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let data_dir = settings.server.data_dir.clone();
+        let url = settings.database_url();
+        let store = kefu_store_sql::connect(&url, settings.database.max_connections)
+            .await
+            .with_context(|| format!("opening the database ({})", redact_url(&url)))?;
+        let bootstrap_file = crate::bootstrap::first_start(store.as_ref(), &settings.bootstrap, &data_dir).await?;
+        let secret = crate::bootstrap::jwt_secret(settings.auth.jwt_secret.as_ref(), &data_dir)?;
+
+        let models: Arc<dyn ModelDirectory> = Arc::new(ModelRegistry::new(store.clone(), &settings.llm));
+        if settings.llm.chain.is_empty() {
+            tracing::warn!(
+                "no default model configured: tenants without their own setup get the fallback reply. Configure \
+                 [[llm.providers]] and [[llm.chain]] or PUT /v1/admin/model-config"
+            );
+        }
+        let mut engine_settings = EngineSettings {
+            history_max_messages: settings.engine.history_max_messages,
+            history_token_budget: settings.engine.history_token_budget,
+            turn_timeout: Duration::from_secs(settings.engine.turn_timeout_secs),
+            timeouts: timeouts(&settings.llm),
+            ..EngineSettings::default()
+        };
+        if let Some(p) = &settings.engine.system_prompt {
+            engine_settings.default_system_prompt = p.clone();
+        }
+        let engine = Engine::new(store.clone(), models.clone(), engine_settings);
+        let recovered = engine.recover_pending().await?;
+        if recovered > 0 {
+            tracing::info!(recovered, "answering messages left pending by the previous run");
+        }
+
+        let l = &settings.limits;
+        let state = AppState {
+            engine: engine.clone(),
+            store: store.clone(),
+            models,
+            tokens: Arc::new(TokenKeys::new(
+                &secret,
+                Duration::from_secs(settings.auth.staff_token_ttl_secs),
+                Duration::from_secs(settings.auth.customer_token_ttl_secs),
+            )),
+            limits: RateLimits::new(RateLimitSettings {
+                per_ip_per_minute: l.per_ip_per_minute,
+                per_ip_burst: l.per_ip_burst,
+                per_key_per_minute: l.per_key_per_minute,
+                per_key_burst: l.per_key_burst,
+                trust_forwarded_for: l.trust_forwarded_for,
+            }),
+            settings: Arc::new(ApiSettings {
+                max_body_bytes: l.max_body_bytes,
+                max_message_chars: l.max_message_chars,
+                max_wait: Duration::from_secs(l.max_wait_secs),
+                default_model_config: default_model_config(&settings.llm),
+                ..ApiSettings::default()
+            }),
+        };
+        let router = kefu_api::router(state);
+        let addr = settings.bind_addr()?;
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        Ok(Self {
+            listener,
+            router,
+            engine,
+            store,
+            grace: Duration::from_secs(settings.server.shutdown_grace_secs),
+            bootstrap_file,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener")
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then: stop accepting connections and messages, end streams with
+    /// `server.shutdown`, let running replies finish within the grace period, cancel the rest (they are answered
+    /// after the next start).
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let engine = self.engine.clone();
+        let grace = self.grace;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(());
+        };
+        let stopping = engine.clone();
+        let serve = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                signal.await;
+                // Ends SSE/WebSocket streams so their connections can close.
+                stopping.stop_accepting();
+            });
+        let server = tokio::spawn(async move { serve.await });
+        let _ = stop_rx.await;
+        // Give HTTP requests the same grace as turns; long-lived connections were ended above.
+        match tokio::time::timeout(grace + Duration::from_secs(2), server).await {
+            Ok(r) => r.context("server task")?.context("serving")?,
+            Err(_) => tracing::warn!("connections still open after the grace period; closing"),
+        }
+        engine.shutdown(grace).await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

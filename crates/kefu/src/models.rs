@@ -1,0 +1,157 @@
+//! The model registry: turns a tenant's model setup (its own, or the server default) into a fallback chain of
+//! OpenAI-compatible providers, caches it briefly, and keeps one circuit breaker per provider endpoint across
+//! reloads so a configuration change does not forget that an endpoint is down.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use kefu_llm::{
+    ChainLink, CircuitBreaker, FallbackChain, GenerationParams, LlmError, ModelDirectory, ResolvedModels, RetryPolicy,
+    Timeouts,
+};
+use kefu_llm_openai::{OpenAiChat, OpenAiConfig};
+use kefu_store::Store;
+use kefu_types::{ChainEntry, ModelConfig, ProviderConfig};
+
+use crate::settings::LlmSettings;
+
+/// The configured server default as the wire type tenants use too.
+pub fn default_model_config(l: &LlmSettings) -> Option<ModelConfig> {
+    if l.chain.is_empty() && l.providers.is_empty() {
+        return None;
+    }
+    Some(ModelConfig {
+        providers: l
+            .providers
+            .iter()
+            .map(|p| ProviderConfig {
+                name: p.name.clone(),
+                base_url: p.base_url.clone(),
+                api_key: p.api_key.as_ref().map(|k| k.expose_secret().to_owned()),
+            })
+            .collect(),
+        chain: l.chain.iter().map(|c| ChainEntry { provider: c.provider.clone(), model: c.model.clone() }).collect(),
+        temperature: l.temperature,
+        max_tokens: l.max_tokens,
+        system_prompt: None,
+    })
+}
+
+pub struct ModelRegistry {
+    store: Arc<dyn Store>,
+    client: reqwest::Client,
+    default: Option<ModelConfig>,
+    retry: RetryPolicy,
+    timeouts: Timeouts,
+    breaker_threshold: u32,
+    breaker_cooldown: Duration,
+    cache_ttl: Duration,
+    cache: Mutex<HashMap<String, (Instant, ResolvedModels)>>,
+    breakers: Mutex<HashMap<String, Arc<CircuitBreaker>>>,
+}
+
+impl ModelRegistry {
+    pub fn new(store: Arc<dyn Store>, l: &LlmSettings) -> Self {
+        Self {
+            store,
+            client: kefu_llm_openai::http_client(Duration::from_millis(l.connect_timeout_ms)),
+            default: default_model_config(l),
+            retry: RetryPolicy {
+                max_attempts: l.retry_max_attempts,
+                base_delay: Duration::from_millis(l.retry_base_delay_ms),
+                max_delay: Duration::from_millis(l.retry_max_delay_ms),
+                max_retry_after: Duration::from_secs(l.max_retry_after_secs),
+            },
+            timeouts: timeouts(l),
+            breaker_threshold: l.breaker_threshold,
+            breaker_cooldown: Duration::from_secs(l.breaker_cooldown_secs),
+            cache_ttl: Duration::from_secs(l.config_cache_secs),
+            cache: Mutex::new(HashMap::new()),
+            breakers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn breaker(&self, base_url: &str) -> Arc<CircuitBreaker> {
+        self.breakers
+            .lock()
+            .entry(base_url.trim_end_matches('/').to_owned())
+            .or_insert_with(|| Arc::new(CircuitBreaker::new(self.breaker_threshold, self.breaker_cooldown)))
+            .clone()
+    }
+
+    fn build(&self, cfg: &ModelConfig) -> ResolvedModels {
+        let providers: HashMap<&str, &ProviderConfig> = cfg.providers.iter().map(|p| (p.name.as_str(), p)).collect();
+        let links = cfg
+            .chain
+            .iter()
+            .filter_map(|entry| {
+                let p = providers.get(entry.provider.as_str())?;
+                let chat = OpenAiChat::new(
+                    self.client.clone(),
+                    OpenAiConfig {
+                        base_url: p.base_url.clone(),
+                        api_key: p.api_key.clone().map(SecretString::from),
+                        timeouts: self.timeouts,
+                    },
+                );
+                Some(ChainLink { provider: Arc::new(chat), model: entry.model.clone(), breaker: self.breaker(&p.base_url) })
+            })
+            .collect();
+        ResolvedModels {
+            chain: Arc::new(FallbackChain::new(links, self.retry.clone())),
+            params: GenerationParams {
+                temperature: cfg.temperature,
+                max_tokens: cfg.max_tokens,
+                system_prompt: cfg.system_prompt.clone(),
+            },
+        }
+    }
+}
+
+pub fn timeouts(l: &LlmSettings) -> Timeouts {
+    Timeouts {
+        first_token: Duration::from_millis(l.first_token_timeout_ms),
+        idle: Duration::from_millis(l.idle_timeout_ms),
+        total: Duration::from_millis(l.total_timeout_ms),
+    }
+}
+
+#[async_trait]
+impl ModelDirectory for ModelRegistry {
+    async fn resolve(&self, tenant: &str) -> Result<ResolvedModels, LlmError> {
+        if let Some((at, r)) = self.cache.lock().get(tenant) {
+            if at.elapsed() < self.cache_ttl {
+                return Ok(r.clone());
+            }
+        }
+        let id = Uuid::parse_str(tenant).map_err(|_| LlmError::NotConfigured)?;
+        let t = self
+            .store
+            .get_tenant(id)
+            .await
+            .map_err(|e| LlmError::Connect(format!("tenant settings unavailable: {e}")))?
+            .ok_or(LlmError::NotConfigured)?;
+        let own = t.model_config.and_then(|v| match serde_json::from_value::<ModelConfig>(v) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(tenant_id = %id, error = %e, "stored model setup is unreadable; using the default");
+                None
+            }
+        });
+        let cfg = own.or_else(|| self.default.clone()).ok_or(LlmError::NotConfigured)?;
+        let resolved = self.build(&cfg);
+        self.cache.lock().insert(tenant.to_owned(), (Instant::now(), resolved.clone()));
+        Ok(resolved)
+    }
+
+    fn invalidate(&self, tenant: &str) {
+        self.cache.lock().remove(tenant);
+    }
+}

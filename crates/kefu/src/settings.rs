@@ -1,0 +1,284 @@
+//! Typed, layered, validated configuration: compiled-in `config/default.toml` → optional file → `KEFU__*`
+//! environment → command-line flags. Validated once at start; passed down, never global.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub limits: LimitSettings,
+    pub engine: EngineSection,
+    pub llm: LlmSettings,
+    pub bootstrap: BootstrapSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub bind: String,
+    pub data_dir: PathBuf,
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub jwt_secret: Option<SecretString>,
+    pub staff_token_ttl_secs: u64,
+    pub customer_token_ttl_secs: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    pub max_body_bytes: usize,
+    pub max_message_chars: usize,
+    pub per_ip_per_minute: u32,
+    pub per_ip_burst: u32,
+    pub per_key_per_minute: u32,
+    pub per_key_burst: u32,
+    pub trust_forwarded_for: bool,
+    pub max_wait_secs: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSection {
+    pub history_max_messages: usize,
+    pub history_token_budget: usize,
+    pub turn_timeout_secs: u64,
+    pub system_prompt: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    pub name: String,
+    pub base_url: String,
+    pub api_key: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainSettings {
+    pub provider: String,
+    pub model: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmSettings {
+    pub connect_timeout_ms: u64,
+    pub first_token_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub total_timeout_ms: u64,
+    pub retry_max_attempts: u32,
+    pub retry_base_delay_ms: u64,
+    pub retry_max_delay_ms: u64,
+    pub max_retry_after_secs: u64,
+    pub breaker_threshold: u32,
+    pub breaker_cooldown_secs: u64,
+    pub config_cache_secs: u64,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+    pub providers: Vec<ProviderSettings>,
+    pub chain: Vec<ChainSettings>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapSettings {
+    pub tenant_slug: String,
+    pub tenant_name: String,
+    pub admin_email: String,
+    pub admin_password: Option<SecretString>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: String,
+    pub filter: String,
+}
+
+/// Command-line overrides, applied last.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub bind: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+}
+
+impl Settings {
+    /// Loads and validates the layered configuration.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Self> {
+        Self::load_from(file, overrides, Env::prefixed("KEFU__").split("__"))
+    }
+
+    fn load_from(file: Option<&Path>, overrides: &Overrides, env: Env) -> anyhow::Result<Self> {
+        let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(f) = file {
+            if !f.exists() {
+                bail!("config file {} does not exist", f.display());
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(env);
+        let mut cli = serde_json::Map::new();
+        let mut server = serde_json::Map::new();
+        if let Some(b) = &overrides.bind {
+            server.insert("bind".into(), b.clone().into());
+        }
+        if let Some(d) = &overrides.data_dir {
+            server.insert("data_dir".into(), d.display().to_string().into());
+        }
+        if !server.is_empty() {
+            cli.insert("server".into(), server.into());
+        }
+        if let Some(u) = &overrides.database_url {
+            cli.insert("database".into(), serde_json::json!({ "url": u }));
+        }
+        fig = fig.merge(Serialized::defaults(serde_json::Value::Object(cli)));
+        let settings: Settings = fig.extract().context("invalid configuration")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn bind_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.server.bind.parse().with_context(|| format!("server.bind {:?} is not an address like 127.0.0.1:8080", self.server.bind))
+    }
+
+    /// The database URL in effect: the configured one, or the SQLite file under the data directory.
+    pub fn database_url(&self) -> String {
+        if self.database.url.trim().is_empty() {
+            format!("sqlite://{}", self.server.data_dir.join("kefu.db").display())
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.bind_addr()?;
+        if self.server.data_dir.as_os_str().is_empty() {
+            bail!("server.data_dir must not be empty");
+        }
+        let url = self.database.url.trim();
+        if !(url.is_empty() || url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite://")) {
+            bail!("database.url must be empty (SQLite in data_dir), postgres://… or sqlite://…");
+        }
+        if self.database.max_connections == 0 {
+            bail!("database.max_connections must be at least 1");
+        }
+        if self.auth.staff_token_ttl_secs == 0 || self.auth.customer_token_ttl_secs == 0 {
+            bail!("auth token lifetimes must be positive");
+        }
+        if self.limits.max_body_bytes < 1024 || self.limits.max_message_chars == 0 {
+            bail!("limits.max_body_bytes must be at least 1024 and limits.max_message_chars positive");
+        }
+        if self.engine.history_max_messages == 0 {
+            bail!("engine.history_max_messages must be at least 1");
+        }
+        let l = &self.llm;
+        if [l.connect_timeout_ms, l.first_token_timeout_ms, l.idle_timeout_ms, l.total_timeout_ms].contains(&0) {
+            bail!("llm timeouts must be positive");
+        }
+        if l.retry_max_attempts == 0 {
+            bail!("llm.retry_max_attempts must be at least 1");
+        }
+        if !["pretty", "json"].contains(&self.log.format.as_str()) {
+            bail!("log.format must be \"pretty\" or \"json\"");
+        }
+        if !l.chain.is_empty() || !l.providers.is_empty() {
+            let cfg = crate::models::default_model_config(l).expect("non-empty");
+            kefu_api::validate_model_config(&cfg).map_err(|e| anyhow::anyhow!("llm: {e}"))?;
+        }
+        if self.bootstrap.tenant_slug.is_empty() || !self.bootstrap.admin_email.contains('@') {
+            bail!("bootstrap.tenant_slug and bootstrap.admin_email must be set");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn no_env() -> Env {
+        Env::prefixed("KEFU_TEST_UNSET_PREFIX__").split("__")
+    }
+
+    #[test]
+    fn defaults_parse_and_validate() {
+        let s = Settings::load_from(None, &Overrides::default(), no_env()).unwrap();
+        assert_eq!(s.server.bind, "127.0.0.1:8080");
+        assert!(s.database_url().starts_with("sqlite://"));
+        assert!(s.auth.jwt_secret.is_none());
+        assert!(s.llm.chain.is_empty());
+    }
+
+    #[test]
+    fn file_then_env_then_flags_win_in_order() {
+        let dir = std::env::temp_dir().join(format!("kefu-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("kefu.toml");
+        std::fs::write(
+            &f,
+            r#"
+[server]
+bind = "127.0.0.1:9000"
+data_dir = "/tmp/from-file"
+[llm]
+providers = [{ name = "p", base_url = "http://127.0.0.1:1/v1", api_key = "sk-secret" }]
+chain = [{ provider = "p", model = "m" }]
+"#,
+        )
+        .unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("KEFU__SERVER__DATA_DIR", "/tmp/from-env");
+            jail.set_env("KEFU__LIMITS__MAX_MESSAGE_CHARS", "123");
+            let flags = Overrides { bind: Some("127.0.0.1:9999".into()), ..Default::default() };
+            let s = Settings::load(Some(&f), &flags).unwrap();
+            assert_eq!(s.server.bind, "127.0.0.1:9999", "flag beats file");
+            assert_eq!(s.server.data_dir, PathBuf::from("/tmp/from-env"), "env beats file");
+            assert_eq!(s.limits.max_message_chars, 123);
+            assert_eq!(s.llm.providers[0].api_key.as_ref().unwrap().expose_secret(), "sk-secret");
+            assert!(!format!("{:?}", s.llm.providers[0]).contains("sk-secret"), "secrets never print");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("KEFU__SERVER__BINDD", "x");
+            let e = Settings::load(None, &Overrides::default()).unwrap_err();
+            assert!(format!("{e:#}").contains("bindd"), "{e:#}");
+            Ok(())
+        });
+        let bad = Overrides { bind: Some("not-an-address".into()), ..Default::default() };
+        assert!(Settings::load_from(None, &bad, no_env()).is_err());
+        let bad = Overrides { database_url: Some("mysql://x".into()), ..Default::default() };
+        assert!(Settings::load_from(None, &bad, no_env()).is_err());
+    }
+}
