@@ -91,7 +91,8 @@ pub fn request_body(req: &ChatRequest) -> Value {
         "stream_options": { "include_usage": true },
     });
     if let Some(t) = req.temperature {
-        body["temperature"] = json!(t);
+        // Via the shortest decimal form, so 0.2f32 is sent as 0.2 rather than 0.20000000298023224.
+        body["temperature"] = json!(t.to_string().parse::<f64>().unwrap_or(f64::from(t)));
     }
     if let Some(n) = req.max_tokens {
         body["max_tokens"] = json!(n);

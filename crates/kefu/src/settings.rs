@@ -132,12 +132,17 @@ pub struct Overrides {
 impl Settings {
     /// Loads and validates the layered configuration.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Self> {
-        Self::load_from(file, overrides, Env::prefixed("KEFU__").split("__"))
+        Self::load_files(file.into_iter().collect::<Vec<_>>().as_slice(), overrides)
     }
 
-    fn load_from(file: Option<&Path>, overrides: &Overrides, env: Env) -> anyhow::Result<Self> {
+    /// Like [`Settings::load`] with several files, later ones overriding earlier ones.
+    pub fn load_files(files: &[&Path], overrides: &Overrides) -> anyhow::Result<Self> {
+        Self::load_from(files, overrides, Env::prefixed("KEFU__").split("__"))
+    }
+
+    fn load_from(files: &[&Path], overrides: &Overrides, env: Env) -> anyhow::Result<Self> {
         let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
-        if let Some(f) = file {
+        for f in files {
             if !f.exists() {
                 bail!("config file {} does not exist", f.display());
             }
@@ -230,7 +235,7 @@ mod tests {
 
     #[test]
     fn defaults_parse_and_validate() {
-        let s = Settings::load_from(None, &Overrides::default(), no_env()).unwrap();
+        let s = Settings::load_from(&[], &Overrides::default(), no_env()).unwrap();
         assert_eq!(s.server.bind, "127.0.0.1:8080");
         assert!(s.database_url().starts_with("sqlite://"));
         assert!(s.auth.jwt_secret.is_none());
@@ -277,8 +282,8 @@ chain = [{ provider = "p", model = "m" }]
             Ok(())
         });
         let bad = Overrides { bind: Some("not-an-address".into()), ..Default::default() };
-        assert!(Settings::load_from(None, &bad, no_env()).is_err());
+        assert!(Settings::load_from(&[], &bad, no_env()).is_err());
         let bad = Overrides { database_url: Some("mysql://x".into()), ..Default::default() };
-        assert!(Settings::load_from(None, &bad, no_env()).is_err());
+        assert!(Settings::load_from(&[], &bad, no_env()).is_err());
     }
 }

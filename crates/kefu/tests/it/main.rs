@@ -1,0 +1,9 @@
+//! End-to-end tests through the real application: HTTP on a real port, real SQLite / PostgreSQL, the scripted
+//! OpenAI-compatible fake model over real HTTP.
+
+mod bad_input;
+mod conversations;
+mod helpers;
+mod resilience;
+mod security;
+mod streaming;
