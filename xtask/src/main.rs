@@ -1,1 +1,150 @@
-fn main() {}
+//! `cargo xtask <task>`: everything that is not a plain cargo command.
+//!
+//! - `ci`         — the full gate CI runs: fmt, clippy (-D warnings), architecture invariants, OpenAPI drift, all tests.
+//! - `invariants` — crate dependency rules from ARCHITECTURE.md, checked with `cargo tree`.
+//! - `openapi`    — regenerate `docs/openapi.json` from the code.
+//! - `bench-api`  — the send-message load benchmark and the idle WebSocket memory benchmark (see bench/).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+/// (crate, crates it must not depend on, even transitively). Keep in sync with ARCHITECTURE.md.
+const INVARIANTS: &[(&str, &[&str])] = &[
+    ("kefu-types", &["axum", "sqlx", "tokio"]),
+    ("kefu-store", &["axum", "sqlx", "reqwest"]),
+    ("kefu-store-sql", &["axum", "reqwest"]),
+    ("kefu-llm", &["axum", "sqlx", "reqwest"]),
+    ("kefu-llm-openai", &["axum", "sqlx"]),
+    ("kefu-engine", &["axum", "sqlx", "reqwest"]),
+    ("kefu-api", &["sqlx", "reqwest"]),
+];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_owned()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn run(name: &str, mut cmd: Command) -> anyhow::Result<()> {
+    eprintln!("==> {name}");
+    let status = cmd.status().with_context(|| format!("running {name}"))?;
+    if !status.success() {
+        bail!("{name} failed ({status})");
+    }
+    Ok(())
+}
+
+fn invariants() -> anyhow::Result<()> {
+    eprintln!("==> architecture invariants");
+    let mut broken = Vec::new();
+    for (krate, forbidden) in INVARIANTS {
+        for dep in *forbidden {
+            let out = cargo()
+                .args(["tree", "-p", krate, "-e", "normal", "-i", dep])
+                .output()?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            // A package that is in the workspace graph only through dev-dependencies prints nothing.
+            if out.status.success() && !out.stdout.is_empty() {
+                broken.push(format!(
+                    "{krate} depends on {dep}:\n{}",
+                    String::from_utf8_lossy(&out.stdout)
+                ));
+            } else if !out.status.success() && !stderr.contains("did not match any packages") {
+                bail!("cargo tree -p {krate} -i {dep} failed unexpectedly: {stderr}");
+            }
+        }
+    }
+    if !broken.is_empty() {
+        bail!("architecture invariants broken:\n{}", broken.join("\n"));
+    }
+    eprintln!(
+        "    {} rules hold",
+        INVARIANTS.iter().map(|(_, f)| f.len()).sum::<usize>()
+    );
+    Ok(())
+}
+
+fn generated_openapi() -> anyhow::Result<String> {
+    let out = cargo()
+        .args(["run", "--quiet", "-p", "kefu", "--", "openapi"])
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "kefu openapi failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+fn openapi(check: bool) -> anyhow::Result<()> {
+    eprintln!(
+        "==> openapi {}",
+        if check { "drift check" } else { "regenerate" }
+    );
+    let path = root().join("docs/openapi.json");
+    let doc = generated_openapi()?;
+    if check {
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        if committed != doc {
+            bail!("docs/openapi.json is out of date: run `cargo xtask openapi` and commit it");
+        }
+    } else {
+        std::fs::create_dir_all(path.parent().expect("docs"))?;
+        std::fs::write(&path, doc)?;
+    }
+    Ok(())
+}
+
+fn ci() -> anyhow::Result<()> {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run("cargo fmt --check", fmt)?;
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run("cargo clippy -D warnings", clippy)?;
+    invariants()?;
+    openapi(true)?;
+    let mut test = cargo();
+    test.args(["test", "--workspace", "--no-fail-fast"]);
+    run("cargo test --workspace", test)?;
+    eprintln!("==> all checks passed");
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("invariants") => invariants(),
+        Some("openapi") => openapi(args.get(1).is_some_and(|a| a == "--check")),
+        Some("bench-api") => {
+            let mut c = cargo();
+            c.args(["run", "--release", "-p", "kefu-bench", "--"])
+                .args(&args[1..]);
+            run("bench-api", c)
+        }
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <ci | invariants | openapi [--check] | bench-api [ARGS]>"
+            );
+            std::process::exit(2)
+        }
+    }
+}

@@ -30,17 +30,27 @@ pub const API_KEY_PREFIX: &str = "kefu_sk_";
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Principal {
-    Staff { tenant: Uuid, user: Uuid, role: StaffRole },
-    ApiClient { tenant: Uuid, key: Uuid },
-    Customer { tenant: Uuid, customer: Uuid },
+    Staff {
+        tenant: Uuid,
+        user: Uuid,
+        role: StaffRole,
+    },
+    ApiClient {
+        tenant: Uuid,
+        key: Uuid,
+    },
+    Customer {
+        tenant: Uuid,
+        customer: Uuid,
+    },
 }
 
 impl Principal {
     pub fn tenant(&self) -> Uuid {
         match self {
-            Principal::Staff { tenant, .. } | Principal::ApiClient { tenant, .. } | Principal::Customer { tenant, .. } => {
-                *tenant
-            }
+            Principal::Staff { tenant, .. }
+            | Principal::ApiClient { tenant, .. }
+            | Principal::Customer { tenant, .. } => *tenant,
         }
     }
 }
@@ -63,23 +73,30 @@ pub enum Action {
 pub fn authorize(p: &Principal, action: Action) -> Result<(), ApiError> {
     use Action::*;
     let allowed = match (p, action) {
-        (Principal::Customer { .. }, CreateConversation | SendCustomerMessage | ReadConversation | CloseConversation) => {
-            true
-        }
-        (Principal::Customer { .. }, ReadTenant | ManageApiKeys | ManageStaff | ManageModels | ManageCustomerSecret) => {
-            false
-        }
-        (Principal::ApiClient { .. }, CreateConversation | SendCustomerMessage | ReadConversation | CloseConversation) => {
-            true
-        }
+        (
+            Principal::Customer { .. },
+            CreateConversation | SendCustomerMessage | ReadConversation | CloseConversation,
+        ) => true,
+        (
+            Principal::Customer { .. },
+            ReadTenant | ManageApiKeys | ManageStaff | ManageModels | ManageCustomerSecret,
+        ) => false,
+        (
+            Principal::ApiClient { .. },
+            CreateConversation | SendCustomerMessage | ReadConversation | CloseConversation,
+        ) => true,
         (Principal::ApiClient { .. }, ReadTenant) => true,
-        (Principal::ApiClient { .. }, ManageApiKeys | ManageStaff | ManageModels | ManageCustomerSecret) => false,
+        (
+            Principal::ApiClient { .. },
+            ManageApiKeys | ManageStaff | ManageModels | ManageCustomerSecret,
+        ) => false,
         (Principal::Staff { .. }, ReadConversation | CloseConversation | ReadTenant) => true,
         // Staff do not speak as the customer; agents reply through the desk (later).
         (Principal::Staff { .. }, CreateConversation | SendCustomerMessage) => false,
-        (Principal::Staff { role, .. }, ManageApiKeys | ManageStaff | ManageModels | ManageCustomerSecret) => {
-            *role == StaffRole::Admin
-        }
+        (
+            Principal::Staff { role, .. },
+            ManageApiKeys | ManageStaff | ManageModels | ManageCustomerSecret,
+        ) => *role == StaffRole::Admin,
     };
     if allowed {
         Ok(())
@@ -115,7 +132,10 @@ pub struct TokenKeys {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn validation() -> Validation {
@@ -144,8 +164,15 @@ impl TokenKeys {
 
     fn sign(&self, sub: Uuid, tenant: Uuid, role: &str, ttl: Duration) -> String {
         let iat = now_secs();
-        let claims = SessionClaims { sub: sub.to_string(), tid: tenant.to_string(), role: role.into(), iat, exp: iat + ttl.as_secs() };
-        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 signing cannot fail")
+        let claims = SessionClaims {
+            sub: sub.to_string(),
+            tid: tenant.to_string(),
+            role: role.into(),
+            iat,
+            exp: iat + ttl.as_secs(),
+        };
+        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing cannot fail")
     }
 
     pub fn sign_staff(&self, tenant: Uuid, user: Uuid, role: StaffRole) -> String {
@@ -157,27 +184,47 @@ impl TokenKeys {
     }
 
     pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
-        let data = decode::<SessionClaims>(token, &self.decoding, &validation()).map_err(jwt_error)?;
+        let data =
+            decode::<SessionClaims>(token, &self.decoding, &validation()).map_err(jwt_error)?;
         let c = data.claims;
         let sub = Uuid::parse_str(&c.sub).map_err(|_| ApiError::InvalidToken)?;
         let tenant = Uuid::parse_str(&c.tid).map_err(|_| ApiError::InvalidToken)?;
         match c.role.as_str() {
-            "customer" => Ok(Principal::Customer { tenant, customer: sub }),
+            "customer" => Ok(Principal::Customer {
+                tenant,
+                customer: sub,
+            }),
             r => StaffRole::parse(r)
-                .map(|role| Principal::Staff { tenant, user: sub, role })
+                .map(|role| Principal::Staff {
+                    tenant,
+                    user: sub,
+                    role,
+                })
                 .ok_or(ApiError::InvalidToken),
         }
     }
 }
 
 /// Verifies a customer identity token signed by the tenant; returns (external id, display name).
-pub fn verify_identity_token(token: &str, tenant_secret: &str) -> Result<(String, Option<String>), ApiError> {
-    let data = decode::<IdentityClaims>(token, &DecodingKey::from_secret(tenant_secret.as_bytes()), &validation())
-        .map_err(jwt_error)?;
+pub fn verify_identity_token(
+    token: &str,
+    tenant_secret: &str,
+) -> Result<(String, Option<String>), ApiError> {
+    let data = decode::<IdentityClaims>(
+        token,
+        &DecodingKey::from_secret(tenant_secret.as_bytes()),
+        &validation(),
+    )
+    .map_err(jwt_error)?;
     if data.claims.sub.is_empty() || data.claims.sub.len() > 200 || data.claims.sub.contains('\0') {
         return Err(ApiError::InvalidToken);
     }
-    Ok((data.claims.sub, data.claims.name.filter(|n| n.len() <= 200 && !n.contains('\0'))))
+    Ok((
+        data.claims.sub,
+        data.claims
+            .name
+            .filter(|n| n.len() <= 200 && !n.contains('\0')),
+    ))
 }
 
 /// A new API key: (secret to show once, prefix to display, hash to store).
@@ -203,11 +250,20 @@ pub fn random_secret() -> String {
 
 pub fn hash_password(password: &str) -> String {
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default().hash_password(password.as_bytes(), &salt).expect("argon2 with valid params").to_string()
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 with valid params")
+        .to_string()
 }
 
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok()).unwrap_or(false)
+    PasswordHash::new(phc)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
 }
 
 /// A valid hash of nothing in particular, verified when the user does not exist so timing does not reveal it.
@@ -220,7 +276,9 @@ fn bearer(parts: &Parts) -> Option<String> {
     if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION) {
         let v = v.to_str().ok()?;
         let (scheme, token) = v.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned());
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned());
     }
     // Browsers cannot set headers on EventSource or WebSocket: accept `access_token` in the query there.
     let q = parts.uri.query()?;
@@ -257,7 +315,10 @@ pub struct Auth(pub Principal);
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or(ApiError::Unauthenticated)?;
         if token.starts_with(API_KEY_PREFIX) {
             let key = state
@@ -269,7 +330,10 @@ impl FromRequestParts<AppState> for Auth {
                 return Err(ApiError::ApiKeyRevoked);
             }
             state.limits.check_key(key.id)?;
-            return Ok(Auth(Principal::ApiClient { tenant: key.tenant_id, key: key.id }));
+            return Ok(Auth(Principal::ApiClient {
+                tenant: key.tenant_id,
+                key: key.id,
+            }));
         }
         Ok(Auth(state.tokens.verify(&token)?))
     }
@@ -280,26 +344,53 @@ mod tests {
     use super::*;
 
     fn keys() -> TokenKeys {
-        TokenKeys::new(b"test-secret", Duration::from_secs(60), Duration::from_secs(60))
+        TokenKeys::new(
+            b"test-secret",
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        )
     }
 
     #[test]
     fn staff_and_customer_tokens_round_trip() {
         let k = keys();
         let (t, u) = (Uuid::new_v4(), Uuid::new_v4());
-        assert_eq!(k.verify(&k.sign_staff(t, u, StaffRole::Agent)).unwrap(), Principal::Staff { tenant: t, user: u, role: StaffRole::Agent });
-        assert_eq!(k.verify(&k.sign_customer(t, u)).unwrap(), Principal::Customer { tenant: t, customer: u });
+        assert_eq!(
+            k.verify(&k.sign_staff(t, u, StaffRole::Agent)).unwrap(),
+            Principal::Staff {
+                tenant: t,
+                user: u,
+                role: StaffRole::Agent
+            }
+        );
+        assert_eq!(
+            k.verify(&k.sign_customer(t, u)).unwrap(),
+            Principal::Customer {
+                tenant: t,
+                customer: u
+            }
+        );
     }
 
     #[test]
     fn forged_and_expired_tokens_are_rejected() {
         let k = keys();
-        let other = TokenKeys::new(b"another-secret", Duration::from_secs(60), Duration::from_secs(60));
+        let other = TokenKeys::new(
+            b"another-secret",
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
         let forged = other.sign_staff(Uuid::new_v4(), Uuid::new_v4(), StaffRole::Admin);
         assert!(matches!(k.verify(&forged), Err(ApiError::InvalidToken)));
         assert!(matches!(k.verify("not.a.jwt"), Err(ApiError::InvalidToken)));
         let expired = TokenKeys::new(b"test-secret", Duration::ZERO, Duration::ZERO);
-        let claims = SessionClaims { sub: Uuid::new_v4().to_string(), tid: Uuid::new_v4().to_string(), role: "admin".into(), iat: 0, exp: 10 };
+        let claims = SessionClaims {
+            sub: Uuid::new_v4().to_string(),
+            tid: Uuid::new_v4().to_string(),
+            role: "admin".into(),
+            iat: 0,
+            exp: 10,
+        };
         let tok = encode(&Header::new(Algorithm::HS256), &claims, &expired.encoding).unwrap();
         assert!(matches!(k.verify(&tok), Err(ApiError::TokenExpired)));
     }
@@ -307,11 +398,26 @@ mod tests {
     #[test]
     fn role_matrix() {
         let t = Uuid::new_v4();
-        let agent = Principal::Staff { tenant: t, user: t, role: StaffRole::Agent };
-        let admin = Principal::Staff { tenant: t, user: t, role: StaffRole::Admin };
-        let sup = Principal::Staff { tenant: t, user: t, role: StaffRole::Supervisor };
+        let agent = Principal::Staff {
+            tenant: t,
+            user: t,
+            role: StaffRole::Agent,
+        };
+        let admin = Principal::Staff {
+            tenant: t,
+            user: t,
+            role: StaffRole::Admin,
+        };
+        let sup = Principal::Staff {
+            tenant: t,
+            user: t,
+            role: StaffRole::Supervisor,
+        };
         let api = Principal::ApiClient { tenant: t, key: t };
-        let cust = Principal::Customer { tenant: t, customer: t };
+        let cust = Principal::Customer {
+            tenant: t,
+            customer: t,
+        };
         assert!(authorize(&admin, Action::ManageModels).is_ok());
         for p in [&agent, &sup, &api, &cust] {
             assert!(authorize(p, Action::ManageModels).is_err());

@@ -93,26 +93,58 @@ pub fn customer(c: s::Customer) -> t::Customer {
 }
 
 pub fn api_key(k: s::ApiKey) -> t::ApiKey {
-    t::ApiKey { id: k.id, name: k.name, prefix: k.prefix, revoked: k.revoked, created_at: k.created_at }
+    t::ApiKey {
+        id: k.id,
+        name: k.name,
+        prefix: k.prefix,
+        revoked: k.revoked,
+        created_at: k.created_at,
+    }
 }
 
 pub fn staff(u: s::StaffUser) -> t::StaffUser {
-    t::StaffUser { id: u.id, email: u.email, display_name: u.display_name, role: staff_role(u.role), created_at: u.created_at }
+    t::StaffUser {
+        id: u.id,
+        email: u.email,
+        display_name: u.display_name,
+        role: staff_role(u.role),
+        created_at: u.created_at,
+    }
 }
 
 pub fn stream_event(p: &Principal, o: &kefu_engine::Outgoing) -> t::StreamEvent {
     use kefu_engine::Outgoing;
     match o {
         Outgoing::Stored(ev) => match &ev.data {
-            s::EventData::MessageCreated(m) => t::StreamEvent::MessageCreated { seq: ev.seq, message: message_for(p, m) },
-            s::EventData::StatusChanged(st) => t::StreamEvent::StatusChanged { seq: ev.seq, status: status(*st) },
-            s::EventData::Flagged { reason } => t::StreamEvent::Flagged { seq: ev.seq, reason: reason.clone() },
+            s::EventData::MessageCreated(m) => t::StreamEvent::MessageCreated {
+                seq: ev.seq,
+                message: message_for(p, m),
+            },
+            s::EventData::StatusChanged(st) => t::StreamEvent::StatusChanged {
+                seq: ev.seq,
+                status: status(*st),
+            },
+            s::EventData::Flagged { reason } => t::StreamEvent::Flagged {
+                seq: ev.seq,
+                reason: reason.clone(),
+            },
         },
-        Outgoing::Delta { reply_to, offset, text } => {
-            t::StreamEvent::Delta { reply_to_seq: *reply_to, offset: *offset, text: text.to_string() }
-        }
-        Outgoing::Reset { reply_to } => t::StreamEvent::Reset { reply_to_seq: *reply_to },
+        Outgoing::Delta {
+            reply_to,
+            offset,
+            text,
+        } => t::StreamEvent::Delta {
+            reply_to_seq: *reply_to,
+            offset: *offset,
+            text: text.to_string(),
+        },
+        Outgoing::Reset { reply_to } => t::StreamEvent::Reset {
+            reply_to_seq: *reply_to,
+        },
         Outgoing::Shutdown => t::StreamEvent::Shutdown,
-        Outgoing::Error { code, message } => t::StreamEvent::Error { code: (*code).to_owned(), message: message.clone() },
+        Outgoing::Error { code, message } => t::StreamEvent::Error {
+            code: (*code).to_owned(),
+            message: message.clone(),
+        },
     }
 }

@@ -18,7 +18,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(r) => Err(match ApiError::from(r) {
-                ApiError::PayloadTooLarge(_) => ApiError::PayloadTooLarge(state.settings.max_body_bytes),
+                ApiError::PayloadTooLarge(_) => {
+                    ApiError::PayloadTooLarge(state.settings.max_body_bytes)
+                }
                 e => e,
             }),
         }
@@ -32,7 +34,8 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Query(v) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        let axum::extract::Query(v) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
         Ok(ApiQuery(v))
     }
 }
@@ -45,10 +48,14 @@ pub fn parse_id(raw: &str, not_found: ApiError) -> Result<Uuid, ApiError> {
 /// Rejects text that no backend can store (NUL) or that is unreasonably long.
 pub fn check_text(field: &str, value: &str, max_chars: usize) -> Result<(), ApiError> {
     if value.contains('\0') {
-        return Err(ApiError::InvalidRequest(format!("`{field}` must not contain NUL characters")));
+        return Err(ApiError::InvalidRequest(format!(
+            "`{field}` must not contain NUL characters"
+        )));
     }
     if value.chars().count() > max_chars {
-        return Err(ApiError::InvalidRequest(format!("`{field}` is longer than {max_chars} characters")));
+        return Err(ApiError::InvalidRequest(format!(
+            "`{field}` is longer than {max_chars} characters"
+        )));
     }
     Ok(())
 }
@@ -66,7 +73,9 @@ pub fn check_message(content: &str, max_chars: usize) -> Result<(), ApiError> {
         return Err(ApiError::MessageTooLong(max_chars));
     }
     if content.contains('\0') {
-        return Err(ApiError::InvalidRequest("`content` must not contain NUL characters".into()));
+        return Err(ApiError::InvalidRequest(
+            "`content` must not contain NUL characters".into(),
+        ));
     }
     Ok(())
 }
@@ -85,10 +94,22 @@ mod tests {
 
     #[test]
     fn message_rules() {
-        assert!(matches!(check_message("  \n ", 10), Err(ApiError::EmptyMessage)));
-        assert!(matches!(check_message("你好你好你好", 5), Err(ApiError::MessageTooLong(5))));
-        assert!(check_message("你好你好你", 5).is_ok(), "length counts characters, not bytes");
-        assert!(matches!(check_message("a\0b", 5), Err(ApiError::InvalidRequest(_))));
+        assert!(matches!(
+            check_message("  \n ", 10),
+            Err(ApiError::EmptyMessage)
+        ));
+        assert!(matches!(
+            check_message("你好你好你好", 5),
+            Err(ApiError::MessageTooLong(5))
+        ));
+        assert!(
+            check_message("你好你好你", 5).is_ok(),
+            "length counts characters, not bytes"
+        );
+        assert!(matches!(
+            check_message("a\0b", 5),
+            Err(ApiError::InvalidRequest(_))
+        ));
     }
 
     proptest! {

@@ -110,10 +110,16 @@ pub(crate) fn client_ip(req: &Request, trust_forwarded_for: bool) -> Option<IpAd
             return fwd;
         }
     }
-    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
 }
 
-pub(crate) async fn limit_by_ip(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn limit_by_ip(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     if let Some(ip) = client_ip(&req, state.limits.trust_forwarded_for) {
         if let Err(e) = state.limits.check_ip(ip) {
             return e.into_response();
@@ -143,7 +149,8 @@ mod tests {
             Err(ApiError::RateLimited(secs)) => assert!((1..=2).contains(&secs), "{secs}"),
             other => panic!("{other:?}"),
         }
-        l.check_ip("10.0.0.2".parse().unwrap()).expect("another client has its own budget");
+        l.check_ip("10.0.0.2".parse().unwrap())
+            .expect("another client has its own budget");
         l.check_key(Uuid::new_v4()).expect("key limit disabled");
     }
 }

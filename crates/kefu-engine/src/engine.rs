@@ -10,7 +10,8 @@ use uuid::Uuid;
 
 use kefu_llm::{ModelDirectory, Timeouts};
 use kefu_store::{
-    Appended, Conversation, ConversationStatus, EventData, Message, MessageRole, NewMessage, Store, StoreError,
+    Appended, Conversation, ConversationStatus, EventData, Message, MessageRole, NewMessage, Store,
+    StoreError,
 };
 
 use crate::hub::{EventHub, LiveEvent};
@@ -90,7 +91,11 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(store: Arc<dyn Store>, models: Arc<dyn ModelDirectory>, settings: EngineSettings) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        models: Arc<dyn ModelDirectory>,
+        settings: EngineSettings,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             models,
@@ -137,7 +142,10 @@ impl Engine {
             .await?;
         match appended {
             Appended::Duplicate(m) if m.content != content => Err(EngineError::IdempotencyMismatch),
-            Appended::Duplicate(m) => Ok(Accepted { message: m, replayed: true }),
+            Appended::Duplicate(m) => Ok(Accepted {
+                message: m,
+                replayed: true,
+            }),
             Appended::Created(m) => {
                 self.hub.publish(kefu_store::Event {
                     tenant_id: tenant,
@@ -147,7 +155,10 @@ impl Engine {
                     created_at: m.created_at,
                 });
                 self.spawn_turn(m.clone());
-                Ok(Accepted { message: m, replayed: false })
+                Ok(Accepted {
+                    message: m,
+                    replayed: false,
+                })
             }
         }
     }
@@ -161,7 +172,8 @@ impl Engine {
             seq = message.seq
         );
         let engine = self.clone();
-        self.tracker.spawn(async move { engine.run_turn(message).await }.instrument(span));
+        self.tracker
+            .spawn(async move { engine.run_turn(message).await }.instrument(span));
     }
 
     /// Waits up to `timeout` for the reply to customer message `seq`.
@@ -203,8 +215,15 @@ impl Engine {
     }
 
     /// Closes a conversation (idempotent) and tells subscribers.
-    pub async fn close_conversation(&self, tenant: Uuid, conversation: Uuid) -> Result<Conversation, EngineError> {
-        let (conv, event) = self.store.set_conversation_status(tenant, conversation, ConversationStatus::Closed).await?;
+    pub async fn close_conversation(
+        &self,
+        tenant: Uuid,
+        conversation: Uuid,
+    ) -> Result<Conversation, EngineError> {
+        let (conv, event) = self
+            .store
+            .set_conversation_status(tenant, conversation, ConversationStatus::Closed)
+            .await?;
         if let Some(ev) = event {
             self.hub.publish(ev);
         }
@@ -213,7 +232,12 @@ impl Engine {
 
     /// Events of a conversation after `after_seq`: stored ones from the database, then live ones, including the
     /// partial answer in progress. The caller has already checked the conversation belongs to `tenant`.
-    pub fn subscribe(self: &Arc<Self>, tenant: Uuid, conversation: Uuid, after_seq: i64) -> BoxStream<'static, Outgoing> {
+    pub fn subscribe(
+        self: &Arc<Self>,
+        tenant: Uuid,
+        conversation: Uuid,
+        after_seq: i64,
+    ) -> BoxStream<'static, Outgoing> {
         Subscriber::start(self.clone(), tenant, conversation, after_seq)
     }
 
@@ -233,8 +257,14 @@ impl Engine {
     pub async fn shutdown(&self, grace: Duration) {
         self.shutting_down.cancel();
         self.tracker.close();
-        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
-            tracing::warn!(running = self.tracker.len(), "grace period over; cancelling running turns");
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                running = self.tracker.len(),
+                "grace period over; cancelling running turns"
+            );
             self.hard_stop.cancel();
             self.tracker.wait().await;
         }

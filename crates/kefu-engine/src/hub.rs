@@ -17,8 +17,14 @@ use kefu_store::Event;
 pub enum LiveEvent {
     Stored(Arc<Event>),
     /// `text` starts at character `offset` of the reply to customer message `reply_to`.
-    Delta { reply_to: i64, offset: usize, text: Arc<str> },
-    Reset { reply_to: i64 },
+    Delta {
+        reply_to: i64,
+        offset: usize,
+        text: Arc<str>,
+    },
+    Reset {
+        reply_to: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -59,7 +65,10 @@ impl Drop for Subscription {
 
 impl EventHub {
     pub fn new(capacity: usize) -> Arc<Self> {
-        Arc::new(Self { capacity: capacity.max(16), channels: Mutex::new(HashMap::new()) })
+        Arc::new(Self {
+            capacity: capacity.max(16),
+            channels: Mutex::new(HashMap::new()),
+        })
     }
 
     fn channel(&self, id: Uuid) -> Arc<Channel> {
@@ -79,7 +88,10 @@ impl EventHub {
     fn release(&self, id: Uuid) {
         let mut map = self.channels.lock();
         if let Some(ch) = map.get(&id) {
-            if ch.tx.receiver_count() == 0 && ch.partial.lock().is_none() && Arc::strong_count(&ch.turn) == 1 {
+            if ch.tx.receiver_count() == 0
+                && ch.partial.lock().is_none()
+                && Arc::strong_count(&ch.turn) == 1
+            {
                 map.remove(&id);
             }
         }
@@ -92,11 +104,21 @@ impl EventHub {
         let rx = ch.tx.subscribe();
         let snapshot = guard.clone();
         drop(guard);
-        (Subscription { rx, hub: self.clone(), conversation: id }, snapshot)
+        (
+            Subscription {
+                rx,
+                hub: self.clone(),
+                conversation: id,
+            },
+            snapshot,
+        )
     }
 
     pub fn partial(&self, id: Uuid) -> Option<Partial> {
-        self.channels.lock().get(&id).and_then(|c| c.partial.lock().clone())
+        self.channels
+            .lock()
+            .get(&id)
+            .and_then(|c| c.partial.lock().clone())
     }
 
     pub fn publish(&self, event: Event) {
@@ -111,23 +133,37 @@ impl EventHub {
     pub async fn begin_turn(&self, id: Uuid) -> TurnGuard<'_> {
         let lock = self.channel(id).turn.clone();
         let guard = lock.lock_owned().await;
-        TurnGuard { hub: self, id, _guard: Some(guard) }
+        TurnGuard {
+            hub: self,
+            id,
+            _guard: Some(guard),
+        }
     }
 
     fn start_reply(&self, id: Uuid, reply_to: i64) {
         let ch = self.channel(id);
-        *ch.partial.lock() = Some(Partial { reply_to, text: String::new(), chars: 0 });
+        *ch.partial.lock() = Some(Partial {
+            reply_to,
+            text: String::new(),
+            chars: 0,
+        });
     }
 
     fn delta(&self, id: Uuid, reply_to: i64, text: &str) {
         let ch = self.channel(id);
         let mut p = ch.partial.lock();
-        let Some(partial) = p.as_mut().filter(|p| p.reply_to == reply_to) else { return };
+        let Some(partial) = p.as_mut().filter(|p| p.reply_to == reply_to) else {
+            return;
+        };
         let offset = partial.chars;
         partial.text.push_str(text);
         partial.chars += text.chars().count();
         // Sent under the lock so a concurrent subscribe sees either the old snapshot and this delta, or both.
-        let _ = ch.tx.send(LiveEvent::Delta { reply_to, offset, text: Arc::from(text) });
+        let _ = ch.tx.send(LiveEvent::Delta {
+            reply_to,
+            offset,
+            text: Arc::from(text),
+        });
     }
 
     fn reset(&self, id: Uuid, reply_to: i64) {
@@ -190,7 +226,14 @@ mod tests {
         turn.start_reply(1);
         turn.delta(1, "你好，");
         let (mut sub, snap) = hub.subscribe(id);
-        assert_eq!(snap, Some(Partial { reply_to: 1, text: "你好，".into(), chars: 3 }));
+        assert_eq!(
+            snap,
+            Some(Partial {
+                reply_to: 1,
+                text: "你好，".into(),
+                chars: 3
+            })
+        );
         turn.delta(1, "world");
         match sub.rx.recv().await.unwrap() {
             LiveEvent::Delta { offset, text, .. } => {

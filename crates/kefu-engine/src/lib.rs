@@ -7,9 +7,9 @@
 //! Pure decisions (which history fits the budget, what prompt to send, what to say when every model fails) live in
 //! [`prompt`] and are tested without IO; [`Engine`] is the thin async driver.
 
+mod engine;
 pub mod hub;
 pub mod prompt;
-mod engine;
 mod subscribe;
 mod turn;
 

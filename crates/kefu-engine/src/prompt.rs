@@ -125,10 +125,17 @@ mod tests {
 
     #[test]
     fn prompt_puts_persona_first_and_maps_roles() {
-        let h = vec![msg(1, MessageRole::Customer, "hi"), msg(2, MessageRole::Assistant, "hello"), msg(3, MessageRole::Customer, "退货")];
+        let h = vec![
+            msg(1, MessageRole::Customer, "hi"),
+            msg(2, MessageRole::Assistant, "hello"),
+            msg(3, MessageRole::Customer, "退货"),
+        ];
         let m = build_messages("persona", &h);
         let roles: Vec<_> = m.iter().map(|m| m.role).collect();
-        assert_eq!(roles, vec![Role::System, Role::User, Role::Assistant, Role::User]);
+        assert_eq!(
+            roles,
+            vec![Role::System, Role::User, Role::Assistant, Role::User]
+        );
         assert_eq!(m[0].content, "persona");
         assert_eq!(m[3].content, "退货");
     }

@@ -19,10 +19,19 @@ use crate::Engine;
 pub enum Outgoing {
     Stored(Arc<Event>),
     /// `text` starts at character `offset` of the reply in progress to customer message `reply_to`.
-    Delta { reply_to: i64, offset: usize, text: Arc<str> },
-    Reset { reply_to: i64 },
+    Delta {
+        reply_to: i64,
+        offset: usize,
+        text: Arc<str>,
+    },
+    Reset {
+        reply_to: i64,
+    },
     Shutdown,
-    Error { code: &'static str, message: String },
+    Error {
+        code: &'static str,
+        message: String,
+    },
 }
 
 pub(crate) struct Subscriber {
@@ -40,7 +49,12 @@ pub(crate) struct Subscriber {
 const PAGE: u32 = 500;
 
 impl Subscriber {
-    pub(crate) fn start(engine: Arc<Engine>, tenant: Uuid, conversation: Uuid, after: i64) -> BoxStream<'static, Outgoing> {
+    pub(crate) fn start(
+        engine: Arc<Engine>,
+        tenant: Uuid,
+        conversation: Uuid,
+        after: i64,
+    ) -> BoxStream<'static, Outgoing> {
         let s = Subscriber {
             engine,
             tenant,
@@ -69,13 +83,22 @@ impl Subscriber {
 
     fn push_partial(&mut self, p: Option<Partial>) {
         if let Some(p) = p.filter(|p| !p.text.is_empty() && !self.completed.contains(&p.reply_to)) {
-            self.buffer.push_back(Outgoing::Delta { reply_to: p.reply_to, offset: 0, text: Arc::from(p.text) });
+            self.buffer.push_back(Outgoing::Delta {
+                reply_to: p.reply_to,
+                offset: 0,
+                text: Arc::from(p.text),
+            });
         }
     }
 
     async fn catch_up(&mut self) -> bool {
         loop {
-            match self.engine.store.list_events(self.tenant, self.conversation, self.last_seq, PAGE).await {
+            match self
+                .engine
+                .store
+                .list_events(self.tenant, self.conversation, self.last_seq, PAGE)
+                .await
+            {
                 Ok(evs) => {
                     let n = evs.len();
                     for ev in evs {
@@ -89,7 +112,8 @@ impl Subscriber {
                     tracing::error!(conversation_id = %self.conversation, error = %e, "subscription catch-up failed");
                     self.buffer.push_back(Outgoing::Error {
                         code: "stream_unavailable",
-                        message: "events could not be read; reconnect with `after` to resume".into(),
+                        message: "events could not be read; reconnect with `after` to resume"
+                            .into(),
                     });
                     self.ended = true;
                     return false;
@@ -135,9 +159,17 @@ impl Subscriber {
                         self.catch_up().await;
                     }
                 }
-                Ok(LiveEvent::Delta { reply_to, offset, text }) => {
+                Ok(LiveEvent::Delta {
+                    reply_to,
+                    offset,
+                    text,
+                }) => {
                     if !self.completed.contains(&reply_to) {
-                        self.buffer.push_back(Outgoing::Delta { reply_to, offset, text });
+                        self.buffer.push_back(Outgoing::Delta {
+                            reply_to,
+                            offset,
+                            text,
+                        });
                     }
                 }
                 Ok(LiveEvent::Reset { reply_to }) => {

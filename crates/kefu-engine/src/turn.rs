@@ -6,7 +6,7 @@ use futures::StreamExt;
 use tokio::time::Instant;
 
 use kefu_llm::{ChatEvent, ChatRequest, LlmError};
-use kefu_store::{Appended, EventData, Generation, Message, NewMessage, MessageRole, StoreError};
+use kefu_store::{Appended, EventData, Generation, Message, MessageRole, NewMessage, StoreError};
 
 use crate::prompt;
 use crate::Engine;
@@ -21,7 +21,11 @@ impl Engine {
         let conv = question.conversation_id;
         let turn = self.hub.begin_turn(conv).await;
         // Someone may have answered it while we waited for the turn (e.g. recovery raced a live turn).
-        match self.store.find_reply(question.tenant_id, conv, question.seq).await {
+        match self
+            .store
+            .find_reply(question.tenant_id, conv, question.seq)
+            .await
+        {
             Ok(Some(_)) => return,
             Ok(None) => {}
             Err(e) => {
@@ -51,7 +55,11 @@ impl Engine {
                 tracing::warn!(error = %e, "every model failed; sending the fallback reply");
                 let o = Outcome {
                     text: prompt::fallback_reply(&question.content).to_owned(),
-                    generation: Generation { latency_ms: Some(latency_ms), fallback: true, ..Default::default() },
+                    generation: Generation {
+                        latency_ms: Some(latency_ms),
+                        fallback: true,
+                        ..Default::default()
+                    },
                 };
                 (o, Some(e))
             }
@@ -100,24 +108,48 @@ impl Engine {
                 LlmError::NotConfigured => "model_not_configured",
                 _ => "model_unavailable",
             };
-            match self.store.flag_conversation(question.tenant_id, conv, reason).await {
+            match self
+                .store
+                .flag_conversation(question.tenant_id, conv, reason)
+                .await
+            {
                 Ok(ev) => self.hub.publish(ev),
                 Err(e) => tracing::error!(error = %e, "could not flag the conversation"),
             }
         }
     }
 
-    async fn generate(&self, question: &Message, turn: &crate::hub::TurnGuard<'_>) -> Result<Outcome, LlmError> {
+    async fn generate(
+        &self,
+        question: &Message,
+        turn: &crate::hub::TurnGuard<'_>,
+    ) -> Result<Outcome, LlmError> {
         let resolved = self.models.resolve(&question.tenant_id.to_string()).await?;
         let window = (self.settings.history_max_messages as i64) * 2 + 8;
         let history = self
             .store
-            .list_messages(question.tenant_id, question.conversation_id, (question.seq - window).max(0), window as u32)
+            .list_messages(
+                question.tenant_id,
+                question.conversation_id,
+                (question.seq - window).max(0),
+                window as u32,
+            )
             .await
             .map_err(|e| LlmError::InvalidResponse(format!("history unavailable: {e}")))?;
-        let history: Vec<Message> = history.into_iter().filter(|m| m.seq <= question.seq).collect();
-        let kept = prompt::select_history(&history, self.settings.history_token_budget, self.settings.history_max_messages);
-        let system = resolved.params.system_prompt.as_deref().unwrap_or(&self.settings.default_system_prompt);
+        let history: Vec<Message> = history
+            .into_iter()
+            .filter(|m| m.seq <= question.seq)
+            .collect();
+        let kept = prompt::select_history(
+            &history,
+            self.settings.history_token_budget,
+            self.settings.history_max_messages,
+        );
+        let system = resolved
+            .params
+            .system_prompt
+            .as_deref()
+            .unwrap_or(&self.settings.default_system_prompt);
         let request = ChatRequest {
             model: String::new(),
             messages: prompt::build_messages(system, kept),
@@ -148,7 +180,9 @@ impl Engine {
             }
         }
         if text.trim().is_empty() {
-            return Err(LlmError::InvalidResponse("the model returned an empty answer".into()));
+            return Err(LlmError::InvalidResponse(
+                "the model returned an empty answer".into(),
+            ));
         }
         Ok(Outcome { text, generation })
     }

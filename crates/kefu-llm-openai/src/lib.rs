@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use kefu_llm::{
-    with_timeouts, ChatEvent, ChatModel, ChatRequest, ChatStream, FinishReason, LlmError, Role, TimeoutPhase,
-    Timeouts, ToolCall, Usage,
+    with_timeouts, ChatEvent, ChatModel, ChatRequest, ChatStream, FinishReason, LlmError, Role,
+    TimeoutPhase, Timeouts, ToolCall, Usage,
 };
 
 #[derive(Clone)]
@@ -111,7 +111,8 @@ pub fn request_body(req: &ChatRequest) -> Value {
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)));
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(86_400.0)));
     }
     let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
     let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
@@ -142,11 +143,16 @@ impl Decoder {
             self.done = true;
             return Ok(self.flush_tools());
         }
-        let v: Value = serde_json::from_str(data).map_err(|e| LlmError::InvalidResponse(format!("{e}: {data:.200}")))?;
+        let v: Value = serde_json::from_str(data)
+            .map_err(|e| LlmError::InvalidResponse(format!("{e}: {data:.200}")))?;
         if let Some(err) = v.get("error") {
             // Some servers report errors inside the stream.
             let msg = err["message"].as_str().unwrap_or("stream error").to_owned();
-            return Err(LlmError::Server { status: 500, retry_after: None, message: msg });
+            return Err(LlmError::Server {
+                status: 500,
+                retry_after: None,
+                message: msg,
+            });
         }
         let mut out = Vec::new();
         if let Some(choice) = v["choices"].get(0) {
@@ -189,7 +195,10 @@ impl Decoder {
     }
 
     fn flush_tools(&mut self) -> Vec<ChatEvent> {
-        std::mem::take(&mut self.tools).into_values().map(ChatEvent::ToolCall).collect()
+        std::mem::take(&mut self.tools)
+            .into_values()
+            .map(ChatEvent::ToolCall)
+            .collect()
     }
 }
 
@@ -205,14 +214,20 @@ impl ChatModel for OpenAiChat {
         if let Some(k) = &self.api_key {
             rb = rb.bearer_auth(k.expose_secret());
         }
-        let resp = tokio::time::timeout_at(started + self.timeouts.first_token.min(self.timeouts.total), rb.send())
-            .await
-            .map_err(|_| LlmError::Timeout(TimeoutPhase::FirstToken))?
-            .map_err(classify)?;
+        let resp = tokio::time::timeout_at(
+            started + self.timeouts.first_token.min(self.timeouts.total),
+            rb.send(),
+        )
+        .await
+        .map_err(|_| LlmError::Timeout(TimeoutPhase::FirstToken))?
+        .map_err(classify)?;
         let status = resp.status();
         if !status.is_success() {
-            let retry_after =
-                resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
             let text = resp.text().await.unwrap_or_default();
             let message = serde_json::from_str::<Value>(&text)
                 .ok()
@@ -221,34 +236,43 @@ impl ChatModel for OpenAiChat {
             return Err(LlmError::from_status(status.as_u16(), retry_after, message));
         }
         let sse = resp.bytes_stream().eventsource();
-        let events = futures::stream::unfold((sse, Decoder::default(), Vec::<ChatEvent>::new().into_iter()), |(mut sse, mut dec, mut pending)| async move {
-            loop {
-                if let Some(ev) = pending.next() {
-                    return Some((Ok(ev), (sse, dec, pending)));
-                }
-                if dec.done {
-                    return None;
-                }
-                match sse.next().await {
-                    Some(Ok(ev)) => match dec.decode(&ev.data) {
-                        Ok(evs) => pending = evs.into_iter(),
-                        Err(e) => {
+        let events = futures::stream::unfold(
+            (sse, Decoder::default(), Vec::<ChatEvent>::new().into_iter()),
+            |(mut sse, mut dec, mut pending)| async move {
+                loop {
+                    if let Some(ev) = pending.next() {
+                        return Some((Ok(ev), (sse, dec, pending)));
+                    }
+                    if dec.done {
+                        return None;
+                    }
+                    match sse.next().await {
+                        Some(Ok(ev)) => match dec.decode(&ev.data) {
+                            Ok(evs) => pending = evs.into_iter(),
+                            Err(e) => {
+                                dec.done = true;
+                                return Some((Err(e), (sse, dec, pending)));
+                            }
+                        },
+                        Some(Err(e)) => {
                             dec.done = true;
-                            return Some((Err(e), (sse, dec, pending)));
+                            return Some((
+                                Err(LlmError::StreamBroken(e.to_string())),
+                                (sse, dec, pending),
+                            ));
                         }
-                    },
-                    Some(Err(e)) => {
-                        dec.done = true;
-                        return Some((Err(LlmError::StreamBroken(e.to_string())), (sse, dec, pending)));
-                    }
-                    None if dec.finished => return None,
-                    None => {
-                        dec.done = true;
-                        return Some((Err(LlmError::StreamBroken("stream ended before finish".into())), (sse, dec, pending)));
+                        None if dec.finished => return None,
+                        None => {
+                            dec.done = true;
+                            return Some((
+                                Err(LlmError::StreamBroken("stream ended before finish".into())),
+                                (sse, dec, pending),
+                            ));
+                        }
                     }
                 }
-            }
-        });
+            },
+        );
         Ok(with_timeouts(events.boxed(), self.timeouts, started))
     }
 }
@@ -261,7 +285,10 @@ mod tests {
     fn retry_after_accepts_seconds_and_dates() {
         assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
         assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon"), None);
         assert_eq!(parse_retry_after("-1"), None);
     }
@@ -276,7 +303,11 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                ChatEvent::ToolCall(ToolCall { id: "c1".into(), name: "order_status".into(), arguments: r#"{"id":"A1"}"#.into() }),
+                ChatEvent::ToolCall(ToolCall {
+                    id: "c1".into(),
+                    name: "order_status".into(),
+                    arguments: r#"{"id":"A1"}"#.into()
+                }),
                 ChatEvent::Finished(FinishReason::ToolCalls)
             ]
         );
@@ -285,7 +316,13 @@ mod tests {
     #[test]
     fn decoder_rejects_garbage_and_reports_in_stream_errors() {
         let mut d = Decoder::default();
-        assert!(matches!(d.decode("{not json"), Err(LlmError::InvalidResponse(_))));
-        assert!(matches!(d.decode(r#"{"error":{"message":"overloaded"}}"#), Err(LlmError::Server { .. })));
+        assert!(matches!(
+            d.decode("{not json"),
+            Err(LlmError::InvalidResponse(_))
+        ));
+        assert!(matches!(
+            d.decode(r#"{"error":{"message":"overloaded"}}"#),
+            Err(LlmError::Server { .. })
+        ));
     }
 }

@@ -29,7 +29,11 @@ pub struct CircuitBreaker {
 
 impl CircuitBreaker {
     pub fn new(threshold: u32, cooldown: Duration) -> Self {
-        Self { threshold: threshold.max(1), cooldown, state: Mutex::new(State::Closed { failures: 0 }) }
+        Self {
+            threshold: threshold.max(1),
+            cooldown,
+            state: Mutex::new(State::Closed { failures: 0 }),
+        }
     }
 
     /// Asks to send a request. False while open, or while a half-open probe is already in flight.
@@ -70,7 +74,9 @@ impl CircuitBreaker {
             State::HalfOpen { .. } | State::Open { .. } => true,
         };
         if open {
-            *s = State::Open { until: Instant::now() + self.cooldown };
+            *s = State::Open {
+                until: Instant::now() + self.cooldown,
+            };
         }
     }
 

@@ -19,7 +19,11 @@ pub enum LlmError {
     #[error("rate limited by the provider")]
     RateLimited { retry_after: Option<Duration> },
     #[error("provider error {status}: {message}")]
-    Server { status: u16, retry_after: Option<Duration>, message: String },
+    Server {
+        status: u16,
+        retry_after: Option<Duration>,
+        message: String,
+    },
     /// A 4xx other than 408/429: the request or credentials are wrong; retrying the same request will not help.
     #[error("provider rejected the request ({status}): {message}")]
     Rejected { status: u16, message: String },
@@ -58,7 +62,9 @@ impl LlmError {
     /// The provider's `Retry-After`, when it sent one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            LlmError::RateLimited { retry_after } | LlmError::Server { retry_after, .. } => *retry_after,
+            LlmError::RateLimited { retry_after } | LlmError::Server { retry_after, .. } => {
+                *retry_after
+            }
             _ => None,
         }
     }
@@ -67,7 +73,11 @@ impl LlmError {
     pub fn from_status(status: u16, retry_after: Option<Duration>, message: String) -> Self {
         match status {
             429 => LlmError::RateLimited { retry_after },
-            408 | 500..=599 => LlmError::Server { status, retry_after, message },
+            408 | 500..=599 => LlmError::Server {
+                status,
+                retry_after,
+                message,
+            },
             _ => LlmError::Rejected { status, message },
         }
     }

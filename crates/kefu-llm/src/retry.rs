@@ -34,7 +34,9 @@ impl RetryPolicy {
         if !err.is_retryable() || attempt + 1 >= self.max_attempts {
             return None;
         }
-        let exp = self.base_delay.saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX));
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX));
         let backoff = exp.min(self.max_delay).mul_f64(jitter.clamp(0.0, 1.0));
         match err.retry_after() {
             Some(ra) if ra > self.max_retry_after => None,
@@ -54,27 +56,45 @@ mod tests {
     use proptest::prelude::*;
 
     fn server() -> LlmError {
-        LlmError::Server { status: 503, retry_after: None, message: String::new() }
+        LlmError::Server {
+            status: 503,
+            retry_after: None,
+            message: String::new(),
+        }
     }
 
     #[test]
     fn honours_retry_after_over_backoff() {
         let p = RetryPolicy::default();
-        let e = LlmError::RateLimited { retry_after: Some(Duration::from_secs(2)) };
+        let e = LlmError::RateLimited {
+            retry_after: Some(Duration::from_secs(2)),
+        };
         assert_eq!(p.delay(0, &e, 0.5), Some(Duration::from_secs(2)));
     }
 
     #[test]
     fn too_long_retry_after_gives_up_on_the_link() {
         let p = RetryPolicy::default();
-        let e = LlmError::RateLimited { retry_after: Some(Duration::from_secs(60)) };
+        let e = LlmError::RateLimited {
+            retry_after: Some(Duration::from_secs(60)),
+        };
         assert_eq!(p.delay(0, &e, 0.5), None);
     }
 
     #[test]
     fn non_retryable_errors_and_last_attempt_stop() {
         let p = RetryPolicy::default();
-        assert_eq!(p.delay(0, &LlmError::Rejected { status: 401, message: String::new() }, 0.5), None);
+        assert_eq!(
+            p.delay(
+                0,
+                &LlmError::Rejected {
+                    status: 401,
+                    message: String::new()
+                },
+                0.5
+            ),
+            None
+        );
         assert_eq!(p.delay(p.max_attempts - 1, &server(), 0.5), None);
         assert!(p.delay(p.max_attempts - 2, &server(), 0.5).is_some());
     }

@@ -25,7 +25,12 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Self { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None }
+        Self {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
     }
     pub fn system(content: impl Into<String>) -> Self {
         Self::new(Role::System, content)
@@ -94,7 +99,9 @@ impl FinishReason {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChatEvent {
     /// A link of the chain started answering; `model` is `provider/model`.
-    Started { model: String },
+    Started {
+        model: String,
+    },
     /// Generated text.
     Delta(String),
     /// A complete tool call (argument fragments already joined).
@@ -102,7 +109,9 @@ pub enum ChatEvent {
     Usage(Usage),
     Finished(FinishReason),
     /// The stream broke after text was sent and the chain is starting over: discard the partial text.
-    Restart { reason: String },
+    Restart {
+        reason: String,
+    },
 }
 
 /// Per-tenant generation settings that travel with the resolved chain.

@@ -5,10 +5,13 @@ use kefu_store::StoreError;
 pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::RowNotFound => StoreError::NotFound,
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_owned()),
-        e @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)) => {
-            StoreError::Unavailable(e.to_string())
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(db.message().to_owned())
         }
+        e @ (sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)) => StoreError::Unavailable(e.to_string()),
         e => StoreError::Backend(e.to_string()),
     }
 }
@@ -25,10 +28,12 @@ pub(crate) fn corrupt(what: &str, v: &str) -> StoreError {
     StoreError::Backend(format!("unexpected {what} {v:?}"))
 }
 
-pub(crate) const MSG_COLS: &str = "id, tenant_id, conversation_id, seq, role, content, idempotency_key, reply_to_seq, \
+pub(crate) const MSG_COLS: &str =
+    "id, tenant_id, conversation_id, seq, role, content, idempotency_key, reply_to_seq, \
      model, prompt_tokens, completion_tokens, latency_ms, fallback, reply_pending, created_at";
 
-pub(crate) const CONV_COLS: &str = "id, tenant_id, customer_id, channel, status, flagged, subject, metadata, last_seq, \
+pub(crate) const CONV_COLS: &str =
+    "id, tenant_id, customer_id, channel, status, flagged, subject, metadata, last_seq, \
      created_at, updated_at, closed_at";
 
 /// Implements `kefu_store::Store` for a struct with `write` and `read` pools of database `$db`.

@@ -23,6 +23,8 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, 
         Ok(Arc::new(PgStore::connect(url, max_connections).await?))
     } else {
         let path = url.strip_prefix("sqlite://").unwrap_or(url);
-        Ok(Arc::new(SqliteStore::open(std::path::Path::new(path), max_connections).await?))
+        Ok(Arc::new(
+            SqliteStore::open(std::path::Path::new(path), max_connections).await?,
+        ))
     }
 }

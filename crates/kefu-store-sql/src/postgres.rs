@@ -27,7 +27,10 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))?;
-        Ok(Self { write: pool.clone(), read: pool })
+        Ok(Self {
+            write: pool.clone(),
+            read: pool,
+        })
     }
 }
 

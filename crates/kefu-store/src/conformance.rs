@@ -54,13 +54,20 @@ fn slug() -> String {
 
 async fn tenant(store: &Arc<dyn Store>) -> Tenant {
     store
-        .create_tenant(NewTenant { slug: slug(), name: "Shop 商店".into(), customer_secret: "s3cret".into() })
+        .create_tenant(NewTenant {
+            slug: slug(),
+            name: "Shop 商店".into(),
+            customer_secret: "s3cret".into(),
+        })
         .await
         .unwrap()
 }
 
 async fn conversation(store: &Arc<dyn Store>, t: &Tenant) -> Conversation {
-    let c = store.upsert_customer(t.id, Some("cust-1"), Some("王小明")).await.unwrap();
+    let c = store
+        .upsert_customer(t.id, Some("cust-1"), Some("王小明"))
+        .await
+        .unwrap();
     store
         .create_conversation(NewConversation {
             tenant_id: t.id,
@@ -108,15 +115,37 @@ fn reply_msg(t: &Tenant, c: &Conversation, text: &str, to: i64) -> NewMessage {
 async fn tenants_are_unique_by_slug(store: Arc<dyn Store>) {
     let t = tenant(&store).await;
     assert_eq!(store.get_tenant(t.id).await.unwrap().as_ref(), Some(&t));
-    assert_eq!(store.get_tenant_by_slug(&t.slug).await.unwrap().as_ref(), Some(&t));
-    assert!(store.get_tenant_by_slug("no-such-tenant").await.unwrap().is_none());
+    assert_eq!(
+        store.get_tenant_by_slug(&t.slug).await.unwrap().as_ref(),
+        Some(&t)
+    );
+    assert!(store
+        .get_tenant_by_slug("no-such-tenant")
+        .await
+        .unwrap()
+        .is_none());
     let dup = store
-        .create_tenant(NewTenant { slug: t.slug.clone(), name: "x".into(), customer_secret: "y".into() })
+        .create_tenant(NewTenant {
+            slug: t.slug.clone(),
+            name: "x".into(),
+            customer_secret: "y".into(),
+        })
         .await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
     assert!(store.count_tenants().await.unwrap() >= 1);
-    store.set_tenant_customer_secret(t.id, "rotated").await.unwrap();
-    assert_eq!(store.get_tenant(t.id).await.unwrap().unwrap().customer_secret, "rotated");
+    store
+        .set_tenant_customer_secret(t.id, "rotated")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_tenant(t.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .customer_secret,
+        "rotated"
+    );
 }
 
 async fn api_keys_are_found_by_hash_and_revoked_per_tenant(store: Arc<dyn Store>) {
@@ -124,7 +153,12 @@ async fn api_keys_are_found_by_hash_and_revoked_per_tenant(store: Arc<dyn Store>
     let b = tenant(&store).await;
     let hash = format!("{:064x}", Uuid::new_v4().as_u128());
     let key = store
-        .create_api_key(NewApiKey { tenant_id: a.id, name: "crm".into(), prefix: "kefu_ab".into(), key_hash: hash.clone() })
+        .create_api_key(NewApiKey {
+            tenant_id: a.id,
+            name: "crm".into(),
+            prefix: "kefu_ab".into(),
+            key_hash: hash.clone(),
+        })
         .await
         .unwrap();
     let found = store.find_api_key_by_hash(&hash).await.unwrap().unwrap();
@@ -132,10 +166,27 @@ async fn api_keys_are_found_by_hash_and_revoked_per_tenant(store: Arc<dyn Store>
     assert!(!found.revoked);
     assert_eq!(store.list_api_keys(a.id).await.unwrap(), vec![key.clone()]);
     assert!(store.list_api_keys(b.id).await.unwrap().is_empty());
-    assert!(!store.revoke_api_key(b.id, key.id).await.unwrap(), "another tenant must not revoke it");
-    assert!(!store.find_api_key_by_hash(&hash).await.unwrap().unwrap().revoked);
+    assert!(
+        !store.revoke_api_key(b.id, key.id).await.unwrap(),
+        "another tenant must not revoke it"
+    );
+    assert!(
+        !store
+            .find_api_key_by_hash(&hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
     assert!(store.revoke_api_key(a.id, key.id).await.unwrap());
-    assert!(store.find_api_key_by_hash(&hash).await.unwrap().unwrap().revoked);
+    assert!(
+        store
+            .find_api_key_by_hash(&hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked
+    );
 }
 
 async fn staff_emails_are_unique_per_tenant(store: Arc<dyn Store>) {
@@ -153,8 +204,17 @@ async fn staff_emails_are_unique_per_tenant(store: Arc<dyn Store>) {
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
     let ub = store.create_staff(new(&b)).await.unwrap();
     assert_ne!(ua.id, ub.id);
-    assert_eq!(store.get_staff_by_email(a.id, "lee@example.com").await.unwrap(), Some(ua.clone()));
-    assert_eq!(store.get_staff(a.id, ua.id).await.unwrap(), Some(ua.clone()));
+    assert_eq!(
+        store
+            .get_staff_by_email(a.id, "lee@example.com")
+            .await
+            .unwrap(),
+        Some(ua.clone())
+    );
+    assert_eq!(
+        store.get_staff(a.id, ua.id).await.unwrap(),
+        Some(ua.clone())
+    );
     assert_eq!(store.get_staff(b.id, ua.id).await.unwrap(), None);
     assert_eq!(store.list_staff(a.id).await.unwrap(), vec![ua]);
 }
@@ -162,15 +222,30 @@ async fn staff_emails_are_unique_per_tenant(store: Arc<dyn Store>) {
 async fn customers_upsert_by_external_id(store: Arc<dyn Store>) {
     let a = tenant(&store).await;
     let b = tenant(&store).await;
-    let c1 = store.upsert_customer(a.id, Some("u-1"), Some("Ann")).await.unwrap();
-    let c2 = store.upsert_customer(a.id, Some("u-1"), None).await.unwrap();
+    let c1 = store
+        .upsert_customer(a.id, Some("u-1"), Some("Ann"))
+        .await
+        .unwrap();
+    let c2 = store
+        .upsert_customer(a.id, Some("u-1"), None)
+        .await
+        .unwrap();
     assert_eq!(c1.id, c2.id);
-    let other = store.upsert_customer(b.id, Some("u-1"), None).await.unwrap();
-    assert_ne!(other.id, c1.id, "same external id in another tenant is another customer");
+    let other = store
+        .upsert_customer(b.id, Some("u-1"), None)
+        .await
+        .unwrap();
+    assert_ne!(
+        other.id, c1.id,
+        "same external id in another tenant is another customer"
+    );
     let anon1 = store.upsert_customer(a.id, None, None).await.unwrap();
     let anon2 = store.upsert_customer(a.id, None, None).await.unwrap();
     assert_ne!(anon1.id, anon2.id);
-    assert_eq!(store.get_customer(a.id, c1.id).await.unwrap(), Some(c1.clone()));
+    assert_eq!(
+        store.get_customer(a.id, c1.id).await.unwrap(),
+        Some(c1.clone())
+    );
     assert_eq!(store.get_customer(b.id, c1.id).await.unwrap(), None);
 }
 
@@ -181,29 +256,61 @@ async fn conversations_are_tenant_scoped(store: Arc<dyn Store>) {
     assert_eq!(c.status, ConversationStatus::Open);
     assert_eq!(c.last_seq, 0);
     assert_eq!(c.metadata, serde_json::json!({"page": "/checkout"}));
-    assert_eq!(store.get_conversation(a.id, c.id).await.unwrap(), Some(c.clone()));
+    assert_eq!(
+        store.get_conversation(a.id, c.id).await.unwrap(),
+        Some(c.clone())
+    );
     assert_eq!(store.get_conversation(b.id, c.id).await.unwrap(), None);
-    assert!(store.list_messages(b.id, c.id, 0, 100).await.unwrap().is_empty());
-    assert!(store.list_events(b.id, c.id, 0, 100).await.unwrap().is_empty());
+    assert!(store
+        .list_messages(b.id, c.id, 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .list_events(b.id, c.id, 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn status_changes_append_events(store: Arc<dyn Store>) {
     let a = tenant(&store).await;
     let c = conversation(&store, &a).await;
-    let (same, ev) = store.set_conversation_status(a.id, c.id, ConversationStatus::Open).await.unwrap();
+    let (same, ev) = store
+        .set_conversation_status(a.id, c.id, ConversationStatus::Open)
+        .await
+        .unwrap();
     assert!(ev.is_none());
     assert_eq!(same.last_seq, 0);
-    let (closed, ev) = store.set_conversation_status(a.id, c.id, ConversationStatus::Closed).await.unwrap();
+    let (closed, ev) = store
+        .set_conversation_status(a.id, c.id, ConversationStatus::Closed)
+        .await
+        .unwrap();
     let ev = ev.expect("an event");
     assert_eq!(closed.status, ConversationStatus::Closed);
     assert!(closed.closed_at.is_some());
     assert_eq!(ev.seq, 1);
-    assert_eq!(ev.data, EventData::StatusChanged(ConversationStatus::Closed));
+    assert_eq!(
+        ev.data,
+        EventData::StatusChanged(ConversationStatus::Closed)
+    );
     assert_eq!(closed.last_seq, 1);
-    let flag = store.flag_conversation(a.id, c.id, "model_unavailable").await.unwrap();
+    let flag = store
+        .flag_conversation(a.id, c.id, "model_unavailable")
+        .await
+        .unwrap();
     assert_eq!(flag.seq, 2);
-    assert!(store.get_conversation(a.id, c.id).await.unwrap().unwrap().flagged);
-    let missing = store.set_conversation_status(a.id, Uuid::new_v4(), ConversationStatus::Closed).await;
+    assert!(
+        store
+            .get_conversation(a.id, c.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .flagged
+    );
+    let missing = store
+        .set_conversation_status(a.id, Uuid::new_v4(), ConversationStatus::Closed)
+        .await;
     assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
 }
 
@@ -211,86 +318,185 @@ async fn messages_get_consecutive_sequence_numbers(store: Arc<dyn Store>) {
     let a = tenant(&store).await;
     let c = conversation(&store, &a).await;
     for i in 1..=5 {
-        let m = store.append_message(customer_msg(&a, &c, &format!("第{i}条 message"), None)).await.unwrap();
-        let Appended::Created(m) = m else { panic!("expected created") };
+        let m = store
+            .append_message(customer_msg(&a, &c, &format!("第{i}条 message"), None))
+            .await
+            .unwrap();
+        let Appended::Created(m) = m else {
+            panic!("expected created")
+        };
         assert_eq!(m.seq, i);
         assert!(m.reply_pending);
     }
     let all = store.list_messages(a.id, c.id, 0, 100).await.unwrap();
-    assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        all.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
     assert_eq!(all[2].content, "第3条 message");
     let after = store.list_messages(a.id, c.id, 3, 100).await.unwrap();
     assert_eq!(after.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![4, 5]);
     let limited = store.list_messages(a.id, c.id, 0, 2).await.unwrap();
     assert_eq!(limited.len(), 2);
-    assert_eq!(store.get_message_by_seq(a.id, c.id, 4).await.unwrap().unwrap().seq, 4);
-    assert_eq!(store.get_conversation(a.id, c.id).await.unwrap().unwrap().last_seq, 5);
+    assert_eq!(
+        store
+            .get_message_by_seq(a.id, c.id, 4)
+            .await
+            .unwrap()
+            .unwrap()
+            .seq,
+        4
+    );
+    assert_eq!(
+        store
+            .get_conversation(a.id, c.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        5
+    );
 }
 
 async fn idempotency_key_returns_the_original_message(store: Arc<dyn Store>) {
     let a = tenant(&store).await;
     let c = conversation(&store, &a).await;
-    let first = store.append_message(customer_msg(&a, &c, "where is my order?", Some("k-1"))).await.unwrap();
-    let Appended::Created(first) = first else { panic!() };
-    let again = store.append_message(customer_msg(&a, &c, "where is my order?", Some("k-1"))).await.unwrap();
+    let first = store
+        .append_message(customer_msg(&a, &c, "where is my order?", Some("k-1")))
+        .await
+        .unwrap();
+    let Appended::Created(first) = first else {
+        panic!()
+    };
+    let again = store
+        .append_message(customer_msg(&a, &c, "where is my order?", Some("k-1")))
+        .await
+        .unwrap();
     assert_eq!(again, Appended::Duplicate(first.clone()));
-    assert_eq!(store.list_messages(a.id, c.id, 0, 100).await.unwrap().len(), 1);
-    assert_eq!(store.list_events(a.id, c.id, 0, 100).await.unwrap().len(), 1);
+    assert_eq!(
+        store.list_messages(a.id, c.id, 0, 100).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        store.list_events(a.id, c.id, 0, 100).await.unwrap().len(),
+        1
+    );
     // The same key in another conversation is a different message.
     let c2 = conversation(&store, &a).await;
-    let other = store.append_message(customer_msg(&a, &c2, "hi", Some("k-1"))).await.unwrap();
+    let other = store
+        .append_message(customer_msg(&a, &c2, "hi", Some("k-1")))
+        .await
+        .unwrap();
     assert!(matches!(other, Appended::Created(_)));
 }
 
 async fn closed_conversations_refuse_customer_messages(store: Arc<dyn Store>) {
     let a = tenant(&store).await;
     let c = conversation(&store, &a).await;
-    store.set_conversation_status(a.id, c.id, ConversationStatus::Closed).await.unwrap();
-    let r = store.append_message(customer_msg(&a, &c, "hello?", None)).await;
+    store
+        .set_conversation_status(a.id, c.id, ConversationStatus::Closed)
+        .await
+        .unwrap();
+    let r = store
+        .append_message(customer_msg(&a, &c, "hello?", None))
+        .await;
     assert!(matches!(r, Err(StoreError::ConversationClosed)), "{r:?}");
-    assert_eq!(store.get_conversation(a.id, c.id).await.unwrap().unwrap().last_seq, 1, "nothing written");
+    assert_eq!(
+        store
+            .get_conversation(a.id, c.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        1,
+        "nothing written"
+    );
     // A reply that was being generated when the conversation closed is still recorded.
-    let r = store.append_message(reply_msg(&a, &c, "late answer", 1)).await.unwrap();
+    let r = store
+        .append_message(reply_msg(&a, &c, "late answer", 1))
+        .await
+        .unwrap();
     assert!(matches!(r, Appended::Created(_)));
 }
 
 async fn replies_settle_pending_customer_messages(store: Arc<dyn Store>) {
     let a = tenant(&store).await;
     let c = conversation(&store, &a).await;
-    let q = store.append_message(customer_msg(&a, &c, "退货政策是什么？", None)).await.unwrap().into_message();
+    let q = store
+        .append_message(customer_msg(&a, &c, "退货政策是什么？", None))
+        .await
+        .unwrap()
+        .into_message();
     let pending = store.list_pending_replies(10_000).await.unwrap();
     assert!(pending.iter().any(|m| m.id == q.id));
-    let r = store.append_message(reply_msg(&a, &c, "七天无理由退货。", q.seq)).await.unwrap().into_message();
+    let r = store
+        .append_message(reply_msg(&a, &c, "七天无理由退货。", q.seq))
+        .await
+        .unwrap()
+        .into_message();
     assert_eq!(r.seq, 2);
     assert_eq!(r.reply_to_seq, Some(1));
     assert_eq!(r.generation.prompt_tokens, Some(12));
     assert!(!r.reply_pending);
-    let q_after = store.get_message_by_seq(a.id, c.id, 1).await.unwrap().unwrap();
+    let q_after = store
+        .get_message_by_seq(a.id, c.id, 1)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!q_after.reply_pending);
     assert_eq!(store.find_reply(a.id, c.id, 1).await.unwrap(), Some(r));
     let pending = store.list_pending_replies(10_000).await.unwrap();
     assert!(!pending.iter().any(|m| m.id == q.id));
     // mark_reply_settled clears without a reply.
-    let q2 = store.append_message(customer_msg(&a, &c, "again", None)).await.unwrap().into_message();
+    let q2 = store
+        .append_message(customer_msg(&a, &c, "again", None))
+        .await
+        .unwrap()
+        .into_message();
     store.mark_reply_settled(a.id, c.id, q2.seq).await.unwrap();
-    assert!(!store.get_message_by_seq(a.id, c.id, q2.seq).await.unwrap().unwrap().reply_pending);
+    assert!(
+        !store
+            .get_message_by_seq(a.id, c.id, q2.seq)
+            .await
+            .unwrap()
+            .unwrap()
+            .reply_pending
+    );
 }
 
 async fn events_interleave_messages_and_status_in_seq_order(store: Arc<dyn Store>) {
     let a = tenant(&store).await;
     let c = conversation(&store, &a).await;
-    store.append_message(customer_msg(&a, &c, "hi", None)).await.unwrap();
-    store.append_message(reply_msg(&a, &c, "hello", 1)).await.unwrap();
-    store.set_conversation_status(a.id, c.id, ConversationStatus::Closed).await.unwrap();
+    store
+        .append_message(customer_msg(&a, &c, "hi", None))
+        .await
+        .unwrap();
+    store
+        .append_message(reply_msg(&a, &c, "hello", 1))
+        .await
+        .unwrap();
+    store
+        .set_conversation_status(a.id, c.id, ConversationStatus::Closed)
+        .await
+        .unwrap();
     let evs = store.list_events(a.id, c.id, 0, 100).await.unwrap();
     let kinds: Vec<_> = evs.iter().map(|e| (e.seq, e.data.kind())).collect();
     assert_eq!(
         kinds,
-        vec![(1, "message.created"), (2, "message.created"), (3, "conversation.status_changed")]
+        vec![
+            (1, "message.created"),
+            (2, "message.created"),
+            (3, "conversation.status_changed")
+        ]
     );
-    let EventData::MessageCreated(m) = &evs[1].data else { panic!() };
+    let EventData::MessageCreated(m) = &evs[1].data else {
+        panic!()
+    };
     assert_eq!(m.content, "hello");
-    assert_eq!(store.list_events(a.id, c.id, 2, 100).await.unwrap().len(), 1);
+    assert_eq!(
+        store.list_events(a.id, c.id, 2, 100).await.unwrap().len(),
+        1
+    );
 }
 
 async fn concurrent_appends_never_duplicate_a_sequence_number(store: Arc<dyn Store>) {
@@ -300,7 +506,9 @@ async fn concurrent_appends_never_duplicate_a_sequence_number(store: Arc<dyn Sto
     for i in 0..24 {
         let store = store.clone();
         let m = customer_msg(&a, &c, &format!("m{i}"), None);
-        tasks.push(tokio_spawn(async move { store.append_message(m).await.unwrap() }));
+        tasks.push(tokio_spawn(async move {
+            store.append_message(m).await.unwrap()
+        }));
     }
     let mut seqs: Vec<i64> = Vec::new();
     for t in tasks {
@@ -317,7 +525,9 @@ async fn concurrent_retries_with_one_key_store_one_message(store: Arc<dyn Store>
     for _ in 0..12 {
         let store = store.clone();
         let m = customer_msg(&a, &c, "pay failed", Some("retry-key"));
-        tasks.push(tokio_spawn(async move { store.append_message(m).await.unwrap() }));
+        tasks.push(tokio_spawn(async move {
+            store.append_message(m).await.unwrap()
+        }));
     }
     let mut created = 0;
     let mut ids = std::collections::HashSet::new();
@@ -330,7 +540,10 @@ async fn concurrent_retries_with_one_key_store_one_message(store: Arc<dyn Store>
     }
     assert_eq!(created, 1);
     assert_eq!(ids.len(), 1);
-    assert_eq!(store.list_messages(a.id, c.id, 0, 100).await.unwrap().len(), 1);
+    assert_eq!(
+        store.list_messages(a.id, c.id, 0, 100).await.unwrap().len(),
+        1
+    );
 }
 
 async fn writes_to_another_tenants_conversation_fail(store: Arc<dyn Store>) {
@@ -341,21 +554,40 @@ async fn writes_to_another_tenants_conversation_fail(store: Arc<dyn Store>) {
     m.tenant_id = b.id;
     let r = store.append_message(m).await;
     assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
-    let r = store.set_conversation_status(b.id, c.id, ConversationStatus::Closed).await;
+    let r = store
+        .set_conversation_status(b.id, c.id, ConversationStatus::Closed)
+        .await;
     assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
     let r = store.flag_conversation(b.id, c.id, "x").await;
     assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
-    assert_eq!(store.get_conversation(a.id, c.id).await.unwrap().unwrap().last_seq, 0);
+    assert_eq!(
+        store
+            .get_conversation(a.id, c.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        0
+    );
 }
 
 async fn model_config_round_trips(store: Arc<dyn Store>) {
     let a = tenant(&store).await;
     assert_eq!(a.model_config, None);
     let cfg = serde_json::json!({"chain": [{"provider": "p", "model": "qwen"}], "providers": []});
-    store.set_tenant_model_config(a.id, Some(cfg.clone())).await.unwrap();
-    assert_eq!(store.get_tenant(a.id).await.unwrap().unwrap().model_config, Some(cfg));
+    store
+        .set_tenant_model_config(a.id, Some(cfg.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_tenant(a.id).await.unwrap().unwrap().model_config,
+        Some(cfg)
+    );
     store.set_tenant_model_config(a.id, None).await.unwrap();
-    assert_eq!(store.get_tenant(a.id).await.unwrap().unwrap().model_config, None);
+    assert_eq!(
+        store.get_tenant(a.id).await.unwrap().unwrap().model_config,
+        None
+    );
 }
 
 fn tokio_spawn<T: Send + 'static>(

@@ -67,7 +67,11 @@ pub trait Store: Send + Sync + 'static {
     async fn get_tenant_by_slug(&self, slug: &str) -> Result<Option<Tenant>>;
     async fn count_tenants(&self) -> Result<u64>;
     /// Replace the tenant's model configuration (`None` = use the server default).
-    async fn set_tenant_model_config(&self, tenant: Uuid, config: Option<serde_json::Value>) -> Result<()>;
+    async fn set_tenant_model_config(
+        &self,
+        tenant: Uuid,
+        config: Option<serde_json::Value>,
+    ) -> Result<()>;
     async fn set_tenant_customer_secret(&self, tenant: Uuid, secret: &str) -> Result<()>;
 
     // -- API keys
@@ -112,12 +116,33 @@ pub trait Store: Send + Sync + 'static {
     /// reply — marks the customer message it answers as replied, all in one transaction. A repeated
     /// idempotency key returns the original message and writes nothing.
     async fn append_message(&self, new: NewMessage) -> Result<Appended>;
-    async fn list_messages(&self, tenant: Uuid, conversation: Uuid, after_seq: i64, limit: u32)
-        -> Result<Vec<Message>>;
-    async fn get_message_by_seq(&self, tenant: Uuid, conversation: Uuid, seq: i64) -> Result<Option<Message>>;
+    async fn list_messages(
+        &self,
+        tenant: Uuid,
+        conversation: Uuid,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>>;
+    async fn get_message_by_seq(
+        &self,
+        tenant: Uuid,
+        conversation: Uuid,
+        seq: i64,
+    ) -> Result<Option<Message>>;
     /// The assistant message answering the customer message `seq`, if any.
-    async fn find_reply(&self, tenant: Uuid, conversation: Uuid, seq: i64) -> Result<Option<Message>>;
-    async fn list_events(&self, tenant: Uuid, conversation: Uuid, after_seq: i64, limit: u32) -> Result<Vec<Event>>;
+    async fn find_reply(
+        &self,
+        tenant: Uuid,
+        conversation: Uuid,
+        seq: i64,
+    ) -> Result<Option<Message>>;
+    async fn list_events(
+        &self,
+        tenant: Uuid,
+        conversation: Uuid,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<Event>>;
     /// Customer messages still waiting for an assistant reply in open conversations (oldest first), across
     /// tenants: used at start-up to finish turns interrupted by a crash or restart.
     async fn list_pending_replies(&self, limit: u32) -> Result<Vec<Message>>;

@@ -23,9 +23,15 @@ use serde_json::{json, Value};
 #[derive(Debug, Clone)]
 pub enum Reply {
     /// Stream these content chunks (SSE), `delay` apart, then a usage chunk and `[DONE]`.
-    Stream { chunks: Vec<String>, delay: Duration },
+    Stream {
+        chunks: Vec<String>,
+        delay: Duration,
+    },
     /// Answer with this HTTP status (e.g. 429, 500), an optional `Retry-After` header and a JSON error body.
-    Status { code: u16, retry_after: Option<String> },
+    Status {
+        code: u16,
+        retry_after: Option<String>,
+    },
     /// Send these chunks, then hang without finishing (tests first-token / idle timeouts).
     Stall { chunks: Vec<String> },
     /// Send these chunks, then drop the connection mid-stream without `[DONE]`.
@@ -36,7 +42,10 @@ pub enum Reply {
 
 impl Reply {
     pub fn text(chunks: &[&str]) -> Self {
-        Reply::Stream { chunks: chunks.iter().map(|s| s.to_string()).collect(), delay: Duration::ZERO }
+        Reply::Stream {
+            chunks: chunks.iter().map(|s| s.to_string()).collect(),
+            delay: Duration::ZERO,
+        }
     }
 }
 
@@ -56,7 +65,9 @@ pub struct FakeLlm {
 impl FakeLlm {
     pub async fn start() -> Self {
         let inner = Arc::new(Mutex::new(Inner::default()));
-        let app = Router::new().route("/v1/chat/completions", post(chat)).with_state(inner.clone());
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -103,7 +114,11 @@ fn usage_chunk(model: &str, prompt: usize, completion: usize) -> Bytes {
     Bytes::from(format!("data: {v}\n\n"))
 }
 
-async fn chat(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn chat(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     let model = body["model"].as_str().unwrap_or("fake").to_owned();
     let last_user = body["messages"]
         .as_array()
@@ -113,7 +128,11 @@ async fn chat(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, Json(b
         .to_owned();
     let prompt_chars: usize = body["messages"]
         .as_array()
-        .map(|m| m.iter().map(|m| m["content"].as_str().unwrap_or_default().chars().count()).sum())
+        .map(|m| {
+            m.iter()
+                .map(|m| m["content"].as_str().unwrap_or_default().chars().count())
+                .sum()
+        })
         .unwrap_or(0);
     let reply = {
         let mut g = inner.lock();
@@ -135,7 +154,11 @@ async fn chat(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, Json(b
         Reply::Stream { chunks, delay } => {
             let n = chunks.len();
             let m2 = model.clone();
-            let head = futures::stream::once(futures::future::ready(chunk(&model, json!({"role": "assistant", "content": ""}), None)));
+            let head = futures::stream::once(futures::future::ready(chunk(
+                &model,
+                json!({"role": "assistant", "content": ""}),
+                None,
+            )));
             let body = futures::stream::iter(chunks).then(move |c| {
                 let model = m2.clone();
                 async move {
@@ -150,7 +173,11 @@ async fn chat(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, Json(b
                 usage_chunk(&model, prompt_chars / 4 + 1, n),
                 Bytes::from_static(b"data: [DONE]\n\n"),
             ]);
-            sse(head.chain(body).chain(tail).map(Ok::<_, std::io::Error>).boxed())
+            sse(head
+                .chain(body)
+                .chain(tail)
+                .map(Ok::<_, std::io::Error>)
+                .boxed())
         }
         Reply::Status { code, retry_after } => {
             let mut r = (
@@ -165,14 +192,20 @@ async fn chat(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, Json(b
         }
         Reply::Stall { chunks } => {
             let first = futures::stream::iter(
-                chunks.into_iter().map(|c| chunk(&model, json!({"content": c}), None)).collect::<Vec<_>>(),
+                chunks
+                    .into_iter()
+                    .map(|c| chunk(&model, json!({"content": c}), None))
+                    .collect::<Vec<_>>(),
             )
             .map(Ok::<_, std::io::Error>);
             sse(first.chain(futures::stream::pending()).boxed())
         }
         Reply::Break { chunks } => {
             let first = futures::stream::iter(
-                chunks.into_iter().map(|c| Ok(chunk(&model, json!({"content": c}), None))).collect::<Vec<_>>(),
+                chunks
+                    .into_iter()
+                    .map(|c| Ok(chunk(&model, json!({"content": c}), None)))
+                    .collect::<Vec<_>>(),
             );
             let boom = futures::stream::once(async {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -183,13 +216,24 @@ async fn chat(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, Json(b
         Reply::ToolCall { name, arguments } => {
             let (a, b) = arguments.split_at(arguments.len() / 2);
             let parts = vec![
-                chunk(&model, json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": name, "arguments": a}}]}), None),
-                chunk(&model, json!({"tool_calls": [{"index": 0, "function": {"arguments": b}}]}), None),
+                chunk(
+                    &model,
+                    json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": name, "arguments": a}}]}),
+                    None,
+                ),
+                chunk(
+                    &model,
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": b}}]}),
+                    None,
+                ),
                 chunk(&model, json!({}), Some("tool_calls")),
                 usage_chunk(&model, prompt_chars / 4 + 1, 10),
                 Bytes::from_static(b"data: [DONE]\n\n"),
             ];
-            sse(futures::stream::iter(parts).map(Ok::<_, Infallible>).map(|r| r.map_err(|e| match e {})).boxed())
+            sse(futures::stream::iter(parts)
+                .map(Ok::<_, Infallible>)
+                .map(|r| r.map_err(|e| match e {}))
+                .boxed())
         }
     }
 }

@@ -181,13 +181,20 @@ pub enum StreamEvent {
     #[serde(rename = "message.created")]
     MessageCreated { seq: i64, message: Message },
     #[serde(rename = "conversation.status_changed")]
-    StatusChanged { seq: i64, status: ConversationStatus },
+    StatusChanged {
+        seq: i64,
+        status: ConversationStatus,
+    },
     #[serde(rename = "conversation.flagged")]
     Flagged { seq: i64, reason: String },
     /// Assistant tokens as they are generated. `offset` is the character offset of `text` in the reply so far:
     /// append when it equals what you have, ignore when you already have it.
     #[serde(rename = "message.delta")]
-    Delta { reply_to_seq: i64, offset: usize, text: String },
+    Delta {
+        reply_to_seq: i64,
+        offset: usize,
+        text: String,
+    },
     /// The model stream broke and a retry started over: drop the partial text of this reply.
     #[serde(rename = "message.reset")]
     Reset { reply_to_seq: i64 },
@@ -227,7 +234,11 @@ impl StreamEvent {
 #[serde(tag = "type", deny_unknown_fields)]
 pub enum ClientFrame {
     #[serde(rename = "message.send")]
-    SendMessage { content: String, #[serde(default)] idempotency_key: Option<String> },
+    SendMessage {
+        content: String,
+        #[serde(default)]
+        idempotency_key: Option<String>,
+    },
     #[serde(rename = "ping")]
     Ping,
 }
@@ -356,15 +367,23 @@ mod tests {
 
     #[test]
     fn stream_event_round_trips_with_type_tag() {
-        let ev = StreamEvent::Delta { reply_to_seq: 3, offset: 5, text: "你好".into() };
+        let ev = StreamEvent::Delta {
+            reply_to_seq: 3,
+            offset: 5,
+            text: "你好".into(),
+        };
         let json = serde_json::to_string(&ev).unwrap();
-        assert_eq!(json, r#"{"type":"message.delta","reply_to_seq":3,"offset":5,"text":"你好"}"#);
+        assert_eq!(
+            json,
+            r#"{"type":"message.delta","reply_to_seq":3,"offset":5,"text":"你好"}"#
+        );
         assert_eq!(serde_json::from_str::<StreamEvent>(&json).unwrap(), ev);
     }
 
     #[test]
     fn requests_reject_unknown_fields() {
-        let err = serde_json::from_str::<SendMessageRequest>(r#"{"content":"hi","contnet":"x"}"#).unwrap_err();
+        let err = serde_json::from_str::<SendMessageRequest>(r#"{"content":"hi","contnet":"x"}"#)
+            .unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"ping","x":1}"#).is_err());
     }

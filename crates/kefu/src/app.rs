@@ -33,10 +33,12 @@ impl Application {
         let store = kefu_store_sql::connect(&url, settings.database.max_connections)
             .await
             .with_context(|| format!("opening the database ({})", redact_url(&url)))?;
-        let bootstrap_file = crate::bootstrap::first_start(store.as_ref(), &settings.bootstrap, &data_dir).await?;
+        let bootstrap_file =
+            crate::bootstrap::first_start(store.as_ref(), &settings.bootstrap, &data_dir).await?;
         let secret = crate::bootstrap::jwt_secret(settings.auth.jwt_secret.as_ref(), &data_dir)?;
 
-        let models: Arc<dyn ModelDirectory> = Arc::new(ModelRegistry::new(store.clone(), &settings.llm));
+        let models: Arc<dyn ModelDirectory> =
+            Arc::new(ModelRegistry::new(store.clone(), &settings.llm));
         if settings.llm.chain.is_empty() {
             tracing::warn!(
                 "no default model configured: tenants without their own setup get the fallback reply. Configure \
@@ -56,7 +58,10 @@ impl Application {
         let engine = Engine::new(store.clone(), models.clone(), engine_settings);
         let recovered = engine.recover_pending().await?;
         if recovered > 0 {
-            tracing::info!(recovered, "answering messages left pending by the previous run");
+            tracing::info!(
+                recovered,
+                "answering messages left pending by the previous run"
+            );
         }
 
         let l = &settings.limits;
@@ -86,7 +91,9 @@ impl Application {
         };
         let router = kefu_api::router(state);
         let addr = settings.bind_addr()?;
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
         Ok(Self {
             listener,
             router,
@@ -112,7 +119,10 @@ impl Application {
     /// Serves until `shutdown` resolves, then: stop accepting connections and messages, end streams with
     /// `server.shutdown`, let running replies finish within the grace period, cancel the rest (they are answered
     /// after the next start).
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let engine = self.engine.clone();
         let grace = self.grace;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -122,12 +132,16 @@ impl Application {
             let _ = stop_tx.send(());
         };
         let stopping = engine.clone();
-        let serve = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                signal.await;
-                // Ends SSE/WebSocket streams so their connections can close.
-                stopping.stop_accepting();
-            });
+        let serve = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            signal.await;
+            // Ends SSE/WebSocket streams so their connections can close.
+            stopping.stop_accepting();
+        });
         let server = tokio::spawn(async move { serve.await });
         let _ = stop_rx.await;
         // Give HTTP requests the same grace as turns; long-lived connections were ended above.

@@ -30,10 +30,16 @@ pub async fn create_tenant(
     admin_password: Option<&SecretString>,
 ) -> anyhow::Result<CreatedTenant> {
     let tenant = store
-        .create_tenant(NewTenant { slug: slug.to_owned(), name: name.to_owned(), customer_secret: random_secret() })
+        .create_tenant(NewTenant {
+            slug: slug.to_owned(),
+            name: name.to_owned(),
+            customer_secret: random_secret(),
+        })
         .await
         .with_context(|| format!("creating tenant {slug:?}"))?;
-    let password = admin_password.map(|p| p.expose_secret().to_owned()).unwrap_or_else(|| random_secret()[..20].to_owned());
+    let password = admin_password
+        .map(|p| p.expose_secret().to_owned())
+        .unwrap_or_else(|| random_secret()[..20].to_owned());
     let pw = password.clone();
     let password_hash = tokio::task::spawn_blocking(move || hash_password(&pw)).await?;
     store
@@ -46,7 +52,14 @@ pub async fn create_tenant(
         })
         .await?;
     let (secret, prefix, key_hash) = new_api_key();
-    store.create_api_key(NewApiKey { tenant_id: tenant.id, name: "bootstrap".into(), prefix, key_hash }).await?;
+    store
+        .create_api_key(NewApiKey {
+            tenant_id: tenant.id,
+            name: "bootstrap".into(),
+            prefix,
+            key_hash,
+        })
+        .await?;
     Ok(CreatedTenant {
         slug: tenant.slug,
         admin_email: admin_email.to_owned(),
@@ -64,7 +77,14 @@ pub async fn first_start(
     if store.count_tenants().await? > 0 {
         return Ok(None);
     }
-    let created = create_tenant(store, &b.tenant_slug, &b.tenant_name, &b.admin_email, b.admin_password.as_ref()).await?;
+    let created = create_tenant(
+        store,
+        &b.tenant_slug,
+        &b.tenant_name,
+        &b.admin_email,
+        b.admin_password.as_ref(),
+    )
+    .await?;
     std::fs::create_dir_all(data_dir)?;
     let path = data_dir.join("bootstrap.env");
     let body = format!(
@@ -82,13 +102,20 @@ pub async fn first_start(
 /// The token-signing secret: configured, or generated once into `data_dir/jwt.secret`.
 pub fn jwt_secret(configured: Option<&SecretString>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     if let Some(s) = configured {
-        anyhow::ensure!(s.expose_secret().len() >= 32, "auth.jwt_secret must be at least 32 characters");
+        anyhow::ensure!(
+            s.expose_secret().len() >= 32,
+            "auth.jwt_secret must be at least 32 characters"
+        );
         return Ok(s.expose_secret().as_bytes().to_vec());
     }
     let path = data_dir.join("jwt.secret");
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let existing = existing.trim().to_owned();
-        anyhow::ensure!(existing.len() >= 32, "{} is too short; delete it to regenerate", path.display());
+        anyhow::ensure!(
+            existing.len() >= 32,
+            "{} is too short; delete it to regenerate",
+            path.display()
+        );
         return Ok(existing.into_bytes());
     }
     std::fs::create_dir_all(data_dir)?;
@@ -105,7 +132,9 @@ fn write_private(path: &Path, body: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path).with_context(|| format!("writing {}", path.display()))?;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
     f.write_all(body.as_bytes())?;
     Ok(())
 }

@@ -9,7 +9,11 @@ use secrecy::ExposeSecret;
 use kefu::{Application, Overrides, Settings};
 
 #[derive(Parser)]
-#[command(name = "kefu", version, about = "Self-hosted LLM customer service (客服)")]
+#[command(
+    name = "kefu",
+    version,
+    about = "Self-hosted LLM customer service (客服)"
+)]
 struct Cli {
     /// Configuration file (TOML), layered over the built-in defaults.
     #[arg(long, global = true, env = "KEFU_CONFIG")]
@@ -65,7 +69,9 @@ fn main() -> anyhow::Result<()> {
         std::env::set_var("OMP_WAIT_POLICY", "passive");
     }
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(run(cli))
 }
 
@@ -75,8 +81,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", kefu_api::openapi::document_json());
             Ok(())
         }
-        Command::Serve { bind, data_dir, database_url } => {
-            let settings = Settings::load(cli.config.as_deref(), &Overrides { bind, data_dir, database_url })?;
+        Command::Serve {
+            bind,
+            data_dir,
+            database_url,
+        } => {
+            let settings = Settings::load(
+                cli.config.as_deref(),
+                &Overrides {
+                    bind,
+                    data_dir,
+                    database_url,
+                },
+            )?;
             kefu::telemetry::init(&settings.log);
             let app = Application::build(settings).await?;
             if let Some(f) = &app.bootstrap_file {
@@ -85,9 +102,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(addr = %app.local_addr(), "kefu listening");
             app.run_until(kefu::app::shutdown_signal()).await
         }
-        Command::Tenant { command: TenantCommand::Create { slug, name, admin_email, data_dir, database_url } } => {
-            let settings = Settings::load(cli.config.as_deref(), &Overrides { bind: None, data_dir, database_url })?;
-            let store = kefu_store_sql::connect(&settings.database_url(), 2).await.context("opening the database")?;
+        Command::Tenant {
+            command:
+                TenantCommand::Create {
+                    slug,
+                    name,
+                    admin_email,
+                    data_dir,
+                    database_url,
+                },
+        } => {
+            let settings = Settings::load(
+                cli.config.as_deref(),
+                &Overrides {
+                    bind: None,
+                    data_dir,
+                    database_url,
+                },
+            )?;
+            let store = kefu_store_sql::connect(&settings.database_url(), 2)
+                .await
+                .context("opening the database")?;
             let created = kefu::bootstrap::create_tenant(
                 store.as_ref(),
                 &slug,
@@ -98,7 +133,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?;
             println!("KEFU_TENANT={}", created.slug);
             println!("KEFU_ADMIN_EMAIL={}", created.admin_email);
-            println!("KEFU_ADMIN_PASSWORD={}", created.admin_password.expose_secret());
+            println!(
+                "KEFU_ADMIN_PASSWORD={}",
+                created.admin_password.expose_secret()
+            );
             println!("KEFU_API_KEY={}", created.api_key.expose_secret());
             Ok(())
         }

@@ -13,8 +13,8 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use kefu_llm::{
-    ChainLink, CircuitBreaker, FallbackChain, GenerationParams, LlmError, ModelDirectory, ResolvedModels, RetryPolicy,
-    Timeouts,
+    ChainLink, CircuitBreaker, FallbackChain, GenerationParams, LlmError, ModelDirectory,
+    ResolvedModels, RetryPolicy, Timeouts,
 };
 use kefu_llm_openai::{OpenAiChat, OpenAiConfig};
 use kefu_store::Store;
@@ -37,7 +37,14 @@ pub fn default_model_config(l: &LlmSettings) -> Option<ModelConfig> {
                 api_key: p.api_key.as_ref().map(|k| k.expose_secret().to_owned()),
             })
             .collect(),
-        chain: l.chain.iter().map(|c| ChainEntry { provider: c.provider.clone(), model: c.model.clone() }).collect(),
+        chain: l
+            .chain
+            .iter()
+            .map(|c| ChainEntry {
+                provider: c.provider.clone(),
+                model: c.model.clone(),
+            })
+            .collect(),
         temperature: l.temperature,
         max_tokens: l.max_tokens,
         system_prompt: None,
@@ -82,12 +89,18 @@ impl ModelRegistry {
         self.breakers
             .lock()
             .entry(base_url.trim_end_matches('/').to_owned())
-            .or_insert_with(|| Arc::new(CircuitBreaker::new(self.breaker_threshold, self.breaker_cooldown)))
+            .or_insert_with(|| {
+                Arc::new(CircuitBreaker::new(
+                    self.breaker_threshold,
+                    self.breaker_cooldown,
+                ))
+            })
             .clone()
     }
 
     fn build(&self, cfg: &ModelConfig) -> ResolvedModels {
-        let providers: HashMap<&str, &ProviderConfig> = cfg.providers.iter().map(|p| (p.name.as_str(), p)).collect();
+        let providers: HashMap<&str, &ProviderConfig> =
+            cfg.providers.iter().map(|p| (p.name.as_str(), p)).collect();
         let links = cfg
             .chain
             .iter()
@@ -101,7 +114,11 @@ impl ModelRegistry {
                         timeouts: self.timeouts,
                     },
                 );
-                Some(ChainLink { provider: Arc::new(chat), model: entry.model.clone(), breaker: self.breaker(&p.base_url) })
+                Some(ChainLink {
+                    provider: Arc::new(chat),
+                    model: entry.model.clone(),
+                    breaker: self.breaker(&p.base_url),
+                })
             })
             .collect();
         ResolvedModels {
@@ -145,9 +162,13 @@ impl ModelDirectory for ModelRegistry {
                 None
             }
         });
-        let cfg = own.or_else(|| self.default.clone()).ok_or(LlmError::NotConfigured)?;
+        let cfg = own
+            .or_else(|| self.default.clone())
+            .ok_or(LlmError::NotConfigured)?;
         let resolved = self.build(&cfg);
-        self.cache.lock().insert(tenant.to_owned(), (Instant::now(), resolved.clone()));
+        self.cache
+            .lock()
+            .insert(tenant.to_owned(), (Instant::now(), resolved.clone()));
         Ok(resolved)
     }
 

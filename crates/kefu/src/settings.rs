@@ -170,13 +170,21 @@ impl Settings {
     }
 
     pub fn bind_addr(&self) -> anyhow::Result<SocketAddr> {
-        self.server.bind.parse().with_context(|| format!("server.bind {:?} is not an address like 127.0.0.1:8080", self.server.bind))
+        self.server.bind.parse().with_context(|| {
+            format!(
+                "server.bind {:?} is not an address like 127.0.0.1:8080",
+                self.server.bind
+            )
+        })
     }
 
     /// The database URL in effect: the configured one, or the SQLite file under the data directory.
     pub fn database_url(&self) -> String {
         if self.database.url.trim().is_empty() {
-            format!("sqlite://{}", self.server.data_dir.join("kefu.db").display())
+            format!(
+                "sqlite://{}",
+                self.server.data_dir.join("kefu.db").display()
+            )
         } else {
             self.database.url.clone()
         }
@@ -188,7 +196,11 @@ impl Settings {
             bail!("server.data_dir must not be empty");
         }
         let url = self.database.url.trim();
-        if !(url.is_empty() || url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite://")) {
+        if !(url.is_empty()
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.starts_with("sqlite://"))
+        {
             bail!("database.url must be empty (SQLite in data_dir), postgres://… or sqlite://…");
         }
         if self.database.max_connections == 0 {
@@ -198,13 +210,22 @@ impl Settings {
             bail!("auth token lifetimes must be positive");
         }
         if self.limits.max_body_bytes < 1024 || self.limits.max_message_chars == 0 {
-            bail!("limits.max_body_bytes must be at least 1024 and limits.max_message_chars positive");
+            bail!(
+                "limits.max_body_bytes must be at least 1024 and limits.max_message_chars positive"
+            );
         }
         if self.engine.history_max_messages == 0 {
             bail!("engine.history_max_messages must be at least 1");
         }
         let l = &self.llm;
-        if [l.connect_timeout_ms, l.first_token_timeout_ms, l.idle_timeout_ms, l.total_timeout_ms].contains(&0) {
+        if [
+            l.connect_timeout_ms,
+            l.first_token_timeout_ms,
+            l.idle_timeout_ms,
+            l.total_timeout_ms,
+        ]
+        .contains(&0)
+        {
             bail!("llm timeouts must be positive");
         }
         if l.retry_max_attempts == 0 {
@@ -225,6 +246,8 @@ impl Settings {
 }
 
 #[cfg(test)]
+// figment::Jail's closure signature returns figment's large error type; not ours to shrink.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;
@@ -262,13 +285,26 @@ chain = [{ provider = "p", model = "m" }]
         figment::Jail::expect_with(|jail| {
             jail.set_env("KEFU__SERVER__DATA_DIR", "/tmp/from-env");
             jail.set_env("KEFU__LIMITS__MAX_MESSAGE_CHARS", "123");
-            let flags = Overrides { bind: Some("127.0.0.1:9999".into()), ..Default::default() };
+            let flags = Overrides {
+                bind: Some("127.0.0.1:9999".into()),
+                ..Default::default()
+            };
             let s = Settings::load(Some(&f), &flags).unwrap();
             assert_eq!(s.server.bind, "127.0.0.1:9999", "flag beats file");
-            assert_eq!(s.server.data_dir, PathBuf::from("/tmp/from-env"), "env beats file");
+            assert_eq!(
+                s.server.data_dir,
+                PathBuf::from("/tmp/from-env"),
+                "env beats file"
+            );
             assert_eq!(s.limits.max_message_chars, 123);
-            assert_eq!(s.llm.providers[0].api_key.as_ref().unwrap().expose_secret(), "sk-secret");
-            assert!(!format!("{:?}", s.llm.providers[0]).contains("sk-secret"), "secrets never print");
+            assert_eq!(
+                s.llm.providers[0].api_key.as_ref().unwrap().expose_secret(),
+                "sk-secret"
+            );
+            assert!(
+                !format!("{:?}", s.llm.providers[0]).contains("sk-secret"),
+                "secrets never print"
+            );
             Ok(())
         });
     }
@@ -281,9 +317,15 @@ chain = [{ provider = "p", model = "m" }]
             assert!(format!("{e:#}").contains("bindd"), "{e:#}");
             Ok(())
         });
-        let bad = Overrides { bind: Some("not-an-address".into()), ..Default::default() };
+        let bad = Overrides {
+            bind: Some("not-an-address".into()),
+            ..Default::default()
+        };
         assert!(Settings::load_from(&[], &bad, no_env()).is_err());
-        let bad = Overrides { database_url: Some("mysql://x".into()), ..Default::default() };
+        let bad = Overrides {
+            database_url: Some("mysql://x".into()),
+            ..Default::default()
+        };
         assert!(Settings::load_from(&[], &bad, no_env()).is_err());
     }
 }

@@ -11,7 +11,9 @@ pub fn init(log: &LogSettings) {
     let registry = tracing_subscriber::registry().with(filter);
     // A second init (tests, embedded use) keeps the first subscriber.
     let _ = if log.format == "json" {
-        registry.with(fmt::layer().json().with_current_span(true)).try_init()
+        registry
+            .with(fmt::layer().json().with_current_span(true))
+            .try_init()
     } else {
         registry.with(fmt::layer()).try_init()
     };

@@ -6,8 +6,8 @@ use axum::Json;
 
 use kefu_store::{NewApiKey, NewStaffUser, StoreError};
 use kefu_types::{
-    ApiKey, CreateApiKeyRequest, CreateStaffRequest, CreatedApiKey, CustomerSecret, ModelConfig, ModelConfigResponse,
-    StaffUser, TenantInfo,
+    ApiKey, CreateApiKeyRequest, CreateStaffRequest, CreatedApiKey, CustomerSecret, ModelConfig,
+    ModelConfigResponse, StaffUser, TenantInfo,
 };
 
 use crate::auth::{authorize, hash_password, new_api_key, random_secret, Action, Auth};
@@ -20,17 +20,39 @@ const REDACTED: &str = "***";
 
 #[utoipa::path(get, path = "/v1/tenant", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = TenantInfo), (status = 403, body = kefu_types::ErrorBody)))]
-pub(crate) async fn get_tenant(State(s): State<AppState>, Auth(p): Auth) -> Result<Json<TenantInfo>, ApiError> {
+pub(crate) async fn get_tenant(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+) -> Result<Json<TenantInfo>, ApiError> {
     authorize(&p, Action::ReadTenant)?;
-    let t = s.store.get_tenant(p.tenant()).await?.ok_or(ApiError::TenantNotFound)?;
-    Ok(Json(TenantInfo { id: t.id, slug: t.slug, name: t.name, created_at: t.created_at }))
+    let t = s
+        .store
+        .get_tenant(p.tenant())
+        .await?
+        .ok_or(ApiError::TenantNotFound)?;
+    Ok(Json(TenantInfo {
+        id: t.id,
+        slug: t.slug,
+        name: t.name,
+        created_at: t.created_at,
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/admin/api-keys", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = Vec<ApiKey>), (status = 403, body = kefu_types::ErrorBody)))]
-pub(crate) async fn list_api_keys(State(s): State<AppState>, Auth(p): Auth) -> Result<Json<Vec<ApiKey>>, ApiError> {
+pub(crate) async fn list_api_keys(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+) -> Result<Json<Vec<ApiKey>>, ApiError> {
     authorize(&p, Action::ManageApiKeys)?;
-    Ok(Json(s.store.list_api_keys(p.tenant()).await?.into_iter().map(convert::api_key).collect()))
+    Ok(Json(
+        s.store
+            .list_api_keys(p.tenant())
+            .await?
+            .into_iter()
+            .map(convert::api_key)
+            .collect(),
+    ))
 }
 
 /// Create an API key. The secret is in this response only.
@@ -47,8 +69,22 @@ pub(crate) async fn create_api_key(
         return Err(ApiError::InvalidRequest("`name` must not be empty".into()));
     }
     let (secret, prefix, key_hash) = new_api_key();
-    let k = s.store.create_api_key(NewApiKey { tenant_id: p.tenant(), name: req.name, prefix, key_hash }).await?;
-    Ok((StatusCode::CREATED, Json(CreatedApiKey { key: secret, api_key: convert::api_key(k) })))
+    let k = s
+        .store
+        .create_api_key(NewApiKey {
+            tenant_id: p.tenant(),
+            name: req.name,
+            prefix,
+            key_hash,
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedApiKey {
+            key: secret,
+            api_key: convert::api_key(k),
+        }),
+    ))
 }
 
 #[utoipa::path(delete, path = "/v1/admin/api-keys/{id}", tag = "admin", security(("bearer" = [])),
@@ -70,9 +106,19 @@ pub(crate) async fn revoke_api_key(
 
 #[utoipa::path(get, path = "/v1/admin/users", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = Vec<StaffUser>), (status = 403, body = kefu_types::ErrorBody)))]
-pub(crate) async fn list_staff(State(s): State<AppState>, Auth(p): Auth) -> Result<Json<Vec<StaffUser>>, ApiError> {
+pub(crate) async fn list_staff(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+) -> Result<Json<Vec<StaffUser>>, ApiError> {
     authorize(&p, Action::ManageStaff)?;
-    Ok(Json(s.store.list_staff(p.tenant()).await?.into_iter().map(convert::staff).collect()))
+    Ok(Json(
+        s.store
+            .list_staff(p.tenant())
+            .await?
+            .into_iter()
+            .map(convert::staff)
+            .collect(),
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/admin/users", tag = "admin", security(("bearer" = [])), request_body = CreateStaffRequest,
@@ -88,10 +134,14 @@ pub(crate) async fn create_staff(
     check_text("email", &email, 320)?;
     check_opt_text("display_name", req.display_name.as_deref(), 200)?;
     if !email.contains('@') || email.starts_with('@') || email.ends_with('@') {
-        return Err(ApiError::InvalidRequest("`email` is not an email address".into()));
+        return Err(ApiError::InvalidRequest(
+            "`email` is not an email address".into(),
+        ));
     }
     if req.password.chars().count() < 10 || req.password.len() > 1024 {
-        return Err(ApiError::InvalidRequest("`password` must be 10 to 1024 characters".into()));
+        return Err(ApiError::InvalidRequest(
+            "`password` must be 10 to 1024 characters".into(),
+        ));
     }
     let password = req.password;
     let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
@@ -108,7 +158,9 @@ pub(crate) async fn create_staff(
         })
         .await
         .map_err(|e| match e {
-            StoreError::Conflict(_) => ApiError::Conflict("a user with this email already exists".into()),
+            StoreError::Conflict(_) => {
+                ApiError::Conflict("a user with this email already exists".into())
+            }
             e => e.into(),
         })?;
     Ok((StatusCode::CREATED, Json(convert::staff(u))))
@@ -132,18 +184,32 @@ pub fn validate_model_config(c: &ModelConfig) -> Result<(), String> {
     for p in &c.providers {
         let name_ok = !p.name.is_empty()
             && p.name.len() <= 64
-            && p.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            && p.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if !name_ok {
-            return Err(format!("provider name {:?} must be 1-64 of A-Z a-z 0-9 - _ .", p.name));
+            return Err(format!(
+                "provider name {:?} must be 1-64 of A-Z a-z 0-9 - _ .",
+                p.name
+            ));
         }
         if !names.insert(p.name.as_str()) {
             return Err(format!("provider name {:?} is used twice", p.name));
         }
-        let uri: axum::http::Uri = p.base_url.parse().map_err(|_| format!("provider {:?}: base_url is not a URL", p.name))?;
+        let uri: axum::http::Uri = p
+            .base_url
+            .parse()
+            .map_err(|_| format!("provider {:?}: base_url is not a URL", p.name))?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-            return Err(format!("provider {:?}: base_url must be an http(s) URL", p.name));
+            return Err(format!(
+                "provider {:?}: base_url must be an http(s) URL",
+                p.name
+            ));
         }
-        if p.api_key.as_deref().is_some_and(|k| k.len() > 4096 || k.contains(['\0', '\n', '\r'])) {
+        if p.api_key
+            .as_deref()
+            .is_some_and(|k| k.len() > 4096 || k.contains(['\0', '\n', '\r']))
+        {
             return Err(format!("provider {:?}: api_key is malformed", p.name));
         }
     }
@@ -152,7 +218,10 @@ pub fn validate_model_config(c: &ModelConfig) -> Result<(), String> {
     }
     for e in &c.chain {
         if !names.contains(e.provider.as_str()) {
-            return Err(format!("chain entry names unknown provider {:?}", e.provider));
+            return Err(format!(
+                "chain entry names unknown provider {:?}",
+                e.provider
+            ));
         }
         if e.model.trim().is_empty() || e.model.len() > 200 {
             return Err("chain entry `model` must be 1-200 characters".into());
@@ -164,7 +233,10 @@ pub fn validate_model_config(c: &ModelConfig) -> Result<(), String> {
     if c.max_tokens.is_some_and(|m| m == 0 || m > 32_768) {
         return Err("`max_tokens` must be between 1 and 32768".into());
     }
-    if c.system_prompt.as_deref().is_some_and(|s| s.chars().count() > 20_000 || s.contains('\0')) {
+    if c.system_prompt
+        .as_deref()
+        .is_some_and(|s| s.chars().count() > 20_000 || s.contains('\0'))
+    {
         return Err("`system_prompt` must be at most 20000 characters".into());
     }
     Ok(())
@@ -178,15 +250,35 @@ pub(crate) async fn get_model_config(
     Auth(p): Auth,
 ) -> Result<Json<ModelConfigResponse>, ApiError> {
     authorize(&p, Action::ManageModels)?;
-    let t = s.store.get_tenant(p.tenant()).await?.ok_or(ApiError::TenantNotFound)?;
-    let own = t.model_config.map(serde_json::from_value::<ModelConfig>).transpose().map_err(|e| ApiError::Internal(e.to_string()))?;
+    let t = s
+        .store
+        .get_tenant(p.tenant())
+        .await?
+        .ok_or(ApiError::TenantNotFound)?;
+    let own = t
+        .model_config
+        .map(serde_json::from_value::<ModelConfig>)
+        .transpose()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(match own {
-        Some(c) => ModelConfigResponse { source: "tenant".into(), config: redact(c) },
+        Some(c) => ModelConfigResponse {
+            source: "tenant".into(),
+            config: redact(c),
+        },
         None => match s.settings.default_model_config.clone() {
-            Some(c) => ModelConfigResponse { source: "default".into(), config: redact(c) },
+            Some(c) => ModelConfigResponse {
+                source: "default".into(),
+                config: redact(c),
+            },
             None => ModelConfigResponse {
                 source: "none".into(),
-                config: ModelConfig { providers: vec![], chain: vec![], temperature: None, max_tokens: None, system_prompt: None },
+                config: ModelConfig {
+                    providers: vec![],
+                    chain: vec![],
+                    temperature: None,
+                    max_tokens: None,
+                    system_prompt: None,
+                },
             },
         },
     }))
@@ -202,7 +294,11 @@ pub(crate) async fn put_model_config(
     ApiJson(mut cfg): ApiJson<ModelConfig>,
 ) -> Result<Json<ModelConfigResponse>, ApiError> {
     authorize(&p, Action::ManageModels)?;
-    let t = s.store.get_tenant(p.tenant()).await?.ok_or(ApiError::TenantNotFound)?;
+    let t = s
+        .store
+        .get_tenant(p.tenant())
+        .await?
+        .ok_or(ApiError::TenantNotFound)?;
     let previous: Option<ModelConfig> = t.model_config.and_then(|v| serde_json::from_value(v).ok());
     for prov in &mut cfg.providers {
         if prov.api_key.as_deref() == Some(REDACTED) {
@@ -223,16 +319,24 @@ pub(crate) async fn put_model_config(
     }
     validate_model_config(&cfg).map_err(ApiError::InvalidRequest)?;
     let value = serde_json::to_value(&cfg).map_err(|e| ApiError::Internal(e.to_string()))?;
-    s.store.set_tenant_model_config(p.tenant(), Some(value)).await?;
+    s.store
+        .set_tenant_model_config(p.tenant(), Some(value))
+        .await?;
     s.models.invalidate(&p.tenant().to_string());
     tracing::info!(tenant_id = %p.tenant(), chain = ?cfg.chain, "model setup changed");
-    Ok(Json(ModelConfigResponse { source: "tenant".into(), config: redact(cfg) }))
+    Ok(Json(ModelConfigResponse {
+        source: "tenant".into(),
+        config: redact(cfg),
+    }))
 }
 
 /// Drop the tenant's own setup and use the server default again.
 #[utoipa::path(delete, path = "/v1/admin/model-config", tag = "admin", security(("bearer" = [])),
     responses((status = 204), (status = 403, body = kefu_types::ErrorBody)))]
-pub(crate) async fn delete_model_config(State(s): State<AppState>, Auth(p): Auth) -> Result<StatusCode, ApiError> {
+pub(crate) async fn delete_model_config(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+) -> Result<StatusCode, ApiError> {
     authorize(&p, Action::ManageModels)?;
     s.store.set_tenant_model_config(p.tenant(), None).await?;
     s.models.invalidate(&p.tenant().to_string());
@@ -242,10 +346,19 @@ pub(crate) async fn delete_model_config(State(s): State<AppState>, Auth(p): Auth
 /// The secret the tenant's backend signs customer identity tokens with (HS256).
 #[utoipa::path(get, path = "/v1/admin/customer-secret", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = CustomerSecret), (status = 403, body = kefu_types::ErrorBody)))]
-pub(crate) async fn get_customer_secret(State(s): State<AppState>, Auth(p): Auth) -> Result<Json<CustomerSecret>, ApiError> {
+pub(crate) async fn get_customer_secret(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+) -> Result<Json<CustomerSecret>, ApiError> {
     authorize(&p, Action::ManageCustomerSecret)?;
-    let t = s.store.get_tenant(p.tenant()).await?.ok_or(ApiError::TenantNotFound)?;
-    Ok(Json(CustomerSecret { customer_secret: t.customer_secret }))
+    let t = s
+        .store
+        .get_tenant(p.tenant())
+        .await?
+        .ok_or(ApiError::TenantNotFound)?;
+    Ok(Json(CustomerSecret {
+        customer_secret: t.customer_secret,
+    }))
 }
 
 /// Replace the customer-token secret; tokens signed with the old one stop working.
@@ -257,6 +370,10 @@ pub(crate) async fn rotate_customer_secret(
 ) -> Result<Json<CustomerSecret>, ApiError> {
     authorize(&p, Action::ManageCustomerSecret)?;
     let secret = random_secret();
-    s.store.set_tenant_customer_secret(p.tenant(), &secret).await?;
-    Ok(Json(CustomerSecret { customer_secret: secret }))
+    s.store
+        .set_tenant_customer_secret(p.tenant(), &secret)
+        .await?;
+    Ok(Json(CustomerSecret {
+        customer_secret: secret,
+    }))
 }

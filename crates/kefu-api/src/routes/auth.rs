@@ -15,16 +15,26 @@ use crate::AppState;
 /// Staff login: returns a JWT for the console and admin API.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = TokenResponse), (status = 401, body = kefu_types::ErrorBody)))]
-pub(crate) async fn login(State(s): State<AppState>, ApiJson(req): ApiJson<LoginRequest>) -> Result<Json<TokenResponse>, ApiError> {
+pub(crate) async fn login(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
     check_text("email", &req.email, 320)?;
     check_text("password", &req.password, 1024)?;
     check_text("tenant", &req.tenant, 100)?;
     let tenant = s.store.get_tenant_by_slug(&req.tenant).await?;
     let user = match &tenant {
-        Some(t) => s.store.get_staff_by_email(t.id, &req.email.trim().to_lowercase()).await?,
+        Some(t) => {
+            s.store
+                .get_staff_by_email(t.id, &req.email.trim().to_lowercase())
+                .await?
+        }
         None => None,
     };
-    let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_owned());
+    let hash = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| dummy_hash().to_owned());
     let password = req.password;
     // Verify even when the user does not exist, so response time does not reveal which emails exist.
     let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
@@ -49,11 +59,17 @@ pub(crate) async fn create_customer_session(
     ApiJson(req): ApiJson<CustomerSessionRequest>,
 ) -> Result<(StatusCode, Json<CustomerSessionResponse>), ApiError> {
     check_text("tenant", &req.tenant, 100)?;
-    let tenant = s.store.get_tenant_by_slug(&req.tenant).await?.ok_or(ApiError::TenantNotFound)?;
+    let tenant = s
+        .store
+        .get_tenant_by_slug(&req.tenant)
+        .await?
+        .ok_or(ApiError::TenantNotFound)?;
     let customer = match req.identity_token.as_deref() {
         Some(tok) => {
             let (external_id, name) = verify_identity_token(tok, &tenant.customer_secret)?;
-            s.store.upsert_customer(tenant.id, Some(&external_id), name.as_deref()).await?
+            s.store
+                .upsert_customer(tenant.id, Some(&external_id), name.as_deref())
+                .await?
         }
         None => s.store.upsert_customer(tenant.id, None, None).await?,
     };

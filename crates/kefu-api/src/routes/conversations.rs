@@ -7,21 +7,30 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-
 use kefu_store::{Conversation, NewConversation};
 use kefu_types::{CreateConversationRequest, MessageList, SendMessageRequest, SendMessageResponse};
 
 use crate::auth::{authorize, Action, Auth, Principal};
 use crate::convert;
 use crate::error::ApiError;
-use crate::extract::{check_idempotency_key, check_message, check_opt_text, parse_id, ApiJson, ApiQuery};
+use crate::extract::{
+    check_idempotency_key, check_message, check_opt_text, parse_id, ApiJson, ApiQuery,
+};
 use crate::AppState;
 
 /// Loads a conversation the caller may see: in the caller's tenant, and the caller's own when a customer.
 /// Anything else is "not found", so ids of other tenants or customers reveal nothing.
-pub(crate) async fn load_conversation(s: &AppState, p: &Principal, raw_id: &str) -> Result<Conversation, ApiError> {
+pub(crate) async fn load_conversation(
+    s: &AppState,
+    p: &Principal,
+    raw_id: &str,
+) -> Result<Conversation, ApiError> {
     let id = parse_id(raw_id, ApiError::ConversationNotFound)?;
-    let conv = s.store.get_conversation(p.tenant(), id).await?.ok_or(ApiError::ConversationNotFound)?;
+    let conv = s
+        .store
+        .get_conversation(p.tenant(), id)
+        .await?
+        .ok_or(ApiError::ConversationNotFound)?;
     if let Principal::Customer { customer, .. } = p {
         if conv.customer_id != *customer {
             return Err(ApiError::ConversationNotFound);
@@ -31,7 +40,10 @@ pub(crate) async fn load_conversation(s: &AppState, p: &Principal, raw_id: &str)
 }
 
 fn valid_channel(c: &str) -> bool {
-    !c.is_empty() && c.len() <= 32 && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    !c.is_empty()
+        && c.len() <= 32
+        && c.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// Start a conversation. Customers start their own; API clients name the customer by `customer_external_id`.
@@ -45,23 +57,39 @@ pub(crate) async fn create_conversation(
     ApiJson(req): ApiJson<CreateConversationRequest>,
 ) -> Result<(StatusCode, Json<kefu_types::Conversation>), ApiError> {
     authorize(&p, Action::CreateConversation)?;
-    check_opt_text("customer_external_id", req.customer_external_id.as_deref(), 200)?;
-    check_opt_text("customer_display_name", req.customer_display_name.as_deref(), 200)?;
+    check_opt_text(
+        "customer_external_id",
+        req.customer_external_id.as_deref(),
+        200,
+    )?;
+    check_opt_text(
+        "customer_display_name",
+        req.customer_display_name.as_deref(),
+        200,
+    )?;
     check_opt_text("subject", req.subject.as_deref(), 500)?;
     if let Some(c) = &req.channel {
         if !valid_channel(c) {
-            return Err(ApiError::InvalidRequest("`channel` must be 1-32 of a-z, 0-9, '_' or '-'".into()));
+            return Err(ApiError::InvalidRequest(
+                "`channel` must be 1-32 of a-z, 0-9, '_' or '-'".into(),
+            ));
         }
     }
     let metadata = match req.metadata {
         None => serde_json::json!({}),
         Some(v @ serde_json::Value::Object(_)) => v,
-        Some(_) => return Err(ApiError::InvalidRequest("`metadata` must be a JSON object".into())),
+        Some(_) => {
+            return Err(ApiError::InvalidRequest(
+                "`metadata` must be a JSON object".into(),
+            ))
+        }
     };
     let (customer_id, default_channel) = match &p {
         Principal::Customer { customer, .. } => {
             if req.customer_external_id.is_some() {
-                return Err(ApiError::InvalidRequest("customers cannot set `customer_external_id`".into()));
+                return Err(ApiError::InvalidRequest(
+                    "customers cannot set `customer_external_id`".into(),
+                ));
             }
             (*customer, "web")
         }
@@ -70,8 +98,18 @@ pub(crate) async fn create_conversation(
                 .customer_external_id
                 .as_deref()
                 .filter(|e| !e.trim().is_empty())
-                .ok_or_else(|| ApiError::InvalidRequest("`customer_external_id` is required for API clients".into()))?;
-            (s.store.upsert_customer(*tenant, Some(ext), req.customer_display_name.as_deref()).await?.id, "api")
+                .ok_or_else(|| {
+                    ApiError::InvalidRequest(
+                        "`customer_external_id` is required for API clients".into(),
+                    )
+                })?;
+            (
+                s.store
+                    .upsert_customer(*tenant, Some(ext), req.customer_display_name.as_deref())
+                    .await?
+                    .id,
+                "api",
+            )
         }
         Principal::Staff { .. } => return Err(ApiError::Forbidden),
     };
@@ -97,7 +135,9 @@ pub(crate) async fn get_conversation(
     Path(id): Path<String>,
 ) -> Result<Json<kefu_types::Conversation>, ApiError> {
     authorize(&p, Action::ReadConversation)?;
-    Ok(Json(convert::conversation(load_conversation(&s, &p, &id).await?)))
+    Ok(Json(convert::conversation(
+        load_conversation(&s, &p, &id).await?,
+    )))
 }
 
 /// Close a conversation (idempotent). Pending replies are dropped; subscribers get a status event.
@@ -111,7 +151,9 @@ pub(crate) async fn close_conversation(
 ) -> Result<Json<kefu_types::Conversation>, ApiError> {
     authorize(&p, Action::CloseConversation)?;
     let conv = load_conversation(&s, &p, &id).await?;
-    Ok(Json(convert::conversation(s.engine.close_conversation(p.tenant(), conv.id).await?)))
+    Ok(Json(convert::conversation(
+        s.engine.close_conversation(p.tenant(), conv.id).await?,
+    )))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -149,10 +191,15 @@ pub(crate) async fn send_message(
         }
         None => None,
     };
-    let accepted = s.engine.accept_customer_message(p.tenant(), conv.id, req.content, key).await?;
+    let accepted = s
+        .engine
+        .accept_customer_message(p.tenant(), conv.id, req.content, key)
+        .await?;
     let seq = accepted.message.seq;
     let reply = if q.wait {
-        s.engine.wait_for_reply(p.tenant(), conv.id, seq, s.settings.max_wait).await?
+        s.engine
+            .wait_for_reply(p.tenant(), conv.id, seq, s.settings.max_wait)
+            .await?
     } else if accepted.replayed {
         s.store.find_reply(p.tenant(), conv.id, seq).await?
     } else {
@@ -168,7 +215,8 @@ pub(crate) async fn send_message(
         (StatusCode::CREATED, Json(body)).into_response()
     };
     if accepted.replayed {
-        resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(resp)
 }
@@ -197,14 +245,28 @@ pub(crate) async fn list_messages(
     let conv = load_conversation(&s, &p, &id).await?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
-        return Err(ApiError::InvalidRequest("`limit` must be between 1 and 200".into()));
+        return Err(ApiError::InvalidRequest(
+            "`limit` must be between 1 and 200".into(),
+        ));
     }
     if q.after < 0 {
-        return Err(ApiError::InvalidRequest("`after` must not be negative".into()));
+        return Err(ApiError::InvalidRequest(
+            "`after` must not be negative".into(),
+        ));
     }
-    let mut messages = s.store.list_messages(p.tenant(), conv.id, q.after, limit + 1).await?;
+    let mut messages = s
+        .store
+        .list_messages(p.tenant(), conv.id, q.after, limit + 1)
+        .await?;
     let has_more = messages.len() > limit as usize;
     messages.truncate(limit as usize);
     let next_after = messages.last().map(|m| m.seq).unwrap_or(q.after);
-    Ok(Json(MessageList { messages: messages.iter().map(|m| convert::message_for(&p, m)).collect(), next_after, has_more }))
+    Ok(Json(MessageList {
+        messages: messages
+            .iter()
+            .map(|m| convert::message_for(&p, m))
+            .collect(),
+        next_after,
+        has_more,
+    }))
 }

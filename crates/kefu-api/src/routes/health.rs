@@ -12,7 +12,9 @@ use crate::AppState;
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = Health)))]
 pub(crate) async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok".into() })
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
 /// Ready to serve: the database answers and the server is not shutting down.
@@ -26,11 +28,25 @@ pub(crate) async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
             ok: db.is_ok(),
             detail: db.err().map(|e| e.to_string()),
         },
-        ReadinessCheck { name: "accepting".into(), ok: !shutting_down, detail: shutting_down.then(|| "shutting down".into()) },
+        ReadinessCheck {
+            name: "accepting".into(),
+            ok: !shutting_down,
+            detail: shutting_down.then(|| "shutting down".into()),
+        },
     ];
     let ok = checks.iter().all(|c| c.ok);
-    let code = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(Readiness { status: if ok { "ready" } else { "not_ready" }.into(), checks }))
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(Readiness {
+            status: if ok { "ready" } else { "not_ready" }.into(),
+            checks,
+        }),
+    )
 }
 
 pub(crate) async fn openapi_json() -> impl IntoResponse {

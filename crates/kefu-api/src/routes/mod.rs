@@ -7,8 +7,8 @@ mod conversations;
 mod health;
 mod stream;
 
-pub(crate) use admin::*;
 pub use admin::validate_model_config;
+pub(crate) use admin::*;
 pub(crate) use auth::*;
 pub(crate) use conversations::*;
 pub(crate) use health::*;
@@ -32,17 +32,37 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/conversations", post(create_conversation))
         .route("/v1/conversations/{id}", get(get_conversation))
         .route("/v1/conversations/{id}/close", post(close_conversation))
-        .route("/v1/conversations/{id}/messages", post(send_message).get(list_messages))
-        .route("/v1/conversations/{id}/events", get(conversation_events_sse))
+        .route(
+            "/v1/conversations/{id}/messages",
+            post(send_message).get(list_messages),
+        )
+        .route(
+            "/v1/conversations/{id}/events",
+            get(conversation_events_sse),
+        )
         .route("/v1/conversations/{id}/ws", get(conversation_ws))
         .route("/v1/tenant", get(get_tenant))
-        .route("/v1/admin/api-keys", get(list_api_keys).post(create_api_key))
+        .route(
+            "/v1/admin/api-keys",
+            get(list_api_keys).post(create_api_key),
+        )
         .route("/v1/admin/api-keys/{id}", delete(revoke_api_key))
         .route("/v1/admin/users", get(list_staff).post(create_staff))
-        .route("/v1/admin/model-config", get(get_model_config).put(put_model_config).delete(delete_model_config))
+        .route(
+            "/v1/admin/model-config",
+            get(get_model_config)
+                .put(put_model_config)
+                .delete(delete_model_config),
+        )
         .route("/v1/admin/customer-secret", get(get_customer_secret))
-        .route("/v1/admin/customer-secret/rotate", post(rotate_customer_secret))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), limit_by_ip));
+        .route(
+            "/v1/admin/customer-secret/rotate",
+            post(rotate_customer_secret),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit_by_ip,
+        ));
     let max_body = state.settings.max_body_bytes;
     Router::new()
         .route("/healthz", get(healthz))
@@ -59,8 +79,12 @@ pub fn router(state: AppState) -> Router {
                     .get::<axum::extract::MatchedPath>()
                     .map(|p| p.as_str().to_owned())
                     .unwrap_or_else(|| req.uri().path().to_owned());
-                let request_id =
-                    req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+                let request_id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_owned();
                 tracing::info_span!("http", method = %req.method(), path, request_id)
             }),
         )

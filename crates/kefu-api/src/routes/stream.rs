@@ -58,14 +58,19 @@ pub(crate) async fn conversation_events_sse(
 ) -> Result<Response, ApiError> {
     authorize(&p, Action::ReadConversation)?;
     let conv = load_conversation(&s, &p, &id).await?;
-    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok());
     let after = q.after.unwrap_or(0).max(last_event_id.unwrap_or(0)).max(0);
     let principal = p.clone();
     let events = s
         .engine
         .subscribe(p.tenant(), conv.id, after)
         .map(move |o| Ok::<_, Infallible>(sse_event(&convert::stream_event(&principal, &o))));
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(s.settings.sse_keepalive)).into_response())
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(s.settings.sse_keepalive))
+        .into_response())
 }
 
 /// WebSocket of one conversation: server → client `StreamEvent` frames; client → server `ClientFrame`s
@@ -83,7 +88,8 @@ pub(crate) async fn conversation_ws(
 ) -> Result<Response, ApiError> {
     authorize(&p, Action::ReadConversation)?;
     let conv = load_conversation(&s, &p, &id).await?;
-    let upgrade = upgrade.map_err(|e| ApiError::InvalidRequest(format!("WebSocket upgrade required: {e}")))?;
+    let upgrade = upgrade
+        .map_err(|e| ApiError::InvalidRequest(format!("WebSocket upgrade required: {e}")))?;
     let after = q.after.unwrap_or(0).max(0);
     Ok(upgrade
         .max_message_size(s.settings.max_body_bytes)
@@ -95,10 +101,19 @@ fn frame(e: &StreamEvent) -> WsMessage {
 }
 
 fn error_frame(e: &ApiError) -> WsMessage {
-    frame(&StreamEvent::Error { code: e.code().to_owned(), message: e.to_string() })
+    frame(&StreamEvent::Error {
+        code: e.code().to_owned(),
+        message: e.to_string(),
+    })
 }
 
-async fn ws_session(s: AppState, p: Principal, conversation: uuid::Uuid, after: i64, socket: WebSocket) {
+async fn ws_session(
+    s: AppState,
+    p: Principal,
+    conversation: uuid::Uuid,
+    after: i64,
+    socket: WebSocket,
+) {
     let (mut sink, mut incoming) = socket.split();
     let mut events = s.engine.subscribe(p.tenant(), conversation, after);
     let mut ping = tokio::time::interval(s.settings.ws_ping_interval);
@@ -147,18 +162,29 @@ async fn ws_session(s: AppState, p: Principal, conversation: uuid::Uuid, after: 
     let _ = sink.close().await;
 }
 
-async fn handle_client_frame(s: &AppState, p: &Principal, conversation: uuid::Uuid, text: &str) -> Result<(), ApiError> {
-    let frame: ClientFrame = serde_json::from_str(text).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+async fn handle_client_frame(
+    s: &AppState,
+    p: &Principal,
+    conversation: uuid::Uuid,
+    text: &str,
+) -> Result<(), ApiError> {
+    let frame: ClientFrame =
+        serde_json::from_str(text).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     match frame {
         ClientFrame::Ping => Ok(()),
-        ClientFrame::SendMessage { content, idempotency_key } => {
+        ClientFrame::SendMessage {
+            content,
+            idempotency_key,
+        } => {
             authorize(p, Action::SendCustomerMessage)?;
             check_message(&content, s.settings.max_message_chars)?;
             if let Some(k) = &idempotency_key {
                 check_idempotency_key(k)?;
             }
             // The stored message arrives on this socket as `message.created`, carrying the idempotency key.
-            s.engine.accept_customer_message(p.tenant(), conversation, content, idempotency_key).await?;
+            s.engine
+                .accept_customer_message(p.tenant(), conversation, content, idempotency_key)
+                .await?;
             Ok(())
         }
     }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kefu_llm::{
-    ChainLink, ChatEvent, ChatMessage, ChatModel, ChatRequest, CircuitBreaker, FallbackChain, FinishReason, LlmError,
-    RetryPolicy, TimeoutPhase, Timeouts,
+    ChainLink, ChatEvent, ChatMessage, ChatModel, ChatRequest, CircuitBreaker, FallbackChain,
+    FinishReason, LlmError, RetryPolicy, TimeoutPhase, Timeouts,
 };
 use kefu_llm_openai::{http_client, OpenAiChat, OpenAiConfig};
 use kefu_testkit::{FakeLlm, Reply};
@@ -14,15 +14,26 @@ use kefu_testkit::{FakeLlm, Reply};
 fn provider(fake: &FakeLlm, timeouts: Timeouts) -> Arc<OpenAiChat> {
     Arc::new(OpenAiChat::new(
         http_client(Duration::from_secs(2)),
-        OpenAiConfig { base_url: fake.base_url(), api_key: Some("sk-test".to_owned().into()), timeouts },
+        OpenAiConfig {
+            base_url: fake.base_url(),
+            api_key: Some("sk-test".to_owned().into()),
+            timeouts,
+        },
     ))
 }
 
 fn req(text: &str) -> ChatRequest {
-    ChatRequest { model: "qwen-plus".into(), messages: vec![ChatMessage::user(text)], ..Default::default() }
+    ChatRequest {
+        model: "qwen-plus".into(),
+        messages: vec![ChatMessage::user(text)],
+        ..Default::default()
+    }
 }
 
-async fn collect(p: &OpenAiChat, r: ChatRequest) -> Result<Vec<Result<ChatEvent, LlmError>>, LlmError> {
+async fn collect(
+    p: &OpenAiChat,
+    r: ChatRequest,
+) -> Result<Vec<Result<ChatEvent, LlmError>>, LlmError> {
     Ok(p.stream(r).await?.collect().await)
 }
 
@@ -32,10 +43,18 @@ async fn streams_text_usage_and_sends_the_key_and_model() {
     fake.push(Reply::text(&["你好", "，", "world"]));
     let p = provider(&fake, Timeouts::default());
     let events = collect(&p, req("hi")).await.unwrap();
-    let text: String = events.iter().filter_map(|e| match e { Ok(ChatEvent::Delta(t)) => Some(t.as_str()), _ => None }).collect();
+    let text: String = events
+        .iter()
+        .filter_map(|e| match e {
+            Ok(ChatEvent::Delta(t)) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
     assert_eq!(text, "你好，world");
     assert!(events.contains(&Ok(ChatEvent::Finished(FinishReason::Stop))));
-    assert!(events.iter().any(|e| matches!(e, Ok(ChatEvent::Usage(u)) if u.completion_tokens == 3)));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Ok(ChatEvent::Usage(u)) if u.completion_tokens == 3)));
     let body = &fake.requests()[0];
     assert_eq!(body["model"], "qwen-plus");
     assert_eq!(body["stream"], true);
@@ -46,12 +65,26 @@ async fn streams_text_usage_and_sends_the_key_and_model() {
 #[tokio::test]
 async fn classifies_status_codes_with_retry_after() {
     let fake = FakeLlm::start().await;
-    fake.push(Reply::Status { code: 429, retry_after: Some("7".into()) });
-    fake.push(Reply::Status { code: 503, retry_after: None });
-    fake.push(Reply::Status { code: 401, retry_after: None });
+    fake.push(Reply::Status {
+        code: 429,
+        retry_after: Some("7".into()),
+    });
+    fake.push(Reply::Status {
+        code: 503,
+        retry_after: None,
+    });
+    fake.push(Reply::Status {
+        code: 401,
+        retry_after: None,
+    });
     let p = provider(&fake, Timeouts::default());
     let e = collect(&p, req("a")).await.unwrap_err();
-    assert_eq!(e, LlmError::RateLimited { retry_after: Some(Duration::from_secs(7)) });
+    assert_eq!(
+        e,
+        LlmError::RateLimited {
+            retry_after: Some(Duration::from_secs(7))
+        }
+    );
     let e = collect(&p, req("a")).await.unwrap_err();
     assert!(matches!(e, LlmError::Server { status: 503, .. }) && e.is_retryable());
     let e = collect(&p, req("a")).await.unwrap_err();
@@ -61,37 +94,80 @@ async fn classifies_status_codes_with_retry_after() {
 #[tokio::test]
 async fn a_stalled_stream_hits_the_idle_timeout() {
     let fake = FakeLlm::start().await;
-    fake.push(Reply::Stall { chunks: vec!["partial".into()] });
-    let t = Timeouts { first_token: Duration::from_secs(5), idle: Duration::from_millis(300), total: Duration::from_secs(10) };
+    fake.push(Reply::Stall {
+        chunks: vec!["partial".into()],
+    });
+    let t = Timeouts {
+        first_token: Duration::from_secs(5),
+        idle: Duration::from_millis(300),
+        total: Duration::from_secs(10),
+    };
     let events = collect(&provider(&fake, t), req("a")).await.unwrap();
-    assert_eq!(events.first(), Some(&Ok(ChatEvent::Delta("partial".into()))));
-    assert_eq!(events.last(), Some(&Err(LlmError::Timeout(TimeoutPhase::Idle))));
+    assert_eq!(
+        events.first(),
+        Some(&Ok(ChatEvent::Delta("partial".into())))
+    );
+    assert_eq!(
+        events.last(),
+        Some(&Err(LlmError::Timeout(TimeoutPhase::Idle)))
+    );
 }
 
 #[tokio::test]
 async fn a_silent_server_hits_the_first_token_timeout() {
     let fake = FakeLlm::start().await;
     fake.push(Reply::Stall { chunks: vec![] });
-    let t = Timeouts { first_token: Duration::from_millis(300), idle: Duration::from_secs(5), total: Duration::from_secs(10) };
+    let t = Timeouts {
+        first_token: Duration::from_millis(300),
+        idle: Duration::from_secs(5),
+        total: Duration::from_secs(10),
+    };
     let events = collect(&provider(&fake, t), req("a")).await.unwrap();
-    assert_eq!(events, vec![Err(LlmError::Timeout(TimeoutPhase::FirstToken))]);
+    assert_eq!(
+        events,
+        vec![Err(LlmError::Timeout(TimeoutPhase::FirstToken))]
+    );
 }
 
 #[tokio::test]
 async fn a_broken_stream_is_reported_as_broken() {
     let fake = FakeLlm::start().await;
-    fake.push(Reply::Break { chunks: vec!["half an ans".into()] });
-    let events = collect(&provider(&fake, Timeouts::default()), req("a")).await.unwrap();
-    assert_eq!(events.first(), Some(&Ok(ChatEvent::Delta("half an ans".into()))));
-    assert!(matches!(events.last(), Some(Err(LlmError::StreamBroken(_)))), "{events:?}");
+    fake.push(Reply::Break {
+        chunks: vec!["half an ans".into()],
+    });
+    let events = collect(&provider(&fake, Timeouts::default()), req("a"))
+        .await
+        .unwrap();
+    assert_eq!(
+        events.first(),
+        Some(&Ok(ChatEvent::Delta("half an ans".into())))
+    );
+    assert!(
+        matches!(events.last(), Some(Err(LlmError::StreamBroken(_)))),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]
 async fn tool_calls_arrive_whole() {
     let fake = FakeLlm::start().await;
-    fake.push(Reply::ToolCall { name: "order_status".into(), arguments: r#"{"order_id":"KF-1001"}"#.into() });
-    let events = collect(&provider(&fake, Timeouts::default()), req("where is KF-1001")).await.unwrap();
-    let call = events.iter().find_map(|e| match e { Ok(ChatEvent::ToolCall(c)) => Some(c.clone()), _ => None }).unwrap();
+    fake.push(Reply::ToolCall {
+        name: "order_status".into(),
+        arguments: r#"{"order_id":"KF-1001"}"#.into(),
+    });
+    let events = collect(
+        &provider(&fake, Timeouts::default()),
+        req("where is KF-1001"),
+    )
+    .await
+    .unwrap();
+    let call = events
+        .iter()
+        .find_map(|e| match e {
+            Ok(ChatEvent::ToolCall(c)) => Some(c.clone()),
+            _ => None,
+        })
+        .unwrap();
     assert_eq!(call.name, "order_status");
     assert_eq!(call.arguments, r#"{"order_id":"KF-1001"}"#);
 }
@@ -100,7 +176,11 @@ async fn tool_calls_arrive_whole() {
 async fn unreachable_provider_is_a_connect_error() {
     let p = OpenAiChat::new(
         http_client(Duration::from_secs(1)),
-        OpenAiConfig { base_url: "http://127.0.0.1:9/v1".into(), api_key: None, timeouts: Timeouts::default() },
+        OpenAiConfig {
+            base_url: "http://127.0.0.1:9/v1".into(),
+            api_key: None,
+            timeouts: Timeouts::default(),
+        },
     );
     let e = collect(&p, req("a")).await.unwrap_err();
     assert!(matches!(e, LlmError::Connect(_)), "{e:?}");
@@ -111,19 +191,30 @@ async fn chain_retries_a_429_then_falls_back_to_a_second_server() {
     let primary = FakeLlm::start().await;
     let backup = FakeLlm::start().await;
     for _ in 0..3 {
-        primary.push(Reply::Status { code: 500, retry_after: None });
+        primary.push(Reply::Status {
+            code: 500,
+            retry_after: None,
+        });
     }
     backup.push(Reply::text(&["backup answer"]));
-    let retry = RetryPolicy { base_delay: Duration::from_millis(10), ..RetryPolicy::default() };
+    let retry = RetryPolicy {
+        base_delay: Duration::from_millis(10),
+        ..RetryPolicy::default()
+    };
     let link = |f: &FakeLlm, model: &str| ChainLink {
         provider: provider(f, Timeouts::default()),
         model: model.into(),
         breaker: Arc::new(CircuitBreaker::new(5, Duration::from_secs(30))),
     };
-    let chain = Arc::new(FallbackChain::new(vec![link(&primary, "big"), link(&backup, "small")], retry));
+    let chain = Arc::new(FallbackChain::new(
+        vec![link(&primary, "big"), link(&backup, "small")],
+        retry,
+    ));
     let events: Vec<_> = chain.stream(req("hello")).collect().await;
     assert_eq!(primary.request_count(), 3);
     assert_eq!(backup.requests()[0]["model"], "small");
     assert!(events.contains(&Ok(ChatEvent::Delta("backup answer".into()))));
-    assert!(events.iter().any(|e| matches!(e, Ok(ChatEvent::Started { model }) if model.ends_with("/small"))));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Ok(ChatEvent::Started { model }) if model.ends_with("/small"))));
 }

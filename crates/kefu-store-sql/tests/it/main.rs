@@ -7,7 +7,9 @@ use kefu_store::Store;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_passes_conformance() {
     let dir = std::env::temp_dir().join(format!("kefu-store-{}", uuid_like()));
-    let store = kefu_store_sql::SqliteStore::open(&dir.join("kefu.db"), 4).await.unwrap();
+    let store = kefu_store_sql::SqliteStore::open(&dir.join("kefu.db"), 4)
+        .await
+        .unwrap();
     kefu_store::conformance::run_all(Arc::new(store) as Arc<dyn Store>).await;
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -35,5 +37,12 @@ async fn sqlite_file_is_created_in_wal_mode_and_migrations_are_idempotent() {
 }
 
 fn uuid_like() -> String {
-    format!("{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
 }

@@ -5,22 +5,84 @@ use crate::helpers::*;
 #[tokio::test]
 async fn malformed_requests_get_clear_errors_and_change_nothing() {
     let app = spawn_app().await;
-    let id = app.create_conversation(&app.api_key, Some("bad")).await["id"].as_str().unwrap().to_owned();
+    let id = app.create_conversation(&app.api_key, Some("bad")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let path = format!("/v1/conversations/{id}/messages");
     let raw = |body: Vec<u8>, content_type: &str| {
-        app.client.post(app.url(&path)).bearer_auth(&app.api_key).header("content-type", content_type.to_owned()).body(body).send()
+        app.client
+            .post(app.url(&path))
+            .bearer_auth(&app.api_key)
+            .header("content-type", content_type.to_owned())
+            .body(body)
+            .send()
     };
     let cases: Vec<(Vec<u8>, &str, u16, &str)> = vec![
-        (b"{not json".to_vec(), "application/json", 400, "invalid_json"),
-        (b"{\"content\": \"\xff\xfe\"}".to_vec(), "application/json", 400, "invalid_json"),
-        (br#"{"content":"hi","extra":1}"#.to_vec(), "application/json", 422, "invalid_request"),
-        (br#"{"content":42}"#.to_vec(), "application/json", 422, "invalid_request"),
-        (br#"{}"#.to_vec(), "application/json", 422, "invalid_request"),
-        (br#"{"content":"hi"}"#.to_vec(), "text/plain", 415, "unsupported_media_type"),
-        (br#"{"content":"   "}"#.to_vec(), "application/json", 422, "empty_message"),
-        (json!({"content": "长".repeat(4001)}).to_string().into_bytes(), "application/json", 422, "message_too_long"),
-        (json!({"content": "a\u{0}b"}).to_string().into_bytes(), "application/json", 422, "invalid_request"),
-        (json!({"content": "x".repeat(70_000)}).to_string().into_bytes(), "application/json", 413, "payload_too_large"),
+        (
+            b"{not json".to_vec(),
+            "application/json",
+            400,
+            "invalid_json",
+        ),
+        (
+            b"{\"content\": \"\xff\xfe\"}".to_vec(),
+            "application/json",
+            400,
+            "invalid_json",
+        ),
+        (
+            br#"{"content":"hi","extra":1}"#.to_vec(),
+            "application/json",
+            422,
+            "invalid_request",
+        ),
+        (
+            br#"{"content":42}"#.to_vec(),
+            "application/json",
+            422,
+            "invalid_request",
+        ),
+        (
+            br#"{}"#.to_vec(),
+            "application/json",
+            422,
+            "invalid_request",
+        ),
+        (
+            br#"{"content":"hi"}"#.to_vec(),
+            "text/plain",
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            br#"{"content":"   "}"#.to_vec(),
+            "application/json",
+            422,
+            "empty_message",
+        ),
+        (
+            json!({"content": "长".repeat(4001)})
+                .to_string()
+                .into_bytes(),
+            "application/json",
+            422,
+            "message_too_long",
+        ),
+        (
+            json!({"content": "a\u{0}b"}).to_string().into_bytes(),
+            "application/json",
+            422,
+            "invalid_request",
+        ),
+        (
+            json!({"content": "x".repeat(70_000)})
+                .to_string()
+                .into_bytes(),
+            "application/json",
+            413,
+            "payload_too_large",
+        ),
     ];
     for (body, ct, status, code) in cases {
         let r = raw(body, ct).await.unwrap();
@@ -29,7 +91,9 @@ async fn malformed_requests_get_clear_errors_and_change_nothing() {
         assert_error(&b, code);
     }
     // The longest allowed message (in characters, not bytes) is accepted.
-    let r = app.send(&app.api_key, &id, &"长".repeat(4000), None, true).await;
+    let r = app
+        .send(&app.api_key, &id, &"长".repeat(4000), None, true)
+        .await;
     assert_eq!(r.status(), 201);
     // Nothing from the bad requests was stored.
     let stored = app.messages(&app.api_key, &id, 0).await;
@@ -49,18 +113,40 @@ async fn unknown_ids_routes_and_bad_parameters() {
         assert_eq!(r.status(), 404, "{path}");
         assert_error(&r.json().await.unwrap(), "conversation_not_found");
     }
-    let r = app.send(&app.api_key, &uuid::Uuid::new_v4().to_string(), "hi", None, false).await;
+    let r = app
+        .send(
+            &app.api_key,
+            &uuid::Uuid::new_v4().to_string(),
+            "hi",
+            None,
+            false,
+        )
+        .await;
     assert_eq!(r.status(), 404);
     let r = app.get(&app.api_key, "/v1/nope").await;
     assert_eq!(r.status(), 404);
     assert_error(&r.json().await.unwrap(), "route_not_found");
-    let r = app.client.delete(app.url("/v1/conversations")).bearer_auth(&app.api_key).send().await.unwrap();
+    let r = app
+        .client
+        .delete(app.url("/v1/conversations"))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
     assert_error(&r.json().await.unwrap(), "method_not_allowed");
 
-    let id = app.create_conversation(&app.api_key, Some("p")).await["id"].as_str().unwrap().to_owned();
+    let id = app.create_conversation(&app.api_key, Some("p")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for q in ["limit=0", "limit=201", "after=-1", "limit=abc"] {
-        let r = app.get(&app.api_key, &format!("/v1/conversations/{id}/messages?{q}")).await;
+        let r = app
+            .get(
+                &app.api_key,
+                &format!("/v1/conversations/{id}/messages?{q}"),
+            )
+            .await;
         assert_eq!(r.status(), 422, "{q}");
         assert_error(&r.json().await.unwrap(), "invalid_request");
     }
@@ -84,7 +170,9 @@ async fn unknown_ids_routes_and_bad_parameters() {
         json!({"customer_external_id": "x", "metadata": [1, 2]}),
         json!({"customer_external_id": "x", "unknown": true}),
     ] {
-        let r = app.post(&app.api_key, "/v1/conversations", body.clone()).await;
+        let r = app
+            .post(&app.api_key, "/v1/conversations", body.clone())
+            .await;
         assert_eq!(r.status(), 422, "{body}");
     }
     assert_eq!(app.messages(&app.api_key, &id, 0).await.len(), 0);
@@ -94,7 +182,13 @@ async fn unknown_ids_routes_and_bad_parameters() {
 async fn model_config_is_validated_before_it_is_stored() {
     let app = spawn_app().await;
     let admin = app.admin_token().await;
-    let put = |body: Value| app.client.put(app.url("/v1/admin/model-config")).bearer_auth(&admin).json(&body).send();
+    let put = |body: Value| {
+        app.client
+            .put(app.url("/v1/admin/model-config"))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+    };
     for bad in [
         json!({"providers": [], "chain": []}),
         json!({"providers": [{"name": "a", "base_url": "ftp://x"}], "chain": [{"provider": "a", "model": "m"}]}),
@@ -105,7 +199,15 @@ async fn model_config_is_validated_before_it_is_stored() {
         let r = put(bad.clone()).await.unwrap();
         assert_eq!(r.status(), 422, "{bad}");
     }
-    let cfg: Value = app.get(&admin, "/v1/admin/model-config").await.json().await.unwrap();
+    let cfg: Value = app
+        .get(&admin, "/v1/admin/model-config")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(cfg["source"], "default");
-    assert_eq!(cfg["config"]["providers"][0]["api_key"], "***", "keys are never returned");
+    assert_eq!(
+        cfg["config"]["providers"][0]["api_key"], "***",
+        "keys are never returned"
+    );
 }

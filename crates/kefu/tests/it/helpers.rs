@@ -99,8 +99,12 @@ filter = "error"
     .unwrap();
     let extra = data_dir.join("extra.toml");
     std::fs::write(&extra, extra_toml).unwrap();
-    let overrides = Overrides { data_dir: Some(data_dir.clone()), ..Default::default() };
-    let settings = Settings::load_files(&[base_cfg.as_path(), extra.as_path()], &overrides).unwrap();
+    let overrides = Overrides {
+        data_dir: Some(data_dir.clone()),
+        ..Default::default()
+    };
+    let settings =
+        Settings::load_files(&[base_cfg.as_path(), extra.as_path()], &overrides).unwrap();
     kefu::telemetry::init(&settings.log);
     let app = Application::build(settings).await.unwrap();
     let addr = app.local_addr();
@@ -115,7 +119,10 @@ filter = "error"
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
         fake,
-        tenant: creds.get("KEFU_TENANT").cloned().unwrap_or_else(|| "acme".into()),
+        tenant: creds
+            .get("KEFU_TENANT")
+            .cloned()
+            .unwrap_or_else(|| "acme".into()),
         admin_email: "admin@acme.test".into(),
         admin_password: "correct-horse-battery".into(),
         api_key: creds.get("KEFU_API_KEY").cloned().unwrap_or_default(),
@@ -147,11 +154,22 @@ impl TestApp {
     }
 
     pub async fn post(&self, token: &str, path: &str, body: Value) -> reqwest::Response {
-        self.client.post(self.url(path)).bearer_auth(token).json(&body).send().await.unwrap()
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).bearer_auth(token).send().await.unwrap()
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn create_conversation(&self, token: &str, external_id: Option<&str>) -> Value {
@@ -164,7 +182,14 @@ impl TestApp {
         r.json().await.unwrap()
     }
 
-    pub async fn send(&self, token: &str, conv: &str, content: &str, key: Option<&str>, wait: bool) -> reqwest::Response {
+    pub async fn send(
+        &self,
+        token: &str,
+        conv: &str,
+        content: &str,
+        key: Option<&str>,
+        wait: bool,
+    ) -> reqwest::Response {
         let mut rb = self
             .client
             .post(self.url(&format!("/v1/conversations/{conv}/messages?wait={wait}")))
@@ -177,7 +202,12 @@ impl TestApp {
     }
 
     pub async fn messages(&self, token: &str, conv: &str, after: i64) -> Vec<Value> {
-        let r = self.get(token, &format!("/v1/conversations/{conv}/messages?after={after}&limit=200")).await;
+        let r = self
+            .get(
+                token,
+                &format!("/v1/conversations/{conv}/messages?after={after}&limit=200"),
+            )
+            .await;
         assert_eq!(r.status(), 200);
         let v: Value = r.json().await.unwrap();
         v["messages"].as_array().unwrap().clone()
@@ -196,7 +226,10 @@ impl TestApp {
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-        r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+        r.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     pub async fn customer_session(&self, identity_token: Option<&str>) -> (String, Value) {
@@ -204,51 +237,92 @@ impl TestApp {
         if let Some(t) = identity_token {
             body["identity_token"] = json!(t);
         }
-        let r = self.client.post(self.url("/v1/customer-sessions")).json(&body).send().await.unwrap();
+        let r = self
+            .client
+            .post(self.url("/v1/customer-sessions"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
         let v: Value = r.json().await.unwrap();
-        (v["access_token"].as_str().unwrap().to_owned(), v["customer"].clone())
+        (
+            v["access_token"].as_str().unwrap().to_owned(),
+            v["customer"].clone(),
+        )
     }
 
     /// Creates a second tenant directly in the store; returns (slug, api key).
     pub async fn other_tenant(&self) -> (String, String) {
         let slug = format!("other-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let c = kefu::bootstrap::create_tenant(self.store.as_ref(), &slug, "Other", "boss@other.test", Some(&"other-password-123".to_owned().into()))
-            .await
-            .unwrap();
+        let c = kefu::bootstrap::create_tenant(
+            self.store.as_ref(),
+            &slug,
+            "Other",
+            "boss@other.test",
+            Some(&"other-password-123".to_owned().into()),
+        )
+        .await
+        .unwrap();
         use secrecy::ExposeSecret;
         (slug, c.api_key.expose_secret().to_owned())
     }
 
     /// Server-Sent Events of a conversation, parsed.
-    pub async fn sse(&self, token: &str, conv: &str, after: i64, last_event_id: Option<i64>) -> BoxStream<'static, StreamEvent> {
-        let mut rb = self.client.get(self.url(&format!("/v1/conversations/{conv}/events?after={after}"))).bearer_auth(token);
+    pub async fn sse(
+        &self,
+        token: &str,
+        conv: &str,
+        after: i64,
+        last_event_id: Option<i64>,
+    ) -> BoxStream<'static, StreamEvent> {
+        let mut rb = self
+            .client
+            .get(self.url(&format!("/v1/conversations/{conv}/events?after={after}")))
+            .bearer_auth(token);
         if let Some(id) = last_event_id {
             rb = rb.header("Last-Event-ID", id.to_string());
         }
         let r = rb.send().await.unwrap();
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
         r.bytes_stream()
             .eventsource()
-            .filter_map(|e| async move { e.ok().and_then(|e| serde_json::from_str::<StreamEvent>(&e.data).ok()) })
+            .filter_map(|e| async move {
+                e.ok()
+                    .and_then(|e| serde_json::from_str::<StreamEvent>(&e.data).ok())
+            })
             .boxed()
     }
 }
 
 /// Next event within a deadline.
 pub async fn next_event(s: &mut BoxStream<'static, StreamEvent>) -> StreamEvent {
-    tokio::time::timeout(Duration::from_secs(10), s.next()).await.expect("event in time").expect("stream open")
+    tokio::time::timeout(Duration::from_secs(10), s.next())
+        .await
+        .expect("event in time")
+        .expect("stream open")
 }
 
 /// The client rule for deltas: `text` covers characters [offset, offset+len); keep what you have, append the rest.
 pub fn apply_delta(have: &mut String, offset: usize, text: &str) {
     let len = have.chars().count();
-    assert!(offset <= len, "delta at {offset} leaves a gap after {len} characters");
+    assert!(
+        offset <= len,
+        "delta at {offset} leaves a gap after {len} characters"
+    );
     have.extend(text.chars().skip(len - offset));
 }
 
 pub fn assert_error(body: &Value, code: &str) {
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
 }

@@ -9,26 +9,54 @@ use crate::helpers::*;
 #[tokio::test]
 async fn retries_then_the_polite_fallback_when_every_model_fails() {
     let app = spawn_app().await;
-    let id = app.create_conversation(&app.api_key, Some("f")).await["id"].as_str().unwrap().to_owned();
+    let id = app.create_conversation(&app.api_key, Some("f")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // One 429 with Retry-After, then success: retried transparently.
-    app.fake.push(Reply::Status { code: 429, retry_after: Some("0".into()) });
+    app.fake.push(Reply::Status {
+        code: 429,
+        retry_after: Some("0".into()),
+    });
     app.fake.push(Reply::text(&["ok"]));
-    let body: Value = app.send(&app.api_key, &id, "hello", None, true).await.json().await.unwrap();
+    let body: Value = app
+        .send(&app.api_key, &id, "hello", None, true)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["reply"]["content"], "ok");
     assert_eq!(app.fake.request_count(), 2);
     // Every attempt fails: the customer's message is stored, the reply is the fallback, the conversation flagged.
     for _ in 0..3 {
-        app.fake.push(Reply::Status { code: 503, retry_after: None });
+        app.fake.push(Reply::Status {
+            code: 503,
+            retry_after: None,
+        });
     }
-    let r = app.send(&app.api_key, &id, "我的退款呢？", Some("k-fail"), true).await;
+    let r = app
+        .send(&app.api_key, &id, "我的退款呢？", Some("k-fail"), true)
+        .await;
     assert_eq!(r.status(), 201);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["message"]["content"], "我的退款呢？");
     assert_eq!(body["reply"]["fallback"], true);
-    assert!(body["reply"]["content"].as_str().unwrap().starts_with("抱歉"));
-    let conv: Value = app.get(&app.api_key, &format!("/v1/conversations/{id}")).await.json().await.unwrap();
+    assert!(body["reply"]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("抱歉"));
+    let conv: Value = app
+        .get(&app.api_key, &format!("/v1/conversations/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(conv["flagged"], true);
-    assert_eq!(app.fake.request_count(), 5, "three attempts on the only chain entry");
+    assert_eq!(
+        app.fake.request_count(),
+        5,
+        "three attempts on the only chain entry"
+    );
 }
 
 #[tokio::test]
@@ -37,8 +65,16 @@ async fn models_switch_at_runtime_without_restart() {
     let admin = app.admin_token().await;
     let second = FakeLlm::start().await;
     second.push(Reply::text(&["from the second model"]));
-    let id = app.create_conversation(&app.api_key, Some("sw")).await["id"].as_str().unwrap().to_owned();
-    let body: Value = app.send(&app.api_key, &id, "one", None, true).await.json().await.unwrap();
+    let id = app.create_conversation(&app.api_key, Some("sw")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = app
+        .send(&app.api_key, &id, "one", None, true)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["reply"]["content"], "Echo: one");
 
     let cfg = json!({
@@ -50,57 +86,128 @@ async fn models_switch_at_runtime_without_restart() {
         "temperature": 0.2,
         "system_prompt": "你是一家网店的客服。"
     });
-    let r = app.client.put(app.url("/v1/admin/model-config")).bearer_auth(&admin).json(&cfg).send().await.unwrap();
+    let r = app
+        .client
+        .put(app.url("/v1/admin/model-config"))
+        .bearer_auth(&admin)
+        .json(&cfg)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let shown: Value = r.json().await.unwrap();
     assert_eq!(shown["source"], "tenant");
     assert_eq!(shown["config"]["providers"][1]["api_key"], "***");
 
-    let body: Value = app.send(&app.api_key, &id, "two", None, true).await.json().await.unwrap();
+    let body: Value = app
+        .send(&app.api_key, &id, "two", None, true)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["reply"]["content"], "from the second model");
-    assert_eq!(body["reply"]["model"], format!("{}/qwen-max", second.base_url()));
+    assert_eq!(
+        body["reply"]["model"],
+        format!("{}/qwen-max", second.base_url())
+    );
     let req = &second.requests()[0];
     assert_eq!(req["model"], "qwen-max");
     assert_eq!(req["temperature"], 0.2);
     assert_eq!(req["messages"][0]["content"], "你是一家网店的客服。");
-    assert_eq!(second.request_headers()[0]["authorization"], "Bearer sk-second");
+    assert_eq!(
+        second.request_headers()[0]["authorization"],
+        "Bearer sk-second"
+    );
 
     // Keeping a stored key with "***" works; deleting returns to the server default.
     let mut keep = shown["config"].clone();
     keep["temperature"] = json!(0.5);
-    let r = app.client.put(app.url("/v1/admin/model-config")).bearer_auth(&admin).json(&keep).send().await.unwrap();
+    let r = app
+        .client
+        .put(app.url("/v1/admin/model-config"))
+        .bearer_auth(&admin)
+        .json(&keep)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let stored = app.store.get_tenant_by_slug(&app.tenant).await.unwrap().unwrap().model_config.unwrap();
+    let stored = app
+        .store
+        .get_tenant_by_slug(&app.tenant)
+        .await
+        .unwrap()
+        .unwrap()
+        .model_config
+        .unwrap();
     assert_eq!(stored["providers"][1]["api_key"], "sk-second");
-    let r = app.client.delete(app.url("/v1/admin/model-config")).bearer_auth(&admin).send().await.unwrap();
+    let r = app
+        .client
+        .delete(app.url("/v1/admin/model-config"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
-    let body: Value = app.send(&app.api_key, &id, "three", None, true).await.json().await.unwrap();
+    let body: Value = app
+        .send(&app.api_key, &id, "three", None, true)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["reply"]["content"], "Echo: three");
 }
 
 #[tokio::test]
 async fn graceful_shutdown_finishes_running_answers() {
     let mut app = spawn_app().await;
-    let id = app.create_conversation(&app.api_key, Some("g")).await["id"].as_str().unwrap().to_owned();
-    app.fake.push(Reply::Stream { chunks: vec!["slow ".into(), "but ".into(), "complete".into()], delay: Duration::from_millis(150) });
-    assert_eq!(app.send(&app.api_key, &id, "q", None, false).await.status(), 201);
+    let id = app.create_conversation(&app.api_key, Some("g")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.fake.push(Reply::Stream {
+        chunks: vec!["slow ".into(), "but ".into(), "complete".into()],
+        delay: Duration::from_millis(150),
+    });
+    assert_eq!(
+        app.send(&app.api_key, &id, "q", None, false).await.status(),
+        201
+    );
     tokio::time::sleep(Duration::from_millis(50)).await;
     let store = app.store.clone();
-    let tenant = store.get_tenant_by_slug(&app.tenant).await.unwrap().unwrap().id;
+    let tenant = store
+        .get_tenant_by_slug(&app.tenant)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
     app.begin_stop().await.unwrap().unwrap();
     let conv = uuid::Uuid::parse_str(&id).unwrap();
-    let reply = store.find_reply(tenant, conv, 1).await.unwrap().expect("the running answer finished");
+    let reply = store
+        .find_reply(tenant, conv, 1)
+        .await
+        .unwrap()
+        .expect("the running answer finished");
     assert_eq!(reply.content, "slow but complete");
 }
 
 #[tokio::test]
 async fn answers_interrupted_by_a_restart_are_completed_after_it() {
     let mut app = spawn_app_with(Backend::Sqlite, "[server]\nshutdown_grace_secs = 1\n").await;
-    let id = app.create_conversation(&app.api_key, Some("r")).await["id"].as_str().unwrap().to_owned();
+    let id = app.create_conversation(&app.api_key, Some("r")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // The model stalls past the 1 s grace period (its first-token timeout is 2 s): the turn is cancelled and the
     // message stays pending.
     app.fake.push(Reply::Stall { chunks: vec![] });
-    app.send(&app.api_key, &id, "are you there?", Some("before-restart"), false).await;
+    app.send(
+        &app.api_key,
+        &id,
+        "are you there?",
+        Some("before-restart"),
+        false,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     app.begin_stop().await.unwrap().unwrap();
     let (dir, db, fake) = (app.data_dir.clone(), app.db_url.clone(), app.fake.clone());
@@ -110,13 +217,32 @@ async fn answers_interrupted_by_a_restart_are_completed_after_it() {
     // Restart on the same data: the pending message is answered once, nothing is duplicated.
     let app = start(dir, db, fake, "").await;
     let conv = uuid::Uuid::parse_str(&id).unwrap();
-    let tenant = app.store.get_tenant_by_slug(&app.tenant).await.unwrap().unwrap().id;
-    let reply = app.engine.wait_for_reply(tenant, conv, 1, Duration::from_secs(10)).await.unwrap().expect("answered after restart");
+    let tenant = app
+        .store
+        .get_tenant_by_slug(&app.tenant)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let reply = app
+        .engine
+        .wait_for_reply(tenant, conv, 1, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("answered after restart");
     assert_eq!(reply.content, "Echo: are you there?");
     let msgs = app.messages(&app.api_key, &id, 0).await;
     assert_eq!(msgs.len(), 2);
     // A client retry after the restart returns the original message and its answer.
-    let r = app.send(&app.api_key, &id, "are you there?", Some("before-restart"), false).await;
+    let r = app
+        .send(
+            &app.api_key,
+            &id,
+            "are you there?",
+            Some("before-restart"),
+            false,
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["reply"]["content"], "Echo: are you there?");
@@ -132,6 +258,14 @@ async fn health_and_readiness() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["status"], "ready");
     assert_eq!(v["checks"][0]["name"], "database:sqlite");
-    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(doc["paths"]["/v1/conversations/{id}/messages"]["post"].is_object());
 }

@@ -5,7 +5,10 @@ use crate::helpers::*;
 #[tokio::test]
 async fn every_conversation_endpoint_requires_identity() {
     let app = spawn_app().await;
-    let id = app.create_conversation(&app.api_key, Some("x")).await["id"].as_str().unwrap().to_owned();
+    let id = app.create_conversation(&app.api_key, Some("x")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let paths = [
         ("POST", "/v1/conversations".to_owned()),
         ("GET", format!("/v1/conversations/{id}")),
@@ -21,16 +24,30 @@ async fn every_conversation_endpoint_requires_identity() {
         ("GET", "/v1/admin/customer-secret".to_owned()),
     ];
     for (method, path) in &paths {
-        let rb = app.client.request(method.parse().unwrap(), app.url(path)).json(&json!({"content": "x"}));
+        let rb = app
+            .client
+            .request(method.parse().unwrap(), app.url(path))
+            .json(&json!({"content": "x"}));
         let r = rb.send().await.unwrap();
         assert_eq!(r.status(), 401, "{method} {path}");
         assert_error(&r.json().await.unwrap(), "unauthenticated");
-        let r = app.client.request(method.parse().unwrap(), app.url(path)).bearer_auth("garbage.token.here").send().await.unwrap();
+        let r = app
+            .client
+            .request(method.parse().unwrap(), app.url(path))
+            .bearer_auth("garbage.token.here")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401, "{method} {path}");
         assert_error(&r.json().await.unwrap(), "invalid_token");
     }
     // Unknown API keys and forged JWTs are rejected.
-    let r = app.get("kefu_sk_0000000000000000000000000000000000000000000000000000000000000000", "/v1/tenant").await;
+    let r = app
+        .get(
+            "kefu_sk_0000000000000000000000000000000000000000000000000000000000000000",
+            "/v1/tenant",
+        )
+        .await;
     assert_eq!(r.status(), 401);
     let forged = jsonwebtoken_like_forgery();
     let r = app.get(&forged, "/v1/tenant").await;
@@ -51,8 +68,12 @@ fn jsonwebtoken_like_forgery() -> String {
 #[tokio::test]
 async fn one_tenant_cannot_touch_anothers_data() {
     let app = spawn_app().await;
-    let id = app.create_conversation(&app.api_key, Some("victim")).await["id"].as_str().unwrap().to_owned();
-    app.send(&app.api_key, &id, "my secret order", None, true).await;
+    let id = app.create_conversation(&app.api_key, Some("victim")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.send(&app.api_key, &id, "my secret order", None, true)
+        .await;
     let (other_slug, other_key) = app.other_tenant().await;
     let other_admin = {
         let r = app
@@ -62,7 +83,10 @@ async fn one_tenant_cannot_touch_anothers_data() {
             .send()
             .await
             .unwrap();
-        r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+        r.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     };
     for token in [&other_key, &other_admin] {
         for (method, path) in [
@@ -84,22 +108,46 @@ async fn one_tenant_cannot_touch_anothers_data() {
             let status = r.status().as_u16();
             let body: Value = r.json().await.unwrap();
             // Staff may not send customer messages at all (403); everything else is "not found".
-            assert!(status == 404 || (status == 403 && path.ends_with("/messages") && method == "POST"), "{method} {path}: {status} {body}");
+            assert!(
+                status == 404 || (status == 403 && path.ends_with("/messages") && method == "POST"),
+                "{method} {path}: {status} {body}"
+            );
         }
     }
     // Nothing changed for the owner.
-    let conv = app.get(&app.api_key, &format!("/v1/conversations/{id}")).await.json::<Value>().await.unwrap();
+    let conv = app
+        .get(&app.api_key, &format!("/v1/conversations/{id}"))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
     assert_eq!(conv["status"], "open");
     assert_eq!(app.messages(&app.api_key, &id, 0).await.len(), 2);
     // Admin listings are per tenant.
     let admin = app.admin_token().await;
-    let mine: Vec<Value> = app.get(&admin, "/v1/admin/api-keys").await.json().await.unwrap();
-    let theirs: Vec<Value> = app.get(&other_admin, "/v1/admin/api-keys").await.json().await.unwrap();
+    let mine: Vec<Value> = app
+        .get(&admin, "/v1/admin/api-keys")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let theirs: Vec<Value> = app
+        .get(&other_admin, "/v1/admin/api-keys")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(mine.len(), 1);
     assert_eq!(theirs.len(), 1);
     assert_ne!(mine[0]["id"], theirs[0]["id"]);
     let their_key_id = theirs[0]["id"].as_str().unwrap();
-    let r = app.client.delete(app.url(&format!("/v1/admin/api-keys/{their_key_id}"))).bearer_auth(&admin).send().await.unwrap();
+    let r = app
+        .client
+        .delete(app.url(&format!("/v1/admin/api-keys/{their_key_id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404, "cannot revoke another tenant's key");
     assert_eq!(app.get(&other_key, "/v1/tenant").await.status(), 200);
 }
@@ -109,13 +157,32 @@ async fn customers_only_see_their_own_conversations() {
     let app = spawn_app().await;
     let (alice, _) = app.customer_session(None).await;
     let (bob, _) = app.customer_session(None).await;
-    let id = app.create_conversation(&alice, None).await["id"].as_str().unwrap().to_owned();
-    assert_eq!(app.get(&bob, &format!("/v1/conversations/{id}")).await.status(), 404);
+    let id = app.create_conversation(&alice, None).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.get(&bob, &format!("/v1/conversations/{id}"))
+            .await
+            .status(),
+        404
+    );
     assert_eq!(app.send(&bob, &id, "hi", None, false).await.status(), 404);
-    assert_eq!(app.get(&alice, &format!("/v1/conversations/{id}")).await.status(), 200);
+    assert_eq!(
+        app.get(&alice, &format!("/v1/conversations/{id}"))
+            .await
+            .status(),
+        200
+    );
     // Customers cannot administer or name other customers.
     assert_eq!(app.get(&alice, "/v1/admin/api-keys").await.status(), 403);
-    let r = app.post(&alice, "/v1/conversations", json!({"customer_external_id": "someone-else"})).await;
+    let r = app
+        .post(
+            &alice,
+            "/v1/conversations",
+            json!({"customer_external_id": "someone-else"}),
+        )
+        .await;
     assert_eq!(r.status(), 422);
 }
 
@@ -124,22 +191,45 @@ async fn roles_gate_administration() {
     let app = spawn_app().await;
     let admin = app.admin_token().await;
     let r = app
-        .post(&admin, "/v1/admin/users", json!({"email": "Agent@Acme.test", "password": "agent-password-1", "role": "agent"}))
+        .post(
+            &admin,
+            "/v1/admin/users",
+            json!({"email": "Agent@Acme.test", "password": "agent-password-1", "role": "agent"}),
+        )
         .await;
     assert_eq!(r.status(), 201);
     assert_eq!(r.json::<Value>().await.unwrap()["email"], "agent@acme.test");
-    let dup = app.post(&admin, "/v1/admin/users", json!({"email": "agent@acme.test", "password": "agent-password-1", "role": "agent"})).await;
+    let dup = app
+        .post(
+            &admin,
+            "/v1/admin/users",
+            json!({"email": "agent@acme.test", "password": "agent-password-1", "role": "agent"}),
+        )
+        .await;
     assert_eq!(dup.status(), 409);
     let agent = app.login("agent@acme.test", "agent-password-1").await;
-    for path in ["/v1/admin/api-keys", "/v1/admin/users", "/v1/admin/model-config", "/v1/admin/customer-secret"] {
+    for path in [
+        "/v1/admin/api-keys",
+        "/v1/admin/users",
+        "/v1/admin/model-config",
+        "/v1/admin/customer-secret",
+    ] {
         let r = app.get(&agent, path).await;
         assert_eq!(r.status(), 403, "{path}");
         assert_error(&r.json().await.unwrap(), "forbidden");
     }
     assert_eq!(app.get(&agent, "/v1/tenant").await.status(), 200);
     // An agent can read conversations but not speak as the customer.
-    let id = app.create_conversation(&app.api_key, Some("c")).await["id"].as_str().unwrap().to_owned();
-    assert_eq!(app.get(&agent, &format!("/v1/conversations/{id}")).await.status(), 200);
+    let id = app.create_conversation(&app.api_key, Some("c")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.get(&agent, &format!("/v1/conversations/{id}"))
+            .await
+            .status(),
+        200
+    );
     assert_eq!(app.send(&agent, &id, "hi", None, false).await.status(), 403);
     // API clients cannot administer either.
     assert_eq!(app.get(&app.api_key, "/v1/admin/users").await.status(), 403);
@@ -159,16 +249,31 @@ async fn roles_gate_administration() {
 async fn api_keys_are_shown_once_and_revocation_takes_effect() {
     let app = spawn_app().await;
     let admin = app.admin_token().await;
-    let r = app.post(&admin, "/v1/admin/api-keys", json!({"name": "crm"})).await;
+    let r = app
+        .post(&admin, "/v1/admin/api-keys", json!({"name": "crm"}))
+        .await;
     assert_eq!(r.status(), 201);
     let created: Value = r.json().await.unwrap();
     let key = created["key"].as_str().unwrap().to_owned();
     assert!(key.starts_with("kefu_sk_"));
     assert_eq!(app.get(&key, "/v1/tenant").await.status(), 200);
-    let listed: Vec<Value> = app.get(&admin, "/v1/admin/api-keys").await.json().await.unwrap();
-    assert!(listed.iter().all(|k| k.get("key").is_none() && !k.to_string().contains(&key)));
+    let listed: Vec<Value> = app
+        .get(&admin, "/v1/admin/api-keys")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(listed
+        .iter()
+        .all(|k| k.get("key").is_none() && !k.to_string().contains(&key)));
     let id = created["api_key"]["id"].as_str().unwrap();
-    let r = app.client.delete(app.url(&format!("/v1/admin/api-keys/{id}"))).bearer_auth(&admin).send().await.unwrap();
+    let r = app
+        .client
+        .delete(app.url(&format!("/v1/admin/api-keys/{id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
     let r = app.get(&key, "/v1/tenant").await;
     assert_eq!(r.status(), 401);
@@ -181,19 +286,31 @@ async fn customer_identity_tokens_are_verified_with_the_tenant_secret() {
     use hmac::{Hmac, Mac};
     let app = spawn_app().await;
     let admin = app.admin_token().await;
-    let secret = app.get(&admin, "/v1/admin/customer-secret").await.json::<Value>().await.unwrap()["customer_secret"]
+    let secret = app
+        .get(&admin, "/v1/admin/customer-secret")
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["customer_secret"]
         .as_str()
         .unwrap()
         .to_owned();
     let sign = |secret: &str, claims: Value| {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let msg = format!("{}.{}", b64.encode(r#"{"alg":"HS256","typ":"JWT"}"#), b64.encode(claims.to_string()));
+        let msg = format!(
+            "{}.{}",
+            b64.encode(r#"{"alg":"HS256","typ":"JWT"}"#),
+            b64.encode(claims.to_string())
+        );
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
         mac.update(msg.as_bytes());
         format!("{msg}.{}", b64.encode(mac.finalize().into_bytes()))
     };
     let exp = chrono::Utc::now().timestamp() + 600;
-    let good = sign(&secret, json!({"sub": "user-77", "name": "李雷", "exp": exp}));
+    let good = sign(
+        &secret,
+        json!({"sub": "user-77", "name": "李雷", "exp": exp}),
+    );
     let (token, customer) = app.customer_session(Some(&good)).await;
     assert_eq!(customer["external_id"], "user-77");
     assert_eq!(customer["display_name"], "李雷");
@@ -208,14 +325,33 @@ async fn customer_identity_tokens_are_verified_with_the_tenant_secret() {
         sign(&secret, json!({"sub": "user-77", "exp": 1000})),
         sign(&secret, json!({"sub": "user-77"})),
     ] {
-        let r = app.client.post(app.url("/v1/customer-sessions")).json(&json!({"tenant": app.tenant, "identity_token": bad})).send().await.unwrap();
+        let r = app
+            .client
+            .post(app.url("/v1/customer-sessions"))
+            .json(&json!({"tenant": app.tenant, "identity_token": bad}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401);
     }
     // Rotation invalidates tokens signed with the old secret.
-    app.post(&admin, "/v1/admin/customer-secret/rotate", json!({})).await;
-    let r = app.client.post(app.url("/v1/customer-sessions")).json(&json!({"tenant": app.tenant, "identity_token": good})).send().await.unwrap();
+    app.post(&admin, "/v1/admin/customer-secret/rotate", json!({}))
+        .await;
+    let r = app
+        .client
+        .post(app.url("/v1/customer-sessions"))
+        .json(&json!({"tenant": app.tenant, "identity_token": good}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = app.client.post(app.url("/v1/customer-sessions")).json(&json!({"tenant": "no-such-shop"})).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/v1/customer-sessions"))
+        .json(&json!({"tenant": "no-such-shop"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     assert_error(&r.json().await.unwrap(), "tenant_not_found");
 }
@@ -232,15 +368,38 @@ async fn rate_limits_answer_429_with_retry_after() {
     for _ in 0..4 {
         statuses.push(app.get(&app.api_key, "/v1/tenant").await);
     }
-    assert_eq!(statuses.iter().map(|r| r.status().as_u16()).collect::<Vec<_>>(), [200, 200, 200, 429]);
+    assert_eq!(
+        statuses
+            .iter()
+            .map(|r| r.status().as_u16())
+            .collect::<Vec<_>>(),
+        [200, 200, 200, 429]
+    );
     let limited = statuses.pop().unwrap();
-    let retry_after: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=2).contains(&retry_after));
     assert_error(&limited.json().await.unwrap(), "rate_limited");
     // Per IP: four requests spent, the fifth is the last of the burst, the sixth is refused.
-    let session = || app.client.post(app.url("/v1/customer-sessions")).json(&json!({"tenant": app.tenant})).send();
+    let session = || {
+        app.client
+            .post(app.url("/v1/customer-sessions"))
+            .json(&json!({"tenant": app.tenant}))
+            .send()
+    };
     assert_eq!(session().await.unwrap().status(), 201);
     assert_eq!(session().await.unwrap().status(), 429);
     // Health checks are not limited.
-    assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
