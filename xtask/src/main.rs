@@ -135,9 +135,20 @@ fn main() -> anyhow::Result<()> {
         Some("invariants") => invariants(),
         Some("openapi") => openapi(args.get(1).is_some_and(|a| a == "--check")),
         Some("bench-api") => {
-            let mut c = cargo();
-            c.args(["run", "--release", "-p", "kefu-bench", "--"])
-                .args(&args[1..]);
+            let mut build = cargo();
+            build.args(["build", "--release", "-p", "kefu", "-p", "kefu-bench"]);
+            run("build (release)", build)?;
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| root().join("target"));
+            let bin = target.join("release");
+            // 10,000 sockets on each side need more than the usual 1024 open files.
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg("ulimit -n 65535 2>/dev/null || ulimit -n 16384; exec \"$0\" \"$@\"")
+                .arg(bin.join("kefu-bench"))
+                .args(&args[1..])
+                .env("KEFU_BIN", bin.join("kefu"));
             run("bench-api", c)
         }
         _ => {

@@ -113,9 +113,9 @@ pub fn staff(u: s::StaffUser) -> t::StaffUser {
 }
 
 pub fn stream_event(p: &Principal, o: &kefu_engine::Outgoing) -> t::StreamEvent {
-    use kefu_engine::Outgoing;
+    use kefu_engine::{LiveEvent, Outgoing};
     match o {
-        Outgoing::Stored(ev) => match &ev.data {
+        Outgoing::Live(LiveEvent::Stored(ev)) => match &ev.data {
             s::EventData::MessageCreated(m) => t::StreamEvent::MessageCreated {
                 seq: ev.seq,
                 message: message_for(p, m),
@@ -129,16 +129,16 @@ pub fn stream_event(p: &Principal, o: &kefu_engine::Outgoing) -> t::StreamEvent 
                 reason: reason.clone(),
             },
         },
-        Outgoing::Delta {
+        Outgoing::Live(LiveEvent::Delta {
             reply_to,
             offset,
             text,
-        } => t::StreamEvent::Delta {
+        }) => t::StreamEvent::Delta {
             reply_to_seq: *reply_to,
             offset: *offset,
             text: text.to_string(),
         },
-        Outgoing::Reset { reply_to } => t::StreamEvent::Reset {
+        Outgoing::Live(LiveEvent::Reset { reply_to }) => t::StreamEvent::Reset {
             reply_to_seq: *reply_to,
         },
         Outgoing::Shutdown => t::StreamEvent::Shutdown,

@@ -37,7 +37,9 @@ impl Default for EngineSettings {
             history_max_messages: 20,
             history_token_budget: 3000,
             default_system_prompt: crate::prompt::DEFAULT_SYSTEM_PROMPT.to_owned(),
-            live_buffer: 256,
+            // Allocated up front per live conversation; a subscriber that falls further behind resyncs from the
+            // database, so a small ring costs nothing in correctness.
+            live_buffer: 64,
             turn_timeout: Duration::from_secs(300),
             timeouts: Timeouts::default(),
         }

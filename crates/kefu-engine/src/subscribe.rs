@@ -15,23 +15,12 @@ use kefu_store::{Event, EventData};
 use crate::hub::{LiveEvent, Partial, Subscription};
 use crate::Engine;
 
+/// What a subscriber receives: a live event (stored, delta, reset), or the end of the stream.
 #[derive(Debug, Clone)]
 pub enum Outgoing {
-    Stored(Arc<Event>),
-    /// `text` starts at character `offset` of the reply in progress to customer message `reply_to`.
-    Delta {
-        reply_to: i64,
-        offset: usize,
-        text: Arc<str>,
-    },
-    Reset {
-        reply_to: i64,
-    },
+    Live(LiveEvent),
     Shutdown,
-    Error {
-        code: &'static str,
-        message: String,
-    },
+    Error { code: &'static str, message: String },
 }
 
 pub(crate) struct Subscriber {
@@ -78,16 +67,16 @@ impl Subscriber {
                 self.completed.insert(to);
             }
         }
-        self.buffer.push_back(Outgoing::Stored(ev));
+        self.buffer.push_back(Outgoing::Live(LiveEvent::Stored(ev)));
     }
 
     fn push_partial(&mut self, p: Option<Partial>) {
         if let Some(p) = p.filter(|p| !p.text.is_empty() && !self.completed.contains(&p.reply_to)) {
-            self.buffer.push_back(Outgoing::Delta {
+            self.buffer.push_back(Outgoing::Live(LiveEvent::Delta {
                 reply_to: p.reply_to,
                 offset: 0,
                 text: Arc::from(p.text),
-            });
+            }));
         }
     }
 
@@ -159,22 +148,9 @@ impl Subscriber {
                         self.catch_up().await;
                     }
                 }
-                Ok(LiveEvent::Delta {
-                    reply_to,
-                    offset,
-                    text,
-                }) => {
+                Ok(ev @ (LiveEvent::Delta { reply_to, .. } | LiveEvent::Reset { reply_to })) => {
                     if !self.completed.contains(&reply_to) {
-                        self.buffer.push_back(Outgoing::Delta {
-                            reply_to,
-                            offset,
-                            text,
-                        });
-                    }
-                }
-                Ok(LiveEvent::Reset { reply_to }) => {
-                    if !self.completed.contains(&reply_to) {
-                        self.buffer.push_back(Outgoing::Reset { reply_to });
+                        self.buffer.push_back(Outgoing::Live(ev));
                     }
                 }
                 Err(RecvError::Lagged(n)) => {

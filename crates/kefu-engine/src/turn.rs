@@ -64,6 +64,21 @@ impl Engine {
                 (o, Some(e))
             }
         };
+        // Flag before the fallback reply is visible, so anyone who sees the reply also sees the flag.
+        if let Some(e) = &failed {
+            let reason = match e {
+                LlmError::NotConfigured => "model_not_configured",
+                _ => "model_unavailable",
+            };
+            match self
+                .store
+                .flag_conversation(question.tenant_id, conv, reason)
+                .await
+            {
+                Ok(ev) => self.hub.publish(ev),
+                Err(e) => tracing::error!(error = %e, "could not flag the conversation"),
+            }
+        }
         let stored = self
             .store
             .append_message(NewMessage {
@@ -101,20 +116,6 @@ impl Engine {
             Err(e) => {
                 tracing::error!(error = %e, "could not store the reply; message stays pending");
                 return;
-            }
-        }
-        if let Some(e) = failed {
-            let reason = match e {
-                LlmError::NotConfigured => "model_not_configured",
-                _ => "model_unavailable",
-            };
-            match self
-                .store
-                .flag_conversation(question.tenant_id, conv, reason)
-                .await
-            {
-                Ok(ev) => self.hub.publish(ev),
-                Err(e) => tracing::error!(error = %e, "could not flag the conversation"),
             }
         }
     }

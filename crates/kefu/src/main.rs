@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use secrecy::ExposeSecret;
 
 use kefu::{Application, Overrides, Settings};
@@ -29,12 +29,8 @@ enum Command {
         /// Address to listen on, e.g. 127.0.0.1:8080.
         #[arg(long)]
         bind: Option<String>,
-        /// Directory for the SQLite database and generated secrets.
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// postgres://… to use PostgreSQL instead of the embedded SQLite file.
-        #[arg(long)]
-        database_url: Option<String>,
+        #[command(flatten)]
+        storage: StorageArgs,
     },
     /// Manage tenants directly in the database.
     Tenant {
@@ -55,11 +51,37 @@ enum TenantCommand {
         name: Option<String>,
         #[arg(long)]
         admin_email: String,
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        #[arg(long)]
-        database_url: Option<String>,
+        #[command(flatten)]
+        storage: StorageArgs,
     },
+}
+
+/// Where the data lives; shared by every command that opens the database.
+#[derive(Args)]
+struct StorageArgs {
+    /// Directory for the SQLite database and generated secrets.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// postgres://… to use PostgreSQL instead of the embedded SQLite file.
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+impl StorageArgs {
+    fn settings(
+        self,
+        config: Option<&std::path::Path>,
+        bind: Option<String>,
+    ) -> anyhow::Result<Settings> {
+        Settings::load(
+            config,
+            &Overrides {
+                bind,
+                data_dir: self.data_dir,
+                database_url: self.database_url,
+            },
+        )
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -81,19 +103,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", kefu_api::openapi::document_json());
             Ok(())
         }
-        Command::Serve {
-            bind,
-            data_dir,
-            database_url,
-        } => {
-            let settings = Settings::load(
-                cli.config.as_deref(),
-                &Overrides {
-                    bind,
-                    data_dir,
-                    database_url,
-                },
-            )?;
+        Command::Serve { bind, storage } => {
+            let settings = storage.settings(cli.config.as_deref(), bind)?;
             kefu::telemetry::init(&settings.log);
             let app = Application::build(settings).await?;
             if let Some(f) = &app.bootstrap_file {
@@ -108,18 +119,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     slug,
                     name,
                     admin_email,
-                    data_dir,
-                    database_url,
+                    storage,
                 },
         } => {
-            let settings = Settings::load(
-                cli.config.as_deref(),
-                &Overrides {
-                    bind: None,
-                    data_dir,
-                    database_url,
-                },
-            )?;
+            let settings = storage.settings(cli.config.as_deref(), None)?;
             let store = kefu_store_sql::connect(&settings.database_url(), 2)
                 .await
                 .context("opening the database")?;

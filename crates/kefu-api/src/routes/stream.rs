@@ -91,7 +91,11 @@ pub(crate) async fn conversation_ws(
     let upgrade = upgrade
         .map_err(|e| ApiError::InvalidRequest(format!("WebSocket upgrade required: {e}")))?;
     let after = q.after.unwrap_or(0).max(0);
+    // tungstenite's default 128 KiB read and write buffers per socket would cost over a gigabyte at 10,000 idle
+    // connections; frames here are small, buffers grow when a larger one arrives, and every send is flushed.
     Ok(upgrade
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
         .max_message_size(s.settings.max_body_bytes)
         .on_upgrade(move |socket| ws_session(s, p, conv.id, after, socket)))
 }

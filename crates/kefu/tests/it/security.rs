@@ -403,3 +403,75 @@ async fn rate_limits_answer_429_with_retry_after() {
         200
     );
 }
+
+/// HS256 JWT over `claims`, signed with `secret`.
+fn hs256(secret: &[u8], claims: &Value) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let msg = format!(
+        "{}.{}",
+        b64.encode(r#"{"alg":"HS256","typ":"JWT"}"#),
+        b64.encode(claims.to_string())
+    );
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(msg.as_bytes());
+    format!("{msg}.{}", b64.encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn expired_and_cross_tenant_session_tokens_are_rejected() {
+    let app = spawn_app().await;
+    let secret = std::fs::read_to_string(app.data_dir.join("jwt.secret")).unwrap();
+    let tenant = app
+        .store
+        .get_tenant_by_slug(&app.tenant)
+        .await
+        .unwrap()
+        .unwrap();
+    let admin = app
+        .store
+        .get_staff_by_email(tenant.id, &app.admin_email)
+        .await
+        .unwrap()
+        .unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let claims = |exp: i64, tid: String| json!({"sub": admin.id, "tid": tid, "role": "admin", "iat": now - 7200, "exp": exp});
+    // Signed with the server's real secret, so only the expiry is wrong.
+    let valid = hs256(
+        secret.trim().as_bytes(),
+        &claims(now + 600, tenant.id.to_string()),
+    );
+    assert_eq!(app.get(&valid, "/v1/admin/api-keys").await.status(), 200);
+    let expired = hs256(
+        secret.trim().as_bytes(),
+        &claims(now - 3600, tenant.id.to_string()),
+    );
+    let r = app.get(&expired, "/v1/admin/api-keys").await;
+    assert_eq!(r.status(), 401);
+    assert_error(&r.json().await.unwrap(), "token_expired");
+    // A token for a tenant that does not hold this data sees nothing of it.
+    let id = app.create_conversation(&app.api_key, Some("t")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let elsewhere = hs256(
+        secret.trim().as_bytes(),
+        &claims(now + 600, uuid::Uuid::new_v4().to_string()),
+    );
+    assert_eq!(
+        app.get(&elsewhere, &format!("/v1/conversations/{id}"))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        app.get(&elsewhere, "/v1/admin/api-keys")
+            .await
+            .json::<Vec<Value>>()
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+}
