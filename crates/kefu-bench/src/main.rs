@@ -308,7 +308,7 @@ async fn bench_ws_idle(connections: usize) -> anyhow::Result<()> {
                     .map(|(ws, _)| ws)
             }
         })
-        .buffer_unordered(256)
+        .buffered(256) // ordered: sockets[i] belongs to convs[i]
         .collect()
         .await;
     let connected = sockets.iter().filter(|s| s.is_ok()).count();
