@@ -111,11 +111,10 @@ impl Engine {
                     created_at: m.created_at,
                 });
             }
-            Ok(Appended::Duplicate(_)) => {}
-            Err(StoreError::NotFound) => return,
+            // Answered already (a recovered turn raced a live one), or the conversation is gone.
+            Ok(Appended::Duplicate(_)) | Err(StoreError::NotFound) => {}
             Err(e) => {
-                tracing::error!(error = %e, "could not store the reply; message stays pending");
-                return;
+                tracing::error!(error = %e, "could not store the reply; message stays pending")
             }
         }
     }
