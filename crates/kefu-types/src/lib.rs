@@ -239,8 +239,10 @@ pub enum ClientFrame {
         #[serde(default)]
         idempotency_key: Option<String>,
     },
+    /// Keep-alive for clients that cannot send WebSocket pings. (A struct variant, because serde ignores
+    /// `deny_unknown_fields` on unit variants of internally tagged enums.)
     #[serde(rename = "ping")]
-    Ping,
+    Ping {},
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]

@@ -175,7 +175,7 @@ async fn handle_client_frame(
     let frame: ClientFrame =
         serde_json::from_str(text).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     match frame {
-        ClientFrame::Ping => Ok(()),
+        ClientFrame::Ping {} => Ok(()),
         ClientFrame::SendMessage {
             content,
             idempotency_key,
