@@ -17,6 +17,7 @@ const INVARIANTS: &[(&str, &[&str])] = &[
     ("kefu-store-sql", &["axum", "reqwest"]),
     ("kefu-llm", &["axum", "sqlx", "reqwest"]),
     ("kefu-llm-openai", &["axum", "sqlx"]),
+    ("kefu-models", &["axum", "sqlx"]),
     ("kefu-engine", &["axum", "sqlx", "reqwest"]),
     ("kefu-api", &["sqlx", "reqwest"]),
 ];

@@ -37,8 +37,30 @@ enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// Local models: fetch them, see what is installed.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
     /// Print the OpenAPI document.
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Download, assemble and verify models (default: the default chat model and embedder).
+    Pull {
+        /// Model names from `kefu model list`.
+        names: Vec<String>,
+        /// Directory whose `models/` folder receives the files.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Show the known models and which are installed.
+    List {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -99,6 +121,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Model { command } => model_command(cli.config.as_deref(), command).await,
         Command::Openapi => {
             println!("{}", kefu_api::openapi::document_json());
             Ok(())
@@ -141,6 +164,105 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 created.admin_password.expose_secret()
             );
             println!("KEFU_API_KEY={}", created.api_key.expose_secret());
+            Ok(())
+        }
+    }
+}
+
+/// An indicatif bar with bytes, speed and ETA.
+struct Bar(indicatif::ProgressBar);
+
+impl kefu_models::Progress for Bar {
+    fn begin(&self, label: &str, total: Option<u64>) {
+        self.0.reset();
+        self.0.set_length(total.unwrap_or(0));
+        self.0.set_position(0);
+        self.0.set_message(label.to_owned());
+    }
+    fn inc(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+    fn note(&self, message: &str) {
+        self.0.println(format!("  {message}"));
+    }
+    fn end(&self) {
+        self.0.println(format!("  {} verified", self.0.message()));
+    }
+}
+
+async fn model_command(
+    config: Option<&std::path::Path>,
+    command: ModelCommand,
+) -> anyhow::Result<()> {
+    let data_dir = match &command {
+        ModelCommand::Pull { data_dir, .. } | ModelCommand::List { data_dir } => data_dir.clone(),
+    };
+    let settings = Settings::load(
+        config,
+        &Overrides {
+            data_dir,
+            ..Default::default()
+        },
+    )?;
+    let dir = settings.models_dir();
+    let manifest = kefu_models::manifest();
+    match command {
+        ModelCommand::List { .. } => {
+            println!(
+                "{:<14} {:<10} {:>9}  {:<10} description",
+                "name", "kind", "size", "status"
+            );
+            for m in &manifest {
+                let status = if kefu_models::installed(m, &dir).is_some() {
+                    "installed"
+                } else {
+                    "-"
+                };
+                let size = m
+                    .total_size()
+                    .map(|b| format!("{:.0} MB", b as f64 / 1e6))
+                    .unwrap_or_else(|| "?".into());
+                let kind = format!("{:?}", m.kind).to_lowercase();
+                let default = if m.default { " [default]" } else { "" };
+                println!(
+                    "{:<14} {:<10} {:>9}  {:<10} {}{default}",
+                    m.name, kind, size, status, m.description
+                );
+            }
+            println!("\nmodels directory: {}", dir.display());
+            Ok(())
+        }
+        ModelCommand::Pull { names, .. } => {
+            let wanted: Vec<&kefu_models::ModelSpec> = if names.is_empty() {
+                manifest.iter().filter(|m| m.default).collect()
+            } else {
+                names
+                    .iter()
+                    .map(|n| {
+                        manifest
+                            .iter()
+                            .find(|m| &m.name == n)
+                            .ok_or_else(|| kefu_models::ModelError::UnknownModel(n.clone()))
+                    })
+                    .collect::<Result<_, _>>()?
+            };
+            let opts = kefu_models::PullOptions::new(settings.models.index_url.clone(), &dir);
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg:40} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            let bar = Bar(bar);
+            for spec in wanted {
+                let paths = kefu_models::pull(spec, &opts, &bar).await?;
+                for p in paths {
+                    println!("{}: {}", spec.name, p.display());
+                }
+            }
+            bar.0.finish_and_clear();
             Ok(())
         }
     }

@@ -21,6 +21,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub engine: EngineSection,
     pub llm: LlmSettings,
+    pub models: ModelsSettings,
     pub bootstrap: BootstrapSettings,
     pub log: LogSettings,
 }
@@ -103,6 +104,13 @@ pub struct LlmSettings {
     pub max_tokens: Option<u32>,
     pub providers: Vec<ProviderSettings>,
     pub chain: Vec<ChainSettings>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsSettings {
+    pub index_url: String,
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,7 +198,20 @@ impl Settings {
         }
     }
 
+    /// Where pulled models live.
+    pub fn models_dir(&self) -> PathBuf {
+        self.models
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.server.data_dir.join("models"))
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
+        if !(self.models.index_url.starts_with("https://")
+            || self.models.index_url.starts_with("http://"))
+        {
+            bail!("models.index_url must be an http(s) URL");
+        }
         self.bind_addr()?;
         if self.server.data_dir.as_os_str().is_empty() {
             bail!("server.data_dir must not be empty");

@@ -2,6 +2,7 @@
 //! OpenAI-compatible fake model over real HTTP.
 
 mod bad_input;
+mod cli;
 mod conversations;
 mod helpers;
 mod resilience;
