@@ -18,6 +18,7 @@ const INVARIANTS: &[(&str, &[&str])] = &[
     ("kefu-llm", &["axum", "sqlx", "reqwest"]),
     ("kefu-llm-openai", &["axum", "sqlx"]),
     ("kefu-models", &["axum", "sqlx"]),
+    ("kefu-llm-local", &["axum", "sqlx", "reqwest"]),
     ("kefu-engine", &["axum", "sqlx", "reqwest"]),
     ("kefu-api", &["sqlx", "reqwest"]),
 ];
