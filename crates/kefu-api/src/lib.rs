@@ -37,6 +37,8 @@ pub struct ApiSettings {
     pub ws_ping_interval: Duration,
     /// The server-wide model setup shown for tenants without their own (API keys redacted).
     pub default_model_config: Option<ModelConfig>,
+    /// How the models came up at start (shown on /readyz, informational).
+    pub model_checks: Vec<kefu_types::ReadinessCheck>,
 }
 
 impl Default for ApiSettings {
@@ -48,6 +50,7 @@ impl Default for ApiSettings {
             sse_keepalive: Duration::from_secs(15),
             ws_ping_interval: Duration::from_secs(20),
             default_model_config: None,
+            model_checks: Vec::new(),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod fake_llm;
 pub mod fake_pypi;
+pub mod models;
 pub mod pg;
 
 pub use fake_llm::{FakeLlm, Reply};

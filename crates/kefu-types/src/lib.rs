@@ -359,6 +359,9 @@ pub struct Readiness {
 pub struct ReadinessCheck {
     pub name: String,
     pub ok: bool,
+    /// Required checks decide readiness; the others inform (e.g. a missing local model: messages are still
+    /// accepted and answered with the fallback reply).
+    pub required: bool,
     pub detail: Option<String>,
 }
 

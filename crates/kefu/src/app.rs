@@ -37,14 +37,21 @@ impl Application {
             crate::bootstrap::first_start(store.as_ref(), &settings.bootstrap, &data_dir).await?;
         let secret = crate::bootstrap::jwt_secret(settings.auth.jwt_secret.as_ref(), &data_dir)?;
 
-        let models: Arc<dyn ModelDirectory> =
-            Arc::new(ModelRegistry::new(store.clone(), &settings.llm));
+        let mut registry = ModelRegistry::new(store.clone(), &settings.llm);
+        let mut model_checks = Vec::new();
         if settings.llm.chain.is_empty() {
-            tracing::warn!(
-                "no default model configured: tenants without their own setup get the fallback reply. Configure \
-                 [[llm.providers]] and [[llm.chain]] or PUT /v1/admin/model-config"
-            );
+            // Zero configuration: answer with the local model.
+            let local = crate::local::prepare(&settings).await;
+            model_checks.extend(local.check);
+            match local.chat {
+                Some(chat) => registry = registry.with_local(chat, &local.label),
+                None => tracing::warn!(
+                    "no model available: tenants without their own setup get the fallback reply. Pull the local \
+                     model, or configure [[llm.providers]] and [[llm.chain]], or PUT /v1/admin/model-config"
+                ),
+            }
         }
+        let models: Arc<dyn ModelDirectory> = Arc::new(registry);
         let mut engine_settings = EngineSettings {
             history_max_messages: settings.engine.history_max_messages,
             history_token_budget: settings.engine.history_token_budget,
@@ -86,6 +93,7 @@ impl Application {
                 max_message_chars: l.max_message_chars,
                 max_wait: Duration::from_secs(l.max_wait_secs),
                 default_model_config: default_model_config(&settings.llm),
+                model_checks,
                 ..ApiSettings::default()
             }),
         };

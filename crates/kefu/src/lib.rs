@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod bootstrap;
+pub mod local;
 pub mod models;
 pub mod settings;
 pub mod telemetry;

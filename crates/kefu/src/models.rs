@@ -62,6 +62,8 @@ pub struct ModelRegistry {
     cache_ttl: Duration,
     cache: Mutex<HashMap<String, (Instant, ResolvedModels)>>,
     breakers: Mutex<HashMap<String, Arc<CircuitBreaker>>>,
+    /// The local model, used when neither the tenant nor the server configures a chain.
+    local: Option<ChainLink>,
 }
 
 impl ModelRegistry {
@@ -82,7 +84,19 @@ impl ModelRegistry {
             cache_ttl: Duration::from_secs(l.config_cache_secs),
             cache: Mutex::new(HashMap::new()),
             breakers: Mutex::new(HashMap::new()),
+            local: None,
         }
+    }
+
+    /// Answers with this local model when no chain is configured.
+    pub fn with_local(mut self, chat: Arc<dyn kefu_llm::ChatModel>, label: &str) -> Self {
+        let breaker = self.breaker(chat.name());
+        self.local = Some(ChainLink {
+            provider: chat,
+            model: label.to_owned(),
+            breaker,
+        });
+        self
     }
 
     fn breaker(&self, base_url: &str) -> Arc<CircuitBreaker> {
@@ -162,10 +176,16 @@ impl ModelDirectory for ModelRegistry {
                 None
             }
         });
-        let cfg = own
-            .or_else(|| self.default.clone())
-            .ok_or(LlmError::NotConfigured)?;
-        let resolved = self.build(&cfg);
+        let resolved = match own.or_else(|| self.default.clone()) {
+            Some(cfg) => self.build(&cfg),
+            None => match &self.local {
+                Some(link) => ResolvedModels {
+                    chain: Arc::new(FallbackChain::new(vec![link.clone()], self.retry.clone())),
+                    params: GenerationParams::default(),
+                },
+                None => return Err(LlmError::NotConfigured),
+            },
+        };
         self.cache
             .lock()
             .insert(tenant.to_owned(), (Instant::now(), resolved.clone()));

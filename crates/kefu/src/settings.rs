@@ -111,6 +111,11 @@ pub struct LlmSettings {
 pub struct ModelsSettings {
     pub index_url: String,
     pub dir: Option<PathBuf>,
+    pub chat: String,
+    pub auto_pull: bool,
+    pub threads: usize,
+    pub context_tokens: u32,
+    pub queue: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,6 +212,9 @@ impl Settings {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.models.context_tokens < 512 || self.models.queue == 0 {
+            bail!("models.context_tokens must be at least 512 and models.queue at least 1");
+        }
         if !(self.models.index_url.starts_with("https://")
             || self.models.index_url.starts_with("http://"))
         {

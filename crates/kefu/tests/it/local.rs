@@ -1,0 +1,112 @@
+//! Zero configuration: with no model chain configured the server answers with the local model, and when the
+//! local model is missing it still starts, stores messages, answers with the fallback reply and says what is missing.
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_chain_configured_the_local_model_answers() {
+    let model = kefu_testkit::models::test_chat_model().await;
+    let extra = format!(
+        "[llm]\nproviders = []\nchain = []\nmax_tokens = 24\n[models]\nchat = \"{}\"\n",
+        model.display()
+    );
+    let app = spawn_app_with(Backend::Sqlite, &extra).await;
+    let ready: Value = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let check = ready["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"].as_str().unwrap().starts_with("chat_model"))
+        .unwrap();
+    assert_eq!(check["ok"], true, "{ready}");
+    let id = app.create_conversation(&app.api_key, Some("local")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut events = app.sse(&app.api_key, &id, 0, None).await;
+    let r = app
+        .send(
+            &app.api_key,
+            &id,
+            "What is the capital of France? Answer with one word.",
+            None,
+            true,
+        )
+        .await;
+    let body: Value = r.json().await.unwrap();
+    let reply = &body["reply"];
+    assert_eq!(reply["fallback"], false, "{body}");
+    assert!(
+        reply["content"].as_str().unwrap().contains("Paris"),
+        "{body}"
+    );
+    assert!(
+        reply["model"].as_str().unwrap().starts_with("local:"),
+        "{body}"
+    );
+    assert!(reply["completion_tokens"].as_i64().unwrap() >= 1);
+    assert_eq!(app.fake.request_count(), 0, "no remote model was called");
+    // The answer streamed token by token before it was stored.
+    let mut deltas = 0;
+    loop {
+        match next_event(&mut events).await {
+            kefu_types::StreamEvent::Delta { .. } => deltas += 1,
+            kefu_types::StreamEvent::MessageCreated { message, .. }
+                if message.role == kefu_types::MessageRole::Assistant =>
+            {
+                break
+            }
+            _ => {}
+        }
+    }
+    assert!(deltas >= 1);
+}
+
+#[tokio::test]
+async fn a_missing_local_model_still_starts_and_says_how_to_get_it() {
+    let extra = "[llm]\nproviders = []\nchain = []\n[models]\nchat = \"/nonexistent/model.gguf\"\n";
+    let app = spawn_app_with(Backend::Sqlite, extra).await;
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "a missing model does not make the node unready"
+    );
+    let ready: Value = r.json().await.unwrap();
+    let check = ready["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"].as_str().unwrap().starts_with("chat_model"))
+        .unwrap();
+    assert_eq!(check["ok"], false);
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("kefu model pull"),
+        "{check}"
+    );
+    let id = app.create_conversation(&app.api_key, Some("nomodel")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = app
+        .send(&app.api_key, &id, "hello?", None, true)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["message"]["content"], "hello?");
+    assert_eq!(body["reply"]["fallback"], true);
+}
