@@ -156,6 +156,8 @@ impl Engine {
             temperature: resolved.params.temperature,
             max_tokens: resolved.params.max_tokens,
             tools: Vec::new(),
+            tool_choice: Default::default(),
+            json_schema: None,
         };
         let mut stream = resolved.chain.stream(request);
         let mut text = String::new();

@@ -6,7 +6,12 @@
 //! and a conversation's earlier turns when it comes back), streams UTF-8-safe text deltas, stops at an
 //! end-of-generation token or `max_tokens`, and stops early when the caller drops the stream.
 //!
-//! Still to come (see the local-models issue): grammar-constrained JSON and tool calls, several sequences per batch.
+//! Structured output is grammar-constrained (llama.cpp's JSON-schema-to-grammar): `json_schema` makes the answer
+//! JSON of that schema; `ToolChoice::Required` makes it exactly one call of one of the request's tools, with
+//! arguments of that tool's schema, emitted as `ChatEvent::ToolCall`. With `ToolChoice::Auto` a local model answers
+//! in text: deciding *whether* to call a tool is the engine's job (classifier scores), not the small model's.
+//!
+//! Still to come (see the local-models issue): several sequences per batch, a KV cache per conversation.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +30,8 @@ use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc;
 
 use kefu_llm::{
-    ChatEvent, ChatModel, ChatRequest, ChatStream, FinishReason, LlmError, Role, Usage,
+    ChatEvent, ChatModel, ChatRequest, ChatStream, FinishReason, LlmError, Role, ToolCall,
+    ToolChoice, Usage,
 };
 
 #[derive(Debug, Clone)]
@@ -175,15 +181,16 @@ fn worker(
     stats: Arc<LocalStats>,
 ) {
     let backend = backend();
+    let load_error = |detail: String| LocalError::Load {
+        path: config.model_path.clone(),
+        detail,
+    };
     let model =
         match LlamaModel::load_from_file(backend, &config.model_path, &LlamaModelParams::default())
         {
             Ok(m) => m,
             Err(e) => {
-                let _ = ready.send(Err(LocalError::Load {
-                    path: config.model_path.clone(),
-                    detail: e.to_string(),
-                }));
+                let _ = ready.send(Err(load_error(e.to_string())));
                 return;
             }
         };
@@ -196,10 +203,7 @@ fn worker(
     let mut ctx = match model.new_context(backend, params) {
         Ok(c) => c,
         Err(e) => {
-            let _ = ready.send(Err(LocalError::Load {
-                path: config.model_path.clone(),
-                detail: e.to_string(),
-            }));
+            let _ = ready.send(Err(load_error(e.to_string())));
             return;
         }
     };
@@ -257,6 +261,26 @@ fn take_utf8(pending: &mut Vec<u8>) -> Option<String> {
     let rest = pending.split_off(valid);
     let text = String::from_utf8(std::mem::replace(pending, rest)).expect("validated");
     Some(text)
+}
+
+/// The JSON schema the answer must follow, if any: the requested one, or "one call of one of these tools".
+fn output_schema(req: &ChatRequest) -> Option<serde_json::Value> {
+    if req.tool_choice == ToolChoice::Required && !req.tools.is_empty() {
+        let calls: Vec<serde_json::Value> = req
+            .tools
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "type": "object",
+                    "properties": {"name": {"const": t.name}, "arguments": t.parameters},
+                    "required": ["name", "arguments"],
+                    "additionalProperties": false
+                })
+            })
+            .collect();
+        return Some(serde_json::json!({"anyOf": calls}));
+    }
+    req.json_schema.clone()
 }
 
 fn generate(
@@ -352,15 +376,31 @@ fn generate(
         "prompt processed"
     );
 
-    let mut sampler = match req.temperature {
-        Some(t) if t > 0.0 => LlamaSampler::chain_simple([
+    let mut samplers = Vec::new();
+    if let Some(schema) = output_schema(req) {
+        let grammar = llama_cpp_2::json_schema_to_grammar(&schema.to_string()).map_err(|e| {
+            LlmError::Rejected {
+                status: 400,
+                message: format!("unsupported JSON schema: {e}"),
+            }
+        })?;
+        samplers.push(
+            LlamaSampler::grammar(model, &grammar, "root").map_err(|e| internal("grammar", e))?,
+        );
+    }
+    match req.temperature {
+        Some(t) if t > 0.0 => samplers.extend([
             LlamaSampler::top_k(40),
             LlamaSampler::top_p(0.9, 1),
             LlamaSampler::temp(t),
             LlamaSampler::dist(started.elapsed().subsec_nanos()),
         ]),
-        _ => LlamaSampler::greedy(),
-    };
+        _ => samplers.push(LlamaSampler::greedy()),
+    }
+    let mut sampler = LlamaSampler::chain_simple(samplers);
+    // A tool call is collected whole and emitted as one event, not streamed as text.
+    let tool_call = req.tool_choice == ToolChoice::Required && !req.tools.is_empty();
+    let mut call_text = String::new();
     let mut pending: Vec<u8> = Vec::new();
     let mut generated = 0usize;
     let mut finish = FinishReason::Length;
@@ -374,7 +414,9 @@ fn generate(
         generated += 1;
         pending.extend(vocab.token_to_piece(token, false, None));
         if let Some(text) = take_utf8(&mut pending) {
-            if job
+            if tool_call {
+                call_text.push_str(&text);
+            } else if job
                 .events
                 .blocking_send(Ok(ChatEvent::Delta(text)))
                 .is_err()
@@ -395,9 +437,26 @@ fn generate(
         logits_idx = 0;
     }
     if !pending.is_empty() {
-        let _ = job.events.blocking_send(Ok(ChatEvent::Delta(
-            String::from_utf8_lossy(&pending).into_owned(),
-        )));
+        let rest = String::from_utf8_lossy(&pending).into_owned();
+        if tool_call {
+            call_text.push_str(&rest);
+        } else {
+            let _ = job.events.blocking_send(Ok(ChatEvent::Delta(rest)));
+        }
+    }
+    if tool_call {
+        let call: serde_json::Value = serde_json::from_str(&call_text).map_err(|e| {
+            LlmError::InvalidResponse(format!("tool call is not JSON ({e}): {call_text}"))
+        })?;
+        let name = call["name"].as_str().unwrap_or_default().to_owned();
+        let arguments = call["arguments"].to_string();
+        let id = format!("call_{}", stats.requests.load(Ordering::Relaxed));
+        let _ = job.events.blocking_send(Ok(ChatEvent::ToolCall(ToolCall {
+            id,
+            name,
+            arguments,
+        })));
+        finish = FinishReason::ToolCalls;
     }
     stats
         .generated_tokens

@@ -97,6 +97,12 @@ pub fn request_body(req: &ChatRequest) -> Value {
     if let Some(n) = req.max_tokens {
         body["max_tokens"] = json!(n);
     }
+    if let Some(schema) = &req.json_schema {
+        body["response_format"] = json!({"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": true}});
+    }
+    if !req.tools.is_empty() && req.tool_choice == kefu_llm::ToolChoice::Required {
+        body["tool_choice"] = json!("required");
+    }
     if !req.tools.is_empty() {
         body["tools"] = req
             .tools
@@ -280,6 +286,29 @@ impl ChatModel for OpenAiChat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn structured_output_maps_to_response_format_and_tool_choice() {
+        let schema = json!({"type": "object", "properties": {"id": {"type": "string"}}});
+        let req = ChatRequest {
+            model: "m".into(),
+            json_schema: Some(schema.clone()),
+            tools: vec![kefu_llm::ToolSpec {
+                name: "t".into(),
+                description: "d".into(),
+                parameters: json!({}),
+            }],
+            tool_choice: kefu_llm::ToolChoice::Required,
+            ..Default::default()
+        };
+        let body = request_body(&req);
+        assert_eq!(body["response_format"]["json_schema"]["schema"], schema);
+        assert_eq!(body["tool_choice"], "required");
+        assert_eq!(body["tools"][0]["function"]["name"], "t");
+        assert!(request_body(&ChatRequest::default())
+            .get("response_format")
+            .is_none());
+    }
 
     #[test]
     fn retry_after_accepts_seconds_and_dates() {

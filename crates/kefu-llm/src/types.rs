@@ -59,6 +59,16 @@ pub struct ToolCall {
     pub arguments: String,
 }
 
+/// Whether the model must call one of `tools`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// The model decides (remote providers); local models answer in text.
+    #[default]
+    Auto,
+    /// Answer with exactly one tool call whose arguments follow that tool's schema.
+    Required,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChatRequest {
     /// Filled in per link by the chain; providers send it as the `model` field.
@@ -67,6 +77,10 @@ pub struct ChatRequest {
     pub temperature: Option<f32>,
     pub max_tokens: Option<u32>,
     pub tools: Vec<ToolSpec>,
+    pub tool_choice: ToolChoice,
+    /// Constrain the answer to JSON that matches this JSON schema (grammar-constrained on local models,
+    /// `response_format: json_schema` on OpenAI-compatible services).
+    pub json_schema: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -55,12 +55,28 @@ async fn answer(chat: &LocalChat, req: ChatRequest) -> (String, Vec<ChatEvent>) 
     (text, events)
 }
 
+fn usage_of(events: &[ChatEvent]) -> kefu_llm::Usage {
+    events
+        .iter()
+        .find_map(|e| {
+            if let ChatEvent::Usage(u) = e {
+                Some(u.clone())
+            } else {
+                None
+            }
+        })
+        .expect("usage reported")
+}
+
 const SYSTEM: &str =
     "You are a helpful customer-service assistant for an online shop. Answer briefly.";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_in_english_and_chinese_reusing_the_kv_cache_and_stops_when_cancelled() {
-    let chat = shared().await;
+    // Its own instance: the counters read below must not see other tests' requests.
+    let chat = LocalChat::load(LocalConfig::new(model_path().await))
+        .await
+        .unwrap();
     // English.
     let (text, events) = answer(
         &chat,
@@ -83,16 +99,7 @@ async fn answers_in_english_and_chinese_reusing_the_kv_cache_and_stops_when_canc
         events.contains(&ChatEvent::Finished(FinishReason::Stop))
             || events.contains(&ChatEvent::Finished(FinishReason::Length))
     );
-    let usage = events
-        .iter()
-        .find_map(|e| {
-            if let ChatEvent::Usage(u) = e {
-                Some(u.clone())
-            } else {
-                None
-            }
-        })
-        .unwrap();
+    let usage = usage_of(&events);
     assert!(usage.prompt_tokens > 10 && usage.completion_tokens >= 1);
 
     // Chinese, same system prompt: its tokens come from the KV cache.
@@ -121,16 +128,7 @@ async fn answers_in_english_and_chinese_reusing_the_kv_cache_and_stops_when_canc
     let decoded_before = chat.stats().decoded_prompt_tokens.load(Ordering::Relaxed);
     let reused_before = chat.stats().reused_prompt_tokens.load(Ordering::Relaxed);
     let (_, events) = answer(&chat, turn2).await;
-    let usage = events
-        .iter()
-        .find_map(|e| {
-            if let ChatEvent::Usage(u) = e {
-                Some(u.clone())
-            } else {
-                None
-            }
-        })
-        .unwrap();
+    let usage = usage_of(&events);
     let decoded = chat.stats().decoded_prompt_tokens.load(Ordering::Relaxed) - decoded_before;
     let reused = chat.stats().reused_prompt_tokens.load(Ordering::Relaxed) - reused_before;
     assert!(
@@ -195,4 +193,99 @@ async fn a_missing_model_file_says_how_to_get_one() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("kefu model pull"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_output_follows_the_schema() {
+    let chat = shared().await;
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "order_id": {"type": "string"},
+            "reason": {"type": "string", "enum": ["wrong_size", "damaged", "late", "other"]}
+        },
+        "required": ["order_id", "reason"],
+        "additionalProperties": false
+    });
+    let mut req = ask(
+        "Extract the order id and the return reason as JSON.",
+        "我要退订单 KF-1001，因为尺码不对。",
+        48,
+    );
+    req.json_schema = Some(schema);
+    let (text, _) = answer(&chat, req).await;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    let obj = v.as_object().unwrap();
+    assert_eq!(obj.len(), 2, "{text}");
+    assert!(obj["order_id"].is_string(), "{text}");
+    assert!(
+        ["wrong_size", "damaged", "late", "other"].contains(&obj["reason"].as_str().unwrap()),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_required_tool_call_names_a_tool_and_validates_against_its_schema() {
+    let chat = shared().await;
+    let tools = vec![
+        kefu_llm::ToolSpec {
+            name: "order_status".into(),
+            description: "Look up where an order is.".into(),
+            parameters: serde_json::json!({
+                "type": "object",
+                "properties": {"order_id": {"type": "string"}},
+                "required": ["order_id"],
+                "additionalProperties": false
+            }),
+        },
+        kefu_llm::ToolSpec {
+            name: "refund".into(),
+            description: "Refund an order.".into(),
+            parameters: serde_json::json!({
+                "type": "object",
+                "properties": {"order_id": {"type": "string"}, "amount": {"type": "number"}},
+                "required": ["order_id", "amount"],
+                "additionalProperties": false
+            }),
+        },
+    ];
+    let mut req = ask(
+        "Call the right tool for the customer's request.",
+        "Where is my order KF-2002?",
+        64,
+    );
+    req.tools = tools.clone();
+    req.tool_choice = kefu_llm::ToolChoice::Required;
+    let (text, events) = answer(&chat, req).await;
+    assert!(
+        text.is_empty(),
+        "a tool call is not streamed as text: {text}"
+    );
+    let call = events
+        .iter()
+        .find_map(|e| {
+            if let ChatEvent::ToolCall(c) = e {
+                Some(c.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    assert!(events.contains(&ChatEvent::Finished(FinishReason::ToolCalls)));
+    let spec = tools
+        .iter()
+        .find(|t| t.name == call.name)
+        .unwrap_or_else(|| panic!("unknown tool {}", call.name));
+    let args: serde_json::Value = serde_json::from_str(&call.arguments).unwrap();
+    let args = args.as_object().unwrap();
+    for required in spec.parameters["required"].as_array().unwrap() {
+        assert!(args.contains_key(required.as_str().unwrap()), "{call:?}");
+    }
+    assert!(
+        args.keys()
+            .all(|k| spec.parameters["properties"].get(k).is_some()),
+        "{call:?}"
+    );
+    assert!(args["order_id"].is_string());
 }

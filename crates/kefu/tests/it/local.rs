@@ -5,14 +5,8 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_no_chain_configured_the_local_model_answers() {
-    let model = kefu_testkit::models::test_chat_model().await;
-    let extra = format!(
-        "[llm]\nproviders = []\nchain = []\nmax_tokens = 24\n[models]\nchat = \"{}\"\n",
-        model.display()
-    );
-    let app = spawn_app_with(Backend::Sqlite, &extra).await;
+/// The `chat_model:*` entry of `/readyz`.
+async fn chat_model_check(app: &TestApp) -> Value {
     let ready: Value = app
         .client
         .get(app.url("/readyz"))
@@ -22,13 +16,24 @@ async fn with_no_chain_configured_the_local_model_answers() {
         .json()
         .await
         .unwrap();
-    let check = ready["checks"]
-        .as_array()
-        .unwrap()
+    let checks = ready["checks"].as_array().unwrap();
+    checks
         .iter()
         .find(|c| c["name"].as_str().unwrap().starts_with("chat_model"))
-        .unwrap();
-    assert_eq!(check["ok"], true, "{ready}");
+        .cloned()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_chain_configured_the_local_model_answers() {
+    let model = kefu_testkit::models::test_chat_model().await;
+    let extra = format!(
+        "[llm]\nproviders = []\nchain = []\nmax_tokens = 24\n[models]\nchat = \"{}\"\n",
+        model.display()
+    );
+    let app = spawn_app_with(Backend::Sqlite, &extra).await;
+    let check = chat_model_check(&app).await;
+    assert_eq!(check["ok"], true, "{check}");
     let id = app.create_conversation(&app.api_key, Some("local")).await["id"]
         .as_str()
         .unwrap()
@@ -82,13 +87,7 @@ async fn a_missing_local_model_still_starts_and_says_how_to_get_it() {
         200,
         "a missing model does not make the node unready"
     );
-    let ready: Value = r.json().await.unwrap();
-    let check = ready["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"].as_str().unwrap().starts_with("chat_model"))
-        .unwrap();
+    let check = chat_model_check(&app).await;
     assert_eq!(check["ok"], false);
     assert!(
         check["detail"]
