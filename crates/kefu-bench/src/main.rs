@@ -4,6 +4,7 @@
 //! ```text
 //! kefu-bench send    --backend sqlite|postgres --concurrency 1,50,500 --seconds 10 [--interval-ms 2000]
 //! kefu-bench ws-idle --connections 10000
+//! kefu-bench local   --model PATH.gguf --threads 1,2
 //! ```
 //! Without `--interval-ms` each conversation sends its next message as soon as the reply arrives (closed loop:
 //! measures saturation throughput; latency is then mostly queueing). With it, each conversation sends one message
@@ -342,6 +343,140 @@ async fn bench_ws_idle(connections: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A retrieval-augmented prompt of about 1,000 tokens: persona, eight passages (zh + en), the question.
+fn rag_messages(question: &str) -> Vec<kefu_llm::ChatMessage> {
+    let passages = [
+        "退货政策：自签收之日起七天内，商品未使用且包装完好，可申请无理由退货。定制商品、贴身衣物、生鲜食品不适用七天无理由退货。",
+        "Returns: items can be returned within 7 days of delivery if unused and in their original packaging. Custom-made items, underwear and fresh food are excluded.",
+        "退款时效：退货商品验收合格后，退款将在1至3个工作日内原路退回。信用卡退款到账时间以发卡行为准，通常为3至7个工作日。",
+        "Refunds are issued to the original payment method within 1-3 business days after the returned item passes inspection; card refunds may take 3-7 business days to appear.",
+        "运费说明：因质量问题退货，运费由商家承担；无理由退货的运费由买家承担。会员等级为金卡及以上的用户每月享有两次免费退货。",
+        "Shipping costs: the shop pays return shipping for defective items; for no-reason returns the customer pays. Gold members and above get two free returns per month.",
+        "换货流程：在订单详情页点击申请换货，选择换货原因并上传照片，审核通过后按页面提示寄回商品，新商品将在收到退货后48小时内发出。",
+        "Exchanges: open the order page, choose Request exchange, pick a reason and upload photos; after approval send the item back and the replacement ships within 48 hours of receipt.",
+    ];
+    let mut system = String::from(
+        "You are the customer-service assistant of an online shop. Answer only from the passages below, in the \
+         customer's language, and cite the passage numbers you used. If the passages do not answer the question, say \
+         so and offer a human agent.\n\n",
+    );
+    for (i, p) in passages.iter().enumerate() {
+        system.push_str(&format!("[{}] {p}\n", i + 1));
+    }
+    // Repeat the passage block once more (as retrieval often returns overlapping chunks) to reach ~1,000 tokens.
+    for (i, p) in passages.iter().enumerate() {
+        system.push_str(&format!("[{}] {p}\n", i + 9));
+    }
+    vec![
+        kefu_llm::ChatMessage::system(system),
+        kefu_llm::ChatMessage::user(question),
+    ]
+}
+
+struct TurnTiming {
+    ttft_ms: f64,
+    prompt_tokens: u32,
+    completion_tokens: u32,
+    gen_tok_s: f64,
+    text: String,
+}
+
+async fn timed_turn(
+    chat: &kefu_llm_local::LocalChat,
+    messages: Vec<kefu_llm::ChatMessage>,
+) -> anyhow::Result<TurnTiming> {
+    use kefu_llm::{ChatEvent, ChatModel};
+    let req = kefu_llm::ChatRequest {
+        messages,
+        max_tokens: Some(64),
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let mut s = chat.stream(req).await?;
+    let mut first = None;
+    let mut text = String::new();
+    let mut usage = None;
+    while let Some(ev) = s.next().await {
+        match ev? {
+            ChatEvent::Delta(d) => {
+                first.get_or_insert_with(|| t.elapsed());
+                text.push_str(&d);
+            }
+            ChatEvent::Usage(u) => usage = Some(u),
+            _ => {}
+        }
+    }
+    let total = t.elapsed();
+    let first = first.unwrap_or(total);
+    let usage = usage.context("usage")?;
+    let gen_secs = (total - first).as_secs_f64();
+    Ok(TurnTiming {
+        ttft_ms: first.as_secs_f64() * 1000.0,
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        gen_tok_s: if gen_secs > 0.0 {
+            f64::from(usage.completion_tokens.saturating_sub(1)) / gen_secs
+        } else {
+            0.0
+        },
+        text,
+    })
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+async fn bench_local(model: &str, threads: &[usize]) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering;
+    let name = std::path::Path::new(model)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    println!("| model | threads | turn | prompt tokens | decoded (not reused) | time to first token ms | prompt tok/s | generation tok/s |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for &th in threads {
+        let mut cfg = kefu_llm_local::LocalConfig::new(model);
+        cfg.threads = Some(th);
+        let chat = kefu_llm_local::LocalChat::load(cfg).await?;
+        let mut messages = rag_messages("我买的鞋子尺码不对，可以退货吗？运费谁出？");
+        let followups = [
+            "退款多久能到账？",
+            "And if I paid by credit card, how long does it take?",
+        ];
+        for turn in 1..=3 {
+            let decoded_before = chat.stats().decoded_prompt_tokens.load(Ordering::Relaxed);
+            let t = timed_turn(&chat, messages.clone()).await?;
+            let decoded =
+                chat.stats().decoded_prompt_tokens.load(Ordering::Relaxed) - decoded_before;
+            println!(
+                "| {name} | {th} | {turn} | {} | {decoded} | {:.0} | {:.1} | {:.1} |",
+                t.prompt_tokens,
+                t.ttft_ms,
+                decoded as f64 / (t.ttft_ms / 1000.0),
+                t.gen_tok_s
+            );
+            let _ = t.completion_tokens;
+            messages.push(kefu_llm::ChatMessage::assistant(t.text));
+            if turn < 3 {
+                messages.push(kefu_llm::ChatMessage::user(followups[turn - 1]));
+            }
+        }
+    }
+    println!(
+        "\npeak RSS of the benchmark process: {:.0} MiB",
+        peak_rss_mib()
+    );
+    Ok(())
+}
+
 fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     args.iter()
         .position(|a| a == name)
@@ -364,7 +499,13 @@ async fn main() -> anyhow::Result<()> {
             let interval = arg(&args, "--interval-ms").map(|v| v.parse().map(Duration::from_millis)).transpose()?;
             bench_send(backend, &conc, secs, interval).await
         }
+        Some("local") => {
+            let model = arg(&args, "--model").context("--model PATH.gguf")?;
+            let threads: Vec<usize> =
+                arg(&args, "--threads").unwrap_or("1,2").split(',').map(|c| c.trim().parse()).collect::<Result<_, _>>()?;
+            bench_local(model, &threads).await
+        }
         Some("ws-idle") => bench_ws_idle(arg(&args, "--connections").unwrap_or("10000").parse()?).await,
-        _ => bail!("usage: kefu-bench send [--backend sqlite|postgres] [--concurrency 1,50,500] [--seconds 10] | ws-idle [--connections 10000]"),
+        _ => bail!("usage: kefu-bench send [--backend sqlite|postgres] [--concurrency 1,50,500] [--seconds 10] | ws-idle [--connections 10000] | local --model PATH.gguf [--threads 1,2]"),
     }
 }
