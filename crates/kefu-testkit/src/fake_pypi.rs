@@ -34,10 +34,6 @@ pub struct FakePypi {
     inner: Arc<Mutex<Inner>>,
 }
 
-fn normalise(name: &str) -> String {
-    name.to_ascii_lowercase().replace(['_', '.'], "-")
-}
-
 impl FakePypi {
     pub async fn start() -> Self {
         let inner = Arc::new(Mutex::new(Inner::default()));
@@ -78,7 +74,7 @@ impl FakePypi {
         }
         let mut g = self.inner.lock();
         g.packages
-            .entry(normalise(package))
+            .entry(kefu_models::normalise_name(package))
             .or_default()
             .push(filename.clone());
         g.files.insert(filename.clone(), buf.into_inner());
@@ -117,7 +113,7 @@ impl FakePypi {
 async fn page(State(inner): State<Arc<Mutex<Inner>>>, Path(package): Path<String>) -> Response {
     let mut g = inner.lock();
     g.log.push((format!("/simple/{package}/"), None));
-    let Some(files) = g.packages.get(&normalise(&package)) else {
+    let Some(files) = g.packages.get(&kefu_models::normalise_name(&package)) else {
         return (StatusCode::NOT_FOUND, "no such project").into_response();
     };
     let mut html = String::from("<!DOCTYPE html><html><body>\n");

@@ -5,10 +5,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn malformed_requests_get_clear_errors_and_change_nothing() {
     let app = spawn_app().await;
-    let id = app.create_conversation(&app.api_key, Some("bad")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_conversation(&app.api_key, Some("bad")).await;
     let path = format!("/v1/conversations/{id}/messages");
     let raw = |body: Vec<u8>, content_type: &str| {
         app.client
@@ -136,10 +133,7 @@ async fn unknown_ids_routes_and_bad_parameters() {
     assert_eq!(r.status(), 405);
     assert_error(&r.json().await.unwrap(), "method_not_allowed");
 
-    let id = app.create_conversation(&app.api_key, Some("p")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_conversation(&app.api_key, Some("p")).await;
     for q in ["limit=0", "limit=201", "after=-1", "limit=abc"] {
         let r = app
             .get(

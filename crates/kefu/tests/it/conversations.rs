@@ -105,10 +105,7 @@ async fn postgres_answers_with_history_tokens_and_latency() {
 
 async fn idempotent_retries_never_duplicate(backend: Backend) {
     let app = spawn_app_with(backend, "").await;
-    let id = app.create_conversation(&app.api_key, Some("c1")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_conversation(&app.api_key, Some("c1")).await;
     let first = app
         .send(
             &app.api_key,
@@ -214,10 +211,7 @@ async fn customers_chat_through_sessions_and_see_no_internals() {
 #[tokio::test]
 async fn listing_pages_through_messages() {
     let app = spawn_app().await;
-    let id = app.create_conversation(&app.api_key, Some("pager")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_conversation(&app.api_key, Some("pager")).await;
     for i in 0..3 {
         app.send(&app.api_key, &id, &format!("q{i}"), None, true)
             .await;

@@ -163,6 +163,24 @@ impl TestApp {
             .unwrap()
     }
 
+    pub async fn put(&self, token: &str, path: &str, body: Value) -> reqwest::Response {
+        self.client
+            .put(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a conversation and returns its id.
+    pub async fn new_conversation(&self, token: &str, external_id: Option<&str>) -> String {
+        self.create_conversation(token, external_id).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))

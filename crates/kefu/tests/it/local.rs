@@ -34,10 +34,7 @@ async fn with_no_chain_configured_the_local_model_answers() {
     let app = spawn_app_with(Backend::Sqlite, &extra).await;
     let check = chat_model_check(&app).await;
     assert_eq!(check["ok"], true, "{check}");
-    let id = app.create_conversation(&app.api_key, Some("local")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_conversation(&app.api_key, Some("local")).await;
     let mut events = app.sse(&app.api_key, &id, 0, None).await;
     let r = app
         .send(
@@ -96,10 +93,7 @@ async fn a_missing_local_model_still_starts_and_says_how_to_get_it() {
             .contains("kefu model pull"),
         "{check}"
     );
-    let id = app.create_conversation(&app.api_key, Some("nomodel")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_conversation(&app.api_key, Some("nomodel")).await;
     let body: Value = app
         .send(&app.api_key, &id, "hello?", None, true)
         .await

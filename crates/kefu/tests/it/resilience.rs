@@ -9,10 +9,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn retries_then_the_polite_fallback_when_every_model_fails() {
     let app = spawn_app().await;
-    let id = app.create_conversation(&app.api_key, Some("f")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_conversation(&app.api_key, Some("f")).await;
     // One 429 with Retry-After, then success: retried transparently.
     app.fake.push(Reply::Status {
         code: 429,
@@ -65,10 +62,7 @@ async fn models_switch_at_runtime_without_restart() {
     let admin = app.admin_token().await;
     let second = FakeLlm::start().await;
     second.push(Reply::text(&["from the second model"]));
-    let id = app.create_conversation(&app.api_key, Some("sw")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_conversation(&app.api_key, Some("sw")).await;
     let body: Value = app
         .send(&app.api_key, &id, "one", None, true)
         .await
@@ -86,14 +80,7 @@ async fn models_switch_at_runtime_without_restart() {
         "temperature": 0.2,
         "system_prompt": "你是一家网店的客服。"
     });
-    let r = app
-        .client
-        .put(app.url("/v1/admin/model-config"))
-        .bearer_auth(&admin)
-        .json(&cfg)
-        .send()
-        .await
-        .unwrap();
+    let r = app.put(&admin, "/v1/admin/model-config", cfg.clone()).await;
     assert_eq!(r.status(), 200);
     let shown: Value = r.json().await.unwrap();
     assert_eq!(shown["source"], "tenant");
@@ -123,13 +110,8 @@ async fn models_switch_at_runtime_without_restart() {
     let mut keep = shown["config"].clone();
     keep["temperature"] = json!(0.5);
     let r = app
-        .client
-        .put(app.url("/v1/admin/model-config"))
-        .bearer_auth(&admin)
-        .json(&keep)
-        .send()
-        .await
-        .unwrap();
+        .put(&admin, "/v1/admin/model-config", keep.clone())
+        .await;
     assert_eq!(r.status(), 200);
     let stored = app
         .store
@@ -160,10 +142,7 @@ async fn models_switch_at_runtime_without_restart() {
 #[tokio::test]
 async fn graceful_shutdown_finishes_running_answers() {
     let mut app = spawn_app().await;
-    let id = app.create_conversation(&app.api_key, Some("g")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_conversation(&app.api_key, Some("g")).await;
     app.fake.push(Reply::Stream {
         chunks: vec!["slow ".into(), "but ".into(), "complete".into()],
         delay: Duration::from_millis(150),
@@ -193,10 +172,7 @@ async fn graceful_shutdown_finishes_running_answers() {
 #[tokio::test]
 async fn answers_interrupted_by_a_restart_are_completed_after_it() {
     let mut app = spawn_app_with(Backend::Sqlite, "[server]\nshutdown_grace_secs = 1\n").await;
-    let id = app.create_conversation(&app.api_key, Some("r")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_conversation(&app.api_key, Some("r")).await;
     // The model stalls past the 1 s grace period (its first-token timeout is 2 s): the turn is cancelled and the
     // message stays pending.
     app.fake.push(Reply::Stall { chunks: vec![] });

@@ -5,10 +5,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn every_conversation_endpoint_requires_identity() {
     let app = spawn_app().await;
-    let id = app.create_conversation(&app.api_key, Some("x")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_conversation(&app.api_key, Some("x")).await;
     let paths = [
         ("POST", "/v1/conversations".to_owned()),
         ("GET", format!("/v1/conversations/{id}")),
@@ -68,10 +65,7 @@ fn jsonwebtoken_like_forgery() -> String {
 #[tokio::test]
 async fn one_tenant_cannot_touch_anothers_data() {
     let app = spawn_app().await;
-    let id = app.create_conversation(&app.api_key, Some("victim")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_conversation(&app.api_key, Some("victim")).await;
     app.send(&app.api_key, &id, "my secret order", None, true)
         .await;
     let (other_slug, other_key) = app.other_tenant().await;
@@ -157,10 +151,7 @@ async fn customers_only_see_their_own_conversations() {
     let app = spawn_app().await;
     let (alice, _) = app.customer_session(None).await;
     let (bob, _) = app.customer_session(None).await;
-    let id = app.create_conversation(&alice, None).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_conversation(&alice, None).await;
     assert_eq!(
         app.get(&bob, &format!("/v1/conversations/{id}"))
             .await
@@ -220,10 +211,7 @@ async fn roles_gate_administration() {
     }
     assert_eq!(app.get(&agent, "/v1/tenant").await.status(), 200);
     // An agent can read conversations but not speak as the customer.
-    let id = app.create_conversation(&app.api_key, Some("c")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_conversation(&app.api_key, Some("c")).await;
     assert_eq!(
         app.get(&agent, &format!("/v1/conversations/{id}"))
             .await
@@ -282,8 +270,6 @@ async fn api_keys_are_shown_once_and_revocation_takes_effect() {
 
 #[tokio::test]
 async fn customer_identity_tokens_are_verified_with_the_tenant_secret() {
-    use base64::Engine;
-    use hmac::{Hmac, Mac};
     let app = spawn_app().await;
     let admin = app.admin_token().await;
     let secret = app
@@ -295,21 +281,10 @@ async fn customer_identity_tokens_are_verified_with_the_tenant_secret() {
         .as_str()
         .unwrap()
         .to_owned();
-    let sign = |secret: &str, claims: Value| {
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let msg = format!(
-            "{}.{}",
-            b64.encode(r#"{"alg":"HS256","typ":"JWT"}"#),
-            b64.encode(claims.to_string())
-        );
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-        mac.update(msg.as_bytes());
-        format!("{msg}.{}", b64.encode(mac.finalize().into_bytes()))
-    };
     let exp = chrono::Utc::now().timestamp() + 600;
-    let good = sign(
-        &secret,
-        json!({"sub": "user-77", "name": "李雷", "exp": exp}),
+    let good = hs256(
+        secret.as_bytes(),
+        &json!({"sub": "user-77", "name": "李雷", "exp": exp}),
     );
     let (token, customer) = app.customer_session(Some(&good)).await;
     assert_eq!(customer["external_id"], "user-77");
@@ -321,9 +296,9 @@ async fn customer_identity_tokens_are_verified_with_the_tenant_secret() {
     let conv = app.create_conversation(&token, None).await;
     assert_eq!(conv["customer_id"], customer["id"]);
     for bad in [
-        sign("wrong-secret", json!({"sub": "user-77", "exp": exp})),
-        sign(&secret, json!({"sub": "user-77", "exp": 1000})),
-        sign(&secret, json!({"sub": "user-77"})),
+        hs256(b"wrong-secret", &json!({"sub": "user-77", "exp": exp})),
+        hs256(secret.as_bytes(), &json!({"sub": "user-77", "exp": 1000})),
+        hs256(secret.as_bytes(), &json!({"sub": "user-77"})),
     ] {
         let r = app
             .client
@@ -451,10 +426,7 @@ async fn expired_and_cross_tenant_session_tokens_are_rejected() {
     assert_eq!(r.status(), 401);
     assert_error(&r.json().await.unwrap(), "token_expired");
     // A token for a tenant that does not hold this data sees nothing of it.
-    let id = app.create_conversation(&app.api_key, Some("t")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_conversation(&app.api_key, Some("t")).await;
     let elsewhere = hs256(
         secret.trim().as_bytes(),
         &claims(now + 600, uuid::Uuid::new_v4().to_string()),

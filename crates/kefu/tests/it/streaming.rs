@@ -16,10 +16,7 @@ fn slow(chunks: &[&str], ms: u64) -> Reply {
 
 async fn sse_streams_tokens_then_the_stored_message(backend: Backend) {
     let app = spawn_app_with(backend, "").await;
-    let id = app.create_conversation(&app.api_key, Some("s1")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_conversation(&app.api_key, Some("s1")).await;
     let mut events = app.sse(&app.api_key, &id, 0, None).await;
     app.fake
         .push(slow(&["退货", "请在", "七天内", "申请。"], 20));
@@ -87,10 +84,7 @@ async fn postgres_sse_streams_tokens_then_the_stored_message() {
 #[tokio::test]
 async fn a_client_that_drops_mid_answer_resumes_without_losing_text() {
     let app = spawn_app().await;
-    let id = app.create_conversation(&app.api_key, Some("s2")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_conversation(&app.api_key, Some("s2")).await;
     let chunks: Vec<String> = (0..12).map(|i| format!("w{i} ")).collect();
     let expected: String = chunks.concat();
     app.fake.push(Reply::Stream {
@@ -138,10 +132,7 @@ async fn a_client_that_drops_mid_answer_resumes_without_losing_text() {
 #[tokio::test]
 async fn a_broken_model_stream_resets_the_partial_answer() {
     let app = spawn_app().await;
-    let id = app.create_conversation(&app.api_key, Some("s3")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_conversation(&app.api_key, Some("s3")).await;
     let mut events = app.sse(&app.api_key, &id, 0, None).await;
     app.fake.push(Reply::Break {
         chunks: vec!["half an ".into()],
@@ -176,10 +167,7 @@ async fn a_broken_model_stream_resets_the_partial_answer() {
 async fn websocket_sends_messages_and_streams_the_answer() {
     let app = spawn_app().await;
     let (token, _) = app.customer_session(None).await;
-    let id = app.create_conversation(&token, None).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_conversation(&token, None).await;
     let url = format!(
         "{}/v1/conversations/{id}/ws?access_token={token}",
         app.base.replace("http://", "ws://")
@@ -263,10 +251,7 @@ async fn websocket_sends_messages_and_streams_the_answer() {
 #[tokio::test]
 async fn shutdown_ends_streams_with_a_shutdown_event() {
     let mut app = spawn_app().await;
-    let id = app.create_conversation(&app.api_key, Some("s4")).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_conversation(&app.api_key, Some("s4")).await;
     let mut events = app.sse(&app.api_key, &id, 0, None).await;
     let server = app.begin_stop();
     assert_eq!(next_event(&mut events).await, StreamEvent::Shutdown);
