@@ -5,6 +5,7 @@
 //! kefu-bench send    --backend sqlite|postgres --concurrency 1,50,500 --seconds 10 [--interval-ms 2000]
 //! kefu-bench ws-idle --connections 10000
 //! kefu-bench local   --model PATH.gguf --threads 1,2
+//! kefu-bench embed   --model PATH [--sentences bench/data/embed_sentences.txt] [--rounds 3]
 //! ```
 //! Without `--interval-ms` each conversation sends its next message as soon as the reply arrives (closed loop:
 //! measures saturation throughput; latency is then mostly queueing). With it, each conversation sends one message
@@ -477,6 +478,54 @@ async fn bench_local(model: &str, threads: &[usize]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Embedding throughput of a local encoder: one sentence per call (what a customer's question costs) and batches
+/// of 32 (what ingestion does). Thread count follows `RAYON_NUM_THREADS` (default: all cores).
+async fn bench_embed(model: &str, sentences: &str, rounds: usize) -> anyhow::Result<()> {
+    use kefu_llm::{EmbedKind, Embedder};
+    let texts: Vec<String> = std::fs::read_to_string(sentences)
+        .with_context(|| format!("reading {sentences}"))?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    let t = Instant::now();
+    let path = model.to_owned();
+    let embedder =
+        tokio::task::spawn_blocking(move || kefu_embed_local::LocalEmbedder::load(path, "bench")).await??;
+    let load_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let tokens: usize = texts
+        .iter()
+        .map(|s| embedder.token_count(EmbedKind::Passage, s))
+        .sum::<Result<usize, _>>()?;
+    // Warm-up (first-touch allocations).
+    embedder.embed(EmbedKind::Query, &texts[..4]).await?;
+    let t = Instant::now();
+    for _ in 0..rounds {
+        for s in &texts {
+            embedder.embed(EmbedKind::Query, std::slice::from_ref(s)).await?;
+        }
+    }
+    let single = (rounds * texts.len()) as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for _ in 0..rounds {
+        for batch in texts.chunks(32) {
+            embedder.embed(EmbedKind::Passage, batch).await?;
+        }
+    }
+    let batched = (rounds * texts.len()) as f64 / t.elapsed().as_secs_f64();
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all cores".into());
+    println!("| model | threads | load ms | sentences | mean tokens | single sentences/s | batch-32 sentences/s | peak RSS MiB |");
+    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {threads} | {load_ms:.0} | {} | {:.1} | {single:.1} | {batched:.1} | {:.0} |",
+        std::path::Path::new(model).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        texts.len(),
+        tokens as f64 / texts.len() as f64,
+        peak_rss_mib()
+    );
+    Ok(())
+}
+
 fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     args.iter()
         .position(|a| a == name)
@@ -505,7 +554,12 @@ async fn main() -> anyhow::Result<()> {
                 arg(&args, "--threads").unwrap_or("1,2").split(',').map(|c| c.trim().parse()).collect::<Result<_, _>>()?;
             bench_local(model, &threads).await
         }
+        Some("embed") => {
+            let model = arg(&args, "--model").context("--model PATH (e5 .bin file or MiniLM directory)")?;
+            let sentences = arg(&args, "--sentences").unwrap_or("bench/data/embed_sentences.txt");
+            bench_embed(model, sentences, arg(&args, "--rounds").unwrap_or("3").parse()?).await
+        }
         Some("ws-idle") => bench_ws_idle(arg(&args, "--connections").unwrap_or("10000").parse()?).await,
-        _ => bail!("usage: kefu-bench send [--backend sqlite|postgres] [--concurrency 1,50,500] [--seconds 10] | ws-idle [--connections 10000] | local --model PATH.gguf [--threads 1,2]"),
+        _ => bail!("usage: kefu-bench send [--backend sqlite|postgres] [--concurrency 1,50,500] [--seconds 10] | ws-idle [--connections 10000] | local --model PATH.gguf [--threads 1,2] | embed --model PATH [--sentences FILE] [--rounds 3]"),
     }
 }

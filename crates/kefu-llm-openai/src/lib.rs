@@ -2,7 +2,8 @@
 //! Ollama, llama.cpp server.
 //!
 //! Streams with `stream: true` (asking for usage in the last chunk), parses SSE, joins tool-call fragments, and
-//! classifies failures into retryable or not with the provider's `Retry-After`.
+//! classifies failures into retryable or not with the provider's `Retry-After`. [`OpenAiEmbedder`] does the same
+//! for `/embeddings`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,6 +14,10 @@ use futures::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use tokio::time::Instant;
+
+mod embed;
+
+pub use embed::{OpenAiEmbedConfig, OpenAiEmbedder};
 
 use kefu_llm::{
     with_timeouts, ChatEvent, ChatModel, ChatRequest, ChatStream, FinishReason, LlmError, Role,
@@ -56,6 +61,22 @@ impl OpenAiChat {
             timeouts: cfg.timeouts,
         }
     }
+}
+
+/// The error a non-2xx response stands for, with the provider's message and `Retry-After`.
+pub(crate) async fn error_response(resp: reqwest::Response) -> LlmError {
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let text = resp.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| text.chars().take(300).collect());
+    LlmError::from_status(status.as_u16(), retry_after, message)
 }
 
 /// The JSON body sent to `/chat/completions`.
@@ -227,19 +248,8 @@ impl ChatModel for OpenAiChat {
         .await
         .map_err(|_| LlmError::Timeout(TimeoutPhase::FirstToken))?
         .map_err(classify)?;
-        let status = resp.status();
-        if !status.is_success() {
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
-            let text = resp.text().await.unwrap_or_default();
-            let message = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| text.chars().take(300).collect());
-            return Err(LlmError::from_status(status.as_u16(), retry_after, message));
+        if !resp.status().is_success() {
+            return Err(error_response(resp).await);
         }
         let sse = resp.bytes_stream().eventsource();
         let events = futures::stream::unfold(

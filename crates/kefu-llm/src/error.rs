@@ -37,6 +37,9 @@ pub enum LlmError {
     Busy,
     #[error("no model is configured")]
     NotConfigured,
+    /// A local model could not run the request (bad model file, unsupported input); retrying will not help.
+    #[error("local model failed: {0}")]
+    Local(String),
     #[error("every model failed: {}", .0.join("; "))]
     Exhausted(Vec<String>),
 }
@@ -55,6 +58,7 @@ impl LlmError {
             | LlmError::InvalidResponse(_)
             | LlmError::CircuitOpen(_)
             | LlmError::NotConfigured
+            | LlmError::Local(_)
             | LlmError::Exhausted(_) => false,
         }
     }

@@ -5,12 +5,14 @@
 //! - [`FallbackChain`]: an ordered list of (provider, model) links, each guarded by a [`CircuitBreaker`], retried
 //!   per [`RetryPolicy`] (exponential backoff with full jitter, honouring `Retry-After`).
 //! - [`with_timeouts`]: first-token, idle and total deadlines for any stream.
+//! - [`Embedder`]: texts to unit vectors (local encoders, or an OpenAI-compatible `/v1/embeddings`).
 //! - [`ModelDirectory`]: how the engine finds a tenant's current chain, so models switch at runtime.
 //!
 //! No HTTP client lives here: the engine depends on this crate without pulling in reqwest.
 
 mod breaker;
 mod chain;
+mod embed;
 mod error;
 mod retry;
 mod timeouts;
@@ -18,6 +20,7 @@ mod types;
 
 pub use breaker::{BreakerState, CircuitBreaker};
 pub use chain::{ChainLink, FallbackChain};
+pub use embed::{dot, normalise, EmbedKind, Embedder};
 pub use error::{LlmError, TimeoutPhase};
 pub use retry::RetryPolicy;
 pub use timeouts::{with_timeouts, Timeouts};

@@ -2,6 +2,10 @@
 //!
 //! Push [`Reply`]s to script the next responses (first in, first out); when the script is empty the server streams
 //! `Echo: <last user message>` instantly, which is what load benchmarks use. Every request body is recorded.
+//!
+//! `/v1/embeddings` answers with [`fake_embedding`] of each input (a bag of characters, so texts sharing characters
+//! are similar), listed in reverse order with their `index`, as a server may; a scripted [`Reply::Status`] applies
+//! to it too.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -67,6 +71,7 @@ impl FakeLlm {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
+            .route("/v1/embeddings", post(embeddings))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -179,17 +184,7 @@ async fn chat(
                 .map(Ok::<_, std::io::Error>)
                 .boxed())
         }
-        Reply::Status { code, retry_after } => {
-            let mut r = (
-                StatusCode::from_u16(code).unwrap(),
-                Json(json!({"error": {"message": format!("scripted {code}"), "type": "fake"}})),
-            )
-                .into_response();
-            if let Some(ra) = retry_after {
-                r.headers_mut().insert("retry-after", ra.parse().unwrap());
-            }
-            r
-        }
+        Reply::Status { code, retry_after } => status_response(code, retry_after),
         Reply::Stall { chunks } => {
             let first = futures::stream::iter(
                 chunks
@@ -236,4 +231,61 @@ async fn chat(
                 .boxed())
         }
     }
+}
+
+/// Dimension of [`fake_embedding`] vectors.
+pub const FAKE_EMBEDDING_DIM: usize = 64;
+
+/// The fake server's embedding of `text`: character counts hashed into [`FAKE_EMBEDDING_DIM`] buckets, not
+/// normalised.
+pub fn fake_embedding(text: &str) -> Vec<f32> {
+    let mut v = vec![0f32; FAKE_EMBEDDING_DIM];
+    for c in text.chars() {
+        v[(c as usize).wrapping_mul(2_654_435_761) % FAKE_EMBEDDING_DIM] += 1.0;
+    }
+    v
+}
+
+async fn embeddings(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    let scripted = {
+        let mut g = inner.lock();
+        g.requests.push(body.clone());
+        g.headers.push(headers);
+        match g.script.front() {
+            Some(Reply::Status { .. }) => g.script.pop_front(),
+            _ => None,
+        }
+    };
+    if let Some(Reply::Status { code, retry_after }) = scripted {
+        return status_response(code, retry_after);
+    }
+    let inputs: Vec<String> = match &body["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a.iter().map(|v| v.as_str().unwrap_or_default().to_owned()).collect(),
+        _ => return (StatusCode::BAD_REQUEST, Json(json!({"error": {"message": "input is required"}}))).into_response(),
+    };
+    let tokens: usize = inputs.iter().map(|t| t.chars().count()).sum();
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": fake_embedding(t)}))
+        .collect();
+    Json(json!({
+        "object": "list", "data": data, "model": body["model"],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}
+    }))
+    .into_response()
+}
+
+fn status_response(code: u16, retry_after: Option<String>) -> Response {
+    let mut r = (
+        StatusCode::from_u16(code).unwrap(),
+        Json(json!({"error": {"message": format!("scripted {code}"), "type": "fake"}})),
+    )
+        .into_response();
+    if let Some(ra) = retry_after {
+        r.headers_mut().insert("retry-after", ra.parse().unwrap());
+    }
+    r
 }

@@ -9,5 +9,5 @@ pub mod fake_pypi;
 pub mod models;
 pub mod pg;
 
-pub use fake_llm::{FakeLlm, Reply};
+pub use fake_llm::{fake_embedding, FakeLlm, Reply, FAKE_EMBEDDING_DIM};
 pub use fake_pypi::FakePypi;

@@ -1,0 +1,271 @@
+//! A BERT-style encoder (XLM-R and MiniLM share it): embeddings, post-LayerNorm transformer layers, mean pooling.
+//!
+//! Several texts run as one pass: the token rows of every segment are stacked into one `[T, H]` matrix so each
+//! weight matrix is streamed once per batch; attention runs per segment, so no padding and no mask are needed.
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::EmbedError;
+
+/// The word-embedding table. e5 keeps it 4-bit (250k rows would be 384 MB as f32) and expands only the rows used.
+pub(crate) enum WordTable {
+    F32(Tensor),
+    Q4 {
+        /// Q4_0 blocks, row-major, `hidden / 32` blocks per row.
+        blocks: Vec<u8>,
+        rows: usize,
+    },
+}
+
+pub(crate) struct Layer {
+    /// `[H, 3H]`: query, key and value projections side by side, applied as one matmul.
+    pub qkv_w: Tensor,
+    pub qkv_b: Tensor,
+    pub out_w: Tensor,
+    pub out_b: Tensor,
+    pub attn_ln: (Tensor, Tensor),
+    pub ff_in_w: Tensor,
+    pub ff_in_b: Tensor,
+    pub ff_out_w: Tensor,
+    pub ff_out_b: Tensor,
+    pub out_ln: (Tensor, Tensor),
+}
+
+pub(crate) struct Encoder {
+    pub hidden: usize,
+    pub heads: usize,
+    pub eps: f32,
+    /// Longest segment, special tokens included.
+    pub max_positions: usize,
+    pub word: WordTable,
+    /// `[max_positions, H]`, indexed from 0 at each segment start.
+    pub position: Tensor,
+    /// Token type 0, `[H]`.
+    pub token_type: Tensor,
+    pub emb_ln: (Tensor, Tensor),
+    pub layers: Vec<Layer>,
+    /// Round activations to int8 per 32-value block before each projection, as the int8 × int4 kernels of the
+    /// reference engine do; only the 4-bit model sets it.
+    pub quantize_activations: bool,
+}
+
+/// A weight given as `[out, in]` (PyTorch layout), stored transposed and contiguous for `x · W`.
+pub(crate) fn linear_weight(w: Tensor) -> Result<Tensor, EmbedError> {
+    Ok(w.t()?.contiguous()?)
+}
+
+pub(crate) fn f32_tensor(data: Vec<f32>, shape: &[usize]) -> Result<Tensor, EmbedError> {
+    Ok(Tensor::from_vec(data, shape, &Device::Cpu)?)
+}
+
+/// Expands one Q4_0 row (an fp16 scale and 16 nibble bytes per 32 values; byte j holds value j in its low nibble
+/// and value j + 16 in its high one) into `out`.
+pub(crate) fn dequantize_q4_0(blocks: &[u8], out: &mut [f32]) {
+    for (block, values) in blocks.chunks_exact(18).zip(out.chunks_exact_mut(32)) {
+        let scale = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+        for (j, &byte) in block[2..].iter().enumerate() {
+            values[j] = f32::from(i16::from(byte & 0x0f) - 8) * scale;
+            values[j + 16] = f32::from(i16::from(byte >> 4) - 8) * scale;
+        }
+    }
+}
+
+/// Replaces every 32-value block by its int8 rounding (scale = max |x| / 127, ties to even), in place.
+fn quantize_dequantize_q8(values: &mut [f32]) {
+    for block in values.chunks_mut(32) {
+        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scale = amax / 127.0;
+        let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+        for v in block.iter_mut() {
+            *v = (*v * inv).round_ties_even().clamp(-128.0, 127.0) * scale;
+        }
+    }
+}
+
+impl Encoder {
+    fn embed_tokens(&self, segments: &[Vec<u32>]) -> Result<Tensor, EmbedError> {
+        let h = self.hidden;
+        let total: usize = segments.iter().map(Vec::len).sum();
+        let ids: Vec<u32> = segments.iter().flatten().copied().collect();
+        let words = match &self.word {
+            WordTable::F32(table) => {
+                let idx = Tensor::from_vec(ids, total, &Device::Cpu)?;
+                table.index_select(&idx, 0)?
+            }
+            WordTable::Q4 { blocks, rows } => {
+                let row_bytes = h / 32 * 18;
+                let mut out = vec![0f32; total * h];
+                for (id, dst) in ids.iter().zip(out.chunks_exact_mut(h)) {
+                    let id = *id as usize;
+                    if id >= *rows {
+                        return Err(EmbedError::Model(format!("token id {id} outside the vocabulary")));
+                    }
+                    dequantize_q4_0(&blocks[id * row_bytes..(id + 1) * row_bytes], dst);
+                }
+                f32_tensor(out, &[total, h])?
+            }
+        };
+        let positions: Vec<Tensor> = segments
+            .iter()
+            .map(|s| self.position.narrow(0, 0, s.len()))
+            .collect::<Result<_, _>>()?;
+        let positions = Tensor::cat(&positions, 0)?;
+        let x = words.add(&positions)?.broadcast_add(&self.token_type)?;
+        Ok(candle_nn::ops::layer_norm(&x, &self.emb_ln.0, &self.emb_ln.1, self.eps)?)
+    }
+
+    fn project(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor, EmbedError> {
+        let x = if self.quantize_activations {
+            let dims = x.dims().to_vec();
+            let mut v = x.flatten_all()?.to_vec1::<f32>()?;
+            quantize_dequantize_q8(&mut v);
+            f32_tensor(v, &dims)?
+        } else {
+            x.clone()
+        };
+        Ok(x.matmul(w)?.broadcast_add(b)?)
+    }
+
+    /// Mean-pooled hidden states, one `[H]` row per segment (not normalised). Each segment is a full model input
+    /// (special tokens included) of at most `max_positions` tokens.
+    pub fn forward(&self, segments: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if segments.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(s) = segments.iter().find(|s| s.is_empty() || s.len() > self.max_positions) {
+            return Err(EmbedError::Model(format!(
+                "segment of {} tokens (1..={} allowed)",
+                s.len(),
+                self.max_positions
+            )));
+        }
+        let h = self.hidden;
+        let head_dim = h / self.heads;
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let mut x = self.embed_tokens(segments)?;
+        for layer in &self.layers {
+            let qkv = self.project(&x, &layer.qkv_w, &layer.qkv_b)?;
+            let mut contexts = Vec::with_capacity(segments.len());
+            let mut offset = 0;
+            for seg in segments {
+                let len = seg.len();
+                let rows = qkv.narrow(0, offset, len)?;
+                offset += len;
+                let split = |i: usize| -> Result<Tensor, EmbedError> {
+                    Ok(rows
+                        .narrow(1, i * h, h)?
+                        .reshape((len, self.heads, head_dim))?
+                        .transpose(0, 1)?
+                        .contiguous()?)
+                };
+                let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+                let scores = (q.matmul(&k.t()?)? * scale)?;
+                let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+                let ctx = probs.matmul(&v)?.transpose(0, 1)?.reshape((len, h))?;
+                contexts.push(ctx);
+            }
+            let ctx = Tensor::cat(&contexts, 0)?;
+            let attn = self.project(&ctx, &layer.out_w, &layer.out_b)?;
+            x = candle_nn::ops::layer_norm(&x.add(&attn)?, &layer.attn_ln.0, &layer.attn_ln.1, self.eps)?;
+            let mid = self.project(&x, &layer.ff_in_w, &layer.ff_in_b)?.gelu_erf()?;
+            let ff = self.project(&mid, &layer.ff_out_w, &layer.ff_out_b)?;
+            x = candle_nn::ops::layer_norm(&x.add(&ff)?, &layer.out_ln.0, &layer.out_ln.1, self.eps)?;
+        }
+        let mut pooled = Vec::with_capacity(segments.len());
+        let mut offset = 0;
+        for seg in segments {
+            let mean = x.narrow(0, offset, seg.len())?.mean(0)?;
+            offset += seg.len();
+            pooled.push(mean.to_dtype(DType::F32)?.to_vec1::<f32>()?);
+        }
+        Ok(pooled)
+    }
+}
+
+/// Splits a tokenised text into model inputs of at most `max_positions` tokens (`bos`, content, `eos`), runs them
+/// in batches of about `batch_tokens` tokens, and combines each text's windows weighted by their content length;
+/// the result is L2-normalised. A text that fits one window is a plain single pass.
+pub(crate) fn embed_windows(
+    encoder: &Encoder,
+    contents: &[Vec<u32>],
+    bos: u32,
+    eos: u32,
+    batch_tokens: usize,
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let window = encoder.max_positions - 2;
+    // (text index, weight, segment)
+    let mut windows: Vec<(usize, f32, Vec<u32>)> = Vec::new();
+    for (i, content) in contents.iter().enumerate() {
+        let chunks: Vec<&[u32]> = if content.is_empty() {
+            vec![&[]]
+        } else {
+            content.chunks(window).collect()
+        };
+        for chunk in chunks {
+            let mut seg = Vec::with_capacity(chunk.len() + 2);
+            seg.push(bos);
+            seg.extend_from_slice(chunk);
+            seg.push(eos);
+            windows.push((i, chunk.len().max(1) as f32, seg));
+        }
+    }
+    let h = encoder.hidden;
+    let mut sums = vec![vec![0f32; h]; contents.len()];
+    let mut weights = vec![0f32; contents.len()];
+    let mut start = 0;
+    while start < windows.len() {
+        let mut end = start;
+        let mut tokens = 0;
+        while end < windows.len() && (end == start || tokens + windows[end].2.len() <= batch_tokens) {
+            tokens += windows[end].2.len();
+            end += 1;
+        }
+        let segments: Vec<Vec<u32>> = windows[start..end].iter().map(|w| w.2.clone()).collect();
+        let pooled = encoder.forward(&segments)?;
+        for ((text, weight, _), mean) in windows[start..end].iter().zip(pooled) {
+            for (acc, v) in sums[*text].iter_mut().zip(mean) {
+                *acc += weight * v;
+            }
+            weights[*text] += weight;
+        }
+        start = end;
+    }
+    for (sum, weight) in sums.iter_mut().zip(weights) {
+        sum.iter_mut().for_each(|v| *v /= weight);
+        kefu_llm::normalise(sum);
+    }
+    Ok(sums)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q4_0_blocks_expand_low_nibbles_first_then_high() {
+        // scale 0.5 (fp16 0x3800), byte j = (low j % 16, high 15 - j % 16)
+        let mut block = vec![0x00, 0x38];
+        block.extend((0..16u8).map(|j| (j & 0x0f) | ((15 - j) << 4)));
+        let mut out = [0f32; 32];
+        dequantize_q4_0(&block, &mut out);
+        assert_eq!(out[0], -4.0); // (0 - 8) * 0.5
+        assert_eq!(out[15], 3.5); // (15 - 8) * 0.5
+        assert_eq!(out[16], 3.5); // high nibble of byte 0 = 15
+        assert_eq!(out[31], -4.0);
+    }
+
+    #[test]
+    fn int8_rounding_keeps_the_block_maximum_and_rounds_ties_to_even() {
+        let mut v = vec![0f32; 32];
+        v[0] = 127.0;
+        v[1] = 2.5;
+        v[2] = -3.5;
+        quantize_dequantize_q8(&mut v);
+        assert_eq!(v[0], 127.0);
+        assert_eq!(v[1], 2.0);
+        assert_eq!(v[2], -4.0);
+        let mut zeros = vec![0f32; 32];
+        quantize_dequantize_q8(&mut zeros);
+        assert!(zeros.iter().all(|v| *v == 0.0));
+    }
+}

@@ -1,0 +1,118 @@
+//! all-MiniLM-L6-v2 (and any BERT sentence-transformer in the same layout): `model.safetensors`, `tokenizer.json`
+//! and `config.json` in one directory.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+use crate::bert::{linear_weight, Encoder, Layer, WordTable};
+use crate::EmbedError;
+
+/// sentence-transformers' `max_seq_length` for this model (the position table itself has 512 rows).
+const MAX_SEQ: usize = 256;
+
+pub(crate) struct WordPiece {
+    tokenizer: tokenizers::Tokenizer,
+    pub cls: u32,
+    pub sep: u32,
+}
+
+impl WordPiece {
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
+        let enc = self.tokenizer.encode(text, false).map_err(|e| EmbedError::Model(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Config {
+    hidden_size: usize,
+    num_attention_heads: usize,
+    num_hidden_layers: usize,
+    #[serde(default = "default_eps")]
+    layer_norm_eps: f32,
+    max_position_embeddings: usize,
+}
+
+fn default_eps() -> f32 {
+    1e-12
+}
+
+pub(crate) fn load(dir: &Path) -> Result<(Encoder, WordPiece), EmbedError> {
+    let read = |name: &str| {
+        let p = dir.join(name);
+        std::fs::read(&p).map_err(|e| EmbedError::Format(format!("cannot read {}: {e}", p.display())))
+    };
+    let config: Config = serde_json::from_slice(&read("config.json")?)
+        .map_err(|e| EmbedError::Format(format!("config.json: {e}")))?;
+    let mut tokenizer = tokenizers::Tokenizer::from_bytes(read("tokenizer.json")?)
+        .map_err(|e| EmbedError::Format(format!("tokenizer.json: {e}")))?;
+    // The file pads and truncates to 128; we window long texts ourselves and never pad.
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(None)
+        .map_err(|e| EmbedError::Format(format!("tokenizer.json: {e}")))?;
+    let special = |t: &str| {
+        tokenizer.token_to_id(t).ok_or_else(|| EmbedError::Format(format!("tokenizer.json has no {t}")))
+    };
+    let (cls, sep) = (special("[CLS]")?, special("[SEP]")?);
+
+    let mut tensors: HashMap<String, Tensor> =
+        candle_core::safetensors::load_buffer(&read("model.safetensors")?, &Device::Cpu)?
+            .into_iter()
+            .map(|(k, v)| (k.strip_prefix("bert.").map(str::to_owned).unwrap_or(k), v))
+            .collect();
+    let mut take = |name: &str| -> Result<Tensor, EmbedError> {
+        let t = tensors
+            .remove(name)
+            .ok_or_else(|| EmbedError::Format(format!("model.safetensors has no {name}")))?;
+        Ok(t.to_dtype(candle_core::DType::F32)?)
+    };
+    let h = config.hidden_size;
+    let word = WordTable::F32(take("embeddings.word_embeddings.weight")?);
+    let position = take("embeddings.position_embeddings.weight")?;
+    let token_type = take("embeddings.token_type_embeddings.weight")?.get(0)?;
+    let emb_ln = (take("embeddings.LayerNorm.weight")?, take("embeddings.LayerNorm.bias")?);
+    let mut layers = Vec::with_capacity(config.num_hidden_layers);
+    for l in 0..config.num_hidden_layers {
+        let p = format!("encoder.layer.{l}.");
+        let mut t = |s: &str| take(&format!("{p}{s}"));
+        let qkv_w = Tensor::cat(
+            &[t("attention.self.query.weight")?, t("attention.self.key.weight")?, t("attention.self.value.weight")?],
+            0,
+        )?;
+        let qkv_b = Tensor::cat(
+            &[t("attention.self.query.bias")?, t("attention.self.key.bias")?, t("attention.self.value.bias")?],
+            0,
+        )?;
+        layers.push(Layer {
+            qkv_w: linear_weight(qkv_w)?,
+            qkv_b,
+            out_w: linear_weight(t("attention.output.dense.weight")?)?,
+            out_b: t("attention.output.dense.bias")?,
+            attn_ln: (t("attention.output.LayerNorm.weight")?, t("attention.output.LayerNorm.bias")?),
+            ff_in_w: linear_weight(t("intermediate.dense.weight")?)?,
+            ff_in_b: t("intermediate.dense.bias")?,
+            ff_out_w: linear_weight(t("output.dense.weight")?)?,
+            ff_out_b: t("output.dense.bias")?,
+            out_ln: (t("output.LayerNorm.weight")?, t("output.LayerNorm.bias")?),
+        });
+    }
+    if h % config.num_attention_heads != 0 {
+        return Err(EmbedError::Format("hidden size is not a multiple of the head count".into()));
+    }
+    let encoder = Encoder {
+        hidden: h,
+        heads: config.num_attention_heads,
+        eps: config.layer_norm_eps,
+        max_positions: MAX_SEQ.min(config.max_position_embeddings),
+        word,
+        position,
+        token_type,
+        emb_ln,
+        layers,
+        quantize_activations: false,
+    };
+    Ok((encoder, WordPiece { tokenizer, cls, sep }))
+}

