@@ -18,10 +18,22 @@ const INVARIANTS: &[(&str, &[&str])] = &[
     ("kefu-llm", &["axum", "sqlx", "reqwest"]),
     ("kefu-llm-openai", &["axum", "sqlx"]),
     ("kefu-models", &["axum", "sqlx"]),
-    ("kefu-llm-local", &["axum", "sqlx", "reqwest", "candle-core"]),
-    ("kefu-embed-local", &["axum", "sqlx", "reqwest", "llama-cpp-2"]),
-    ("kefu-engine", &["axum", "sqlx", "reqwest", "candle-core", "llama-cpp-2"]),
-    ("kefu-api", &["sqlx", "reqwest", "candle-core", "llama-cpp-2"]),
+    (
+        "kefu-llm-local",
+        &["axum", "sqlx", "reqwest", "candle-core"],
+    ),
+    (
+        "kefu-embed-local",
+        &["axum", "sqlx", "reqwest", "llama-cpp-2"],
+    ),
+    (
+        "kefu-engine",
+        &["axum", "sqlx", "reqwest", "candle-core", "llama-cpp-2"],
+    ),
+    (
+        "kefu-api",
+        &["sqlx", "reqwest", "candle-core", "llama-cpp-2"],
+    ),
 ];
 
 fn root() -> PathBuf {

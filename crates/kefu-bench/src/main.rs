@@ -4,7 +4,7 @@
 //! ```text
 //! kefu-bench send    --backend sqlite|postgres --concurrency 1,50,500 --seconds 10 [--interval-ms 2000]
 //! kefu-bench ws-idle --connections 10000
-//! kefu-bench local   --model PATH.gguf --threads 1,2
+//! kefu-bench local   --model PATH.gguf --threads 1,2 [--write-prompt DIR]
 //! kefu-bench embed   --model PATH [--sentences bench/data/embed_sentences.txt] [--rounds 3]
 //! ```
 //! Without `--interval-ms` each conversation sends its next message as soon as the reply arrives (closed loop:
@@ -397,6 +397,7 @@ async fn timed_turn(
     let mut first = None;
     let mut text = String::new();
     let mut usage = None;
+    let mut finish = None;
     while let Some(ev) = s.next().await {
         match ev? {
             ChatEvent::Delta(d) => {
@@ -404,6 +405,7 @@ async fn timed_turn(
                 text.push_str(&d);
             }
             ChatEvent::Usage(u) => usage = Some(u),
+            ChatEvent::Finished(f) => finish = Some(f),
             _ => {}
         }
     }
@@ -415,8 +417,12 @@ async fn timed_turn(
         ttft_ms: first.as_secs_f64() * 1000.0,
         prompt_tokens: usage.prompt_tokens,
         completion_tokens: usage.completion_tokens,
+        // Decodes between the first token and the end: one per token after the first, plus the one whose
+        // result was the end-of-turn token when the model stopped by itself (as llama.cpp's own count does).
         gen_tok_s: if gen_secs > 0.0 {
-            f64::from(usage.completion_tokens.saturating_sub(1)) / gen_secs
+            let stopped = matches!(finish, Some(kefu_llm::FinishReason::Stop));
+            f64::from(usage.completion_tokens - u32::from(!stopped).min(usage.completion_tokens))
+                / gen_secs
         } else {
             0.0
         },
@@ -435,7 +441,11 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-async fn bench_local(model: &str, threads: &[usize]) -> anyhow::Result<()> {
+async fn bench_local(
+    model: &str,
+    threads: &[usize],
+    write_prompt: Option<&str>,
+) -> anyhow::Result<()> {
     use std::sync::atomic::Ordering;
     let name = std::path::Path::new(model)
         .file_name()
@@ -448,6 +458,11 @@ async fn bench_local(model: &str, threads: &[usize]) -> anyhow::Result<()> {
         cfg.threads = Some(th);
         let chat = kefu_llm_local::LocalChat::load(cfg).await?;
         let mut messages = rag_messages("我买的鞋子尺码不对，可以退货吗？运费谁出？");
+        if let Some(dir) = write_prompt {
+            // The turn-1 prompt, for the reference runner (bench/llama-reference).
+            std::fs::write(format!("{dir}/system.txt"), &messages[0].content)?;
+            std::fs::write(format!("{dir}/user.txt"), &messages[1].content)?;
+        }
         let followups = [
             "退款多久能到账？",
             "And if I paid by credit card, how long does it take?",
@@ -464,12 +479,40 @@ async fn bench_local(model: &str, threads: &[usize]) -> anyhow::Result<()> {
                 decoded as f64 / (t.ttft_ms / 1000.0),
                 t.gen_tok_s
             );
-            let _ = t.completion_tokens;
             messages.push(kefu_llm::ChatMessage::assistant(t.text));
             if turn < 3 {
                 messages.push(kefu_llm::ChatMessage::user(followups[turn - 1]));
             }
         }
+    }
+    println!("\n| model | threads | concurrent conversations | completion tokens | wall s | aggregate generation tok/s | mean time to first token ms |");
+    println!("|---|---|---|---|---|---|---|");
+    for &th in threads {
+        let mut cfg = kefu_llm_local::LocalConfig::new(model);
+        cfg.threads = Some(th);
+        let chat = kefu_llm_local::LocalChat::load(cfg).await?;
+        // Warm the shared system prefix once, as a running server would have.
+        timed_turn(&chat, rag_messages("你好")).await?;
+        let questions = [
+            "退款多久能到账？",
+            "Do you ship to Canada?",
+            "运费谁出？",
+            "Can I exchange the shoes for another size?",
+        ];
+        let t = Instant::now();
+        let turns =
+            futures::future::join_all(questions.iter().map(|q| timed_turn(&chat, rag_messages(q))))
+                .await
+                .into_iter()
+                .collect::<anyhow::Result<Vec<_>>>()?;
+        let wall = t.elapsed().as_secs_f64();
+        let tokens: u32 = turns.iter().map(|t| t.completion_tokens).sum();
+        println!(
+            "| {name} | {th} | {} | {tokens} | {wall:.1} | {:.1} | {:.0} |",
+            questions.len(),
+            f64::from(tokens) / wall,
+            turns.iter().map(|t| t.ttft_ms).sum::<f64>() / turns.len() as f64
+        );
     }
     println!(
         "\npeak RSS of the benchmark process: {:.0} MiB",
@@ -491,7 +534,8 @@ async fn bench_embed(model: &str, sentences: &str, rounds: usize) -> anyhow::Res
     let t = Instant::now();
     let path = model.to_owned();
     let embedder =
-        tokio::task::spawn_blocking(move || kefu_embed_local::LocalEmbedder::load(path, "bench")).await??;
+        tokio::task::spawn_blocking(move || kefu_embed_local::LocalEmbedder::load(path, "bench"))
+            .await??;
     let load_ms = t.elapsed().as_secs_f64() * 1000.0;
     let tokens: usize = texts
         .iter()
@@ -502,7 +546,9 @@ async fn bench_embed(model: &str, sentences: &str, rounds: usize) -> anyhow::Res
     let t = Instant::now();
     for _ in 0..rounds {
         for s in &texts {
-            embedder.embed(EmbedKind::Query, std::slice::from_ref(s)).await?;
+            embedder
+                .embed(EmbedKind::Query, std::slice::from_ref(s))
+                .await?;
         }
     }
     let single = (rounds * texts.len()) as f64 / t.elapsed().as_secs_f64();
@@ -518,7 +564,10 @@ async fn bench_embed(model: &str, sentences: &str, rounds: usize) -> anyhow::Res
     println!("|---|---|---|---|---|---|---|---|");
     println!(
         "| {} | {threads} | {load_ms:.0} | {} | {:.1} | {single:.1} | {batched:.1} | {:.0} |",
-        std::path::Path::new(model).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        std::path::Path::new(model)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         texts.len(),
         tokens as f64 / texts.len() as f64,
         peak_rss_mib()
@@ -552,7 +601,7 @@ async fn main() -> anyhow::Result<()> {
             let model = arg(&args, "--model").context("--model PATH.gguf")?;
             let threads: Vec<usize> =
                 arg(&args, "--threads").unwrap_or("1,2").split(',').map(|c| c.trim().parse()).collect::<Result<_, _>>()?;
-            bench_local(model, &threads).await
+            bench_local(model, &threads, arg(&args, "--write-prompt")).await
         }
         Some("embed") => {
             let model = arg(&args, "--model").context("--model PATH (e5 .bin file or MiniLM directory)")?;

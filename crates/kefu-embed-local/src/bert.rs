@@ -98,7 +98,9 @@ impl Encoder {
                 for (id, dst) in ids.iter().zip(out.chunks_exact_mut(h)) {
                     let id = *id as usize;
                     if id >= *rows {
-                        return Err(EmbedError::Model(format!("token id {id} outside the vocabulary")));
+                        return Err(EmbedError::Model(format!(
+                            "token id {id} outside the vocabulary"
+                        )));
                     }
                     dequantize_q4_0(&blocks[id * row_bytes..(id + 1) * row_bytes], dst);
                 }
@@ -111,7 +113,12 @@ impl Encoder {
             .collect::<Result<_, _>>()?;
         let positions = Tensor::cat(&positions, 0)?;
         let x = words.add(&positions)?.broadcast_add(&self.token_type)?;
-        Ok(candle_nn::ops::layer_norm(&x, &self.emb_ln.0, &self.emb_ln.1, self.eps)?)
+        Ok(candle_nn::ops::layer_norm(
+            &x,
+            &self.emb_ln.0,
+            &self.emb_ln.1,
+            self.eps,
+        )?)
     }
 
     fn project(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor, EmbedError> {
@@ -132,7 +139,10 @@ impl Encoder {
         if segments.is_empty() {
             return Ok(Vec::new());
         }
-        if let Some(s) = segments.iter().find(|s| s.is_empty() || s.len() > self.max_positions) {
+        if let Some(s) = segments
+            .iter()
+            .find(|s| s.is_empty() || s.len() > self.max_positions)
+        {
             return Err(EmbedError::Model(format!(
                 "segment of {} tokens (1..={} allowed)",
                 s.len(),
@@ -166,10 +176,22 @@ impl Encoder {
             }
             let ctx = Tensor::cat(&contexts, 0)?;
             let attn = self.project(&ctx, &layer.out_w, &layer.out_b)?;
-            x = candle_nn::ops::layer_norm(&x.add(&attn)?, &layer.attn_ln.0, &layer.attn_ln.1, self.eps)?;
-            let mid = self.project(&x, &layer.ff_in_w, &layer.ff_in_b)?.gelu_erf()?;
+            x = candle_nn::ops::layer_norm(
+                &x.add(&attn)?,
+                &layer.attn_ln.0,
+                &layer.attn_ln.1,
+                self.eps,
+            )?;
+            let mid = self
+                .project(&x, &layer.ff_in_w, &layer.ff_in_b)?
+                .gelu_erf()?;
             let ff = self.project(&mid, &layer.ff_out_w, &layer.ff_out_b)?;
-            x = candle_nn::ops::layer_norm(&x.add(&ff)?, &layer.out_ln.0, &layer.out_ln.1, self.eps)?;
+            x = candle_nn::ops::layer_norm(
+                &x.add(&ff)?,
+                &layer.out_ln.0,
+                &layer.out_ln.1,
+                self.eps,
+            )?;
         }
         let mut pooled = Vec::with_capacity(segments.len());
         let mut offset = 0;
@@ -216,7 +238,8 @@ pub(crate) fn embed_windows(
     while start < windows.len() {
         let mut end = start;
         let mut tokens = 0;
-        while end < windows.len() && (end == start || tokens + windows[end].2.len() <= batch_tokens) {
+        while end < windows.len() && (end == start || tokens + windows[end].2.len() <= batch_tokens)
+        {
             tokens += windows[end].2.len();
             end += 1;
         }

@@ -106,7 +106,11 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], EmbedError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len()).ok_or_else(truncated)?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.data.len())
+            .ok_or_else(truncated)?;
         let out = &self.data[self.pos..end];
         self.pos = end;
         Ok(out)
@@ -115,20 +119,28 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
     fn u16(&mut self) -> Result<u16, EmbedError> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
     }
     fn u32(&mut self) -> Result<u32, EmbedError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
     fn u64(&mut self) -> Result<u64, EmbedError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
     fn count(&mut self) -> Result<usize, EmbedError> {
         let v = i32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes"));
         usize::try_from(v).map_err(|_| EmbedError::Format(format!("negative count {v}")))
     }
     fn f32(&mut self) -> Result<f32, EmbedError> {
-        Ok(f32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(f32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
     fn f32s(&mut self, n: usize) -> Result<Vec<f32>, EmbedError> {
         Ok(self
@@ -155,7 +167,9 @@ struct Entry {
 pub(crate) fn load(data: &[u8]) -> Result<(Encoder, UnigramTokenizer), EmbedError> {
     let mut r = Reader { data, pos: 0 };
     if r.take(4)? != b"E5S1" {
-        return Err(EmbedError::Format("not a packed e5 model (magic E5S1 missing)".into()));
+        return Err(EmbedError::Format(
+            "not a packed e5 model (magic E5S1 missing)".into(),
+        ));
     }
     let _version = r.u32()?;
     let hidden = r.count()?;
@@ -179,7 +193,9 @@ pub(crate) fn load(data: &[u8]) -> Result<(Encoder, UnigramTokenizer), EmbedErro
     let _pad = r.u32()?;
     let unk = r.u32()?;
     let blob_len = usize::try_from(r.u64()?).map_err(|_| truncated())?;
-    let offsets: Vec<usize> = (0..=n_pieces).map(|_| r.u32().map(|v| v as usize)).collect::<Result<_, _>>()?;
+    let offsets: Vec<usize> = (0..=n_pieces)
+        .map(|_| r.u32().map(|v| v as usize))
+        .collect::<Result<_, _>>()?;
     let scores = r.f32s(n_pieces)?;
     let blob = r.take(blob_len)?;
     let mut pieces = HashMap::with_capacity(n_pieces);
@@ -187,7 +203,9 @@ pub(crate) fn load(data: &[u8]) -> Result<(Encoder, UnigramTokenizer), EmbedErro
     for i in 0..n_pieces {
         let (a, b) = (offsets[i], offsets[i + 1]);
         if a > b || b > blob.len() {
-            return Err(EmbedError::Format(format!("piece {i} lies outside the vocabulary blob")));
+            return Err(EmbedError::Format(format!(
+                "piece {i} lies outside the vocabulary blob"
+            )));
         }
         if a == b {
             continue;
@@ -200,12 +218,17 @@ pub(crate) fn load(data: &[u8]) -> Result<(Encoder, UnigramTokenizer), EmbedErro
 
     let n_norm = r.count()?;
     let norm_len = r.u32()? as usize;
-    let mut nr = Reader { data: r.take(norm_len)?, pos: 0 };
+    let mut nr = Reader {
+        data: r.take(norm_len)?,
+        pos: 0,
+    };
     let mut normalise = HashMap::with_capacity(n_norm);
     for _ in 0..n_norm {
         let from = char_of(nr.u32()?)?;
         let count = nr.u8()? as usize;
-        let to = (0..count).map(|_| nr.u32().and_then(char_of)).collect::<Result<Vec<_>, _>>()?;
+        let to = (0..count)
+            .map(|_| nr.u32().and_then(char_of))
+            .collect::<Result<Vec<_>, _>>()?;
         normalise.insert(from, to);
     }
     let tokenizer = UnigramTokenizer {
@@ -231,18 +254,37 @@ pub(crate) fn load(data: &[u8]) -> Result<(Encoder, UnigramTokenizer), EmbedErro
         if offset.checked_add(bytes).is_none_or(|end| end > data.len()) {
             return Err(truncated());
         }
-        dir.insert(name, Entry { dtype, values, offset, bytes });
+        dir.insert(
+            name,
+            Entry {
+                dtype,
+                values,
+                offset,
+                bytes,
+            },
+        );
     }
     let raw = |name: &str, dtype: u8, values: usize| -> Result<&[u8], EmbedError> {
-        let e = dir.get(name).ok_or_else(|| EmbedError::Format(format!("tensor {name} is missing")))?;
-        let expected = if dtype == 0 { values * 4 } else { values / 32 * 18 };
+        let e = dir
+            .get(name)
+            .ok_or_else(|| EmbedError::Format(format!("tensor {name} is missing")))?;
+        let expected = if dtype == 0 {
+            values * 4
+        } else {
+            values / 32 * 18
+        };
         if e.dtype != dtype || e.values != values || e.bytes != expected {
-            return Err(EmbedError::Format(format!("tensor {name} has an unexpected type or size")));
+            return Err(EmbedError::Format(format!(
+                "tensor {name} has an unexpected type or size"
+            )));
         }
         Ok(&data[e.offset..e.offset + e.bytes])
     };
     let vector = |name: &str, n: usize| -> Result<Tensor, EmbedError> {
-        let v = raw(name, 0, n)?.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4"))).collect();
+        let v = raw(name, 0, n)?
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("4")))
+            .collect();
         f32_tensor(v, &[n])
     };
     let q4_rows = |name: &str, rows: usize, cols: usize| -> Result<Vec<f32>, EmbedError> {
@@ -260,7 +302,10 @@ pub(crate) fn load(data: &[u8]) -> Result<(Encoder, UnigramTokenizer), EmbedErro
         linear_weight(f32_tensor(all, &[names.len() * out, inp])?)
     };
 
-    let word = WordTable::Q4 { blocks: raw("emb.word", 1, vocab_rows * hidden)?.to_vec(), rows: vocab_rows };
+    let word = WordTable::Q4 {
+        blocks: raw("emb.word", 1, vocab_rows * hidden)?.to_vec(),
+        rows: vocab_rows,
+    };
     let position = {
         let v = raw("emb.pos", 0, max_positions * hidden)?
             .chunks_exact(4)
@@ -273,7 +318,14 @@ pub(crate) fn load(data: &[u8]) -> Result<(Encoder, UnigramTokenizer), EmbedErro
     let mut layers = Vec::with_capacity(n_layers);
     for l in 0..n_layers {
         let n = |s: &str| format!("l{l}.{s}");
-        let qkv_b = Tensor::cat(&[vector(&n("q.b"), hidden)?, vector(&n("k.b"), hidden)?, vector(&n("v.b"), hidden)?], 0)?;
+        let qkv_b = Tensor::cat(
+            &[
+                vector(&n("q.b"), hidden)?,
+                vector(&n("k.b"), hidden)?,
+                vector(&n("v.b"), hidden)?,
+            ],
+            0,
+        )?;
         layers.push(Layer {
             qkv_w: matrix(&[n("q.w"), n("k.w"), n("v.w")], hidden, hidden)?,
             qkv_b,

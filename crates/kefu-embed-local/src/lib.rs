@@ -82,14 +82,21 @@ impl LocalEmbedder {
         let path = path.into();
         let model = match Format::detect(&path) {
             Format::E5Packed => {
-                let data = std::fs::read(&path)
-                    .map_err(|e| EmbedError::Format(format!("cannot read {}: {e}", path.display())))?;
+                let data = std::fs::read(&path).map_err(|e| {
+                    EmbedError::Format(format!("cannot read {}: {e}", path.display()))
+                })?;
                 let (encoder, tok) = e5::load(&data)?;
-                Model { encoder, tokenizer: Tokenizer::E5(tok) }
+                Model {
+                    encoder,
+                    tokenizer: Tokenizer::E5(tok),
+                }
             }
             Format::BertDir => {
                 let (encoder, tok) = minilm::load(&path)?;
-                Model { encoder, tokenizer: Tokenizer::WordPiece(tok) }
+                Model {
+                    encoder,
+                    tokenizer: Tokenizer::WordPiece(tok),
+                }
             }
         };
         let dim = model.encoder.hidden;
@@ -133,9 +140,15 @@ impl LocalEmbedder {
     }
 
     /// Embeds on the calling thread (CPU-bound: call from a blocking context).
-    pub fn embed_blocking(&self, kind: EmbedKind, texts: &[impl AsRef<str>]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let contents =
-            texts.iter().map(|t| self.content_tokens(kind, t.as_ref())).collect::<Result<Vec<_>, _>>()?;
+    pub fn embed_blocking(
+        &self,
+        kind: EmbedKind,
+        texts: &[impl AsRef<str>],
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let contents = texts
+            .iter()
+            .map(|t| self.content_tokens(kind, t.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
         let (bos, eos) = match &self.model.tokenizer {
             Tokenizer::E5(t) => (t.bos, t.eos),
             Tokenizer::WordPiece(t) => (t.cls, t.sep),
@@ -173,7 +186,11 @@ impl Embedder for LocalEmbedder {
                 if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue {
                     return Err(LlmError::Busy);
                 }
-                self.running.clone().acquire_owned().await.map_err(|_| LlmError::Busy)?
+                self.running
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| LlmError::Busy)?
             }
         };
         let this = self.clone();

@@ -20,7 +20,10 @@ pub(crate) struct WordPiece {
 
 impl WordPiece {
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
-        let enc = self.tokenizer.encode(text, false).map_err(|e| EmbedError::Model(e.to_string()))?;
+        let enc = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| EmbedError::Model(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 }
@@ -42,7 +45,8 @@ fn default_eps() -> f32 {
 pub(crate) fn load(dir: &Path) -> Result<(Encoder, WordPiece), EmbedError> {
     let read = |name: &str| {
         let p = dir.join(name);
-        std::fs::read(&p).map_err(|e| EmbedError::Format(format!("cannot read {}: {e}", p.display())))
+        std::fs::read(&p)
+            .map_err(|e| EmbedError::Format(format!("cannot read {}: {e}", p.display())))
     };
     let config: Config = serde_json::from_slice(&read("config.json")?)
         .map_err(|e| EmbedError::Format(format!("config.json: {e}")))?;
@@ -54,7 +58,9 @@ pub(crate) fn load(dir: &Path) -> Result<(Encoder, WordPiece), EmbedError> {
         .with_truncation(None)
         .map_err(|e| EmbedError::Format(format!("tokenizer.json: {e}")))?;
     let special = |t: &str| {
-        tokenizer.token_to_id(t).ok_or_else(|| EmbedError::Format(format!("tokenizer.json has no {t}")))
+        tokenizer
+            .token_to_id(t)
+            .ok_or_else(|| EmbedError::Format(format!("tokenizer.json has no {t}")))
     };
     let (cls, sep) = (special("[CLS]")?, special("[SEP]")?);
 
@@ -73,17 +79,28 @@ pub(crate) fn load(dir: &Path) -> Result<(Encoder, WordPiece), EmbedError> {
     let word = WordTable::F32(take("embeddings.word_embeddings.weight")?);
     let position = take("embeddings.position_embeddings.weight")?;
     let token_type = take("embeddings.token_type_embeddings.weight")?.get(0)?;
-    let emb_ln = (take("embeddings.LayerNorm.weight")?, take("embeddings.LayerNorm.bias")?);
+    let emb_ln = (
+        take("embeddings.LayerNorm.weight")?,
+        take("embeddings.LayerNorm.bias")?,
+    );
     let mut layers = Vec::with_capacity(config.num_hidden_layers);
     for l in 0..config.num_hidden_layers {
         let p = format!("encoder.layer.{l}.");
         let mut t = |s: &str| take(&format!("{p}{s}"));
         let qkv_w = Tensor::cat(
-            &[t("attention.self.query.weight")?, t("attention.self.key.weight")?, t("attention.self.value.weight")?],
+            &[
+                t("attention.self.query.weight")?,
+                t("attention.self.key.weight")?,
+                t("attention.self.value.weight")?,
+            ],
             0,
         )?;
         let qkv_b = Tensor::cat(
-            &[t("attention.self.query.bias")?, t("attention.self.key.bias")?, t("attention.self.value.bias")?],
+            &[
+                t("attention.self.query.bias")?,
+                t("attention.self.key.bias")?,
+                t("attention.self.value.bias")?,
+            ],
             0,
         )?;
         layers.push(Layer {
@@ -91,7 +108,10 @@ pub(crate) fn load(dir: &Path) -> Result<(Encoder, WordPiece), EmbedError> {
             qkv_b,
             out_w: linear_weight(t("attention.output.dense.weight")?)?,
             out_b: t("attention.output.dense.bias")?,
-            attn_ln: (t("attention.output.LayerNorm.weight")?, t("attention.output.LayerNorm.bias")?),
+            attn_ln: (
+                t("attention.output.LayerNorm.weight")?,
+                t("attention.output.LayerNorm.bias")?,
+            ),
             ff_in_w: linear_weight(t("intermediate.dense.weight")?)?,
             ff_in_b: t("intermediate.dense.bias")?,
             ff_out_w: linear_weight(t("output.dense.weight")?)?,
@@ -100,7 +120,9 @@ pub(crate) fn load(dir: &Path) -> Result<(Encoder, WordPiece), EmbedError> {
         });
     }
     if h % config.num_attention_heads != 0 {
-        return Err(EmbedError::Format("hidden size is not a multiple of the head count".into()));
+        return Err(EmbedError::Format(
+            "hidden size is not a multiple of the head count".into(),
+        ));
     }
     let encoder = Encoder {
         hidden: h,
@@ -114,5 +136,12 @@ pub(crate) fn load(dir: &Path) -> Result<(Encoder, WordPiece), EmbedError> {
         layers,
         quantize_activations: false,
     };
-    Ok((encoder, WordPiece { tokenizer, cls, sep }))
+    Ok((
+        encoder,
+        WordPiece {
+            tokenizer,
+            cls,
+            sep,
+        },
+    ))
 }

@@ -69,9 +69,15 @@ impl OpenAiEmbedder {
 }
 
 /// The vectors of an `/embeddings` response, put back in input order by their `index` and normalised.
-pub(crate) fn parse_response(body: &Value, n: usize, dim: usize) -> Result<Vec<Vec<f32>>, LlmError> {
+pub(crate) fn parse_response(
+    body: &Value,
+    n: usize,
+    dim: usize,
+) -> Result<Vec<Vec<f32>>, LlmError> {
     let invalid = |m: String| LlmError::InvalidResponse(m);
-    let data = body["data"].as_array().ok_or_else(|| invalid("no data array".into()))?;
+    let data = body["data"]
+        .as_array()
+        .ok_or_else(|| invalid("no data array".into()))?;
     let mut out: Vec<Option<Vec<f32>>> = vec![None; n];
     for (pos, item) in data.iter().enumerate() {
         let index = item["index"].as_u64().map_or(pos, |i| i as usize);
@@ -83,7 +89,10 @@ pub(crate) fn parse_response(body: &Value, n: usize, dim: usize) -> Result<Vec<V
             .collect::<Option<_>>()
             .ok_or_else(|| invalid(format!("item {index} has a non-numeric value")))?;
         if vector.len() != dim {
-            return Err(invalid(format!("vector of {} values, expected {dim}", vector.len())));
+            return Err(invalid(format!(
+                "vector of {} values, expected {dim}",
+                vector.len()
+            )));
         }
         let slot = out
             .get_mut(index)
@@ -136,8 +145,17 @@ mod tests {
         ]});
         let v = parse_response(&body, 2, 2).unwrap();
         assert_eq!(v, vec![vec![0.6, 0.8], vec![0.0, 1.0]]);
-        assert!(matches!(parse_response(&body, 2, 3), Err(LlmError::InvalidResponse(_))));
-        assert!(matches!(parse_response(&body, 3, 2), Err(LlmError::InvalidResponse(_))));
-        assert!(matches!(parse_response(&json!({}), 1, 2), Err(LlmError::InvalidResponse(_))));
+        assert!(matches!(
+            parse_response(&body, 2, 3),
+            Err(LlmError::InvalidResponse(_))
+        ));
+        assert!(matches!(
+            parse_response(&body, 3, 2),
+            Err(LlmError::InvalidResponse(_))
+        ));
+        assert!(matches!(
+            parse_response(&json!({}), 1, 2),
+            Err(LlmError::InvalidResponse(_))
+        ));
     }
 }

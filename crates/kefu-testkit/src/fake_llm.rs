@@ -246,7 +246,11 @@ pub fn fake_embedding(text: &str) -> Vec<f32> {
     v
 }
 
-async fn embeddings(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn embeddings(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     let scripted = {
         let mut g = inner.lock();
         g.requests.push(body.clone());
@@ -261,8 +265,17 @@ async fn embeddings(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, 
     }
     let inputs: Vec<String> = match &body["input"] {
         Value::String(s) => vec![s.clone()],
-        Value::Array(a) => a.iter().map(|v| v.as_str().unwrap_or_default().to_owned()).collect(),
-        _ => return (StatusCode::BAD_REQUEST, Json(json!({"error": {"message": "input is required"}}))).into_response(),
+        Value::Array(a) => a
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_owned())
+            .collect(),
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": {"message": "input is required"}})),
+            )
+                .into_response()
+        }
     };
     let tokens: usize = inputs.iter().map(|t| t.chars().count()).sum();
     let data: Vec<Value> = inputs

@@ -24,6 +24,8 @@ pub struct Application {
     grace: Duration,
     /// Where first-start credentials were written, when this start created the first tenant.
     pub bootstrap_file: Option<std::path::PathBuf>,
+    /// The local embedding model, when one is configured and loaded (knowledge-base search uses it).
+    pub embedder: Option<Arc<dyn kefu_llm::Embedder>>,
 }
 
 impl Application {
@@ -51,6 +53,8 @@ impl Application {
                 ),
             }
         }
+        let embedding = crate::local::prepare_embedder(&settings).await;
+        model_checks.extend(embedding.check);
         let models: Arc<dyn ModelDirectory> = Arc::new(registry);
         let mut engine_settings = EngineSettings {
             history_max_messages: settings.engine.history_max_messages,
@@ -109,6 +113,7 @@ impl Application {
             store,
             grace: Duration::from_secs(settings.server.shutdown_grace_secs),
             bootstrap_file,
+            embedder: embedding.embedder,
         })
     }
 

@@ -1,10 +1,12 @@
-//! The local chat model for zero-configuration serving: resolve the configured name or path, pull it when missing
+//! The local chat and embedding models for zero-configuration serving: resolve the configured name or path, pull it when missing
 //! (if allowed), load it. Every failure leaves the server running and says what is missing and how to get it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use kefu_embed_local::LocalEmbedder;
+use kefu_llm::Embedder;
 use kefu_llm_local::{LocalChat, LocalConfig};
 use kefu_types::ReadinessCheck;
 
@@ -49,13 +51,89 @@ fn missing(label: &str, detail: String) -> LocalModel {
     LocalModel {
         chat: None,
         label: label.to_owned(),
-        check: Some(ReadinessCheck {
-            name: format!("chat_model:{label}"),
-            ok: false,
-            required: false,
-            detail: Some(detail),
-        }),
+        check: Some(failed_check("chat_model", label, detail)),
     }
+}
+
+fn failed_check(kind: &str, label: &str, detail: String) -> ReadinessCheck {
+    ReadinessCheck {
+        name: format!("{kind}:{label}"),
+        ok: false,
+        required: false,
+        detail: Some(detail),
+    }
+}
+
+fn ok_check(kind: &str, label: &str, path: &Path) -> ReadinessCheck {
+    ReadinessCheck {
+        name: format!("{kind}:{label}"),
+        ok: true,
+        required: false,
+        detail: Some(path.display().to_string()),
+    }
+}
+
+/// The local file (or directory) of a configured model: a path as given, or a manifest name, installed or pulled
+/// now when `auto_pull` allows. The error says what is missing; the caller adds how to get it.
+async fn resolve(
+    settings: &Settings,
+    configured: &str,
+    kind: kefu_models::Kind,
+) -> Result<PathBuf, String> {
+    let what = match kind {
+        kefu_models::Kind::Chat => "chat model",
+        kefu_models::Kind::Embedding => "embedding model",
+    };
+    let as_path = PathBuf::from(configured);
+    let path = if configured.contains('/') || as_path.extension().is_some() {
+        as_path
+    } else {
+        let Some(spec) = kefu_models::manifest()
+            .into_iter()
+            .find(|m| m.name == configured && m.kind == kind)
+        else {
+            return Err(format!(
+                "{configured:?} is not a known {what} (see `kefu model list`)"
+            ));
+        };
+        let dir = settings.models_dir();
+        let files = match kefu_models::installed(&spec, &dir) {
+            Some(p) => p,
+            None if settings.models.auto_pull => {
+                tracing::info!(
+                    model = configured,
+                    "the local {what} is missing; pulling it"
+                );
+                let opts = kefu_models::PullOptions::new(settings.models.index_url.clone(), &dir);
+                let progress = LogProgress {
+                    total: AtomicU64::new(0),
+                    done: AtomicU64::new(0),
+                };
+                kefu_models::pull(&spec, &opts, &progress).await.map_err(|e| {
+                    format!("the local {what} {configured} is missing and could not be fetched: {e}")
+                })?
+            }
+            None => {
+                return Err(format!(
+                    "the local {what} {configured} is not installed in {}",
+                    dir.display()
+                ))
+            }
+        };
+        // A one-file model is that file; a several-file model (MiniLM) is its directory.
+        if files.len() == 1 {
+            files[0].clone()
+        } else {
+            files[0].parent().map(Path::to_path_buf).unwrap_or_default()
+        }
+    };
+    if !path.exists() {
+        return Err(format!(
+            "the local {what} {} does not exist",
+            path.display()
+        ));
+    }
+    Ok(path)
 }
 
 pub async fn prepare(settings: &Settings) -> LocalModel {
@@ -71,53 +149,10 @@ pub async fn prepare(settings: &Settings) -> LocalModel {
         "Get it with `kefu model pull {chat}` (or set models.chat to a GGUF file, or configure [[llm.chain]]); until \
          then messages are stored and answered with the fallback reply"
     );
-    let path = if chat.ends_with(".gguf") || chat.contains('/') {
-        PathBuf::from(chat)
-    } else {
-        let Some(spec) = kefu_models::manifest()
-            .into_iter()
-            .find(|m| m.name == chat && m.kind == kefu_models::Kind::Chat)
-        else {
-            return missing(
-                chat,
-                format!("models.chat {chat:?} is not a known chat model (see `kefu model list`)"),
-            );
-        };
-        let dir = settings.models_dir();
-        match kefu_models::installed(&spec, &dir) {
-            Some(p) => p[0].clone(),
-            None if settings.models.auto_pull => {
-                tracing::info!(model = chat, "the local chat model is missing; pulling it");
-                let opts = kefu_models::PullOptions::new(settings.models.index_url.clone(), &dir);
-                let progress = LogProgress {
-                    total: AtomicU64::new(0),
-                    done: AtomicU64::new(0),
-                };
-                match kefu_models::pull(&spec, &opts, &progress).await {
-                    Ok(p) => p[0].clone(),
-                    Err(e) => return missing(chat, format!("the local chat model {chat} is missing and could not be fetched: {e}. {how}")),
-                }
-            }
-            None => {
-                return missing(
-                    chat,
-                    format!(
-                        "the local chat model {chat} is not installed in {}. {how}",
-                        dir.display()
-                    ),
-                )
-            }
-        }
+    let path = match resolve(settings, chat, kefu_models::Kind::Chat).await {
+        Ok(p) => p,
+        Err(e) => return missing(chat, format!("{e}. {how}")),
     };
-    if !path.exists() {
-        return missing(
-            chat,
-            format!(
-                "the local chat model file {} does not exist. {how}",
-                path.display()
-            ),
-        );
-    }
     let config = LocalConfig {
         model_path: path.clone(),
         threads: (settings.models.threads > 0).then_some(settings.models.threads),
@@ -129,16 +164,53 @@ pub async fn prepare(settings: &Settings) -> LocalModel {
         Ok(c) => LocalModel {
             chat: Some(Arc::new(c)),
             label: chat.to_owned(),
-            check: Some(ReadinessCheck {
-                name: format!("chat_model:{chat}"),
-                ok: true,
-                required: false,
-                detail: Some(path.display().to_string()),
-            }),
+            check: Some(ok_check("chat_model", chat, &path)),
         },
         Err(e) => missing(
             chat,
             format!("the local chat model could not be loaded: {e}. {how}"),
         ),
+    }
+}
+
+/// The local embedding model (knowledge-base search), or why there is none.
+pub struct LocalEmbedding {
+    pub embedder: Option<Arc<dyn Embedder>>,
+    pub check: Option<ReadinessCheck>,
+}
+
+pub async fn prepare_embedder(settings: &Settings) -> LocalEmbedding {
+    let name = settings.models.embedder.trim();
+    if name.is_empty() {
+        return LocalEmbedding {
+            embedder: None,
+            check: None,
+        };
+    }
+    let how = format!(
+        "Get it with `kefu model pull {name}` (or set models.embedder to an e5 .bin file or a MiniLM directory); \
+         until then knowledge search uses keywords only"
+    );
+    let failed = |detail: String| {
+        tracing::warn!("{detail}");
+        LocalEmbedding {
+            embedder: None,
+            check: Some(failed_check("embedding_model", name, detail)),
+        }
+    };
+    let path = match resolve(settings, name, kefu_models::Kind::Embedding).await {
+        Ok(p) => p,
+        Err(e) => return failed(format!("{e}. {how}")),
+    };
+    let (label, load_path) = (name.to_owned(), path.clone());
+    match tokio::task::spawn_blocking(move || LocalEmbedder::load(load_path, &label)).await {
+        Ok(Ok(e)) => LocalEmbedding {
+            embedder: Some(Arc::new(e)),
+            check: Some(ok_check("embedding_model", name, &path)),
+        },
+        Ok(Err(e)) => failed(format!(
+            "the local embedding model could not be loaded: {e}. {how}"
+        )),
+        Err(e) => failed(format!("loading the local embedding model failed: {e}")),
     }
 }

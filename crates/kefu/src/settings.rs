@@ -112,6 +112,7 @@ pub struct ModelsSettings {
     pub index_url: String,
     pub dir: Option<PathBuf>,
     pub chat: String,
+    pub embedder: String,
     pub auto_pull: bool,
     pub threads: usize,
     pub context_tokens: u32,

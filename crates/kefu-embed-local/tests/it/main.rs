@@ -57,7 +57,11 @@ async fn e5_matches_the_reference_vectors_one_by_one() {
             "token count of {:?}",
             item.text
         );
-        let v = model.embed(k, &[item.text.clone()]).await.unwrap().remove(0);
+        let v = model
+            .embed(k, &[item.text.clone()])
+            .await
+            .unwrap()
+            .remove(0);
         assert_eq!(v.len(), reference.dim);
         assert!((dot(&v, &v) - 1.0).abs() < 1e-4, "unit length");
         let c = cosine(&v, &item.vector);
@@ -71,7 +75,11 @@ async fn e5_matches_the_reference_vectors_one_by_one() {
 async fn e5_batches_give_the_same_vectors_as_single_texts() {
     let model = e5().await;
     let reference = reference();
-    let passages: Vec<&Item> = reference.items.iter().filter(|i| i.kind == "passage").collect();
+    let passages: Vec<&Item> = reference
+        .items
+        .iter()
+        .filter(|i| i.kind == "passage")
+        .collect();
     let texts: Vec<String> = passages.iter().map(|i| i.text.clone()).collect();
     let batch = model.embed(EmbedKind::Passage, &texts).await.unwrap();
     assert_eq!(batch.len(), texts.len());
@@ -88,7 +96,12 @@ async fn e5_finds_the_answer_in_either_language() {
     let q = model
         .embed(
             EmbedKind::Query,
-            &owned(&["怎么退货？", "How long does shipping take?", "如何申请退款？", "How do I return an item?"]),
+            &owned(&[
+                "怎么退货？",
+                "How long does shipping take?",
+                "如何申请退款？",
+                "How do I return an item?",
+            ]),
         )
         .await
         .unwrap();
@@ -133,7 +146,14 @@ async fn a_full_queue_refuses_instead_of_waiting() {
     assert_eq!(first.unwrap().len(), 4);
     assert_eq!(second.unwrap_err(), LlmError::Busy);
     // Once the model is free it serves again.
-    assert_eq!(model.embed(EmbedKind::Query, &["hi".into()]).await.unwrap().len(), 1);
+    assert_eq!(
+        model
+            .embed(EmbedKind::Query, &["hi".into()])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,9 +193,16 @@ async fn minilm_ranks_english_paraphrases_first() {
         )
         .await
         .unwrap();
-    assert!(dot(&v[0], &v[1]) > 0.5, "paraphrase similarity {}", dot(&v[0], &v[1]));
+    assert!(
+        dot(&v[0], &v[1]) > 0.5,
+        "paraphrase similarity {}",
+        dot(&v[0], &v[1])
+    );
     assert!(dot(&v[0], &v[1]) > dot(&v[0], &v[2]) + 0.3);
     // A text longer than the window is embedded from all of it, still unit length.
     assert!((dot(&v[3], &v[3]) - 1.0).abs() < 1e-4);
-    assert_eq!(model.token_count(EmbedKind::Query, "hello world").unwrap(), 4);
+    assert_eq!(
+        model.token_count(EmbedKind::Query, "hello world").unwrap(),
+        4
+    );
 }

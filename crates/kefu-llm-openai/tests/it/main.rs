@@ -240,22 +240,27 @@ async fn embeddings_come_back_in_input_order_batched_prefixed_and_normalised() {
     use kefu_llm::{dot, EmbedKind, Embedder};
     let fake = FakeLlm::start().await;
     let e = embedder(&fake, 2, kefu_testkit::FAKE_EMBEDDING_DIM);
-    let texts: Vec<String> = ["退货", "shipping", "退货政策", "refund"].map(String::from).to_vec();
+    let texts: Vec<String> = ["退货", "shipping", "退货政策", "refund"]
+        .map(String::from)
+        .to_vec();
     let v = e.embed(EmbedKind::Passage, &texts).await.unwrap();
     assert_eq!(v.len(), 4);
     for (t, got) in texts.iter().zip(&v) {
         let mut want = kefu_testkit::fake_embedding(&format!("passage: {t}"));
         kefu_llm::normalise(&mut want);
-        assert!((dot(got, &want) - 1.0).abs() < 1e-5, "vector of {t} is in its place");
+        assert!(
+            (dot(got, &want) - 1.0).abs() < 1e-5,
+            "vector of {t} is in its place"
+        );
     }
     let reqs = fake.requests();
     assert_eq!(reqs.len(), 2, "two batches of two");
-    assert_eq!(reqs[0]["input"], serde_json::json!(["passage: 退货", "passage: shipping"]));
-    assert_eq!(reqs[0]["model"], "text-embedding-3-small");
     assert_eq!(
-        fake.request_headers()[0]["authorization"],
-        "Bearer sk-test"
+        reqs[0]["input"],
+        serde_json::json!(["passage: 退货", "passage: shipping"])
     );
+    assert_eq!(reqs[0]["model"], "text-embedding-3-small");
+    assert_eq!(fake.request_headers()[0]["authorization"], "Bearer sk-test");
     let q = e.embed(EmbedKind::Query, &["x".into()]).await.unwrap();
     assert_eq!(q.len(), 1);
     assert_eq!(fake.requests()[2]["input"], serde_json::json!(["query: x"]));
@@ -265,14 +270,25 @@ async fn embeddings_come_back_in_input_order_batched_prefixed_and_normalised() {
 async fn embedding_errors_are_classified() {
     use kefu_llm::{EmbedKind, Embedder};
     let fake = FakeLlm::start().await;
-    fake.push(Reply::Status { code: 429, retry_after: Some("3".into()) });
+    fake.push(Reply::Status {
+        code: 429,
+        retry_after: Some("3".into()),
+    });
     let e = embedder(&fake, 8, kefu_testkit::FAKE_EMBEDDING_DIM);
     let err = e.embed(EmbedKind::Query, &["a".into()]).await.unwrap_err();
-    assert_eq!(err, LlmError::RateLimited { retry_after: Some(Duration::from_secs(3)) });
+    assert_eq!(
+        err,
+        LlmError::RateLimited {
+            retry_after: Some(Duration::from_secs(3))
+        }
+    );
     assert!(err.is_retryable());
     // A model of another dimension than configured is refused, not silently stored.
     let wrong = embedder(&fake, 8, 1536);
-    let err = wrong.embed(EmbedKind::Query, &["a".into()]).await.unwrap_err();
+    let err = wrong
+        .embed(EmbedKind::Query, &["a".into()])
+        .await
+        .unwrap_err();
     assert!(matches!(err, LlmError::InvalidResponse(_)), "{err:?}");
     assert!(!err.is_retryable());
 }

@@ -34,6 +34,7 @@ pub struct TestApp {
     pub db_url: String,
     pub store: Arc<dyn Store>,
     pub engine: Arc<kefu_engine::Engine>,
+    pub embedder: Option<Arc<dyn kefu_llm::Embedder>>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -86,6 +87,8 @@ retry_base_delay_ms = 5
 retry_max_delay_ms = 20
 providers = [{{ name = "fake", base_url = "{}", api_key = "sk-fake" }}]
 chain = [{{ provider = "fake", model = "fake-model" }}]
+[models]
+embedder = ""
 [bootstrap]
 tenant_slug = "acme"
 admin_email = "admin@acme.test"
@@ -110,6 +113,7 @@ filter = "error"
     let addr = app.local_addr();
     let store = app.store();
     let engine = app.engine();
+    let embedder = app.embedder.clone();
     let creds = read_env(&data_dir.join("bootstrap.env"));
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
@@ -130,6 +134,7 @@ filter = "error"
         db_url,
         store,
         engine,
+        embedder,
         stop: Some(stop),
         server: Some(server),
     }

@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-/// The `chat_model:*` entry of `/readyz`.
-async fn chat_model_check(app: &TestApp) -> Value {
+/// The `{kind}:*` entry of `/readyz`.
+async fn model_check(app: &TestApp, kind: &str) -> Value {
     let ready: Value = app
         .client
         .get(app.url("/readyz"))
@@ -19,7 +19,7 @@ async fn chat_model_check(app: &TestApp) -> Value {
     let checks = ready["checks"].as_array().unwrap();
     checks
         .iter()
-        .find(|c| c["name"].as_str().unwrap().starts_with("chat_model"))
+        .find(|c| c["name"].as_str().unwrap().starts_with(&format!("{kind}:")))
         .cloned()
         .unwrap()
 }
@@ -27,13 +27,18 @@ async fn chat_model_check(app: &TestApp) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_chain_configured_the_local_model_answers() {
     let model = kefu_testkit::models::test_chat_model().await;
+    let embedder = kefu_testkit::models::test_model("e5-small").await.remove(0);
     let extra = format!(
-        "[llm]\nproviders = []\nchain = []\nmax_tokens = 24\n[models]\nchat = \"{}\"\n",
-        model.display()
+        "[llm]\nproviders = []\nchain = []\nmax_tokens = 24\n[models]\nchat = \"{}\"\nembedder = \"{}\"\n",
+        model.display(),
+        embedder.display()
     );
     let app = spawn_app_with(Backend::Sqlite, &extra).await;
-    let check = chat_model_check(&app).await;
+    let check = model_check(&app, "chat_model").await;
     assert_eq!(check["ok"], true, "{check}");
+    let check = model_check(&app, "embedding_model").await;
+    assert_eq!(check["ok"], true, "{check}");
+    assert!(app.embedder.as_ref().unwrap().dim() == 384);
     let id = app.new_conversation(&app.api_key, Some("local")).await;
     let mut events = app.sse(&app.api_key, &id, 0, None).await;
     let r = app
@@ -76,7 +81,7 @@ async fn with_no_chain_configured_the_local_model_answers() {
 
 #[tokio::test]
 async fn a_missing_local_model_still_starts_and_says_how_to_get_it() {
-    let extra = "[llm]\nproviders = []\nchain = []\n[models]\nchat = \"/nonexistent/model.gguf\"\n";
+    let extra = "[llm]\nproviders = []\nchain = []\n[models]\nchat = \"/nonexistent/model.gguf\"\nembedder = \"/nonexistent/e5.bin\"\n";
     let app = spawn_app_with(Backend::Sqlite, extra).await;
     let r = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(
@@ -84,15 +89,17 @@ async fn a_missing_local_model_still_starts_and_says_how_to_get_it() {
         200,
         "a missing model does not make the node unready"
     );
-    let check = chat_model_check(&app).await;
-    assert_eq!(check["ok"], false);
-    assert!(
-        check["detail"]
-            .as_str()
-            .unwrap()
-            .contains("kefu model pull"),
-        "{check}"
-    );
+    for kind in ["chat_model", "embedding_model"] {
+        let check = model_check(&app, kind).await;
+        assert_eq!(check["ok"], false);
+        assert!(
+            check["detail"]
+                .as_str()
+                .unwrap()
+                .contains("kefu model pull"),
+            "{check}"
+        );
+    }
     let id = app.new_conversation(&app.api_key, Some("nomodel")).await;
     let body: Value = app
         .send(&app.api_key, &id, "hello?", None, true)
