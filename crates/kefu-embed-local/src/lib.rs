@@ -36,7 +36,7 @@ pub enum EmbedError {
 
 enum Tokenizer {
     E5(e5::UnigramTokenizer),
-    WordPiece(minilm::WordPiece),
+    WordPiece(Box<minilm::WordPiece>),
 }
 
 struct Model {
@@ -95,7 +95,7 @@ impl LocalEmbedder {
                 let (encoder, tok) = minilm::load(&path)?;
                 Model {
                     encoder,
-                    tokenizer: Tokenizer::WordPiece(tok),
+                    tokenizer: Tokenizer::WordPiece(Box::new(tok)),
                 }
             }
         };

@@ -119,7 +119,7 @@ pub(crate) fn load(dir: &Path) -> Result<(Encoder, WordPiece), EmbedError> {
             out_ln: (t("output.LayerNorm.weight")?, t("output.LayerNorm.bias")?),
         });
     }
-    if h % config.num_attention_heads != 0 {
+    if !h.is_multiple_of(config.num_attention_heads) {
         return Err(EmbedError::Format(
             "hidden size is not a multiple of the head count".into(),
         ));

@@ -58,7 +58,7 @@ async fn e5_matches_the_reference_vectors_one_by_one() {
             item.text
         );
         let v = model
-            .embed(k, &[item.text.clone()])
+            .embed(k, std::slice::from_ref(&item.text))
             .await
             .unwrap()
             .remove(0);
