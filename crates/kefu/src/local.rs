@@ -73,6 +73,43 @@ fn ok_check(kind: &str, label: &str, path: &Path) -> ReadinessCheck {
     }
 }
 
+fn what(kind: kefu_models::Kind) -> &'static str {
+    match kind {
+        kefu_models::Kind::Chat => "chat model",
+        kefu_models::Kind::Embedding => "embedding model",
+    }
+}
+
+/// Where a configured model comes from.
+#[derive(Debug)]
+enum Source {
+    Manifest(kefu_models::ModelSpec),
+    Path(PathBuf),
+}
+
+/// A manifest name wins (names such as `qwen2.5-1.5b` contain dots); anything else that looks like a file or
+/// directory path is taken as one.
+fn source(configured: &str, kind: kefu_models::Kind) -> Result<Source, String> {
+    if let Some(spec) = kefu_models::manifest()
+        .into_iter()
+        .find(|m| m.name == configured)
+    {
+        return if spec.kind == kind {
+            Ok(Source::Manifest(spec))
+        } else {
+            Err(format!("{configured:?} is not a {}", what(kind)))
+        };
+    }
+    if configured.contains('/') || Path::new(configured).extension().is_some() {
+        Ok(Source::Path(PathBuf::from(configured)))
+    } else {
+        Err(format!(
+            "{configured:?} is not a known {} (see `kefu model list`)",
+            what(kind)
+        ))
+    }
+}
+
 /// The local file (or directory) of a configured model: a path as given, or a manifest name, installed or pulled
 /// now when `auto_pull` allows. The error says what is missing; the caller adds how to get it.
 async fn resolve(
@@ -80,51 +117,45 @@ async fn resolve(
     configured: &str,
     kind: kefu_models::Kind,
 ) -> Result<PathBuf, String> {
-    let what = match kind {
-        kefu_models::Kind::Chat => "chat model",
-        kefu_models::Kind::Embedding => "embedding model",
-    };
-    let as_path = PathBuf::from(configured);
-    let path = if configured.contains('/') || as_path.extension().is_some() {
-        as_path
-    } else {
-        let Some(spec) = kefu_models::manifest()
-            .into_iter()
-            .find(|m| m.name == configured && m.kind == kind)
-        else {
-            return Err(format!(
-                "{configured:?} is not a known {what} (see `kefu model list`)"
-            ));
-        };
-        let dir = settings.models_dir();
-        let files = match kefu_models::installed(&spec, &dir) {
-            Some(p) => p,
-            None if settings.models.auto_pull => {
-                tracing::info!(
-                    model = configured,
-                    "the local {what} is missing; pulling it"
-                );
-                let opts = kefu_models::PullOptions::new(settings.models.index_url.clone(), &dir);
-                let progress = LogProgress {
-                    total: AtomicU64::new(0),
-                    done: AtomicU64::new(0),
-                };
-                kefu_models::pull(&spec, &opts, &progress).await.map_err(|e| {
-                    format!("the local {what} {configured} is missing and could not be fetched: {e}")
-                })?
+    let what = what(kind);
+    let path = match source(configured, kind)? {
+        Source::Path(p) => p,
+        Source::Manifest(spec) => {
+            let dir = settings.models_dir();
+            let files = match kefu_models::installed(&spec, &dir) {
+                Some(p) => p,
+                None if settings.models.auto_pull => {
+                    tracing::info!(
+                        model = configured,
+                        "the local {what} is missing; pulling it"
+                    );
+                    let opts =
+                        kefu_models::PullOptions::new(settings.models.index_url.clone(), &dir);
+                    let progress = LogProgress {
+                        total: AtomicU64::new(0),
+                        done: AtomicU64::new(0),
+                    };
+                    kefu_models::pull(&spec, &opts, &progress)
+                        .await
+                        .map_err(|e| {
+                            format!(
+                                "the local {what} {configured} is missing and could not be fetched: {e}"
+                            )
+                        })?
+                }
+                None => {
+                    return Err(format!(
+                        "the local {what} {configured} is not installed in {}",
+                        dir.display()
+                    ))
+                }
+            };
+            // A one-file model is that file; a several-file model (MiniLM) is its directory.
+            if files.len() == 1 {
+                files[0].clone()
+            } else {
+                files[0].parent().map(Path::to_path_buf).unwrap_or_default()
             }
-            None => {
-                return Err(format!(
-                    "the local {what} {configured} is not installed in {}",
-                    dir.display()
-                ))
-            }
-        };
-        // A one-file model is that file; a several-file model (MiniLM) is its directory.
-        if files.len() == 1 {
-            files[0].clone()
-        } else {
-            files[0].parent().map(Path::to_path_buf).unwrap_or_default()
         }
     };
     if !path.exists() {
@@ -212,5 +243,38 @@ pub async fn prepare_embedder(settings: &Settings) -> LocalEmbedding {
             "the local embedding model could not be loaded: {e}. {how}"
         )),
         Err(e) => failed(format!("loading the local embedding model failed: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kefu_models::Kind;
+
+    #[test]
+    fn manifest_names_with_dots_are_names_not_paths() {
+        assert!(
+            matches!(source("qwen2.5-1.5b", Kind::Chat), Ok(Source::Manifest(s)) if s.name == "qwen2.5-1.5b")
+        );
+        assert!(matches!(
+            source("e5-small", Kind::Embedding),
+            Ok(Source::Manifest(_))
+        ));
+        assert!(matches!(
+            source("minilm", Kind::Embedding),
+            Ok(Source::Manifest(_))
+        ));
+        assert!(matches!(
+            source("my-model.gguf", Kind::Chat),
+            Ok(Source::Path(_))
+        ));
+        assert!(matches!(
+            source("/models/minilm", Kind::Embedding),
+            Ok(Source::Path(_))
+        ));
+        let err = source("e5-small", Kind::Chat).unwrap_err();
+        assert!(err.contains("not a chat model"), "{err}");
+        let err = source("gpt-9", Kind::Chat).unwrap_err();
+        assert!(err.contains("kefu model list"), "{err}");
     }
 }
