@@ -61,7 +61,20 @@ pub fn select_history(history: &[Message], budget: usize, max_messages: usize) -
 /// The messages sent to the model: the persona first, then the conversation in order.
 pub fn build_messages(system_prompt: &str, history: &[Message]) -> Vec<ChatMessage> {
     let mut out = Vec::with_capacity(history.len() + 1);
-    out.push(ChatMessage::system(system_prompt));
+    // Small models answer English questions in Chinese when the prompt only says "the customer's language"; name
+    // the language of the latest customer message. It goes at the end of the system prompt, so the shared part
+    // stays a cacheable prefix and the whole prompt stays stable within a conversation in one language.
+    let last_customer = history
+        .iter()
+        .rev()
+        .find(|m| m.role == MessageRole::Customer)
+        .map_or("", |m| m.content.as_str());
+    let language = if looks_chinese(last_customer) {
+        "请用中文回答。"
+    } else {
+        "Reply in English."
+    };
+    out.push(ChatMessage::system(format!("{system_prompt}\n{language}")));
     for m in history {
         let role = match m.role {
             MessageRole::Customer => Role::User,
@@ -136,8 +149,13 @@ mod tests {
             roles,
             vec![Role::System, Role::User, Role::Assistant, Role::User]
         );
-        assert_eq!(m[0].content, "persona");
+        assert_eq!(
+            m[0].content, "persona\n请用中文回答。",
+            "the latest customer message is Chinese"
+        );
         assert_eq!(m[3].content, "退货");
+        let en = build_messages("persona", &h[..2]);
+        assert_eq!(en[0].content, "persona\nReply in English.");
     }
 
     proptest! {
