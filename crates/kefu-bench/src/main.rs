@@ -451,8 +451,8 @@ async fn bench_local(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    println!("| model | threads | turn | prompt tokens | decoded (not reused) | time to first token ms | prompt tok/s | generation tok/s |");
-    println!("|---|---|---|---|---|---|---|---|");
+    let mut turn_rows = Vec::new();
+    let mut concurrent_rows = Vec::new();
     for &th in threads {
         let mut cfg = kefu_llm_local::LocalConfig::new(model);
         cfg.threads = Some(th);
@@ -472,26 +472,21 @@ async fn bench_local(
             let t = timed_turn(&chat, messages.clone()).await?;
             let decoded =
                 chat.stats().decoded_prompt_tokens.load(Ordering::Relaxed) - decoded_before;
-            println!(
+            turn_rows.push(format!(
                 "| {name} | {th} | {turn} | {} | {decoded} | {:.0} | {:.1} | {:.1} |",
                 t.prompt_tokens,
                 t.ttft_ms,
                 decoded as f64 / (t.ttft_ms / 1000.0),
                 t.gen_tok_s
-            );
+            ));
             messages.push(kefu_llm::ChatMessage::assistant(t.text));
             if turn < 3 {
                 messages.push(kefu_llm::ChatMessage::user(followups[turn - 1]));
             }
         }
-    }
-    println!("\n| model | threads | concurrent conversations | completion tokens | wall s | aggregate generation tok/s | mean time to first token ms |");
-    println!("|---|---|---|---|---|---|---|");
-    for &th in threads {
-        let mut cfg = kefu_llm_local::LocalConfig::new(model);
-        cfg.threads = Some(th);
-        let chat = kefu_llm_local::LocalChat::load(cfg).await?;
-        // Warm the shared system prefix once, as a running server would have.
+
+        // Four conversations at once on the same model. Warm the shared system prefix first, as a running server
+        // would have it.
         timed_turn(&chat, rag_messages("你好")).await?;
         let questions = [
             "退款多久能到账？",
@@ -507,13 +502,19 @@ async fn bench_local(
                 .collect::<anyhow::Result<Vec<_>>>()?;
         let wall = t.elapsed().as_secs_f64();
         let tokens: u32 = turns.iter().map(|t| t.completion_tokens).sum();
-        println!(
+        concurrent_rows.push(format!(
             "| {name} | {th} | {} | {tokens} | {wall:.1} | {:.1} | {:.0} |",
             questions.len(),
             f64::from(tokens) / wall,
             turns.iter().map(|t| t.ttft_ms).sum::<f64>() / turns.len() as f64
-        );
+        ));
     }
+    println!("| model | threads | turn | prompt tokens | decoded (not reused) | time to first token ms | prompt tok/s | generation tok/s |");
+    println!("|---|---|---|---|---|---|---|---|");
+    turn_rows.iter().for_each(|r| println!("{r}"));
+    println!("\n| model | threads | concurrent conversations | completion tokens | wall s | aggregate generation tok/s | mean time to first token ms |");
+    println!("|---|---|---|---|---|---|---|");
+    concurrent_rows.iter().for_each(|r| println!("{r}"));
     println!(
         "\npeak RSS of the benchmark process: {:.0} MiB",
         peak_rss_mib()

@@ -215,8 +215,9 @@ pub(crate) fn embed_windows(
     batch_tokens: usize,
 ) -> Result<Vec<Vec<f32>>, EmbedError> {
     let window = encoder.max_positions - 2;
-    // (text index, weight, segment)
-    let mut windows: Vec<(usize, f32, Vec<u32>)> = Vec::new();
+    // Every window as a model input, and which text it belongs to with what weight.
+    let mut segments: Vec<Vec<u32>> = Vec::new();
+    let mut owners: Vec<(usize, f32)> = Vec::new();
     for (i, content) in contents.iter().enumerate() {
         let chunks: Vec<&[u32]> = if content.is_empty() {
             vec![&[]]
@@ -228,24 +229,24 @@ pub(crate) fn embed_windows(
             seg.push(bos);
             seg.extend_from_slice(chunk);
             seg.push(eos);
-            windows.push((i, chunk.len().max(1) as f32, seg));
+            segments.push(seg);
+            owners.push((i, chunk.len().max(1) as f32));
         }
     }
     let h = encoder.hidden;
     let mut sums = vec![vec![0f32; h]; contents.len()];
     let mut weights = vec![0f32; contents.len()];
     let mut start = 0;
-    while start < windows.len() {
+    while start < segments.len() {
         let mut end = start;
         let mut tokens = 0;
-        while end < windows.len() && (end == start || tokens + windows[end].2.len() <= batch_tokens)
+        while end < segments.len() && (end == start || tokens + segments[end].len() <= batch_tokens)
         {
-            tokens += windows[end].2.len();
+            tokens += segments[end].len();
             end += 1;
         }
-        let segments: Vec<Vec<u32>> = windows[start..end].iter().map(|w| w.2.clone()).collect();
-        let pooled = encoder.forward(&segments)?;
-        for ((text, weight, _), mean) in windows[start..end].iter().zip(pooled) {
+        let pooled = encoder.forward(&segments[start..end])?;
+        for ((text, weight), mean) in owners[start..end].iter().zip(pooled) {
             for (acc, v) in sums[*text].iter_mut().zip(mean) {
                 *acc += weight * v;
             }

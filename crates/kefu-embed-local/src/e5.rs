@@ -143,12 +143,15 @@ impl<'a> Reader<'a> {
         ))
     }
     fn f32s(&mut self, n: usize) -> Result<Vec<f32>, EmbedError> {
-        Ok(self
-            .take(n.checked_mul(4).ok_or_else(truncated)?)?
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-            .collect())
+        Ok(le_f32s(self.take(n.checked_mul(4).ok_or_else(truncated)?)?))
     }
+}
+
+fn le_f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+        .collect()
 }
 
 fn truncated() -> EmbedError {
@@ -280,24 +283,16 @@ pub(crate) fn load(data: &[u8]) -> Result<(Encoder, UnigramTokenizer), EmbedErro
         }
         Ok(&data[e.offset..e.offset + e.bytes])
     };
-    let vector = |name: &str, n: usize| -> Result<Tensor, EmbedError> {
-        let v = raw(name, 0, n)?
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().expect("4")))
-            .collect();
-        f32_tensor(v, &[n])
+    // An f32 tensor of the given shape.
+    let table = |name: &str, shape: &[usize]| -> Result<Tensor, EmbedError> {
+        f32_tensor(le_f32s(raw(name, 0, shape.iter().product())?), shape)
     };
-    let q4_rows = |name: &str, rows: usize, cols: usize| -> Result<Vec<f32>, EmbedError> {
-        let bytes = raw(name, 1, rows * cols)?;
-        let mut out = vec![0f32; rows * cols];
-        dequantize_q4_0(bytes, &mut out);
-        Ok(out)
-    };
+    let vector = |name: &str, n: usize| table(name, &[n]);
     // `[out, in]` 4-bit matrices, concatenated by output rows when several share one input (Q, K, V).
     let matrix = |names: &[String], out: usize, inp: usize| -> Result<Tensor, EmbedError> {
-        let mut all = Vec::with_capacity(names.len() * out * inp);
-        for n in names {
-            all.extend(q4_rows(n, out, inp)?);
+        let mut all = vec![0f32; names.len() * out * inp];
+        for (n, dst) in names.iter().zip(all.chunks_exact_mut(out * inp)) {
+            dequantize_q4_0(raw(n, 1, out * inp)?, dst);
         }
         linear_weight(f32_tensor(all, &[names.len() * out, inp])?)
     };
@@ -306,13 +301,7 @@ pub(crate) fn load(data: &[u8]) -> Result<(Encoder, UnigramTokenizer), EmbedErro
         blocks: raw("emb.word", 1, vocab_rows * hidden)?.to_vec(),
         rows: vocab_rows,
     };
-    let position = {
-        let v = raw("emb.pos", 0, max_positions * hidden)?
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().expect("4")))
-            .collect();
-        f32_tensor(v, &[max_positions, hidden])?
-    };
+    let position = table("emb.pos", &[max_positions, hidden])?;
     let token_type = vector("emb.type", 2 * hidden)?.narrow(0, 0, hidden)?;
     let emb_ln = (vector("emb.ln.w", hidden)?, vector("emb.ln.b", hidden)?);
     let mut layers = Vec::with_capacity(n_layers);
