@@ -11,7 +11,10 @@
 //! arguments of that tool's schema, emitted as `ChatEvent::ToolCall`. With `ToolChoice::Auto` a local model answers
 //! in text: deciding *whether* to call a tool is the engine's job (classifier scores), not the small model's.
 //!
-//! Still to come (see the local-models issue): several sequences per batch, a KV cache per conversation.
+//! Up to `parallel` requests run at once, each in its own KV-cache sequence, all decoded together one token per
+//! step (continuous batching: a prompt is fed in with the room the batch has left). A new request takes the free
+//! sequence that already holds the longest prefix of its prompt (its conversation's earlier turns), and a prefix
+//! held by another sequence (the shared system prompt) is copied within the unified KV cache, not recomputed.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +48,9 @@ pub struct LocalConfig {
     pub queue_capacity: usize,
     /// Used when a request sets no `max_tokens`.
     pub default_max_tokens: u32,
+    /// Requests served at once, each in its own KV-cache sequence of `n_ctx` tokens, decoded together in one batch
+    /// per token. A finished sequence keeps its conversation for the next turn.
+    pub parallel: usize,
 }
 
 impl LocalConfig {
@@ -55,6 +61,7 @@ impl LocalConfig {
             n_ctx: 4096,
             queue_capacity: 8,
             default_max_tokens: 512,
+            parallel: 4,
         }
     }
 
@@ -195,9 +202,14 @@ fn worker(
             }
         };
     let threads = config.effective_threads() as i32;
+    let parallel = config.parallel.max(1);
+    // One unified KV cache for all sequences: a prefix that several conversations share (the system prompt) is
+    // copied between sequences without recomputing it and without taking more cells.
     let params = LlamaContextParams::default()
-        .with_n_ctx(std::num::NonZeroU32::new(config.n_ctx))
+        .with_n_ctx(std::num::NonZeroU32::new(config.n_ctx * parallel as u32))
         .with_n_batch(512)
+        .with_n_seq_max(parallel as u32)
+        .with_kv_unified(true)
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
     let mut ctx = match model.new_context(backend, params) {
@@ -209,25 +221,412 @@ fn worker(
     };
     let template = model.chat_template(None).ok();
     let _ = ready.send(Ok(()));
-    tracing::info!(model = %config.model_path.display(), threads, n_ctx = config.n_ctx, "local model loaded");
+    tracing::info!(model = %config.model_path.display(), threads, parallel, n_ctx = config.n_ctx, "local model loaded");
 
-    // Tokens whose keys and values are in the KV cache (sequence 0), in order.
-    let mut cached: Vec<LlamaToken> = Vec::new();
-    while let Some(job) = jobs.blocking_recv() {
-        stats.requests.fetch_add(1, Ordering::Relaxed);
-        let outcome = generate(
-            &model,
-            &mut ctx,
-            template.as_ref(),
-            &config,
-            &job,
-            &mut cached,
-            &stats,
+    let mut slots: Vec<Slot> = (0..parallel)
+        .map(|i| Slot {
+            seq: i as i32,
+            cached: Vec::new(),
+            last_used: 0,
+            active: None,
+        })
+        .collect();
+    let mut clock = 0u64;
+    let n_batch = ctx.n_batch() as usize;
+    let mut batch = LlamaBatch::new(n_batch, 1);
+    loop {
+        // Take new requests while a sequence is free; sleep only when nothing is running.
+        while slots.iter().any(|s| s.active.is_none()) {
+            let job = if slots.iter().any(|s| s.active.is_some()) {
+                match jobs.try_recv() {
+                    Ok(j) => j,
+                    Err(_) => break,
+                }
+            } else {
+                match jobs.blocking_recv() {
+                    Some(j) => j,
+                    None => return,
+                }
+            };
+            stats.requests.fetch_add(1, Ordering::Relaxed);
+            clock += 1;
+            let admitted = admit(
+                &model,
+                &mut ctx,
+                template.as_ref(),
+                &config,
+                job,
+                &mut slots,
+                clock,
+                &stats,
+            );
+            if let Err((job, e)) = admitted {
+                let _ = job.events.blocking_send(Err(e));
+            }
+        }
+        step(&model, &mut ctx, &mut batch, &mut slots, &stats);
+    }
+}
+
+/// One KV-cache sequence: what it holds and, while it serves a request, that request.
+struct Slot {
+    seq: i32,
+    /// Tokens whose keys and values are in this sequence, in order.
+    cached: Vec<LlamaToken>,
+    /// When it last took a request (free sequences are reused least recently first).
+    last_used: u64,
+    active: Option<Active>,
+}
+
+/// A request being served by a sequence.
+struct Active {
+    job: Job,
+    prompt: Vec<LlamaToken>,
+    sampler: LlamaSampler,
+    max_new: usize,
+    generated: usize,
+    /// The last sampled token, decoded in the next step.
+    next: Option<LlamaToken>,
+    /// Where in the current batch this request's logits are.
+    logits_at: Option<i32>,
+    pending: Vec<u8>,
+    /// A required tool call is collected whole and emitted as one event, not streamed as text.
+    tool_call: bool,
+    call_text: String,
+}
+
+/// The prompt text of a request, through the model's own chat template.
+fn render(
+    model: &LlamaModel,
+    template: Option<&llama_cpp_2::model::LlamaChatTemplate>,
+    req: &ChatRequest,
+) -> Result<String, LlmError> {
+    Ok(match template {
+        Some(t) => {
+            let msgs = req
+                .messages
+                .iter()
+                .map(|m| LlamaChatMessage::new(role_name(m.role).into(), m.content.clone()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| internal("message", e))?;
+            model
+                .apply_chat_template(t, &msgs, true)
+                .map_err(|e| internal("chat template", e))?
+        }
+        None => {
+            req.messages
+                .iter()
+                .map(|m| format!("{}: {}\n", role_name(m.role), m.content))
+                .collect::<String>()
+                + "assistant: "
+        }
+    })
+}
+
+fn common_prefix(cached: &[LlamaToken], tokens: &[LlamaToken]) -> usize {
+    cached.iter().zip(tokens).take_while(|(a, b)| a == b).count()
+}
+
+/// Gives a request a free sequence: the one already holding the longest prefix of its prompt (a conversation's
+/// earlier turns), else the least recently used. A longer prefix held by another sequence (the shared system
+/// prompt) is copied into it rather than decoded again. At least the last prompt token is always decoded, so there
+/// are logits to sample from.
+#[allow(clippy::too_many_arguments)]
+fn admit(
+    model: &LlamaModel,
+    ctx: &mut llama_cpp_2::context::LlamaContext<'_>,
+    template: Option<&llama_cpp_2::model::LlamaChatTemplate>,
+    config: &LocalConfig,
+    job: Job,
+    slots: &mut [Slot],
+    clock: u64,
+    stats: &LocalStats,
+) -> Result<(), (Job, LlmError)> {
+    let prompt = match render(model, template, &job.request) {
+        Ok(p) => p,
+        Err(e) => return Err((job, e)),
+    };
+    let tokens = model.vocab().tokenize(prompt.as_bytes(), false, true);
+    let max_new = job
+        .request
+        .max_tokens
+        .unwrap_or(config.default_max_tokens) as usize;
+    if tokens.is_empty() {
+        let e = LlmError::Rejected {
+            status: 400,
+            message: "empty prompt".into(),
+        };
+        return Err((job, e));
+    }
+    if tokens.len() + max_new > config.n_ctx as usize {
+        let e = LlmError::Rejected {
+            status: 400,
+            message: format!(
+                "prompt of {} tokens plus {max_new} to generate exceeds the context of {}",
+                tokens.len(),
+                config.n_ctx
+            ),
+        };
+        return Err((job, e));
+    }
+    let sampler = match sampler_for(model, &job.request) {
+        Ok(s) => s,
+        Err(e) => return Err((job, e)),
+    };
+    let usable = |cached: &[LlamaToken]| common_prefix(cached, &tokens).min(tokens.len() - 1);
+    let idx = (0..slots.len())
+        .filter(|&i| slots[i].active.is_none())
+        .max_by_key(|&i| (usable(&slots[i].cached), std::cmp::Reverse(slots[i].last_used)))
+        .expect("admit is only called with a free sequence");
+    let mut keep = usable(&slots[idx].cached);
+    let donor = (0..slots.len())
+        .filter(|&i| i != idx)
+        .map(|i| (i, usable(&slots[i].cached)))
+        .max_by_key(|&(_, n)| n)
+        .filter(|&(_, n)| n > keep);
+    let seq = slots[idx].seq;
+    let kv = match donor {
+        Some((from, n)) => {
+            keep = n;
+            slots[idx].cached = slots[from].cached[..n].to_vec();
+            ctx.clear_kv_cache_seq(Some(seq as u32), None, None)
+                .and_then(|_| ctx.copy_kv_cache_seq(slots[from].seq, seq, None, Some(n as u32)))
+        }
+        None => {
+            slots[idx].cached.truncate(keep);
+            ctx.clear_kv_cache_seq(Some(seq as u32), Some(keep as u32), None)
+                .map(|_| ())
+        }
+    };
+    if let Err(e) = kv {
+        slots[idx].cached.clear();
+        let _ = ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+        return Err((job, internal("kv cache", e)));
+    }
+    stats
+        .reused_prompt_tokens
+        .fetch_add(keep as u64, Ordering::Relaxed);
+    stats
+        .decoded_prompt_tokens
+        .fetch_add((tokens.len() - keep) as u64, Ordering::Relaxed);
+    let tool_call = job.request.tool_choice == ToolChoice::Required && !job.request.tools.is_empty();
+    slots[idx].last_used = clock;
+    slots[idx].active = Some(Active {
+        job,
+        prompt: tokens,
+        sampler,
+        max_new,
+        generated: 0,
+        next: None,
+        logits_at: None,
+        pending: Vec::new(),
+        tool_call,
+        call_text: String::new(),
+    });
+    Ok(())
+}
+
+fn sampler_for(model: &LlamaModel, req: &ChatRequest) -> Result<LlamaSampler, LlmError> {
+    let mut samplers = Vec::new();
+    if let Some(schema) = output_schema(req) {
+        let grammar = llama_cpp_2::json_schema_to_grammar(&schema.to_string()).map_err(|e| {
+            LlmError::Rejected {
+                status: 400,
+                message: format!("unsupported JSON schema: {e}"),
+            }
+        })?;
+        samplers.push(
+            LlamaSampler::grammar(model, &grammar, "root").map_err(|e| internal("grammar", e))?,
         );
-        if let Err(e) = outcome {
-            let _ = job.events.blocking_send(Err(e));
+    }
+    match req.temperature {
+        Some(t) if t > 0.0 => samplers.extend([
+            LlamaSampler::top_k(40),
+            LlamaSampler::top_p(0.9, 1),
+            LlamaSampler::temp(t),
+            LlamaSampler::dist(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos()),
+            ),
+        ]),
+        _ => samplers.push(LlamaSampler::greedy()),
+    }
+    Ok(LlamaSampler::chain_simple(samplers))
+}
+
+/// One decode for every running request: the next token of each generating sequence, and as much of one waiting
+/// prompt as the batch has room for; then a token is sampled for each sequence whose logits were computed.
+fn step(
+    model: &LlamaModel,
+    ctx: &mut llama_cpp_2::context::LlamaContext<'_>,
+    batch: &mut LlamaBatch,
+    slots: &mut [Slot],
+    stats: &LocalStats,
+) {
+    // A caller that went away stops its generation.
+    for slot in slots.iter_mut() {
+        if slot.active.as_ref().is_some_and(|a| a.job.events.is_closed()) {
+            let a = slot.active.take().expect("checked");
+            stats
+                .generated_tokens
+                .fetch_add(a.generated as u64, Ordering::Relaxed);
         }
     }
+    batch.clear();
+    // (slot, tokens this batch adds to its sequence)
+    let mut added: Vec<(usize, Vec<LlamaToken>)> = Vec::new();
+    let n_batch = ctx.n_batch() as usize;
+    // Generating sequences first (one token each), then prompts with the room that is left.
+    let order: Vec<usize> = (0..slots.len())
+        .filter(|&i| slots[i].active.as_ref().is_some_and(|a| a.next.is_some()))
+        .chain(
+            (0..slots.len())
+                .filter(|&i| slots[i].active.as_ref().is_some_and(|a| a.next.is_none())),
+        )
+        .collect();
+    let mut result = Ok(());
+    for i in order {
+        let room = n_batch - batch.n_tokens() as usize;
+        if room == 0 {
+            break;
+        }
+        match add_to_batch(batch, &mut slots[i], room) {
+            Ok(tokens) if !tokens.is_empty() => added.push((i, tokens)),
+            Ok(_) => {}
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if batch.n_tokens() == 0 {
+        return;
+    }
+    let result = result.and_then(|()| ctx.decode(batch).map_err(|e| internal("decode", e)));
+    if let Err(e) = result {
+        // The batch failed as a whole: every request in it fails, and their sequences forget what they held.
+        for (i, _) in added {
+            let s = &mut slots[i];
+            if let Some(a) = s.active.take() {
+                let _ = a.job.events.blocking_send(Err(e.clone()));
+            }
+            s.cached.clear();
+            let _ = ctx.clear_kv_cache_seq(Some(s.seq as u32), None, None);
+        }
+        return;
+    }
+    for (i, tokens) in added {
+        slots[i].cached.extend(tokens);
+    }
+    let vocab = model.vocab();
+    for slot in slots.iter_mut() {
+        let Some(a) = slot.active.as_mut() else {
+            continue;
+        };
+        let Some(at) = a.logits_at.take() else {
+            continue;
+        };
+        let token = a.sampler.sample(ctx, at);
+        if vocab.is_eog(token) {
+            finish(slot, FinishReason::Stop, stats);
+            continue;
+        }
+        a.generated += 1;
+        a.pending.extend(vocab.token_to_piece(token, false, None));
+        if let Some(text) = take_utf8(&mut a.pending) {
+            if a.tool_call {
+                a.call_text.push_str(&text);
+            } else if a.job.events.blocking_send(Ok(ChatEvent::Delta(text))).is_err() {
+                // Cancelled: the caller dropped the stream.
+                let a = slot.active.take().expect("active");
+                stats
+                    .generated_tokens
+                    .fetch_add(a.generated as u64, Ordering::Relaxed);
+                continue;
+            }
+        }
+        if a.generated >= a.max_new {
+            finish(slot, FinishReason::Length, stats);
+        } else {
+            a.next = Some(token);
+        }
+    }
+}
+
+/// Puts a sequence's next tokens into the batch: its last sampled token, or up to `room` tokens of its prompt.
+/// Logits are asked for where sampling happens: a generated token, or the prompt's last token.
+fn add_to_batch(
+    batch: &mut LlamaBatch,
+    slot: &mut Slot,
+    room: usize,
+) -> Result<Vec<LlamaToken>, LlmError> {
+    let Some(a) = slot.active.as_mut() else {
+        return Ok(Vec::new());
+    };
+    a.logits_at = None;
+    let pos = slot.cached.len();
+    let tokens: Vec<LlamaToken> = match a.next.take() {
+        Some(t) => vec![t],
+        None => a.prompt[pos.min(a.prompt.len())..(pos + room).min(a.prompt.len())].to_vec(),
+    };
+    let ends = pos + tokens.len() >= a.prompt.len();
+    for (i, t) in tokens.iter().enumerate() {
+        let logits = ends && i + 1 == tokens.len();
+        if logits {
+            a.logits_at = Some(batch.n_tokens());
+        }
+        batch
+            .add(*t, (pos + i) as i32, &[slot.seq], logits)
+            .map_err(|e| internal("batch", e))?;
+    }
+    Ok(tokens)
+}
+
+/// Ends a request: the rest of its text (or its tool call), usage, the finish reason. The sequence keeps what it
+/// holds for the conversation's next turn.
+fn finish(slot: &mut Slot, mut reason: FinishReason, stats: &LocalStats) {
+    let Some(mut a) = slot.active.take() else {
+        return;
+    };
+    stats
+        .generated_tokens
+        .fetch_add(a.generated as u64, Ordering::Relaxed);
+    let events = &a.job.events;
+    if !a.pending.is_empty() {
+        let rest = String::from_utf8_lossy(&a.pending).into_owned();
+        if a.tool_call {
+            a.call_text.push_str(&rest);
+        } else {
+            let _ = events.blocking_send(Ok(ChatEvent::Delta(rest)));
+        }
+    }
+    if a.tool_call {
+        match serde_json::from_str::<serde_json::Value>(&a.call_text) {
+            Ok(call) => {
+                let id = format!("call_{}", stats.requests.load(Ordering::Relaxed));
+                let _ = events.blocking_send(Ok(ChatEvent::ToolCall(ToolCall {
+                    id,
+                    name: call["name"].as_str().unwrap_or_default().to_owned(),
+                    arguments: call["arguments"].to_string(),
+                })));
+                reason = FinishReason::ToolCalls;
+            }
+            Err(e) => {
+                let _ = events.blocking_send(Err(LlmError::InvalidResponse(format!(
+                    "tool call is not JSON ({e}): {}",
+                    a.call_text
+                ))));
+                return;
+            }
+        }
+    }
+    let usage = Usage {
+        prompt_tokens: a.prompt.len() as u32,
+        completion_tokens: a.generated as u32,
+    };
+    let _ = events.blocking_send(Ok(ChatEvent::Usage(usage)));
+    let _ = events.blocking_send(Ok(ChatEvent::Finished(reason)));
 }
 
 fn role_name(r: Role) -> &'static str {
@@ -281,193 +680,6 @@ fn output_schema(req: &ChatRequest) -> Option<serde_json::Value> {
         return Some(serde_json::json!({"anyOf": calls}));
     }
     req.json_schema.clone()
-}
-
-fn generate(
-    model: &LlamaModel,
-    ctx: &mut llama_cpp_2::context::LlamaContext<'_>,
-    template: Option<&llama_cpp_2::model::LlamaChatTemplate>,
-    config: &LocalConfig,
-    job: &Job,
-    cached: &mut Vec<LlamaToken>,
-    stats: &LocalStats,
-) -> Result<(), LlmError> {
-    let started = Instant::now();
-    let req = &job.request;
-    let prompt = match template {
-        Some(t) => {
-            let msgs = req
-                .messages
-                .iter()
-                .map(|m| LlamaChatMessage::new(role_name(m.role).into(), m.content.clone()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| internal("message", e))?;
-            model
-                .apply_chat_template(t, &msgs, true)
-                .map_err(|e| internal("chat template", e))?
-        }
-        None => {
-            req.messages
-                .iter()
-                .map(|m| format!("{}: {}\n", role_name(m.role), m.content))
-                .collect::<String>()
-                + "assistant: "
-        }
-    };
-    let vocab = model.vocab();
-    let tokens = vocab.tokenize(prompt.as_bytes(), false, true);
-    let max_new = req.max_tokens.unwrap_or(config.default_max_tokens) as usize;
-    if tokens.is_empty() {
-        return Err(LlmError::Rejected {
-            status: 400,
-            message: "empty prompt".into(),
-        });
-    }
-    if tokens.len() + max_new > config.n_ctx as usize {
-        return Err(LlmError::Rejected {
-            status: 400,
-            message: format!(
-                "prompt of {} tokens plus {max_new} to generate exceeds the context of {}",
-                tokens.len(),
-                config.n_ctx
-            ),
-        });
-    }
-    // Reuse the longest common prefix already in the KV cache; always decode at least the last prompt token so
-    // there are logits to sample from.
-    let common = cached
-        .iter()
-        .zip(&tokens)
-        .take_while(|(a, b)| a == b)
-        .count()
-        .min(tokens.len() - 1);
-    ctx.clear_kv_cache_seq(Some(0), Some(common as u32), None)
-        .map_err(|e| internal("kv cache", e))?;
-    cached.truncate(common);
-    stats
-        .reused_prompt_tokens
-        .fetch_add(common as u64, Ordering::Relaxed);
-    stats
-        .decoded_prompt_tokens
-        .fetch_add((tokens.len() - common) as u64, Ordering::Relaxed);
-
-    let n_batch = ctx.n_batch() as usize;
-    let mut batch = LlamaBatch::new(n_batch.max(1), 1);
-    let mut pos = common;
-    for chunk in tokens[common..].chunks(n_batch.max(1)) {
-        batch.clear();
-        for (i, t) in chunk.iter().enumerate() {
-            let last = pos + i + 1 == tokens.len();
-            batch
-                .add(*t, (pos + i) as i32, &[0], last)
-                .map_err(|e| internal("batch", e))?;
-        }
-        ctx.decode(&mut batch).map_err(|e| internal("decode", e))?;
-        cached.extend_from_slice(chunk);
-        pos += chunk.len();
-        if job.events.is_closed() {
-            return Ok(()); // the caller went away during the prompt
-        }
-    }
-    tracing::debug!(
-        prompt_tokens = tokens.len(),
-        reused = common,
-        ms = started.elapsed().as_millis() as u64,
-        "prompt processed"
-    );
-
-    let mut samplers = Vec::new();
-    if let Some(schema) = output_schema(req) {
-        let grammar = llama_cpp_2::json_schema_to_grammar(&schema.to_string()).map_err(|e| {
-            LlmError::Rejected {
-                status: 400,
-                message: format!("unsupported JSON schema: {e}"),
-            }
-        })?;
-        samplers.push(
-            LlamaSampler::grammar(model, &grammar, "root").map_err(|e| internal("grammar", e))?,
-        );
-    }
-    match req.temperature {
-        Some(t) if t > 0.0 => samplers.extend([
-            LlamaSampler::top_k(40),
-            LlamaSampler::top_p(0.9, 1),
-            LlamaSampler::temp(t),
-            LlamaSampler::dist(started.elapsed().subsec_nanos()),
-        ]),
-        _ => samplers.push(LlamaSampler::greedy()),
-    }
-    let mut sampler = LlamaSampler::chain_simple(samplers);
-    // A tool call is collected whole and emitted as one event, not streamed as text.
-    let tool_call = req.tool_choice == ToolChoice::Required && !req.tools.is_empty();
-    let mut call_text = String::new();
-    let mut pending: Vec<u8> = Vec::new();
-    let mut generated = 0usize;
-    let mut finish = FinishReason::Length;
-    let mut logits_idx = batch.n_tokens() - 1;
-    while generated < max_new {
-        let token = sampler.sample(ctx, logits_idx);
-        if vocab.is_eog(token) {
-            finish = FinishReason::Stop;
-            break;
-        }
-        generated += 1;
-        pending.extend(vocab.token_to_piece(token, false, None));
-        if let Some(text) = take_utf8(&mut pending) {
-            if tool_call {
-                call_text.push_str(&text);
-            } else if job
-                .events
-                .blocking_send(Ok(ChatEvent::Delta(text)))
-                .is_err()
-            {
-                stats
-                    .generated_tokens
-                    .fetch_add(generated as u64, Ordering::Relaxed);
-                return Ok(()); // cancelled: the caller dropped the stream
-            }
-        }
-        batch.clear();
-        batch
-            .add(token, pos as i32, &[0], true)
-            .map_err(|e| internal("batch", e))?;
-        ctx.decode(&mut batch).map_err(|e| internal("decode", e))?;
-        cached.push(token);
-        pos += 1;
-        logits_idx = 0;
-    }
-    if !pending.is_empty() {
-        let rest = String::from_utf8_lossy(&pending).into_owned();
-        if tool_call {
-            call_text.push_str(&rest);
-        } else {
-            let _ = job.events.blocking_send(Ok(ChatEvent::Delta(rest)));
-        }
-    }
-    if tool_call {
-        let call: serde_json::Value = serde_json::from_str(&call_text).map_err(|e| {
-            LlmError::InvalidResponse(format!("tool call is not JSON ({e}): {call_text}"))
-        })?;
-        let name = call["name"].as_str().unwrap_or_default().to_owned();
-        let arguments = call["arguments"].to_string();
-        let id = format!("call_{}", stats.requests.load(Ordering::Relaxed));
-        let _ = job.events.blocking_send(Ok(ChatEvent::ToolCall(ToolCall {
-            id,
-            name,
-            arguments,
-        })));
-        finish = FinishReason::ToolCalls;
-    }
-    stats
-        .generated_tokens
-        .fetch_add(generated as u64, Ordering::Relaxed);
-    let usage = Usage {
-        prompt_tokens: tokens.len() as u32,
-        completion_tokens: generated as u32,
-    };
-    let _ = job.events.blocking_send(Ok(ChatEvent::Usage(usage)));
-    let _ = job.events.blocking_send(Ok(ChatEvent::Finished(finish)));
-    Ok(())
 }
 
 #[cfg(test)]
