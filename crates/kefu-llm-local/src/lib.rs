@@ -19,7 +19,6 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -93,6 +92,8 @@ pub struct LocalStats {
     pub decoded_prompt_tokens: AtomicU64,
     pub generated_tokens: AtomicU64,
     pub requests: AtomicU64,
+    /// Decodes that carried tokens of more than one sequence.
+    pub multi_sequence_steps: AtomicU64,
 }
 
 struct Job {
@@ -250,7 +251,7 @@ fn worker(
             };
             stats.requests.fetch_add(1, Ordering::Relaxed);
             clock += 1;
-            let admitted = admit(
+            admit(
                 &model,
                 &mut ctx,
                 template.as_ref(),
@@ -260,9 +261,6 @@ fn worker(
                 clock,
                 &stats,
             );
-            if let Err((job, e)) = admitted {
-                let _ = job.events.blocking_send(Err(e));
-            }
         }
         step(&model, &mut ctx, &mut batch, &mut slots, &stats);
     }
@@ -324,13 +322,46 @@ fn render(
 }
 
 fn common_prefix(cached: &[LlamaToken], tokens: &[LlamaToken]) -> usize {
-    cached.iter().zip(tokens).take_while(|(a, b)| a == b).count()
+    cached
+        .iter()
+        .zip(tokens)
+        .take_while(|(a, b)| a == b)
+        .count()
+}
+
+/// The prompt tokens, the token limit and the sampler of a request, or why it cannot run.
+fn plan(
+    model: &LlamaModel,
+    template: Option<&llama_cpp_2::model::LlamaChatTemplate>,
+    config: &LocalConfig,
+    req: &ChatRequest,
+) -> Result<(Vec<LlamaToken>, usize, LlamaSampler), LlmError> {
+    let prompt = render(model, template, req)?;
+    let tokens = model.vocab().tokenize(prompt.as_bytes(), false, true);
+    let max_new = req.max_tokens.unwrap_or(config.default_max_tokens) as usize;
+    if tokens.is_empty() {
+        return Err(LlmError::Rejected {
+            status: 400,
+            message: "empty prompt".into(),
+        });
+    }
+    if tokens.len() + max_new > config.n_ctx as usize {
+        return Err(LlmError::Rejected {
+            status: 400,
+            message: format!(
+                "prompt of {} tokens plus {max_new} to generate exceeds the context of {}",
+                tokens.len(),
+                config.n_ctx
+            ),
+        });
+    }
+    Ok((tokens, max_new, sampler_for(model, req)?))
 }
 
 /// Gives a request a free sequence: the one already holding the longest prefix of its prompt (a conversation's
 /// earlier turns), else the least recently used. A longer prefix held by another sequence (the shared system
 /// prompt) is copied into it rather than decoded again. At least the last prompt token is always decoded, so there
-/// are logits to sample from.
+/// are logits to sample from. A request that cannot run gets its error on its own stream.
 #[allow(clippy::too_many_arguments)]
 fn admit(
     model: &LlamaModel,
@@ -341,42 +372,23 @@ fn admit(
     slots: &mut [Slot],
     clock: u64,
     stats: &LocalStats,
-) -> Result<(), (Job, LlmError)> {
-    let prompt = match render(model, template, &job.request) {
+) {
+    let (tokens, max_new, sampler) = match plan(model, template, config, &job.request) {
         Ok(p) => p,
-        Err(e) => return Err((job, e)),
-    };
-    let tokens = model.vocab().tokenize(prompt.as_bytes(), false, true);
-    let max_new = job
-        .request
-        .max_tokens
-        .unwrap_or(config.default_max_tokens) as usize;
-    if tokens.is_empty() {
-        let e = LlmError::Rejected {
-            status: 400,
-            message: "empty prompt".into(),
-        };
-        return Err((job, e));
-    }
-    if tokens.len() + max_new > config.n_ctx as usize {
-        let e = LlmError::Rejected {
-            status: 400,
-            message: format!(
-                "prompt of {} tokens plus {max_new} to generate exceeds the context of {}",
-                tokens.len(),
-                config.n_ctx
-            ),
-        };
-        return Err((job, e));
-    }
-    let sampler = match sampler_for(model, &job.request) {
-        Ok(s) => s,
-        Err(e) => return Err((job, e)),
+        Err(e) => {
+            let _ = job.events.blocking_send(Err(e));
+            return;
+        }
     };
     let usable = |cached: &[LlamaToken]| common_prefix(cached, &tokens).min(tokens.len() - 1);
     let idx = (0..slots.len())
         .filter(|&i| slots[i].active.is_none())
-        .max_by_key(|&i| (usable(&slots[i].cached), std::cmp::Reverse(slots[i].last_used)))
+        .max_by_key(|&i| {
+            (
+                usable(&slots[i].cached),
+                std::cmp::Reverse(slots[i].last_used),
+            )
+        })
         .expect("admit is only called with a free sequence");
     let mut keep = usable(&slots[idx].cached);
     let donor = (0..slots.len())
@@ -401,7 +413,8 @@ fn admit(
     if let Err(e) = kv {
         slots[idx].cached.clear();
         let _ = ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
-        return Err((job, internal("kv cache", e)));
+        let _ = job.events.blocking_send(Err(internal("kv cache", e)));
+        return;
     }
     stats
         .reused_prompt_tokens
@@ -409,7 +422,8 @@ fn admit(
     stats
         .decoded_prompt_tokens
         .fetch_add((tokens.len() - keep) as u64, Ordering::Relaxed);
-    let tool_call = job.request.tool_choice == ToolChoice::Required && !job.request.tools.is_empty();
+    let tool_call =
+        job.request.tool_choice == ToolChoice::Required && !job.request.tools.is_empty();
     slots[idx].last_used = clock;
     slots[idx].active = Some(Active {
         job,
@@ -423,7 +437,6 @@ fn admit(
         tool_call,
         call_text: String::new(),
     });
-    Ok(())
 }
 
 fn sampler_for(model: &LlamaModel, req: &ChatRequest) -> Result<LlamaSampler, LlmError> {
@@ -460,13 +473,17 @@ fn sampler_for(model: &LlamaModel, req: &ChatRequest) -> Result<LlamaSampler, Ll
 fn step(
     model: &LlamaModel,
     ctx: &mut llama_cpp_2::context::LlamaContext<'_>,
-    batch: &mut LlamaBatch,
+    batch: &mut LlamaBatch<'_>,
     slots: &mut [Slot],
     stats: &LocalStats,
 ) {
     // A caller that went away stops its generation.
     for slot in slots.iter_mut() {
-        if slot.active.as_ref().is_some_and(|a| a.job.events.is_closed()) {
+        if slot
+            .active
+            .as_ref()
+            .is_some_and(|a| a.job.events.is_closed())
+        {
             let a = slot.active.take().expect("checked");
             stats
                 .generated_tokens
@@ -516,6 +533,9 @@ fn step(
         }
         return;
     }
+    if added.len() > 1 {
+        stats.multi_sequence_steps.fetch_add(1, Ordering::Relaxed);
+    }
     for (i, tokens) in added {
         slots[i].cached.extend(tokens);
     }
@@ -537,7 +557,12 @@ fn step(
         if let Some(text) = take_utf8(&mut a.pending) {
             if a.tool_call {
                 a.call_text.push_str(&text);
-            } else if a.job.events.blocking_send(Ok(ChatEvent::Delta(text))).is_err() {
+            } else if a
+                .job
+                .events
+                .blocking_send(Ok(ChatEvent::Delta(text)))
+                .is_err()
+            {
                 // Cancelled: the caller dropped the stream.
                 let a = slot.active.take().expect("active");
                 stats
@@ -557,7 +582,7 @@ fn step(
 /// Puts a sequence's next tokens into the batch: its last sampled token, or up to `room` tokens of its prompt.
 /// Logits are asked for where sampling happens: a generated token, or the prompt's last token.
 fn add_to_batch(
-    batch: &mut LlamaBatch,
+    batch: &mut LlamaBatch<'_>,
     slot: &mut Slot,
     room: usize,
 ) -> Result<Vec<LlamaToken>, LlmError> {

@@ -189,6 +189,7 @@ pub async fn prepare(settings: &Settings) -> LocalModel {
         threads: (settings.models.threads > 0).then_some(settings.models.threads),
         n_ctx: settings.models.context_tokens,
         queue_capacity: settings.models.queue,
+        parallel: settings.models.parallel.max(1),
         default_max_tokens: settings.llm.max_tokens.unwrap_or(512),
     };
     match LocalChat::load(config).await {

@@ -117,6 +117,7 @@ pub struct ModelsSettings {
     pub threads: usize,
     pub context_tokens: u32,
     pub queue: usize,
+    pub parallel: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,8 +214,8 @@ impl Settings {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
-        if self.models.context_tokens < 512 || self.models.queue == 0 {
-            bail!("models.context_tokens must be at least 512 and models.queue at least 1");
+        if self.models.context_tokens < 512 || self.models.queue == 0 || self.models.parallel == 0 {
+            bail!("models.context_tokens must be at least 512, models.queue and models.parallel at least 1");
         }
         if !(self.models.index_url.starts_with("https://")
             || self.models.index_url.starts_with("http://"))

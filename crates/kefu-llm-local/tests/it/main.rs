@@ -162,6 +162,7 @@ async fn answers_in_english_and_chinese_reusing_the_kv_cache_and_stops_when_canc
 async fn a_full_queue_answers_busy_at_once() {
     let mut config = LocalConfig::new(model_path().await);
     config.queue_capacity = 1;
+    config.parallel = 1;
     config.n_ctx = 1024;
     let chat = LocalChat::load(config).await.unwrap();
     let mut accepted = Vec::new();
@@ -288,4 +289,38 @@ async fn a_required_tool_call_names_a_tool_and_validates_against_its_schema() {
         "{call:?}"
     );
     assert!(args["order_id"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_conversations_share_decodes_and_the_system_prompt() {
+    let mut config = LocalConfig::new(model_path().await);
+    config.n_ctx = 1024;
+    config.parallel = 3;
+    let chat = LocalChat::load(config).await.unwrap();
+    // One conversation first: its sequence then holds the system prompt.
+    let (first, _) = answer(&chat, ask(SYSTEM, "Hello!", 8)).await;
+    assert!(!first.is_empty());
+    let reused_before = chat.stats().reused_prompt_tokens.load(Ordering::Relaxed);
+    let questions = [
+        "What is the capital of France? One word.",
+        "法国的首都是哪里？",
+        "How many days are in a week? Answer with a number.",
+    ];
+    let answers =
+        futures::future::join_all(questions.iter().map(|q| answer(&chat, ask(SYSTEM, q, 16))))
+            .await;
+    for ((text, events), q) in answers.iter().zip(questions) {
+        assert!(!text.trim().is_empty(), "no answer to {q:?}");
+        assert!(usage_of(events).completion_tokens >= 1);
+    }
+    assert!(
+        answers[0].0.contains("Paris"),
+        "the batched answer is still right: {:?}",
+        answers[0].0
+    );
+    let shared = chat.stats().multi_sequence_steps.load(Ordering::Relaxed);
+    assert!(shared > 0, "the three requests were decoded together");
+    // Every one of the three took the system prompt from the first conversation's sequence instead of decoding it.
+    let reused = chat.stats().reused_prompt_tokens.load(Ordering::Relaxed) - reused_before;
+    assert!(reused >= 3 * 15, "reused only {reused} prompt tokens");
 }
