@@ -364,9 +364,21 @@ fn rag_messages(question: &str) -> Vec<kefu_llm::ChatMessage> {
     for (i, p) in passages.iter().enumerate() {
         system.push_str(&format!("[{}] {p}\n", i + 1));
     }
-    // Repeat the passage block once more (as retrieval often returns overlapping chunks) to reach ~1,000 tokens.
+    // Repeat the passage block once more (as retrieval often returns overlapping chunks), then the rest of what
+    // retrieval found, to reach ~1,000 tokens.
     for (i, p) in passages.iter().enumerate() {
         system.push_str(&format!("[{}] {p}\n", i + 9));
+    }
+    let more = [
+        "发票说明：订单完成后可在订单详情页申请电子发票，支持个人和企业抬头，企业抬头需填写纳税人识别号，发票将在3个工作日内发送到邮箱。",
+        "Invoices: after an order is completed you can request an electronic invoice on the order page, for a person or a company (with its tax ID); it is emailed within 3 business days.",
+        "保修政策：电子产品自签收之日起享受一年保修，人为损坏、进水和私自拆机不在保修范围内，保修期内维修免费并承担往返运费。",
+        "Warranty: electronics carry a one-year warranty from delivery; accidental damage, water damage and opened devices are not covered. Repairs under warranty are free, shipping included.",
+        "配送时效：现货商品下单后24小时内发货，江浙沪地区次日达，其他地区一般2至4天送达，偏远地区可能需要5至7天。",
+        "Delivery: in-stock items ship within 24 hours; next-day delivery in Jiangsu, Zhejiang and Shanghai, 2-4 days elsewhere, 5-7 days for remote areas.",
+    ];
+    for (i, p) in more.iter().enumerate() {
+        system.push_str(&format!("[{}] {p}\n", i + 17));
     }
     vec![
         kefu_llm::ChatMessage::system(system),
