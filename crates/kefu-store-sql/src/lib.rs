@@ -6,6 +6,7 @@
 //! so each can diverge when a feature needs it.
 
 mod common;
+mod knowledge;
 mod postgres;
 mod sqlite;
 

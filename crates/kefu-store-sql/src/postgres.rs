@@ -35,3 +35,4 @@ impl PgStore {
 }
 
 crate::sql_store!(PgStore, Postgres, sqlx::postgres::PgRow, "postgres");
+crate::kb_store!(PgStore, Postgres, sqlx::postgres::PgRow);

@@ -50,3 +50,4 @@ impl SqliteStore {
 }
 
 crate::sql_store!(SqliteStore, Sqlite, sqlx::sqlite::SqliteRow, "sqlite");
+crate::kb_store!(SqliteStore, Sqlite, sqlx::sqlite::SqliteRow);

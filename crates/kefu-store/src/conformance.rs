@@ -38,6 +38,10 @@ checks!(
     concurrent_retries_with_one_key_store_one_message,
     writes_to_another_tenants_conversation_fail,
     model_config_round_trips,
+    kb_documents_replace_their_chunks_and_log_changes,
+    kb_changes_are_ordered_under_concurrent_writers,
+    kb_is_tenant_scoped,
+    kb_jobs_record_progress,
 );
 
 /// Runs every check against the store, panicking with the check's name on the first failure.
@@ -595,4 +599,216 @@ fn tokio_spawn<T: Send + 'static>(
 ) -> impl std::future::Future<Output = T> {
     let handle = tokio::spawn(f);
     async move { handle.await.expect("task panicked") }
+}
+
+fn kb_doc(tenant: Uuid, source: &str) -> NewKbDocument {
+    NewKbDocument {
+        tenant_id: tenant,
+        collection: "help".into(),
+        source: source.into(),
+        title: "退货政策 Returns".into(),
+        format: "markdown".into(),
+        lang: "zh".into(),
+        tags: vec!["售后".into()],
+        content_hash: "h1".into(),
+        bytes: 42,
+    }
+}
+
+fn kb_chunk(text: &str, vectors: Option<&[f32]>) -> NewKbChunk {
+    NewKbChunk {
+        headings: vec!["退货".into()],
+        text: text.into(),
+        location: serde_json::json!({"line_start": 1, "line_end": 2}),
+        lang: "zh".into(),
+        tags: vec!["售后".into()],
+        tokens: 7,
+        content_hash: format!("hash-{text}"),
+        faq: None,
+        vectors: vectors.map(|v| StoredVectors {
+            text_hash: format!("t-{text}"),
+            data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }),
+    }
+}
+
+async fn kb_documents_replace_their_chunks_and_log_changes(store: Arc<dyn Store>) {
+    let t = tenant(&store).await;
+    let head = store.kb_head().await.unwrap();
+    let d = store
+        .kb_put_document(
+            kb_doc(t.id, "a.md"),
+            vec![kb_chunk("一", Some(&[1.0, 0.0])), kb_chunk("二", None)],
+            Some("m"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.chunk_count, 2);
+    assert_eq!(d.tags, vec!["售后".to_string()]);
+    let chunks = store.kb_document_chunks(d.id, Some("m")).await.unwrap();
+    assert_eq!(
+        chunks
+            .iter()
+            .map(|(c, _)| c.text.as_str())
+            .collect::<Vec<_>>(),
+        vec!["一", "二"]
+    );
+    assert_eq!(chunks[0].1.as_ref().map(Vec::len), Some(8));
+    assert!(chunks[1].1.is_none());
+    assert_eq!(chunks[0].0.document_title, "退货政策 Returns");
+    assert_eq!(chunks[0].0.location["line_end"], 2);
+    assert_eq!(store.kb_document_vectors(d.id, "m").await.unwrap().len(), 1);
+    assert!(store
+        .kb_document_vectors(d.id, "other")
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Re-importing the same source replaces exactly its chunks, keeps the id, and logs another change.
+    let again = store
+        .kb_put_document(kb_doc(t.id, "a.md"), vec![kb_chunk("三", None)], Some("m"))
+        .await
+        .unwrap();
+    assert_eq!(again.id, d.id);
+    assert_eq!(again.created_at, d.created_at);
+    let chunks = store.kb_document_chunks(d.id, None).await.unwrap();
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(chunks[0].0.text, "三");
+    let found = store
+        .kb_find_document(t.id, "help", "a.md")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.chunk_count, 1);
+    let hydrated = store
+        .kb_get_chunks(t.id, &[chunks[0].0.id, Uuid::new_v4()])
+        .await
+        .unwrap();
+    assert_eq!(hydrated.len(), 1);
+
+    assert!(store.kb_delete_document(t.id, d.id).await.unwrap());
+    assert!(!store.kb_delete_document(t.id, d.id).await.unwrap());
+    assert!(store
+        .kb_document_chunks(d.id, None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .kb_get_chunks(t.id, &[chunks[0].0.id])
+        .await
+        .unwrap()
+        .is_empty());
+
+    let changes: Vec<_> = store
+        .kb_changes_after(head, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.document_id == d.id)
+        .map(|c| c.op)
+        .collect();
+    assert_eq!(
+        changes,
+        vec![KbChangeOp::Upsert, KbChangeOp::Upsert, KbChangeOp::Delete]
+    );
+    assert!(store.kb_head().await.unwrap() >= head + 3);
+}
+
+async fn kb_changes_are_ordered_under_concurrent_writers(store: Arc<dyn Store>) {
+    let t = tenant(&store).await;
+    let head = store.kb_head().await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .kb_put_document(
+                    kb_doc(t.id, &format!("doc{i}.md")),
+                    vec![kb_chunk("x", None)],
+                    None,
+                )
+                .await
+                .unwrap()
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let changes = store.kb_changes_after(head, 1000).await.unwrap();
+    let mine: Vec<i64> = changes
+        .iter()
+        .filter(|c| c.tenant_id == t.id)
+        .map(|c| c.seq)
+        .collect();
+    assert_eq!(mine.len(), 8);
+    let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "gapless, increasing: {seqs:?}"
+    );
+}
+
+async fn kb_is_tenant_scoped(store: Arc<dyn Store>) {
+    let (a, b) = (tenant(&store).await, tenant(&store).await);
+    let d = store
+        .kb_put_document(kb_doc(a.id, "a.md"), vec![kb_chunk("一", None)], None)
+        .await
+        .unwrap();
+    let chunk = store.kb_document_chunks(d.id, None).await.unwrap()[0].0.id;
+    assert!(store.kb_get_document(b.id, d.id).await.unwrap().is_none());
+    assert!(store
+        .kb_get_chunks(b.id, &[chunk])
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .kb_list_documents(b.id, None, 10, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(!store.kb_delete_document(b.id, d.id).await.unwrap());
+    assert_eq!(
+        store
+            .kb_list_documents(a.id, Some("help"), 10, 0)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store
+        .kb_list_documents(a.id, Some("other"), 10, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    // The same source in another tenant is another document.
+    let other = store
+        .kb_put_document(kb_doc(b.id, "a.md"), vec![], None)
+        .await
+        .unwrap();
+    assert_ne!(other.id, d.id);
+    let ids = store.kb_document_ids(None, 100_000).await.unwrap();
+    assert!(ids.contains(&(d.id, a.id)) && ids.contains(&(other.id, b.id)));
+}
+
+async fn kb_jobs_record_progress(store: Arc<dyn Store>) {
+    let (a, b) = (tenant(&store).await, tenant(&store).await);
+    let j = store.kb_create_job(a.id, 3).await.unwrap();
+    assert_eq!(j.status, KbJobStatus::Running);
+    let report = serde_json::json!([{"file": "a.md", "ok": true}]);
+    store
+        .kb_update_job(a.id, j.id, KbJobStatus::Done, 3, &report)
+        .await
+        .unwrap();
+    let got = store.kb_get_job(a.id, j.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.done, got.report),
+        (KbJobStatus::Done, 3, report.clone())
+    );
+    assert!(store.kb_get_job(b.id, j.id).await.unwrap().is_none());
+    assert!(matches!(
+        store
+            .kb_update_job(b.id, j.id, KbJobStatus::Failed, 0, &report)
+            .await,
+        Err(StoreError::NotFound)
+    ));
 }

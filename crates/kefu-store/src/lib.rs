@@ -4,7 +4,9 @@
 //! No database driver lives here, so the engine and the API can depend on this crate without pulling in sqlx.
 //! Every method that touches tenant data takes the tenant id: there is no way to ask for a row "from any tenant".
 
+mod knowledge;
 mod records;
+pub use knowledge::*;
 pub use records::*;
 
 #[cfg(feature = "conformance")]
@@ -55,7 +57,7 @@ impl Appended {
 
 /// The persistence port. Implementations: `kefu-store-sql` (SQLite, PostgreSQL).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: KnowledgeStore + Send + Sync + 'static {
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> Result<()>;
     /// Human-readable backend name ("sqlite", "postgres").

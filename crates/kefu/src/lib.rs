@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod bootstrap;
+pub mod eval;
 pub mod local;
 pub mod models;
 pub mod settings;

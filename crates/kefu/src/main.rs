@@ -44,6 +44,59 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Measure quality on public datasets.
+    Eval {
+        #[command(subcommand)]
+        command: EvalCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Recall@1/5/10, MRR@10 and nDCG@10 of BM25, dense and hybrid knowledge search.
+    Retrieval {
+        /// stackfaq, bq, shop-zh, shop-en, or a FAQ-pairs .json file.
+        #[arg(long)]
+        dataset: String,
+        /// The dataset file, when not at its default place.
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// Embedding model name or path, or `none` for BM25 only (default: models.embedder).
+        #[arg(long)]
+        embedder: Option<String>,
+        /// dev, test or all queries.
+        #[arg(long, default_value = "test", value_parser = parse_split)]
+        split: kefu_knowledge::eval::Split,
+        /// Evaluate at most this many queries of the split.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Also evaluate every fusion setting of the sweep grid.
+        #[arg(long)]
+        sweep: bool,
+        /// How Chinese is indexed for BM25: words, chars or words_and_chars.
+        #[arg(long, value_parser = parse_cjk)]
+        cjk: Option<kefu_knowledge::analysis::CjkMode>,
+        /// BM25 weight of title (question, headings) matches relative to body matches.
+        #[arg(long)]
+        title_boost: Option<f32>,
+        /// Embed each FAQ question and alternative on its own too (the best vector counts).
+        #[arg(long)]
+        question_vectors: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn parse_split(s: &str) -> Result<kefu_knowledge::eval::Split, String> {
+    kefu_knowledge::eval::Split::parse(s).ok_or_else(|| "expected dev, test or all".into())
+}
+
+fn parse_cjk(s: &str) -> Result<kefu_knowledge::analysis::CjkMode, String> {
+    kefu_knowledge::analysis::CjkMode::parse(s)
+        .ok_or_else(|| "expected words, chars or words_and_chars".into())
 }
 
 #[derive(Subcommand)]
@@ -122,6 +175,43 @@ fn main() -> anyhow::Result<()> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Model { command } => model_command(cli.config.as_deref(), command).await,
+        Command::Eval {
+            command:
+                EvalCommand::Retrieval {
+                    dataset,
+                    path,
+                    embedder,
+                    split,
+                    limit,
+                    sweep,
+                    cjk,
+                    title_boost,
+                    question_vectors,
+                    json,
+                    data_dir,
+                },
+        } => {
+            let settings = Settings::load(
+                cli.config.as_deref(),
+                &Overrides {
+                    data_dir,
+                    ..Default::default()
+                },
+            )?;
+            let args = kefu::eval::RetrievalArgs {
+                dataset,
+                path,
+                embedder,
+                split,
+                limit,
+                sweep,
+                cjk,
+                title_boost,
+                question_vectors,
+                json,
+            };
+            kefu::eval::retrieval(settings, args).await
+        }
         Command::Openapi => {
             println!("{}", kefu_api::openapi::document_json());
             Ok(())

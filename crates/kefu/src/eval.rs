@@ -1,0 +1,171 @@
+//! `kefu eval retrieval`: Recall@1/5/10, MRR@10 and nDCG@10 of BM25, dense and hybrid ranking on a FAQ dataset.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use kefu_knowledge::analysis::CjkMode;
+use kefu_knowledge::eval::{Dataset, DocVectors, Metrics, Prepared, Split};
+use kefu_knowledge::{Fusion, IndexSettings, SearchParams};
+
+use crate::Settings;
+
+pub struct RetrievalArgs {
+    /// `stackfaq`, `bq`, `shop-zh`, or a FAQ-pairs JSON file.
+    pub dataset: String,
+    /// Overrides the dataset's default file.
+    pub path: Option<PathBuf>,
+    /// Embedder name or path; `none` for BM25 only. Default: the configured `models.embedder`.
+    pub embedder: Option<String>,
+    pub split: Split,
+    pub limit: Option<usize>,
+    /// Also try every fusion setting in the sweep grid.
+    pub sweep: bool,
+    pub cjk: Option<CjkMode>,
+    pub title_boost: Option<f32>,
+    /// Add one vector per FAQ question/alternative.
+    pub question_vectors: bool,
+    pub json: bool,
+}
+
+/// Where each named dataset lives by default (relative to the repository root, or `../shared/data`).
+fn default_path(name: &str) -> Option<&'static str> {
+    match name {
+        "stackfaq" => Some("eval/datasets/stackfaq/stackExchange-FAQ.json"),
+        "shop-zh" => Some("eval/datasets/shop-faq-zh.json"),
+        "shop-en" => Some("eval/datasets/shop-faq-en.json"),
+        "bq" => Some("../shared/data/bq_corpus_zh/dev.tsv"),
+        _ => None,
+    }
+}
+
+pub fn load_dataset(name: &str, path: Option<PathBuf>) -> anyhow::Result<Dataset> {
+    let path = match (path, default_path(name)) {
+        (Some(p), _) => p,
+        (None, Some(p)) => PathBuf::from(p),
+        (None, None) if name.ends_with(".json") => PathBuf::from(name),
+        (None, None) => bail!("unknown dataset {name:?}: use stackfaq, bq, shop-zh, shop-en or a FAQ-pairs .json file"),
+    };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let ds = match name {
+        "stackfaq" => Dataset::stackfaq(&text)?,
+        "bq" => Dataset::bq(&text)?,
+        _ => {
+            let label = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Dataset::faq_pairs(
+                if default_path(name).is_some() {
+                    name
+                } else {
+                    &label
+                },
+                &text,
+            )?
+        }
+    };
+    Ok(ds)
+}
+
+/// The fusion settings compared by `--sweep`.
+pub fn sweep_grid() -> Vec<Fusion> {
+    let mut grid = vec![Fusion::Bm25, Fusion::Dense];
+    grid.extend([10.0, 30.0, 60.0].map(|k| Fusion::Rrf { k }));
+    grid.extend([0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9].map(|w| Fusion::Weighted { dense_weight: w }));
+    grid
+}
+
+pub async fn retrieval(mut settings: Settings, args: RetrievalArgs) -> anyhow::Result<()> {
+    let full = load_dataset(&args.dataset, args.path.clone())?;
+    let ds = full.select(args.split, args.limit);
+    if ds.queries.is_empty() {
+        bail!("the {:?} split of {} has no queries", args.split, ds.name);
+    }
+    if let Some(e) = &args.embedder {
+        settings.models.embedder = if e == "none" {
+            String::new()
+        } else {
+            e.clone()
+        };
+    }
+    let embedding = crate::local::prepare_embedder(&settings).await;
+    if let Some(check) = embedding.check.as_ref().filter(|c| !c.ok) {
+        bail!("{}", check.detail.clone().unwrap_or_default());
+    }
+    let embedder = embedding.embedder;
+    let mut index = IndexSettings::default();
+    if let Some(c) = args.cjk {
+        index.cjk = c;
+    }
+    if let Some(b) = args.title_boost {
+        index.title_boost = b;
+    }
+    let started = Instant::now();
+    let prepared = Prepared::new(
+        &ds,
+        embedder.as_deref(),
+        index,
+        DocVectors {
+            question_vectors: args.question_vectors,
+        },
+    )
+    .await?;
+    let prepare_secs = started.elapsed().as_secs_f64();
+
+    let default = SearchParams::default();
+    let mut runs: Vec<(String, Fusion)> = vec![("bm25".into(), Fusion::Bm25)];
+    if embedder.is_some() {
+        runs.push(("dense".into(), Fusion::Dense));
+        runs.push((
+            format!("hybrid (default: {})", default.fusion.name()),
+            default.fusion,
+        ));
+        if args.sweep {
+            runs.extend(sweep_grid().into_iter().skip(2).map(|f| (f.name(), f)));
+        }
+    }
+    let mut results: Vec<(String, Metrics, f64)> = Vec::new();
+    for (name, fusion) in runs {
+        let t = Instant::now();
+        let m = prepared.evaluate(&ds, fusion, default.candidates)?;
+        let per_query_ms = t.elapsed().as_secs_f64() * 1000.0 / ds.queries.len() as f64;
+        results.push((name, m, per_query_ms));
+    }
+    let embedder_id = embedder
+        .as_ref()
+        .map_or("none".to_owned(), |e| e.id().to_owned());
+    if args.json {
+        let rows: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(name, m, ms)| serde_json::json!({"method": name, "metrics": m, "ms_per_query": ms}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "dataset": ds.name, "split": args.split, "queries": ds.queries.len(), "corpus": ds.docs.len(),
+                "embedder": embedder_id, "cjk": index.cjk, "title_boost": index.title_boost,
+                "question_vectors": args.question_vectors, "results": rows,
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "dataset {} ({:?} split): {} queries, {} entries; embedder {embedder_id}; cjk {:?}; indexed and embedded in {prepare_secs:.1} s",
+        ds.name,
+        args.split,
+        ds.queries.len(),
+        ds.docs.len(),
+        index.cjk
+    );
+    println!("| method | R@1 | R@5 | R@10 | MRR@10 | nDCG@10 | ms/query |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (name, m, ms) in &results {
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {ms:.2} |",
+            m.recall_at_1, m.recall_at_5, m.recall_at_10, m.mrr_at_10, m.ndcg_at_10
+        );
+    }
+    Ok(())
+}
