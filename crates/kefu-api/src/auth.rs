@@ -67,6 +67,10 @@ pub enum Action {
     ManageStaff,
     ManageModels,
     ManageCustomerSecret,
+    /// Search and browse the knowledge base (agents look answers up while they work).
+    SearchKnowledge,
+    /// Import and delete knowledge-base documents.
+    ManageKnowledge,
 }
 
 /// The role matrix. Ownership (a customer only sees their own conversations) is checked where the row is loaded.
@@ -79,17 +83,22 @@ pub fn authorize(p: &Principal, action: Action) -> Result<(), ApiError> {
         ) => true,
         (
             Principal::Customer { .. },
-            ReadTenant | ManageApiKeys | ManageStaff | ManageModels | ManageCustomerSecret,
+            ReadTenant | ManageApiKeys | ManageStaff | ManageModels | ManageCustomerSecret
+            | SearchKnowledge | ManageKnowledge,
         ) => false,
         (
             Principal::ApiClient { .. },
             CreateConversation | SendCustomerMessage | ReadConversation | CloseConversation,
         ) => true,
-        (Principal::ApiClient { .. }, ReadTenant) => true,
+        // A backend integration may look answers up; it does not change the knowledge base.
+        (Principal::ApiClient { .. }, ReadTenant | SearchKnowledge) => true,
         (
             Principal::ApiClient { .. },
-            ManageApiKeys | ManageStaff | ManageModels | ManageCustomerSecret,
+            ManageApiKeys | ManageStaff | ManageModels | ManageCustomerSecret | ManageKnowledge,
         ) => false,
+        (Principal::Staff { .. }, SearchKnowledge) => true,
+        // Supervisors curate knowledge with admins.
+        (Principal::Staff { role, .. }, ManageKnowledge) => *role != StaffRole::Agent,
         (Principal::Staff { .. }, ReadConversation | CloseConversation | ReadTenant) => true,
         // Staff do not speak as the customer; agents reply through the desk (later).
         (Principal::Staff { .. }, CreateConversation | SendCustomerMessage) => false,

@@ -60,6 +60,9 @@ pub enum ApiError {
     ShuttingDown,
     #[error("the service is temporarily unavailable")]
     Unavailable(String),
+    /// A file the knowledge base cannot import; the code names why (`empty_file`, `corrupt_file`, …).
+    #[error("{1}")]
+    FileRejected(&'static str, String),
     #[error("internal error")]
     Internal(String),
 }
@@ -82,7 +85,8 @@ impl ApiError {
             ApiError::IdempotencyKeyReused
             | ApiError::InvalidRequest(_)
             | ApiError::EmptyMessage
-            | ApiError::MessageTooLong(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            | ApiError::MessageTooLong(_)
+            | ApiError::FileRejected(..) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::InvalidIdempotencyKey | ApiError::InvalidJson(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -118,6 +122,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::FileRejected(code, _) => code,
             ApiError::Internal(_) => "internal",
         }
     }
@@ -168,6 +173,19 @@ impl From<EngineError> for ApiError {
             EngineError::IdempotencyMismatch => ApiError::IdempotencyKeyReused,
             EngineError::ShuttingDown => ApiError::ShuttingDown,
             EngineError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<kefu_knowledge::KnowledgeError> for ApiError {
+    fn from(e: kefu_knowledge::KnowledgeError) -> Self {
+        use kefu_knowledge::KnowledgeError as K;
+        match e {
+            K::Store(e) => e.into(),
+            K::Index(e) => ApiError::Internal(e.to_string()),
+            K::Embed(e) => ApiError::Unavailable(e.to_string()),
+            K::File(e) => ApiError::FileRejected(e.code(), e.to_string()),
+            K::Invalid(m) => ApiError::InvalidRequest(m),
         }
     }
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kefu_engine::Engine;
+use kefu_knowledge::Knowledge;
 use kefu_llm::ModelDirectory;
 use kefu_store::Store;
 use kefu_types::ModelConfig;
@@ -64,4 +65,5 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     pub limits: Arc<RateLimits>,
     pub settings: Arc<ApiSettings>,
+    pub knowledge: Arc<Knowledge>,
 }

@@ -33,6 +33,7 @@ impl Modify for BearerAuth {
         conversation_events_sse, conversation_ws,
         get_tenant, list_api_keys, create_api_key, revoke_api_key, list_staff, create_staff,
         get_model_config, put_model_config, delete_model_config, get_customer_secret, rotate_customer_secret,
+        import_files, get_import, list_documents, get_document, delete_document, search,
     ),
     components(schemas(kefu_types::ClientFrame, kefu_types::StreamEvent, kefu_types::ErrorBody)),
     modifiers(&BearerAuth),
@@ -41,6 +42,7 @@ impl Modify for BearerAuth {
         (name = "streaming", description = "Real-time events over SSE and WebSocket, resumable by sequence number"),
         (name = "auth", description = "Tokens for staff and customers"),
         (name = "admin", description = "Tenant administration"),
+        (name = "knowledge", description = "Knowledge base: import, browse, delete, hybrid search with citations"),
         (name = "ops", description = "Health and readiness"),
     )
 )]

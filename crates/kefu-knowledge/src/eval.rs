@@ -364,6 +364,7 @@ pub struct DocVectors {
 /// A dataset loaded into an index, with its query vectors: evaluate many rankings without re-embedding.
 pub struct Prepared {
     index: SearchIndex,
+    entries: Vec<Entry>,
     ids: HashMap<Uuid, String>,
     query_vectors: Vec<Option<Vec<f32>>>,
     tenant: Uuid,
@@ -476,9 +477,24 @@ impl Prepared {
         };
         Ok(Self {
             index,
+            entries,
             ids,
             query_vectors,
             tenant,
+        })
+    }
+
+    /// The same entries and vectors in an index with other settings (e.g. another Chinese tokenisation).
+    pub fn with_settings(&self, settings: IndexSettings) -> Result<Self, EvalError> {
+        let index = SearchIndex::new(settings, self.index.dim())?;
+        index.add(&self.entries)?;
+        index.commit()?;
+        Ok(Self {
+            index,
+            entries: self.entries.clone(),
+            ids: self.ids.clone(),
+            query_vectors: self.query_vectors.clone(),
+            tenant: self.tenant,
         })
     }
 

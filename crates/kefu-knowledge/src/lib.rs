@@ -44,7 +44,7 @@ impl Default for SearchParams {
             k: 5,
             candidates: 50,
             // Chosen on the dev splits of StackFAQ and BQ with the default embedder (bench/RESULTS.md).
-            fusion: Fusion::Weighted { dense_weight: 0.7 },
+            fusion: Fusion::Weighted { dense_weight: 0.6 },
             min_dense: None,
         }
     }

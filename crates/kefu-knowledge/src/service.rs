@@ -846,7 +846,7 @@ async fn embed_passages(
 }
 
 fn decode_vectors(data: &[u8], dim: usize) -> Vec<Vec<f32>> {
-    if dim == 0 || data.len() % (dim * 4) != 0 {
+    if dim == 0 || !data.len().is_multiple_of(dim * 4) {
         return Vec::new();
     }
     data.chunks_exact(dim * 4)

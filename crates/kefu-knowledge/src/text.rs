@@ -103,9 +103,7 @@ pub fn split_sentences(text: &str) -> Vec<&str> {
     let mut start = 0;
     let mut chars = text.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
-        let ends = if c == '\n' {
-            true
-        } else if closes_sentence(c) {
+        let ends = if c == '\n' || closes_sentence(c) {
             true
         } else if c == '.' {
             chars

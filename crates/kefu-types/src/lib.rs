@@ -410,3 +410,175 @@ mod tests {
         }
     }
 }
+
+// ---- knowledge base ----------------------------------------------------------------------------------------------
+
+/// One file to import. Text formats may be sent as `content`; any format (PDF) as `content_base64`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KbFile {
+    /// File name or path, e.g. `help/returns.md`: the format follows from its extension, and importing the same
+    /// source into the same collection again replaces the document.
+    pub source: String,
+    pub content: Option<String>,
+    pub content_base64: Option<String>,
+    /// `markdown`, `html`, `pdf`, `text`, `faq_csv` or `faq_json`, when the extension does not say.
+    pub format: Option<String>,
+}
+
+/// Import one or more files. One file is imported before the response; several run as a background job.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KbImportRequest {
+    /// Default `default`.
+    pub collection: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub files: Vec<KbFile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct KbFileReport {
+    pub source: String,
+    /// `imported`, `unchanged` or `failed`.
+    pub status: String,
+    pub document_id: Option<Uuid>,
+    pub chunks: usize,
+    /// Chunks whose vectors were reused from the document's previous version.
+    pub reused_vectors: usize,
+    pub error: Option<ErrorDetail>,
+}
+
+/// A background import and its per-file report so far.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct KbImportJob {
+    pub id: Uuid,
+    /// `running`, `done` or `failed`.
+    pub status: String,
+    pub total: i64,
+    pub done: i64,
+    pub files: Vec<KbFileReport>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The result of an import request: the report when it ran at once, the job when it runs in the background.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct KbImportResponse {
+    pub files: Vec<KbFileReport>,
+    pub job: Option<KbImportJob>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct KbDocument {
+    pub id: Uuid,
+    pub collection: String,
+    pub source: String,
+    pub title: String,
+    pub format: String,
+    pub lang: String,
+    pub tags: Vec<String>,
+    pub bytes: i64,
+    pub chunk_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct KbChunk {
+    pub id: Uuid,
+    pub ord: i64,
+    pub headings: Vec<String>,
+    pub text: String,
+    /// Lines, pages or FAQ row: `{line_start, line_end}`, `{page_start, page_end}`, `{row}`, `{paragraph}`.
+    pub location: serde_json::Value,
+    pub lang: String,
+    pub tags: Vec<String>,
+    pub tokens: i64,
+    /// For FAQ entries: `{question, alternatives, answer, tags}`.
+    pub faq: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct KbDocumentDetail {
+    pub document: KbDocument,
+    pub chunks: Vec<KbChunk>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KbSearchRequest {
+    pub query: String,
+    /// Search only these collections (default: all).
+    #[serde(default)]
+    pub collections: Vec<String>,
+    /// `zh`, `en`, …: only chunks in this language.
+    pub lang: Option<String>,
+    /// Only chunks with at least one of these tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Results wanted, 1–50 (default from settings).
+    pub k: Option<usize>,
+}
+
+/// A score and the 1-based rank in its retriever's own list (`null` rank: scored for fusion only).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct KbRankedScore {
+    pub score: f32,
+    pub rank: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct KbScores {
+    pub bm25: Option<KbRankedScore>,
+    /// Cosine similarity to the query.
+    pub dense: Option<KbRankedScore>,
+    /// What results are ordered by.
+    pub fused: f32,
+    pub rerank: Option<f32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct KbCitation {
+    pub document_id: Uuid,
+    pub title: String,
+    pub source: String,
+    pub location: serde_json::Value,
+    /// For people, e.g. `退货政策 › 退款时间 (lines 7–8)`.
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct KbSearchHit {
+    pub chunk_id: Uuid,
+    pub document_id: Uuid,
+    pub collection: String,
+    pub text: String,
+    pub headings: Vec<String>,
+    pub lang: String,
+    pub tags: Vec<String>,
+    pub scores: KbScores,
+    pub citation: KbCitation,
+    /// Set for FAQ entries: the curated question and answer.
+    pub faq: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct KbSearchResponse {
+    pub hits: Vec<KbSearchHit>,
+    /// `hybrid`, or `bm25` when no embedder is available.
+    pub mode: String,
+    /// Nothing passed the relevance threshold: these are keyword matches.
+    pub keyword_fallback: bool,
+    pub took_ms: f64,
+}
+
+/// This node's knowledge index.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct KbIndexStats {
+    pub chunks: u64,
+    pub vectors: u64,
+    /// The last change-log position applied.
+    pub cursor: i64,
+    pub embedder: Option<String>,
+}

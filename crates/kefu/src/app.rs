@@ -26,6 +26,9 @@ pub struct Application {
     pub bootstrap_file: Option<std::path::PathBuf>,
     /// The local embedding model, when one is configured and loaded (knowledge-base search uses it).
     pub embedder: Option<Arc<dyn kefu_llm::Embedder>>,
+    /// The knowledge base with this node's search index.
+    pub knowledge: Arc<kefu_knowledge::Knowledge>,
+    knowledge_stop: tokio_util::sync::CancellationToken,
 }
 
 impl Application {
@@ -55,6 +58,19 @@ impl Application {
         }
         let embedding = crate::local::prepare_embedder(&settings).await;
         model_checks.extend(embedding.check);
+        let knowledge = Arc::new(
+            kefu_knowledge::Knowledge::new(
+                store.clone(),
+                embedding.embedder.clone(),
+                settings.knowledge.options(),
+            )
+            .context("creating the knowledge index")?,
+        );
+        let knowledge_stop = tokio_util::sync::CancellationToken::new();
+        knowledge
+            .start(knowledge_stop.clone())
+            .await
+            .context("building the knowledge index")?;
         let models: Arc<dyn ModelDirectory> = Arc::new(registry);
         let mut engine_settings = EngineSettings {
             history_max_messages: settings.engine.history_max_messages,
@@ -100,6 +116,7 @@ impl Application {
                 model_checks,
                 ..ApiSettings::default()
             }),
+            knowledge: knowledge.clone(),
         };
         let router = kefu_api::router(state);
         let addr = settings.bind_addr()?;
@@ -114,6 +131,8 @@ impl Application {
             grace: Duration::from_secs(settings.server.shutdown_grace_secs),
             bootstrap_file,
             embedder: embedding.embedder,
+            knowledge,
+            knowledge_stop,
         })
     }
 
@@ -163,6 +182,7 @@ impl Application {
             Err(_) => tracing::warn!("connections still open after the grace period; closing"),
         }
         engine.shutdown(grace).await;
+        self.knowledge_stop.cancel();
         tracing::info!("stopped");
         Ok(())
     }

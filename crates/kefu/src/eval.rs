@@ -21,7 +21,8 @@ pub struct RetrievalArgs {
     pub limit: Option<usize>,
     /// Also try every fusion setting in the sweep grid.
     pub sweep: bool,
-    pub cjk: Option<CjkMode>,
+    /// Chinese tokenisations to compare (default: the index default).
+    pub cjk: Vec<CjkMode>,
     pub title_boost: Option<f32>,
     /// Add one vector per FAQ question/alternative.
     pub question_vectors: bool,
@@ -96,8 +97,8 @@ pub async fn retrieval(mut settings: Settings, args: RetrievalArgs) -> anyhow::R
     }
     let embedder = embedding.embedder;
     let mut index = IndexSettings::default();
-    if let Some(c) = args.cjk {
-        index.cjk = c;
+    if let Some(c) = args.cjk.first() {
+        index.cjk = *c;
     }
     if let Some(b) = args.title_boost {
         index.title_boost = b;
@@ -127,11 +128,32 @@ pub async fn retrieval(mut settings: Settings, args: RetrievalArgs) -> anyhow::R
         }
     }
     let mut results: Vec<(String, Metrics, f64)> = Vec::new();
-    for (name, fusion) in runs {
-        let t = Instant::now();
-        let m = prepared.evaluate(&ds, fusion, default.candidates)?;
-        let per_query_ms = t.elapsed().as_secs_f64() * 1000.0 / ds.queries.len() as f64;
-        results.push((name, m, per_query_ms));
+    let modes = if args.cjk.is_empty() {
+        vec![index.cjk]
+    } else {
+        args.cjk.clone()
+    };
+    for (i, mode) in modes.iter().enumerate() {
+        let this = if i == 0 {
+            None
+        } else {
+            Some(prepared.with_settings(IndexSettings {
+                cjk: *mode,
+                ..index
+            })?)
+        };
+        let p = this.as_ref().unwrap_or(&prepared);
+        let suffix = if modes.len() > 1 {
+            format!(" [cjk {mode:?}]")
+        } else {
+            String::new()
+        };
+        for (name, fusion) in &runs {
+            let t = Instant::now();
+            let m = p.evaluate(&ds, *fusion, default.candidates)?;
+            let per_query_ms = t.elapsed().as_secs_f64() * 1000.0 / ds.queries.len() as f64;
+            results.push((format!("{name}{suffix}"), m, per_query_ms));
+        }
     }
     let embedder_id = embedder
         .as_ref()
@@ -159,7 +181,7 @@ pub async fn retrieval(mut settings: Settings, args: RetrievalArgs) -> anyhow::R
         ds.docs.len(),
         index.cjk
     );
-    println!("| method | R@1 | R@5 | R@10 | MRR@10 | nDCG@10 | ms/query |");
+    println!("| method | R@1 | R@5 | R@10 | MRR@10 | nDCG@10 | search ms/query |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for (name, m, ms) in &results {
         println!(

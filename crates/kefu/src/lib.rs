@@ -4,6 +4,7 @@
 pub mod app;
 pub mod bootstrap;
 pub mod eval;
+pub mod kb;
 pub mod local;
 pub mod models;
 pub mod settings;

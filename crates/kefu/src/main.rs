@@ -44,10 +44,53 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Knowledge base: import files, search, recompute vectors.
+    Kb {
+        #[command(subcommand)]
+        command: KbCommand,
+    },
     /// Measure quality on public datasets.
     Eval {
         #[command(subcommand)]
         command: EvalCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KbCommand {
+    /// Import files and folders (Markdown, HTML, PDF, text, FAQ CSV/JSON). Re-importing replaces what changed.
+    Import {
+        /// Files or folders (searched recursively).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Tenant slug (default: the first-start tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, default_value = "default")]
+        collection: String,
+        /// Tags for every imported chunk, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Search as the engine does and show citations and the score breakdown.
+    Search {
+        query: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Compute missing or outdated vectors for the configured embedder (after changing models.embedder) and check
+    /// that the index builds. Running servers apply the new vectors from the change log.
+    Reindex {
+        #[command(flatten)]
+        storage: StorageArgs,
     },
 }
 
@@ -73,9 +116,9 @@ enum EvalCommand {
         /// Also evaluate every fusion setting of the sweep grid.
         #[arg(long)]
         sweep: bool,
-        /// How Chinese is indexed for BM25: words, chars or words_and_chars.
-        #[arg(long, value_parser = parse_cjk)]
-        cjk: Option<kefu_knowledge::analysis::CjkMode>,
+        /// How Chinese is indexed for BM25: words, chars or words_and_chars (comma-separated to compare several).
+        #[arg(long, value_parser = parse_cjk, value_delimiter = ',')]
+        cjk: Vec<kefu_knowledge::analysis::CjkMode>,
         /// BM25 weight of title (question, headings) matches relative to body matches.
         #[arg(long)]
         title_boost: Option<f32>,
@@ -175,6 +218,38 @@ fn main() -> anyhow::Result<()> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Model { command } => model_command(cli.config.as_deref(), command).await,
+        Command::Kb { command } => {
+            let (storage, tenant) = match &command {
+                KbCommand::Import {
+                    storage, tenant, ..
+                }
+                | KbCommand::Search {
+                    storage, tenant, ..
+                } => (storage, tenant.clone()),
+                KbCommand::Reindex { storage } => (storage, None),
+            };
+            let settings = Settings::load(
+                cli.config.as_deref(),
+                &Overrides {
+                    data_dir: storage.data_dir.clone(),
+                    database_url: storage.database_url.clone(),
+                    ..Default::default()
+                },
+            )?;
+            let tenant = tenant.unwrap_or_else(|| settings.bootstrap.tenant_slug.clone());
+            match command {
+                KbCommand::Import {
+                    paths,
+                    collection,
+                    tags,
+                    ..
+                } => kefu::kb::import(&settings, &tenant, &collection, tags, &paths).await,
+                KbCommand::Search { query, k, json, .. } => {
+                    kefu::kb::search(&settings, &tenant, &query, k, json).await
+                }
+                KbCommand::Reindex { .. } => kefu::kb::reindex(&settings).await,
+            }
+        }
         Command::Eval {
             command:
                 EvalCommand::Retrieval {

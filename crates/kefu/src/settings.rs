@@ -22,6 +22,7 @@ pub struct Settings {
     pub engine: EngineSection,
     pub llm: LlmSettings,
     pub models: ModelsSettings,
+    pub knowledge: KnowledgeSettings,
     pub bootstrap: BootstrapSettings,
     pub log: LogSettings,
 }
@@ -122,6 +123,47 @@ pub struct ModelsSettings {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct KnowledgeSettings {
+    pub max_file_mb: u64,
+    pub chunk_tokens: usize,
+    pub results: usize,
+    pub candidates: usize,
+    pub fusion: String,
+    pub dense_weight: f32,
+    pub rrf_k: f32,
+    pub min_dense: f32,
+    pub faq_question_vectors: bool,
+    pub poll_interval_ms: u64,
+}
+
+impl KnowledgeSettings {
+    pub fn options(&self) -> kefu_knowledge::KnowledgeOptions {
+        let fusion = if self.fusion == "rrf" {
+            kefu_knowledge::Fusion::Rrf { k: self.rrf_k }
+        } else {
+            kefu_knowledge::Fusion::Weighted {
+                dense_weight: self.dense_weight,
+            }
+        };
+        kefu_knowledge::KnowledgeOptions {
+            chunk: kefu_knowledge::chunk::ChunkOptions {
+                max_tokens: self.chunk_tokens,
+            },
+            search: kefu_knowledge::SearchParams {
+                k: self.results,
+                candidates: self.candidates,
+                fusion,
+                min_dense: (self.min_dense > 0.0).then_some(self.min_dense),
+            },
+            max_file_bytes: self.max_file_mb * 1024 * 1024,
+            poll_interval_ms: self.poll_interval_ms,
+            faq_question_vectors: self.faq_question_vectors,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BootstrapSettings {
     pub tenant_slug: String,
     pub tenant_name: String,
@@ -216,6 +258,23 @@ impl Settings {
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.models.context_tokens < 512 || self.models.queue == 0 || self.models.parallel == 0 {
             bail!("models.context_tokens must be at least 512, models.queue and models.parallel at least 1");
+        }
+        let k = &self.knowledge;
+        if k.fusion != "weighted" && k.fusion != "rrf" {
+            bail!("knowledge.fusion must be \"weighted\" or \"rrf\"");
+        }
+        if !(0.0..=1.0).contains(&k.dense_weight)
+            || k.rrf_k <= 0.0
+            || !(0.0..1.0).contains(&k.min_dense)
+        {
+            bail!("knowledge.dense_weight must be in 0–1, knowledge.rrf_k positive, knowledge.min_dense in 0–1");
+        }
+        if k.chunk_tokens < 32
+            || !(1..=50).contains(&k.results)
+            || k.candidates < k.results
+            || k.max_file_mb == 0
+        {
+            bail!("knowledge.chunk_tokens must be at least 32, knowledge.results 1–50 and at most knowledge.candidates, knowledge.max_file_mb positive");
         }
         if !(self.models.index_url.starts_with("https://")
             || self.models.index_url.starts_with("http://"))

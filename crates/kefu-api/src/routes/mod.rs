@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod conversations;
 mod health;
+mod knowledge;
 mod stream;
 
 pub use admin::validate_model_config;
@@ -12,6 +13,7 @@ pub(crate) use admin::*;
 pub(crate) use auth::*;
 pub(crate) use conversations::*;
 pub(crate) use health::*;
+pub(crate) use knowledge::*;
 pub(crate) use stream::*;
 
 use axum::extract::DefaultBodyLimit;
@@ -53,6 +55,20 @@ pub fn router(state: AppState) -> Router {
             get(get_model_config)
                 .put(put_model_config)
                 .delete(delete_model_config),
+        )
+        .route("/v1/admin/kb/documents", get(list_documents))
+        .route(
+            "/v1/admin/kb/documents/{id}",
+            get(get_document).delete(delete_document),
+        )
+        .route("/v1/admin/kb/search", post(search))
+        .route("/v1/admin/kb/imports/{id}", get(get_import))
+        .route(
+            "/v1/admin/kb/imports",
+            // Uploads carry whole files: their own body limit (base64 adds a third).
+            post(import_files).layer(DefaultBodyLimit::max(
+                state.knowledge.options().max_file_bytes as usize * 4 / 3 * 4 + 64 * 1024,
+            )),
         )
         .route("/v1/admin/customer-secret", get(get_customer_secret))
         .route(

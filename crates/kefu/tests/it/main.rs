@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod conversations;
 mod helpers;
+mod knowledge;
 mod local;
 mod resilience;
 mod security;
