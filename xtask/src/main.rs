@@ -27,6 +27,10 @@ const INVARIANTS: &[(&str, &[&str])] = &[
         &["axum", "sqlx", "reqwest", "llama-cpp-2"],
     ),
     (
+        "kefu-knowledge",
+        &["axum", "sqlx", "reqwest", "candle-core", "llama-cpp-2"],
+    ),
+    (
         "kefu-engine",
         &["axum", "sqlx", "reqwest", "candle-core", "llama-cpp-2"],
     ),
@@ -139,7 +143,43 @@ fn ci() -> anyhow::Result<()> {
     let mut test = cargo();
     test.args(["test", "--workspace", "--no-fail-fast"]);
     run("cargo test --workspace", test)?;
+    retrieval_eval_slice()?;
     eprintln!("==> all checks passed");
+    Ok(())
+}
+
+/// Retrieval quality on a small slice (the Chinese shop FAQ and 200 StackFAQ test queries) with the real local
+/// embedder: fails when the default hybrid ranking falls below BM25 or dense alone. The full suites are
+/// `kefu eval retrieval --dataset stackfaq|bq|shop-zh` (bench/RESULTS.md).
+fn retrieval_eval_slice() -> anyhow::Result<()> {
+    for (dataset, extra) in [
+        ("shop-zh", &["--split", "all"][..]),
+        ("stackfaq", &["--split", "test", "--limit", "200"][..]),
+    ] {
+        let mut c = cargo();
+        c.args([
+            "run",
+            "--quiet",
+            "-p",
+            "kefu",
+            "--",
+            "eval",
+            "retrieval",
+            "--check",
+            "--dataset",
+            dataset,
+        ]);
+        c.args(extra);
+        // The models the tests pulled are reused (see .ci/run).
+        if let Some(dir) = std::env::var_os("KEFU_TEST_MODELS_DIR") {
+            c.env("KEFU__MODELS__DIR", dir);
+        }
+        c.env("KEFU__LOG__FILTER", "warn");
+        run(
+            &format!("kefu eval retrieval --dataset {dataset} (slice)"),
+            c,
+        )?;
+    }
     Ok(())
 }
 

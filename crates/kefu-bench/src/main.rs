@@ -6,6 +6,7 @@
 //! kefu-bench ws-idle --connections 10000
 //! kefu-bench local   --model PATH.gguf --threads 1,2 [--parallel 4] [--write-prompt DIR]
 //! kefu-bench embed   --model PATH [--sentences bench/data/embed_sentences.txt] [--rounds 3]
+//! kefu-bench kb      [--sizes 10000,100000,1000000] [--dim 384] [--queries 200]
 //! ```
 //! Without `--interval-ms` each conversation sends its next message as soon as the reply arrives (closed loop:
 //! measures saturation throughput; latency is then mostly queueing). With it, each conversation sends one message
@@ -23,6 +24,8 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 use kefu_testkit::FakeLlm;
+
+mod kb;
 
 struct Server {
     child: Child,
@@ -625,7 +628,15 @@ async fn main() -> anyhow::Result<()> {
             let sentences = arg(&args, "--sentences").unwrap_or("bench/data/embed_sentences.txt");
             bench_embed(model, sentences, arg(&args, "--rounds").unwrap_or("3").parse()?).await
         }
+        Some("kb") => {
+            let sizes: Vec<usize> = arg(&args, "--sizes")
+                .unwrap_or("10000,100000,1000000")
+                .split(',')
+                .map(|c| c.trim().parse())
+                .collect::<Result<_, _>>()?;
+            kb::run(&sizes, arg(&args, "--dim").unwrap_or("384").parse()?, arg(&args, "--queries").unwrap_or("200").parse()?)
+        }
         Some("ws-idle") => bench_ws_idle(arg(&args, "--connections").unwrap_or("10000").parse()?).await,
-        _ => bail!("usage: kefu-bench send [--backend sqlite|postgres] [--concurrency 1,50,500] [--seconds 10] | ws-idle [--connections 10000] | local --model PATH.gguf [--threads 1,2] | embed --model PATH [--sentences FILE] [--rounds 3]"),
+        _ => bail!("usage: kefu-bench send [--backend sqlite|postgres] [--concurrency 1,50,500] [--seconds 10] | ws-idle [--connections 10000] | local --model PATH.gguf [--threads 1,2] | embed --model PATH [--sentences FILE] [--rounds 3] | kb [--sizes 10000,100000,1000000] [--dim 384] [--queries 200]"),
     }
 }

@@ -44,7 +44,7 @@ impl Default for SearchParams {
             k: 5,
             candidates: 50,
             // Chosen on the dev splits of StackFAQ and BQ with the default embedder (bench/RESULTS.md).
-            fusion: Fusion::Weighted { dense_weight: 0.6 },
+            fusion: Fusion::Weighted { dense_weight: 0.7 },
             min_dense: None,
         }
     }
@@ -73,23 +73,31 @@ impl SearchIndex {
             (_, None) => Fusion::Bm25,
             (f, Some(_)) => f,
         };
-        let bm25 = if fusion == Fusion::Dense {
-            Vec::new()
-        } else {
-            self.bm25(query, filter, p.candidates)?
-        };
-        let (dense, extra) = match vector {
+        // BM25 and the dense scan are independent: run them on two cores at once (on a busy server the scoped
+        // thread just queues behind the others; a search never waits for more than the slower of the two).
+        let (bm25, dense) = std::thread::scope(|scope| {
+            let dense = scope.spawn(|| match vector {
+                Some(v) if fusion != Fusion::Bm25 => self.dense(v, filter, p.candidates),
+                _ => Vec::new(),
+            });
+            let bm25 = if fusion == Fusion::Dense {
+                Ok(Vec::new())
+            } else {
+                self.bm25(query, filter, p.candidates)
+            };
+            (bm25, dense.join().unwrap_or_default())
+        });
+        let bm25 = bm25?;
+        let extra = match vector {
             Some(v) if fusion != Fusion::Bm25 => {
-                let dense = self.dense(v, filter, p.candidates);
                 let missing: Vec<_> = bm25
                     .iter()
                     .filter(|(c, _, _)| !dense.iter().any(|(d, _, _)| d == c))
                     .map(|(c, d, _)| (*d, *c))
                     .collect();
-                let extra = self.dense_scores(v, &missing);
-                (dense, extra)
+                self.dense_scores(v, &missing)
             }
-            _ => (Vec::new(), HashMap::new()),
+            _ => HashMap::new(),
         };
         let mut hits = index::fuse(&bm25, &dense, &extra, fusion);
         let mut keyword_fallback = false;

@@ -27,6 +27,8 @@ pub struct RetrievalArgs {
     /// Add one vector per FAQ question/alternative.
     pub question_vectors: bool,
     pub json: bool,
+    /// Fail unless the default hybrid ranking is at least as good as BM25 alone and dense alone (nDCG@10).
+    pub check: bool,
 }
 
 /// Where each named dataset lives by default (relative to the repository root, or `../shared/data`).
@@ -158,6 +160,21 @@ pub async fn retrieval(mut settings: Settings, args: RetrievalArgs) -> anyhow::R
     let embedder_id = embedder
         .as_ref()
         .map_or("none".to_owned(), |e| e.id().to_owned());
+    let check = if args.check && embedder.is_some() {
+        let ndcg = |i: usize| results[i].1.ndcg_at_10;
+        // Rows 0, 1, 2 are bm25, dense and the default hybrid of the first tokenisation.
+        let best_single = ndcg(0).max(ndcg(1));
+        if ndcg(2) + 0.05 < best_single {
+            Some(format!(
+                "the default hybrid ranking (nDCG@10 {:.1}) is worse than the best single method ({best_single:.1})",
+                ndcg(2)
+            ))
+        } else {
+            None
+        }
+    } else {
+        None
+    };
     if args.json {
         let rows: Vec<serde_json::Value> = results
             .iter()
@@ -171,7 +188,7 @@ pub async fn retrieval(mut settings: Settings, args: RetrievalArgs) -> anyhow::R
                 "question_vectors": args.question_vectors, "results": rows,
             })
         );
-        return Ok(());
+        return check.map_or(Ok(()), |c| bail!(c));
     }
     println!(
         "dataset {} ({:?} split): {} queries, {} entries; embedder {embedder_id}; cjk {:?}; indexed and embedded in {prepare_secs:.1} s",
@@ -189,5 +206,8 @@ pub async fn retrieval(mut settings: Settings, args: RetrievalArgs) -> anyhow::R
             m.recall_at_1, m.recall_at_5, m.recall_at_10, m.mrr_at_10, m.ndcg_at_10
         );
     }
-    Ok(())
+    match check {
+        Some(c) => bail!(c),
+        None => Ok(()),
+    }
 }

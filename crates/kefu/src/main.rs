@@ -122,12 +122,15 @@ enum EvalCommand {
         /// BM25 weight of title (question, headings) matches relative to body matches.
         #[arg(long)]
         title_boost: Option<f32>,
-        /// Embed each FAQ question and alternative on its own too (the best vector counts).
+        /// Do not embed each FAQ question and alternative on its own (the service does by default).
         #[arg(long)]
-        question_vectors: bool,
+        no_question_vectors: bool,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Exit with an error when the default hybrid ranking is worse than BM25 or dense alone (CI).
+        #[arg(long)]
+        check: bool,
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
@@ -261,8 +264,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     sweep,
                     cjk,
                     title_boost,
-                    question_vectors,
+                    no_question_vectors,
                     json,
+                    check,
                     data_dir,
                 },
         } => {
@@ -282,8 +286,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 sweep,
                 cjk,
                 title_boost,
-                question_vectors,
+                question_vectors: !no_question_vectors,
                 json,
+                check,
             };
             kefu::eval::retrieval(settings, args).await
         }
