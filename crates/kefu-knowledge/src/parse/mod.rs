@@ -313,6 +313,63 @@ fn plain(text: &str) -> Parsed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    const ALL: [Format; 6] = [
+        Format::Markdown,
+        Format::Html,
+        Format::Pdf,
+        Format::Text,
+        Format::FaqCsv,
+        Format::FaqJson,
+    ];
+
+    /// Inputs shaped like each format, with the characters that trip parsers up.
+    fn structured() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("# 标题\n".to_string()),
+            Just("## Sub\n".to_string()),
+            Just("- item\n".to_string()),
+            Just("| a | b |\n|---|---|\n".to_string()),
+            Just("```\ncode\n".to_string()),
+            Just("<p>段落".to_string()),
+            Just("<script>x</script>".to_string()),
+            Just("</div>".to_string()),
+            Just("question,answer\n".to_string()),
+            Just("\"quoted, \"\"x\"\"\",".to_string()),
+            Just("[{\"question\":\"q\",\"answer\":".to_string()),
+            Just("%PDF-1.4\n".to_string()),
+            Just("\u{0}\u{feff}\r\n".to_string()),
+            "[a-z ,。！？\\n]{0,20}",
+            "[\\u4e00-\\u9fa5]{0,10}",
+        ];
+        prop::collection::vec(piece, 0..40).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
+            for f in ALL {
+                let _ = parse(f, &bytes);
+            }
+        }
+
+        #[test]
+        fn parsers_never_panic_and_keep_no_empty_blocks(text in structured()) {
+            for f in ALL {
+                match parse(f, text.as_bytes()) {
+                    Ok(Parsed::Passages { blocks, .. }) => {
+                        prop_assert!(!blocks.is_empty());
+                        prop_assert!(blocks.iter().all(|b| !b.text.trim().is_empty()));
+                    }
+                    Ok(Parsed::Faq(entries)) => {
+                        prop_assert!(entries.iter().all(|e| !e.question.is_empty() && !e.answer.is_empty()));
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+    }
 
     #[test]
     fn formats_by_extension() {

@@ -89,6 +89,11 @@ fn target(tenant: Uuid) -> ImportTarget {
     }
 }
 
+/// The hits of a plain search (any error fails the test).
+async fn hits(kb: &Knowledge, tenant: Uuid, q: &str) -> Vec<kefu_knowledge::service::SearchHit> {
+    kb.search(tenant, &req(q)).await.unwrap().hits
+}
+
 fn req(q: &str) -> SearchRequest {
     SearchRequest {
         query: q.into(),
@@ -211,12 +216,7 @@ async fn a_folder_of_chinese_and_english_files_is_searchable_with_citations() {
     assert!(res.hits.is_empty());
     // And by tenant.
     let other = tenant(&store).await;
-    assert!(kb
-        .search(other, &req("退货"))
-        .await
-        .unwrap()
-        .hits
-        .is_empty());
+    assert!(hits(&kb, other, "退货").await.is_empty());
 }
 
 #[tokio::test]
@@ -251,12 +251,7 @@ async fn reimport_replaces_exactly_its_chunks_reusing_unchanged_vectors_and_dele
         .delete_document(t, first.document_id.unwrap())
         .await
         .unwrap());
-    assert!(kb
-        .search(t, &req("运费谁承担"))
-        .await
-        .unwrap()
-        .hits
-        .is_empty());
+    assert!(hits(&kb, t, "运费谁承担").await.is_empty());
     assert_eq!(kb.stats().chunks, 0);
     assert_eq!(kb.stats().vectors, 0);
 }
@@ -345,18 +340,12 @@ async fn bad_files_are_reported_one_by_one_and_nothing_of_them_is_searchable() {
     let mut names: Vec<&str> = docs.iter().map(|d| d.source.as_str()).collect();
     names.sort();
     assert_eq!(names, vec!["good.md", "page.html"]);
-    assert!(kb
-        .search(t, &req("保修多久"))
+    assert!(hits(&kb, t, "保修多久")
         .await
-        .unwrap()
-        .hits
         .iter()
         .all(|h| h.citation.source == "good.md"));
-    assert!(kb
-        .search(t, &req("退货秘密"))
+    assert!(hits(&kb, t, "退货秘密")
         .await
-        .unwrap()
-        .hits
         .iter()
         .all(|h| !h.text.contains("秘密")));
     // Without an embedder, search is keyword-only and says so.
@@ -386,39 +375,22 @@ async fn a_second_node_follows_the_change_log() {
         .await;
     // Node B starts later: it builds from the database.
     let node_b = live(b, None, opts).await;
-    assert!(
-        node_b.search(t, &req("customs duties")).await.unwrap().hits[0]
-            .text
-            .contains("Customs duties")
-    );
+    assert!(hits(&node_b, t, "customs duties").await[0]
+        .text
+        .contains("Customs duties"));
     // A change made on A reaches B when B applies the log.
     let d = node_a
         .import(&target(t), file("returns.md", RETURNS_ZH))
         .await;
-    assert!(node_b
-        .search(t, &req("退款"))
-        .await
-        .unwrap()
-        .hits
-        .is_empty());
+    assert!(hits(&node_b, t, "退款").await.is_empty());
     assert!(node_b.catch_up().await.unwrap() >= 1);
-    assert!(!node_b
-        .search(t, &req("退款"))
-        .await
-        .unwrap()
-        .hits
-        .is_empty());
+    assert!(!hits(&node_b, t, "退款").await.is_empty());
     node_a
         .delete_document(t, d.document_id.unwrap())
         .await
         .unwrap();
     // Until B applies the delete, the deleted chunks are still in its index but never shown (hydration fails).
-    assert!(node_b
-        .search(t, &req("退款"))
-        .await
-        .unwrap()
-        .hits
-        .is_empty());
+    assert!(hits(&node_b, t, "退款").await.is_empty());
     node_b.catch_up().await.unwrap();
     assert_eq!(node_b.stats().chunks, node_a.stats().chunks);
     assert_eq!(node_b.stats().cursor, node_a.stats().cursor);
@@ -436,10 +408,5 @@ async fn below_the_relevance_threshold_the_keyword_matches_are_returned_and_flag
     let res = kb.search(t, &req("Singapore")).await.unwrap();
     assert!(res.keyword_fallback);
     assert!(res.hits[0].text.contains("Singapore"));
-    assert!(kb
-        .search(t, &req("zebra crossing"))
-        .await
-        .unwrap()
-        .hits
-        .is_empty());
+    assert!(hits(&kb, t, "zebra crossing").await.is_empty());
 }

@@ -71,23 +71,17 @@ async fn import_search_browse_and_delete_through_the_api() {
     );
 
     let del = app
-        .client
-        .delete(app.url(&format!("/v1/admin/kb/documents/{doc_id}")))
-        .bearer_auth(&admin)
-        .send()
+        .delete(&admin, &format!("/v1/admin/kb/documents/{doc_id}"))
         .await;
-    assert_eq!(del.unwrap().status(), 204);
+    assert_eq!(del.status(), 204);
     assert!(search(&app, &admin, "退款").await["hits"]
         .as_array()
         .unwrap()
         .is_empty());
     let again = app
-        .client
-        .delete(app.url(&format!("/v1/admin/kb/documents/{doc_id}")))
-        .bearer_auth(&admin)
-        .send()
+        .delete(&admin, &format!("/v1/admin/kb/documents/{doc_id}"))
         .await;
-    assert_eq!(again.unwrap().status(), 404);
+    assert_eq!(again.status(), 404);
 }
 
 #[tokio::test]
@@ -223,12 +217,9 @@ async fn knowledge_endpoints_check_role_and_tenant() {
             .await;
         assert_eq!(r.status(), 403);
         let d = app
-            .client
-            .delete(app.url(&format!("/v1/admin/kb/documents/{doc_id}")))
-            .bearer_auth(token)
-            .send()
+            .delete(token, &format!("/v1/admin/kb/documents/{doc_id}"))
             .await;
-        assert_eq!(d.unwrap().status(), 403);
+        assert_eq!(d.status(), 403);
     }
     let r = app
         .post(
