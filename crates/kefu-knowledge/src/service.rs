@@ -699,7 +699,17 @@ impl Knowledge {
             tags: req.tags.clone(),
         };
         let index = self.index.read().clone();
-        let ranked = index.search(query, vector.as_deref(), &filter, &params)?;
+        // Tens of milliseconds of CPU on a large index: off the async workers.
+        let (ranked, index) = {
+            let (q, v) = (query.to_owned(), vector.clone());
+            tokio::task::spawn_blocking(move || {
+                let r = index.search(&q, v.as_deref(), &filter, &params);
+                (r, index)
+            })
+            .await
+            .map_err(|e| KnowledgeError::Invalid(format!("search stopped: {e}")))?
+        };
+        let ranked = ranked?;
         let mode = if vector.is_some() && index.dim() > 0 {
             "hybrid"
         } else {

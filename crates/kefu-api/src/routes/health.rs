@@ -38,6 +38,19 @@ pub(crate) async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     ];
     let mut checks = checks;
     checks.extend(s.settings.model_checks.iter().cloned());
+    let kb = s.knowledge.stats();
+    checks.push(ReadinessCheck {
+        name: "knowledge_index".into(),
+        ok: true,
+        required: false,
+        detail: Some(format!(
+            "{} chunks, {} vectors ({}), change log at {}",
+            kb.chunks,
+            kb.vectors,
+            kb.embedder.as_deref().unwrap_or("keyword search only"),
+            kb.cursor
+        )),
+    });
     let ok = checks.iter().filter(|c| c.required).all(|c| c.ok);
     let code = if ok {
         StatusCode::OK

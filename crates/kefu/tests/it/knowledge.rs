@@ -49,6 +49,30 @@ async fn import_search_browse_and_delete_through_the_api() {
     assert_eq!(hit["citation"]["location"]["line_start"], 7);
     assert_eq!(hit["scores"]["bm25"]["rank"], 1);
 
+    let ready: Value = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kb = ready["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "knowledge_index")
+        .unwrap()
+        .clone();
+    assert!(
+        kb["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 chunks, 0 vectors (keyword search only)"),
+        "{kb}"
+    );
+
     let docs: Value = app
         .get(&admin, "/v1/admin/kb/documents?collection=help")
         .await
