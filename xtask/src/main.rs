@@ -31,6 +31,10 @@ const INVARIANTS: &[(&str, &[&str])] = &[
         &["axum", "sqlx", "reqwest", "candle-core", "llama-cpp-2"],
     ),
     (
+        "kefu-nlu",
+        &["axum", "sqlx", "reqwest", "candle-core", "llama-cpp-2"],
+    ),
+    (
         "kefu-engine",
         &["axum", "sqlx", "reqwest", "candle-core", "llama-cpp-2"],
     ),

@@ -359,6 +359,9 @@ impl Metrics {
 pub struct DocVectors {
     /// Besides the question+answer vector, one vector per question and alternative (best vector wins).
     pub question_vectors: bool,
+    /// Embed questions (FAQ questions, alternatives, question-only entries) as queries, not passages: e5 treats
+    /// question-to-question matching as a symmetric task.
+    pub questions_as_queries: bool,
 }
 
 /// A dataset loaded into an index, with its query vectors: evaluate many rankings without re-embedding.
@@ -408,12 +411,28 @@ impl Prepared {
                     }
                 })
                 .collect();
-            for (i, v) in embed_all(e, EmbedKind::Passage, main)
-                .await?
-                .into_iter()
-                .enumerate()
-            {
-                doc_vectors[i].push(v);
+            let question_kind = if vectors.questions_as_queries {
+                EmbedKind::Query
+            } else {
+                EmbedKind::Passage
+            };
+            for kind in [EmbedKind::Passage, EmbedKind::Query] {
+                let of_kind: Vec<usize> = (0..ds.docs.len())
+                    .filter(|&i| {
+                        (if ds.docs[i].body.is_empty() {
+                            question_kind
+                        } else {
+                            EmbedKind::Passage
+                        }) == kind
+                    })
+                    .collect();
+                if of_kind.is_empty() {
+                    continue;
+                }
+                let texts: Vec<String> = of_kind.iter().map(|&i| main[i].clone()).collect();
+                for (i, v) in of_kind.into_iter().zip(embed_all(e, kind, texts).await?) {
+                    doc_vectors[i].push(v);
+                }
             }
             if vectors.question_vectors {
                 let mut owners = Vec::new();
@@ -429,7 +448,7 @@ impl Prepared {
                 }
                 for (owner, v) in owners
                     .into_iter()
-                    .zip(embed_all(e, EmbedKind::Passage, texts).await?)
+                    .zip(embed_all(e, question_kind, texts).await?)
                 {
                     doc_vectors[owner].push(v);
                 }

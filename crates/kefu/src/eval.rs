@@ -1,4 +1,5 @@
 //! `kefu eval retrieval`: Recall@1/5/10, MRR@10 and nDCG@10 of BM25, dense and hybrid ranking on a FAQ dataset.
+//! `kefu eval pii`: precision and recall of PII detection on a labelled set.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -112,6 +113,7 @@ pub async fn retrieval(mut settings: Settings, args: RetrievalArgs) -> anyhow::R
         index,
         DocVectors {
             question_vectors: args.question_vectors,
+            questions_as_queries: std::env::var_os("KEFU_EVAL_QUESTIONS_AS_QUERIES").is_some(),
         },
     )
     .await?;
@@ -210,4 +212,43 @@ pub async fn retrieval(mut settings: Settings, args: RetrievalArgs) -> anyhow::R
         Some(c) => bail!(c),
         None => Ok(()),
     }
+}
+
+pub fn pii(path: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let started = Instant::now();
+    let report = kefu_nlu::eval::evaluate(&kefu_nlu::PiiDetector::new(), &text)
+        .map_err(anyhow::Error::msg)?;
+    let per_line_us = started.elapsed().as_secs_f64() * 1e6 / report.lines.max(1) as f64;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{}: {} lines, {per_line_us:.0} µs per line",
+        path.display(),
+        report.lines
+    );
+    println!("| kind | precision | recall | TP | FP | FN |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let rows = report
+        .by_kind
+        .iter()
+        .map(|(k, c)| (k.as_str(), c))
+        .chain([("**all**", &report.total)]);
+    for (kind, c) in rows {
+        println!(
+            "| {kind} | {:.1} | {:.1} | {} | {} | {} |",
+            c.precision(),
+            c.recall(),
+            c.true_positives,
+            c.false_positives,
+            c.false_negatives
+        );
+    }
+    for (text, kind, value, what) in &report.mistakes {
+        println!("{what}: {kind} {value:?} in {text:?}");
+    }
+    Ok(())
 }

@@ -96,6 +96,14 @@ enum KbCommand {
 
 #[derive(Subcommand)]
 enum EvalCommand {
+    /// Precision and recall of PII detection on a labelled JSON-lines set.
+    Pii {
+        #[arg(long, default_value = "eval/datasets/pii-zh-en.jsonl")]
+        path: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Recall@1/5/10, MRR@10 and nDCG@10 of BM25, dense and hybrid knowledge search.
     Retrieval {
         /// stackfaq, bq, shop-zh, shop-en, or a FAQ-pairs .json file.
@@ -253,6 +261,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 KbCommand::Reindex { .. } => kefu::kb::reindex(&settings).await,
             }
         }
+        Command::Eval {
+            command: EvalCommand::Pii { path, json },
+        } => kefu::eval::pii(&path, json),
         Command::Eval {
             command:
                 EvalCommand::Retrieval {
