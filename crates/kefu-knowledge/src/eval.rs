@@ -359,8 +359,8 @@ impl Metrics {
 pub struct DocVectors {
     /// Besides the question+answer vector, one vector per question and alternative (best vector wins).
     pub question_vectors: bool,
-    /// Embed questions (FAQ questions, alternatives, question-only entries) as queries, not passages: e5 treats
-    /// question-to-question matching as a symmetric task.
+    /// Embed questions (FAQ questions, alternatives, question-only entries) as queries, not passages, as e5 suggests
+    /// for symmetric tasks. Measured and not adopted (mixed: better on BQ, worse on StackFAQ; bench/RESULTS.md).
     pub questions_as_queries: bool,
 }
 

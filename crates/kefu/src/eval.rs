@@ -27,6 +27,9 @@ pub struct RetrievalArgs {
     pub title_boost: Option<f32>,
     /// Add one vector per FAQ question/alternative.
     pub question_vectors: bool,
+    /// Embed FAQ questions (and question-only entries) as queries rather than passages, as e5 suggests for
+    /// symmetric tasks (measured, not adopted: bench/RESULTS.md).
+    pub questions_as_queries: bool,
     pub json: bool,
     /// Fail unless the default hybrid ranking is at least as good as BM25 alone and dense alone (nDCG@10).
     pub check: bool,
@@ -113,7 +116,7 @@ pub async fn retrieval(mut settings: Settings, args: RetrievalArgs) -> anyhow::R
         index,
         DocVectors {
             question_vectors: args.question_vectors,
-            questions_as_queries: std::env::var_os("KEFU_EVAL_QUESTIONS_AS_QUERIES").is_some(),
+            questions_as_queries: args.questions_as_queries,
         },
     )
     .await?;

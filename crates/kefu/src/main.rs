@@ -133,6 +133,10 @@ enum EvalCommand {
         /// Do not embed each FAQ question and alternative on its own (the service does by default).
         #[arg(long)]
         no_question_vectors: bool,
+        /// Embed FAQ questions (and question-only entries) as queries instead of passages (an experiment; the
+        /// service embeds them as passages).
+        #[arg(long)]
+        questions_as_queries: bool,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -276,6 +280,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     cjk,
                     title_boost,
                     no_question_vectors,
+                    questions_as_queries,
                     json,
                     check,
                     data_dir,
@@ -298,6 +303,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cjk,
                 title_boost,
                 question_vectors: !no_question_vectors,
+                questions_as_queries,
                 json,
                 check,
             };
