@@ -186,6 +186,26 @@ impl TestApp {
             .to_owned()
     }
 
+    /// The first `/readyz` check whose name starts with `prefix` (e.g. `chat_model:`, `knowledge_index`).
+    pub async fn readiness_check(&self, prefix: &str) -> Value {
+        let ready: Value = self
+            .client
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ready["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"].as_str().unwrap().starts_with(prefix))
+            .cloned()
+            .unwrap_or_else(|| panic!("no readiness check {prefix}*: {ready}"))
+    }
+
     pub async fn delete(&self, token: &str, path: &str) -> reqwest::Response {
         self.client
             .delete(self.url(path))

@@ -15,6 +15,16 @@ fn one_file(source: &str, content: &str) -> Value {
     json!({"collection": "help", "files": [{"source": source, "content": content}]})
 }
 
+async fn import_one(
+    app: &crate::helpers::TestApp,
+    token: &str,
+    source: &str,
+    content: &str,
+) -> reqwest::Response {
+    app.post(token, "/v1/admin/kb/imports", one_file(source, content))
+        .await
+}
+
 async fn search(app: &crate::helpers::TestApp, token: &str, q: &str) -> Value {
     let r = app
         .post(token, "/v1/admin/kb/search", json!({"query": q}))
@@ -27,13 +37,7 @@ async fn search(app: &crate::helpers::TestApp, token: &str, q: &str) -> Value {
 async fn import_search_browse_and_delete_through_the_api() {
     let app = spawn_app_with(Backend::Postgres, "").await;
     let admin = app.admin_token().await;
-    let r = app
-        .post(
-            &admin,
-            "/v1/admin/kb/imports",
-            one_file("returns.md", RETURNS),
-        )
-        .await;
+    let r = import_one(&app, &admin, "returns.md", RETURNS).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["files"][0]["status"], "imported");
@@ -49,22 +53,7 @@ async fn import_search_browse_and_delete_through_the_api() {
     assert_eq!(hit["citation"]["location"]["line_start"], 7);
     assert_eq!(hit["scores"]["bm25"]["rank"], 1);
 
-    let ready: Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let kb = ready["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "knowledge_index")
-        .unwrap()
-        .clone();
+    let kb = app.readiness_check("knowledge_index").await;
     assert!(
         kb["detail"]
             .as_str()
@@ -177,13 +166,7 @@ async fn several_files_import_as_a_job_with_a_report_per_file() {
 async fn knowledge_endpoints_check_role_and_tenant() {
     let app = spawn_app().await;
     let admin = app.admin_token().await;
-    let r = app
-        .post(
-            &admin,
-            "/v1/admin/kb/imports",
-            one_file("returns.md", RETURNS),
-        )
-        .await;
+    let r = import_one(&app, &admin, "returns.md", RETURNS).await;
     let doc_id = r.json::<Value>().await.unwrap()["files"][0]["document_id"]
         .as_str()
         .unwrap()
@@ -232,26 +215,14 @@ async fn knowledge_endpoints_check_role_and_tenant() {
     );
     // Import and delete: admins and supervisors.
     for token in [&agent, &app.api_key, &customer] {
-        let r = app
-            .post(
-                token,
-                "/v1/admin/kb/imports",
-                one_file("x.md", "# X\n\ntext"),
-            )
-            .await;
+        let r = import_one(&app, token, "x.md", "# X\n\ntext").await;
         assert_eq!(r.status(), 403);
         let d = app
             .delete(token, &format!("/v1/admin/kb/documents/{doc_id}"))
             .await;
         assert_eq!(d.status(), 403);
     }
-    let r = app
-        .post(
-            &supervisor,
-            "/v1/admin/kb/imports",
-            one_file("x.md", "# X\n\ntext"),
-        )
-        .await;
+    let r = import_one(&app, &supervisor, "x.md", "# X\n\ntext").await;
     assert_eq!(r.status(), 200);
     // Another tenant sees nothing of this one.
     assert!(search(&app, &other_key, "退款").await["hits"]
@@ -312,9 +283,7 @@ async fn bad_import_and_search_requests_are_refused_and_change_nothing() {
         assert_error(&r.json().await.unwrap(), code);
     }
     // A single bad file: the request succeeds, its report says why the file was refused.
-    let r = app
-        .post(&admin, "/v1/admin/kb/imports", one_file("empty.md", "\n\n"))
-        .await;
+    let r = import_one(&app, &admin, "empty.md", "\n\n").await;
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["files"][0]["status"], "failed");
     assert_eq!(v["files"][0]["error"]["code"], "empty_file");

@@ -7,21 +7,7 @@ use crate::helpers::*;
 
 /// The `{kind}:*` entry of `/readyz`.
 async fn model_check(app: &TestApp, kind: &str) -> Value {
-    let ready: Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let checks = ready["checks"].as_array().unwrap();
-    checks
-        .iter()
-        .find(|c| c["name"].as_str().unwrap().starts_with(&format!("{kind}:")))
-        .cloned()
-        .unwrap()
+    app.readiness_check(&format!("{kind}:")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
