@@ -38,11 +38,6 @@ impl CjkMode {
     }
 }
 
-/// Loads the segmenter now (it is otherwise loaded by the first search or import).
-pub fn warm_up() {
-    LazyLock::force(&JIEBA);
-}
-
 /// The analyzer registered with the BM25 index under [`ANALYZER`].
 pub fn analyzer(mode: CjkMode) -> TextAnalyzer {
     TextAnalyzer::builder(MixedTokenizer { mode })

@@ -41,11 +41,6 @@ impl ChunkDraft {
     pub fn content_hash(&self) -> String {
         content_hash(&self.headings, &self.text)
     }
-
-    /// The text the embedder sees: the heading path (or FAQ question) gives a passage its context.
-    pub fn embed_text(&self, title: Option<&str>) -> String {
-        embed_text(title, &self.headings, &self.text)
-    }
 }
 
 pub fn content_hash(headings: &[String], text: &str) -> String {
@@ -64,6 +59,7 @@ pub fn content_hash(headings: &[String], text: &str) -> String {
     hex::encode(&h.finalize()[..16])
 }
 
+/// The text the embedder sees for a passage: the heading path (and the document title) give it its context.
 pub fn embed_text(title: Option<&str>, headings: &[String], text: &str) -> String {
     let mut path: Vec<&str> = Vec::new();
     if let Some(t) = title.filter(|t| headings.first().map(String::as_str) != Some(*t)) {

@@ -418,7 +418,8 @@ impl Knowledge {
             },
         )
         .await
-        .map_err(|e| KnowledgeError::Invalid(format!("parser stopped: {e}")))??;
+        // A parser that panics has met a file it cannot read: that file is corrupt, the import goes on.
+        .map_err(|_| ParseError::Corrupt("the file could not be parsed".into()))??;
         let title = match &parsed {
             Parsed::Passages { title: Some(t), .. } => t.clone(),
             _ => file_stem(&file.source),
@@ -646,7 +647,11 @@ impl Knowledge {
             }
             embedded += updates.len();
             if !updates.is_empty() {
-                self.store.kb_put_vectors(&model, updates).await?;
+                match self.store.kb_put_vectors(*doc, &model, updates).await {
+                    // Deleted while we embedded: nothing to update.
+                    Ok(()) | Err(StoreError::NotFound) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
             progress(i + 1, all.len());
         }

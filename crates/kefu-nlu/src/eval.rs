@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::pii::{PiiDetector, PiiKind};
+use crate::pii::PiiDetector;
 
 #[derive(Deserialize)]
 struct Row {
@@ -55,18 +55,6 @@ pub struct PiiReport {
     pub mistakes: Vec<(String, String, String, &'static str)>,
 }
 
-fn kind_name(k: &PiiKind) -> String {
-    match k {
-        PiiKind::Phone => "phone".into(),
-        PiiKind::IdCard => "id_card".into(),
-        PiiKind::BankCard => "bank_card".into(),
-        PiiKind::Email => "email".into(),
-        PiiKind::Passport => "passport".into(),
-        PiiKind::Ip => "ip".into(),
-        PiiKind::Custom(l) => format!("custom:{l}"),
-    }
-}
-
 pub fn evaluate(detector: &PiiDetector, jsonl: &str) -> Result<PiiReport, String> {
     let mut report = PiiReport::default();
     for (n, line) in jsonl
@@ -79,10 +67,7 @@ pub fn evaluate(detector: &PiiDetector, jsonl: &str) -> Result<PiiReport, String
         let mut gold: Vec<(String, String)> =
             row.pii.into_iter().map(|l| (l.kind, l.value)).collect();
         for span in detector.detect(&row.text) {
-            let got = (
-                kind_name(&span.kind),
-                row.text[span.start..span.end].to_owned(),
-            );
+            let got = (span.kind.name(), row.text[span.start..span.end].to_owned());
             let c = report.by_kind.entry(got.0.clone()).or_default();
             if let Some(i) = gold.iter().position(|g| *g == got) {
                 gold.swap_remove(i);

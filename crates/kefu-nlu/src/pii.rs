@@ -46,16 +46,17 @@ impl PiiKind {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "phone" => PiiKind::Phone,
-            "id_card" => PiiKind::IdCard,
-            "bank_card" => PiiKind::BankCard,
-            "email" => PiiKind::Email,
-            "passport" => PiiKind::Passport,
-            "ip" => PiiKind::Ip,
-            other => PiiKind::Custom(other.strip_prefix("custom:")?.to_owned()),
-        })
+    /// The kind's name in labelled sets and reports: `phone`, `id_card`, …, `custom:LABEL`.
+    pub fn name(&self) -> String {
+        match self {
+            PiiKind::Phone => "phone".into(),
+            PiiKind::IdCard => "id_card".into(),
+            PiiKind::BankCard => "bank_card".into(),
+            PiiKind::Email => "email".into(),
+            PiiKind::Passport => "passport".into(),
+            PiiKind::Ip => "ip".into(),
+            PiiKind::Custom(l) => format!("custom:{l}"),
+        }
     }
 }
 

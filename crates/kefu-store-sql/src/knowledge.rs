@@ -362,39 +362,40 @@ macro_rules! kb_store {
                         .collect()
                 }
 
-                async fn kb_put_vectors(&self, model: &str, vectors: Vec<(Uuid, StoredVectors)>) -> R<()> {
+                async fn kb_put_vectors(
+                    &self,
+                    doc: Uuid,
+                    model: &str,
+                    vectors: Vec<(Uuid, StoredVectors)>,
+                ) -> R<()> {
                     let now = now_ms().timestamp_millis();
                     let mut tx = self.write.begin().await.map_err(map_err)?;
-                    let mut documents: Vec<(Uuid, Uuid)> = Vec::new();
+                    let row = sqlx::query("SELECT tenant_id FROM kb_documents WHERE id = $1")
+                        .bind(doc.to_string())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    let Some(row) = row else {
+                        return Err(StoreError::NotFound);
+                    };
+                    let tenant = uuid(&get::<String>(&row, "tenant_id")?)?;
                     for (chunk_id, v) in &vectors {
-                        let row = sqlx::query("SELECT tenant_id, document_id FROM kb_chunks WHERE id = $1")
-                            .bind(chunk_id.to_string())
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(map_err)?;
-                        let Some(row) = row else { continue };
-                        let owner = (
-                            uuid(&get::<String>(&row, "tenant_id")?)?,
-                            uuid(&get::<String>(&row, "document_id")?)?,
-                        );
-                        if !documents.contains(&owner) {
-                            documents.push(owner);
-                        }
+                        // Only chunks of this document: a chunk replaced meanwhile simply gets nothing.
                         sqlx::query(
-                            "INSERT INTO kb_vectors (chunk_id, model, text_hash, data) VALUES ($1, $2, $3, $4) \
+                            "INSERT INTO kb_vectors (chunk_id, model, text_hash, data) \
+                             SELECT id, $2, $3, $4 FROM kb_chunks WHERE id = $1 AND document_id = $5 \
                              ON CONFLICT (chunk_id, model) DO UPDATE SET text_hash = excluded.text_hash, data = excluded.data",
                         )
                         .bind(chunk_id.to_string())
                         .bind(model)
                         .bind(&v.text_hash)
                         .bind(&v.data)
+                        .bind(doc.to_string())
                         .execute(&mut *tx)
                         .await
                         .map_err(map_err)?;
                     }
-                    for (tenant, doc) in documents {
-                        log_change(&mut tx, tenant, doc, KbChangeOp::Upsert, now).await?;
-                    }
+                    log_change(&mut tx, tenant, doc, KbChangeOp::Upsert, now).await?;
                     tx.commit().await.map_err(map_err)?;
                     Ok(())
                 }

@@ -42,6 +42,7 @@ checks!(
     kb_changes_are_ordered_under_concurrent_writers,
     kb_is_tenant_scoped,
     kb_jobs_record_progress,
+    kb_vectors_are_set_per_document,
 );
 
 /// Runs every check against the store, panicking with the check's name on the first failure.
@@ -809,6 +810,59 @@ async fn kb_jobs_record_progress(store: Arc<dyn Store>) {
         store
             .kb_update_job(b.id, j.id, KbJobStatus::Failed, 0, &report)
             .await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn kb_vectors_are_set_per_document(store: Arc<dyn Store>) {
+    let t = tenant(&store).await;
+    let a = store
+        .kb_put_document(kb_doc(t.id, "a.md"), vec![kb_chunk("一", None)], None)
+        .await
+        .unwrap();
+    let b = store
+        .kb_put_document(kb_doc(t.id, "b.md"), vec![kb_chunk("二", None)], None)
+        .await
+        .unwrap();
+    let chunk_a = store.kb_document_chunks(a.id, None).await.unwrap()[0].0.id;
+    let chunk_b = store.kb_document_chunks(b.id, None).await.unwrap()[0].0.id;
+    let head = store.kb_head().await.unwrap();
+    let v = |x: f32| StoredVectors {
+        text_hash: format!("h{x}"),
+        data: x.to_le_bytes().to_vec(),
+    };
+    // A chunk of another document is skipped, not written.
+    store
+        .kb_put_vectors(a.id, "m2", vec![(chunk_a, v(1.0)), (chunk_b, v(2.0))])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.kb_document_chunks(a.id, Some("m2")).await.unwrap()[0].1,
+        Some(1f32.to_le_bytes().to_vec())
+    );
+    assert_eq!(
+        store.kb_document_chunks(b.id, Some("m2")).await.unwrap()[0].1,
+        None
+    );
+    // Setting again replaces.
+    store
+        .kb_put_vectors(a.id, "m2", vec![(chunk_a, v(3.0))])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.kb_document_vectors(a.id, "m2").await.unwrap(),
+        vec![v(3.0)]
+    );
+    let changes = store.kb_changes_after(head, 100).await.unwrap();
+    assert_eq!(
+        changes
+            .iter()
+            .map(|c| (c.document_id, c.op))
+            .collect::<Vec<_>>(),
+        vec![(a.id, KbChangeOp::Upsert); 2]
+    );
+    assert!(matches!(
+        store.kb_put_vectors(Uuid::new_v4(), "m2", vec![]).await,
         Err(StoreError::NotFound)
     ));
 }

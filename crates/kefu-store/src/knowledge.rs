@@ -194,8 +194,14 @@ pub trait KnowledgeStore: Send + Sync + 'static {
     ) -> Result<Vec<(KbChunk, Option<Vec<u8>>)>>;
     /// Document ids across tenants after `after` (id order), for full rebuilds in pages.
     async fn kb_document_ids(&self, after: Option<Uuid>, limit: u32) -> Result<Vec<(Uuid, Uuid)>>;
-    /// Sets vectors of existing chunks (re-embedding with a new model) and appends an `upsert` change per document.
-    async fn kb_put_vectors(&self, model: &str, vectors: Vec<(Uuid, StoredVectors)>) -> Result<()>;
+    /// Sets vectors of a document's chunks for `model` (re-embedding with a new model) and appends an `upsert`
+    /// change. Chunks no longer in the document are skipped; `NotFound` when the document is gone.
+    async fn kb_put_vectors(
+        &self,
+        document: Uuid,
+        model: &str,
+        vectors: Vec<(Uuid, StoredVectors)>,
+    ) -> Result<()>;
     /// Changes with `seq > after`, oldest first.
     async fn kb_changes_after(&self, after: i64, limit: u32) -> Result<Vec<KbChange>>;
     /// The latest change's `seq` (0 when none).

@@ -7,32 +7,60 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use kefu_knowledge::analysis::CjkMode;
 use kefu_knowledge::eval::{Dataset, DocVectors, Metrics, Prepared, Split};
-use kefu_knowledge::{Fusion, IndexSettings, SearchParams};
+use kefu_knowledge::{Fusion, IndexSettings};
 
 use crate::Settings;
 
+#[derive(clap::Args)]
 pub struct RetrievalArgs {
-    /// `stackfaq`, `bq`, `shop-zh`, or a FAQ-pairs JSON file.
+    /// stackfaq, bq, shop-zh, shop-en, or a FAQ-pairs .json file.
+    #[arg(long)]
     pub dataset: String,
-    /// Overrides the dataset's default file.
+    /// The dataset file, when not at its default place.
+    #[arg(long)]
     pub path: Option<PathBuf>,
-    /// Embedder name or path; `none` for BM25 only. Default: the configured `models.embedder`.
+    /// Embedding model name or path, or `none` for BM25 only (default: models.embedder).
+    #[arg(long)]
     pub embedder: Option<String>,
+    /// dev, test or all queries.
+    #[arg(long, default_value = "test", value_parser = parse_split)]
     pub split: Split,
+    /// Evaluate at most this many queries of the split.
+    #[arg(long)]
     pub limit: Option<usize>,
-    /// Also try every fusion setting in the sweep grid.
+    /// Also evaluate every fusion setting of the sweep grid.
+    #[arg(long)]
     pub sweep: bool,
-    /// Chinese tokenisations to compare (default: the index default).
+    /// How Chinese is indexed for BM25: words, chars or words_and_chars (comma-separated to compare several).
+    #[arg(long, value_parser = parse_cjk, value_delimiter = ',')]
     pub cjk: Vec<CjkMode>,
+    /// BM25 weight of title (question, headings) matches relative to body matches.
+    #[arg(long)]
     pub title_boost: Option<f32>,
-    /// Add one vector per FAQ question/alternative.
-    pub question_vectors: bool,
-    /// Embed FAQ questions (and question-only entries) as queries rather than passages, as e5 suggests for
-    /// symmetric tasks (measured, not adopted: bench/RESULTS.md).
+    /// Do not embed each FAQ question and alternative on its own (the service does, unless
+    /// knowledge.faq_question_vectors is off).
+    #[arg(long)]
+    pub no_question_vectors: bool,
+    /// Embed FAQ questions (and question-only entries) as queries instead of passages (measured, not adopted:
+    /// bench/RESULTS.md).
+    #[arg(long)]
     pub questions_as_queries: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
     pub json: bool,
-    /// Fail unless the default hybrid ranking is at least as good as BM25 alone and dense alone (nDCG@10).
+    /// Exit with an error when the default hybrid ranking is worse than BM25 or dense alone (CI).
+    #[arg(long)]
     pub check: bool,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+fn parse_split(s: &str) -> Result<Split, String> {
+    Split::parse(s).ok_or_else(|| "expected dev, test or all".into())
+}
+
+fn parse_cjk(s: &str) -> Result<CjkMode, String> {
+    CjkMode::parse(s).ok_or_else(|| "expected words, chars or words_and_chars".into())
 }
 
 /// Where each named dataset lives by default (relative to the repository root, or `../shared/data`).
@@ -97,6 +125,7 @@ pub async fn retrieval(mut settings: Settings, args: RetrievalArgs) -> anyhow::R
             e.clone()
         };
     }
+    let configured = settings.knowledge.options();
     let embedding = crate::local::prepare_embedder(&settings).await;
     if let Some(check) = embedding.check.as_ref().filter(|c| !c.ok) {
         bail!("{}", check.detail.clone().unwrap_or_default());
@@ -115,14 +144,15 @@ pub async fn retrieval(mut settings: Settings, args: RetrievalArgs) -> anyhow::R
         embedder.as_deref(),
         index,
         DocVectors {
-            question_vectors: args.question_vectors,
+            question_vectors: configured.faq_question_vectors && !args.no_question_vectors,
             questions_as_queries: args.questions_as_queries,
         },
     )
     .await?;
     let prepare_secs = started.elapsed().as_secs_f64();
 
-    let default = SearchParams::default();
+    // The configured search settings are what is measured as "default".
+    let default = configured.search;
     let mut runs: Vec<(String, Fusion)> = vec![("bm25".into(), Fusion::Bm25)];
     if embedder.is_some() {
         runs.push(("dense".into(), Fusion::Dense));
@@ -190,7 +220,7 @@ pub async fn retrieval(mut settings: Settings, args: RetrievalArgs) -> anyhow::R
             serde_json::json!({
                 "dataset": ds.name, "split": args.split, "queries": ds.queries.len(), "corpus": ds.docs.len(),
                 "embedder": embedder_id, "cjk": index.cjk, "title_boost": index.title_boost,
-                "question_vectors": args.question_vectors, "results": rows,
+                "question_vectors": configured.faq_question_vectors && !args.no_question_vectors, "results": rows,
             })
         );
         return check.map_or(Ok(()), |c| bail!(c));

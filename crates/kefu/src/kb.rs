@@ -11,6 +11,7 @@ use kefu_knowledge::Knowledge;
 use kefu_store::Store;
 use uuid::Uuid;
 
+use crate::progress::say;
 use crate::Settings;
 
 /// Opens the database and the knowledge service (with the configured embedder, pulled if allowed and missing).
@@ -82,15 +83,6 @@ pub fn collect(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, String)>> {
     }
     out.sort_by(|a, b| a.1.cmp(&b.1));
     Ok(out)
-}
-
-/// A line above the progress bar, or plainly when there is no terminal to draw the bar on.
-fn say(bar: &indicatif::ProgressBar, line: String) {
-    if bar.is_hidden() {
-        println!("{line}");
-    } else {
-        bar.println(line);
-    }
 }
 
 pub async fn import(

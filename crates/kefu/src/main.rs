@@ -105,56 +105,7 @@ enum EvalCommand {
         json: bool,
     },
     /// Recall@1/5/10, MRR@10 and nDCG@10 of BM25, dense and hybrid knowledge search.
-    Retrieval {
-        /// stackfaq, bq, shop-zh, shop-en, or a FAQ-pairs .json file.
-        #[arg(long)]
-        dataset: String,
-        /// The dataset file, when not at its default place.
-        #[arg(long)]
-        path: Option<PathBuf>,
-        /// Embedding model name or path, or `none` for BM25 only (default: models.embedder).
-        #[arg(long)]
-        embedder: Option<String>,
-        /// dev, test or all queries.
-        #[arg(long, default_value = "test", value_parser = parse_split)]
-        split: kefu_knowledge::eval::Split,
-        /// Evaluate at most this many queries of the split.
-        #[arg(long)]
-        limit: Option<usize>,
-        /// Also evaluate every fusion setting of the sweep grid.
-        #[arg(long)]
-        sweep: bool,
-        /// How Chinese is indexed for BM25: words, chars or words_and_chars (comma-separated to compare several).
-        #[arg(long, value_parser = parse_cjk, value_delimiter = ',')]
-        cjk: Vec<kefu_knowledge::analysis::CjkMode>,
-        /// BM25 weight of title (question, headings) matches relative to body matches.
-        #[arg(long)]
-        title_boost: Option<f32>,
-        /// Do not embed each FAQ question and alternative on its own (the service does by default).
-        #[arg(long)]
-        no_question_vectors: bool,
-        /// Embed FAQ questions (and question-only entries) as queries instead of passages (an experiment; the
-        /// service embeds them as passages).
-        #[arg(long)]
-        questions_as_queries: bool,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Exit with an error when the default hybrid ranking is worse than BM25 or dense alone (CI).
-        #[arg(long)]
-        check: bool,
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-    },
-}
-
-fn parse_split(s: &str) -> Result<kefu_knowledge::eval::Split, String> {
-    kefu_knowledge::eval::Split::parse(s).ok_or_else(|| "expected dev, test or all".into())
-}
-
-fn parse_cjk(s: &str) -> Result<kefu_knowledge::analysis::CjkMode, String> {
-    kefu_knowledge::analysis::CjkMode::parse(s)
-        .ok_or_else(|| "expected words, chars or words_and_chars".into())
+    Retrieval(kefu::eval::RetrievalArgs),
 }
 
 #[derive(Subcommand)]
@@ -269,44 +220,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: EvalCommand::Pii { path, json },
         } => kefu::eval::pii(&path, json),
         Command::Eval {
-            command:
-                EvalCommand::Retrieval {
-                    dataset,
-                    path,
-                    embedder,
-                    split,
-                    limit,
-                    sweep,
-                    cjk,
-                    title_boost,
-                    no_question_vectors,
-                    questions_as_queries,
-                    json,
-                    check,
-                    data_dir,
-                },
+            command: EvalCommand::Retrieval(args),
         } => {
             let settings = Settings::load(
                 cli.config.as_deref(),
                 &Overrides {
-                    data_dir,
+                    data_dir: args.data_dir.clone(),
                     ..Default::default()
                 },
             )?;
-            let args = kefu::eval::RetrievalArgs {
-                dataset,
-                path,
-                embedder,
-                split,
-                limit,
-                sweep,
-                cjk,
-                title_boost,
-                question_vectors: !no_question_vectors,
-                questions_as_queries,
-                json,
-                check,
-            };
             kefu::eval::retrieval(settings, args).await
         }
         Command::Openapi => {
@@ -370,10 +292,10 @@ impl kefu_models::Progress for Bar {
         self.0.inc(bytes);
     }
     fn note(&self, message: &str) {
-        self.0.println(format!("  {message}"));
+        kefu::progress::say(&self.0, format!("  {message}"));
     }
     fn end(&self) {
-        self.0.println(format!("  {} verified", self.0.message()));
+        kefu::progress::say(&self.0, format!("  {} verified", self.0.message()));
     }
 }
 

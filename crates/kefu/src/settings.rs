@@ -355,6 +355,16 @@ mod tests {
         assert!(s.llm.chain.is_empty());
     }
 
+    /// The library's defaults (used by `kefu eval` and benchmarks) and the shipped configuration must not drift.
+    #[test]
+    fn knowledge_defaults_match_the_library() {
+        let s = Settings::load_from(&[], &Overrides::default(), no_env()).unwrap();
+        assert_eq!(
+            s.knowledge.options(),
+            kefu_knowledge::KnowledgeOptions::default()
+        );
+    }
+
     #[test]
     fn file_then_env_then_flags_win_in_order() {
         let dir = std::env::temp_dir().join(format!("kefu-settings-{}", std::process::id()));

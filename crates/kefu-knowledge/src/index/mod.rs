@@ -178,15 +178,16 @@ impl SearchIndex {
     /// Adds chunks. Visible to searches after [`commit`](Self::commit).
     pub fn add(&self, entries: &[Entry]) -> Result<(), IndexError> {
         let dim = self.dim();
-        for e in entries {
-            if let Some(v) = e.vectors.iter().find(|v| v.len() != dim) {
-                if dim > 0 {
-                    return Err(IndexError::Dimension {
-                        got: v.len(),
-                        want: dim,
-                    });
-                }
-            }
+        // Without a dense index (dim 0) vectors are ignored; with one, every vector must fit it.
+        let misfit = entries
+            .iter()
+            .flat_map(|e| &e.vectors)
+            .find(|v| dim > 0 && v.len() != dim);
+        if let Some(v) = misfit {
+            return Err(IndexError::Dimension {
+                got: v.len(),
+                want: dim,
+            });
         }
         let writer = self.writer.lock();
         let f = &self.fields;

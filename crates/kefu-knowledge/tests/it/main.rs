@@ -410,3 +410,93 @@ async fn below_the_relevance_threshold_the_keyword_matches_are_returned_and_flag
     assert!(res.hits[0].text.contains("Singapore"));
     assert!(hits(&kb, t, "zebra crossing").await.is_empty());
 }
+
+/// `kefu kb reindex`: chunks imported without an embedder get vectors, and the search becomes hybrid.
+#[tokio::test]
+async fn reembedding_fills_in_missing_vectors_once() {
+    let (store, _dir) = sqlite().await;
+    let t = tenant(&store).await;
+    let keywords_only = Knowledge::new(store.clone(), None, KnowledgeOptions::default()).unwrap();
+    let r = keywords_only
+        .import(&target(t), file("shipping.md", SHIPPING_EN))
+        .await;
+    assert_eq!(r.status, "imported");
+    let kb = live(store.clone(), Some(e5().await), KnowledgeOptions::default()).await;
+    assert_eq!(
+        (kb.stats().chunks, kb.stats().vectors),
+        (r.chunks as u64, 0)
+    );
+    let mut progress = Vec::new();
+    let n = kb
+        .reembed(|done, total| progress.push((done, total)))
+        .await
+        .unwrap();
+    assert_eq!(n, r.chunks);
+    assert_eq!(progress, vec![(1, 1)]);
+    assert_eq!(kb.stats().vectors, r.chunks as u64);
+    let res = kb
+        .search(t, &req("how long until my parcel arrives"))
+        .await
+        .unwrap();
+    assert_eq!(res.mode, "hybrid");
+    assert!(res.hits[0].text.contains("2 to 4 business days"));
+    assert!(res.hits[0].scores.dense.is_some());
+    assert_eq!(
+        kb.reembed(|_, _| {}).await.unwrap(),
+        0,
+        "nothing is stale any more"
+    );
+}
+
+/// A reranker reorders the fused candidates and its score is reported.
+#[tokio::test]
+async fn a_reranker_reorders_the_hits() {
+    struct Prefer(&'static str);
+    #[async_trait::async_trait]
+    impl kefu_knowledge::service::Reranker for Prefer {
+        fn name(&self) -> &str {
+            "prefer"
+        }
+        async fn score(
+            &self,
+            _query: &str,
+            hits: &[kefu_knowledge::service::SearchHit],
+        ) -> Result<Vec<f32>, kefu_knowledge::KnowledgeError> {
+            Ok(hits
+                .iter()
+                .map(|h| if h.text.contains(self.0) { 1.0 } else { 0.0 })
+                .collect())
+        }
+    }
+    let (store, _dir) = sqlite().await;
+    let t = tenant(&store).await;
+    let plain = live(store.clone(), None, KnowledgeOptions::default()).await;
+    plain
+        .import(&target(t), file("shipping.md", SHIPPING_EN))
+        .await;
+    // Two chunks match "ship": the reranker asks for the one BM25 ranked second.
+    let query = SearchRequest {
+        k: Some(1),
+        ..req("ship")
+    };
+    let before = plain.search(t, &query).await.unwrap();
+    let prefer = if before.hits[0].text.contains("Customs") {
+        "same day"
+    } else {
+        "Customs"
+    };
+    assert_eq!(before.hits[0].scores.rerank, None);
+    let reranked = Arc::new(
+        Knowledge::new(store.clone(), None, KnowledgeOptions::default())
+            .unwrap()
+            .with_reranker(Arc::new(Prefer(prefer))),
+    );
+    reranked
+        .start(tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
+    let after = reranked.search(t, &query).await.unwrap();
+    assert_eq!(after.hits.len(), 1);
+    assert!(after.hits[0].text.contains(prefer), "{:?}", after.hits);
+    assert_eq!(after.hits[0].scores.rerank, Some(1.0));
+}
