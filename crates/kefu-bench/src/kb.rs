@@ -86,23 +86,11 @@ fn vector(rng: &mut Rng, dim: usize) -> Vec<f32> {
     v
 }
 
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .map(str::to_owned)
-        })
-        .and_then(|v| {
-            v.split_whitespace()
-                .next()
-                .and_then(|n| n.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
+pub(crate) fn rss_mib() -> f64 {
+    crate::rss_kib(std::process::id()).map_or(0.0, |kib| kib as f64 / 1024.0)
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 

@@ -6,6 +6,7 @@
 //! kefu-bench ws-idle --connections 10000
 //! kefu-bench local   --model PATH.gguf --threads 1,2 [--parallel 4] [--write-prompt DIR]
 //! kefu-bench embed   --model PATH [--sentences bench/data/embed_sentences.txt] [--rounds 3]
+//! kefu-bench nlu     [--encoder PATH/e5-small-q4.bin] [--messages 1500]
 //! kefu-bench kb      [--sizes 10000,100000,1000000] [--dim 384] [--queries 200]
 //! ```
 //! Without `--interval-ms` each conversation sends its next message as soon as the reply arrives (closed loop:
@@ -26,6 +27,7 @@ use serde_json::{json, Value};
 use kefu_testkit::FakeLlm;
 
 mod kb;
+mod nlu;
 
 struct Server {
     child: Child,
@@ -283,7 +285,7 @@ async fn run_load(
     (all, errors, start.elapsed())
 }
 
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
@@ -628,6 +630,7 @@ async fn main() -> anyhow::Result<()> {
             let sentences = arg(&args, "--sentences").unwrap_or("bench/data/embed_sentences.txt");
             bench_embed(model, sentences, arg(&args, "--rounds").unwrap_or("3").parse()?).await
         }
+        Some("nlu") => nlu::bench_nlu(arg(&args, "--encoder"), arg(&args, "--messages").unwrap_or("1500").parse()?),
         Some("kb") => {
             let sizes: Vec<usize> = arg(&args, "--sizes")
                 .unwrap_or("10000,100000,1000000")
@@ -637,6 +640,6 @@ async fn main() -> anyhow::Result<()> {
             kb::run(&sizes, arg(&args, "--dim").unwrap_or("384").parse()?, arg(&args, "--queries").unwrap_or("200").parse()?)
         }
         Some("ws-idle") => bench_ws_idle(arg(&args, "--connections").unwrap_or("10000").parse()?).await,
-        _ => bail!("usage: kefu-bench send [--backend sqlite|postgres] [--concurrency 1,50,500] [--seconds 10] | ws-idle [--connections 10000] | local --model PATH.gguf [--threads 1,2] | embed --model PATH [--sentences FILE] [--rounds 3] | kb [--sizes 10000,100000,1000000] [--dim 384] [--queries 200]"),
+        _ => bail!("usage: kefu-bench send [--backend sqlite|postgres] [--concurrency 1,50,500] [--seconds 10] | ws-idle [--connections 10000] | local --model PATH.gguf [--threads 1,2] | embed --model PATH [--sentences FILE] [--rounds 3] | kb [--sizes 10000,100000,1000000] [--dim 384] [--queries 200] | nlu [--encoder PATH] [--messages 1500]"),
     }
 }

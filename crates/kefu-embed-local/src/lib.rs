@@ -157,6 +157,18 @@ impl LocalEmbedder {
     }
 }
 
+/// The intent classifier's sentence encoder: texts embedded as queries (e5's `query: ` prefix), synchronously on the
+/// caller's thread.
+impl kefu_nlu::SentenceEncoder for LocalEmbedder {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        self.embed_blocking(EmbedKind::Query, texts)
+            .map_err(|e| e.to_string())
+    }
+}
+
 struct Waiting(Arc<AtomicUsize>);
 
 impl Drop for Waiting {

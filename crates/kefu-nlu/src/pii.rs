@@ -181,7 +181,7 @@ fn card_network(d: &str) -> bool {
     }
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct PiiDetector {
     custom: Vec<(String, Regex)>,
 }
@@ -327,7 +327,7 @@ impl PiiDetector {
 }
 
 /// Masked text and the values behind its placeholders.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Masked {
     pub text: String,
     pub vault: Vault,

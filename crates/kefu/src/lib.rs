@@ -7,6 +7,7 @@ pub mod eval;
 pub mod kb;
 pub mod local;
 pub mod models;
+pub mod nlu;
 pub mod progress;
 pub mod settings;
 pub mod telemetry;

@@ -247,6 +247,18 @@ pub async fn prepare_embedder(settings: &Settings) -> LocalEmbedding {
     }
 }
 
+/// Loads the named embedding model (a manifest name such as `e5-small`, or a path) as the intent classifier's
+/// sentence encoder, pulling it first when `models.auto_pull` allows.
+pub async fn load_encoder(settings: &Settings, name: &str) -> anyhow::Result<Arc<LocalEmbedder>> {
+    let path = resolve(settings, name, kefu_models::Kind::Embedding)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}. Get it with `kefu model pull {name}`"))?;
+    let label = name.to_owned();
+    Ok(Arc::new(
+        tokio::task::spawn_blocking(move || LocalEmbedder::load(path, &label)).await??,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

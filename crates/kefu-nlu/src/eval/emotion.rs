@@ -1,0 +1,247 @@
+//! `kefu eval emotion`: polarity of the built-in lexicon ([`crate::emotion::analyse`]) and of a linear model
+//! trained on the dataset itself, on ChnSentiCorp (Chinese hotel reviews, positive/negative) and the US airline
+//! tweets (English customer-service messages, negative/neutral/positive).
+//!
+//! The trained model uses a deterministic 80/20 split (by a hash of the text); the lexicon is measured on the same
+//! 20 %. For the two-class set a neutral lexicon reading counts as positive (the sign of the score decides).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::emotion::{analyse, Polarity};
+use crate::intent::{Example, IntentClassifier, IntentModel, SentenceEncoder, TrainConfig};
+use crate::NluError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmotionDataset {
+    ChnSentiCorp,
+    Airline,
+}
+
+impl EmotionDataset {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "chnsenticorp" => Some(Self::ChnSentiCorp),
+            "airline" | "twitter-airline" => Some(Self::Airline),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ChnSentiCorp => "chnsenticorp",
+            Self::Airline => "airline",
+        }
+    }
+    /// Research-only and non-commercial data: read from the shared data folder, never copied into the repo.
+    pub fn default_path(self) -> &'static str {
+        match self {
+            Self::ChnSentiCorp => "../shared/data/chnsenticorp_htl_zh/ChnSentiCorp_htl_all.csv",
+            Self::Airline => "../shared/data/twitter_airline_sentiment_en/Tweets.csv",
+        }
+    }
+}
+
+fn label_name(p: Polarity) -> &'static str {
+    match p {
+        Polarity::Negative => "negative",
+        Polarity::Neutral => "neutral",
+        Polarity::Positive => "positive",
+    }
+}
+
+/// Loads (text, label) rows, labels `negative` / `neutral` / `positive`; repeated texts are kept once.
+pub fn load(dataset: EmotionDataset, path: &Path) -> Result<Vec<Example>, NluError> {
+    let bad = |e: String| NluError::BadTrainingFile(format!("{}: {e}", path.display()));
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(dataset == EmotionDataset::Airline)
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| bad(e.to_string()))?;
+    let (text_col, label_col) = match dataset {
+        EmotionDataset::ChnSentiCorp => (1, 0),
+        EmotionDataset::Airline => {
+            let h = reader.headers().map_err(|e| bad(e.to_string()))?;
+            let find = |n: &str| {
+                h.iter()
+                    .position(|x| x == n)
+                    .ok_or_else(|| bad(format!("no {n} column")))
+            };
+            (find("text")?, find("airline_sentiment")?)
+        }
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for rec in reader.records() {
+        let rec = rec.map_err(|e| bad(e.to_string()))?;
+        let (Some(text), Some(label)) = (rec.get(text_col), rec.get(label_col)) else {
+            continue;
+        };
+        let label = match label.trim() {
+            "1" | "positive" => "positive",
+            "0" | "negative" => "negative",
+            "neutral" => "neutral",
+            _ => continue,
+        };
+        let text = text.trim();
+        if !text.is_empty() && seen.insert(text.to_owned()) {
+            out.push(Example::new(text, label));
+        }
+    }
+    Ok(out)
+}
+
+/// The deterministic 80/20 split: a row is in the test part when its text hash falls in the lowest fifth.
+pub fn split(rows: &[Example]) -> (Vec<Example>, Vec<Example>) {
+    rows.iter().cloned().partition(|e| {
+        let d = Sha256::digest(e.text.as_bytes());
+        d[0] as u32 * 5 / 256 != 0
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Scores {
+    pub accuracy: f64,
+    pub macro_f1: f64,
+}
+
+fn scores(pairs: &[(&str, &str)], labels: &[&str]) -> Scores {
+    let correct = pairs.iter().filter(|(g, p)| g == p).count();
+    let mut f1s = Vec::new();
+    for l in labels {
+        let tp = pairs.iter().filter(|(g, p)| g == l && p == l).count() as f64;
+        let fp = pairs.iter().filter(|(g, p)| g != l && p == l).count() as f64;
+        let fn_ = pairs.iter().filter(|(g, p)| g == l && p != l).count() as f64;
+        let prec = if tp + fp > 0.0 { tp / (tp + fp) } else { 0.0 };
+        let rec = if tp + fn_ > 0.0 { tp / (tp + fn_) } else { 0.0 };
+        f1s.push(if prec + rec > 0.0 {
+            2.0 * prec * rec / (prec + rec)
+        } else {
+            0.0
+        });
+    }
+    Scores {
+        accuracy: 100.0 * correct as f64 / pairs.len().max(1) as f64,
+        macro_f1: 100.0 * f1s.iter().sum::<f64>() / f1s.len().max(1) as f64,
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EmotionReport {
+    pub dataset: String,
+    pub train_rows: usize,
+    pub test_rows: usize,
+    pub lexicon: Scores,
+    /// Share of test rows where the lexicon found no sentiment word.
+    pub lexicon_silent: f64,
+    pub lexicon_us_per_message: f64,
+    pub trained: Scores,
+    pub trained_encoders: Vec<String>,
+    pub train_seconds: f64,
+    /// Negative test rows (gold) the lexicon read as angry, anxious or frustrated, and positive ones as satisfied.
+    pub negative_with_emotion: f64,
+    pub positive_satisfied: f64,
+}
+
+pub fn run(
+    dataset: EmotionDataset,
+    rows: &[Example],
+    encoders: &[Arc<dyn SentenceEncoder>],
+    config: &TrainConfig,
+) -> Result<EmotionReport, NluError> {
+    let (train, test) = split(rows);
+    let binary = dataset == EmotionDataset::ChnSentiCorp;
+    let labels: &[&str] = if binary {
+        &["negative", "positive"]
+    } else {
+        &["negative", "neutral", "positive"]
+    };
+
+    let started = Instant::now();
+    let readings: Vec<_> = test.iter().map(|e| analyse(&e.text)).collect();
+    let lexicon_us = started.elapsed().as_secs_f64() * 1e6 / test.len().max(1) as f64;
+    let lex_pairs: Vec<(&str, &str)> = test
+        .iter()
+        .zip(&readings)
+        .map(|(e, r)| {
+            let p = if binary {
+                if r.score < 0.0 {
+                    "negative"
+                } else {
+                    "positive"
+                }
+            } else {
+                label_name(r.polarity)
+            };
+            (e.intent.as_str(), p)
+        })
+        .collect();
+    let silent = readings.iter().filter(|r| r.score == 0.0).count();
+    let share = |gold: &str, f: &dyn Fn(&crate::emotion::EmotionReading) -> bool| {
+        let g: Vec<_> = test
+            .iter()
+            .zip(&readings)
+            .filter(|(e, _)| e.intent == gold)
+            .collect();
+        100.0 * g.iter().filter(|(_, r)| f(r)).count() as f64 / g.len().max(1) as f64
+    };
+    let negative_with_emotion = share("negative", &|r| {
+        r.emotions
+            .iter()
+            .any(|e| e.0 != crate::emotion::Emotion::Satisfied)
+    });
+    let positive_satisfied = share("positive", &|r| {
+        r.primary() == Some(crate::emotion::Emotion::Satisfied)
+    });
+
+    let started = Instant::now();
+    let model = IntentModel::train(&train, None, encoders, config)?;
+    let train_seconds = started.elapsed().as_secs_f64();
+    let clf = IntentClassifier::new(model, encoders.to_vec())?;
+    let texts: Vec<&str> = test.iter().map(|e| e.text.as_str()).collect();
+    let mut predicted = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(64) {
+        predicted.extend(
+            clf.predict_batch(chunk)?
+                .into_iter()
+                .map(|p| p.top[0].0.clone()),
+        );
+    }
+    let trained_pairs: Vec<(&str, &str)> = test
+        .iter()
+        .zip(&predicted)
+        .map(|(e, p)| (e.intent.as_str(), p.as_str()))
+        .collect();
+
+    Ok(EmotionReport {
+        dataset: dataset.name().to_owned(),
+        train_rows: train.len(),
+        test_rows: test.len(),
+        lexicon: scores(&lex_pairs, labels),
+        lexicon_silent: 100.0 * silent as f64 / test.len().max(1) as f64,
+        lexicon_us_per_message: lexicon_us,
+        trained: scores(&trained_pairs, labels),
+        trained_encoders: encoders.iter().map(|e| e.id().to_owned()).collect(),
+        train_seconds,
+        negative_with_emotion,
+        positive_satisfied,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macro_f1_of_a_perfect_and_a_constant_guess() {
+        let perfect = [("a", "a"), ("b", "b")];
+        assert!((scores(&perfect, &["a", "b"]).macro_f1 - 100.0).abs() < 1e-9);
+        let constant = [("a", "a"), ("b", "a")];
+        let s = scores(&constant, &["a", "b"]);
+        assert!((s.accuracy - 50.0).abs() < 1e-9);
+        assert!((s.macro_f1 - 100.0 * (2.0 / 3.0) / 2.0).abs() < 1e-6);
+    }
+}

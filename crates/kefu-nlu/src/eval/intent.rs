@@ -1,0 +1,317 @@
+//! `kefu eval intent`: accuracy of the intent classifier on BANKING77, CLINC150 (with its out-of-scope queries)
+//! and SMP2017-ECDT task 1, trained from scratch on each dataset's training split.
+//!
+//! - BANKING77: train on `train.csv` (a stratified tenth held out to calibrate, then refitted), report test
+//!   accuracy of the top intent.
+//! - CLINC150 (`data_full.json`): train on `train` + `oos_train`, calibrate the temperature and choose the one
+//!   out-of-scope threshold on `val` + `oos_val`, report in-scope accuracy (an in-scope query rejected as out of
+//!   scope counts as wrong) and out-of-scope recall on `test` + `oos_test`.
+//! - SMP2017 (`smp2017_task1/{train,develop,test}/<split>_<domain>.txt`): train on `train`, calibrate on
+//!   `develop`, report test accuracy.
+//!
+//! `dev` evaluates on the development data instead of the test set (for choosing settings): the calibration
+//! tenth of BANKING77's train split, CLINC's `val`, SMP's `develop`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::intent::{Example, IntentClassifier, IntentModel, SentenceEncoder, TrainConfig};
+use crate::NluError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntentDataset {
+    Banking77,
+    Clinc150,
+    Smp2017,
+}
+
+impl IntentDataset {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "banking77" => Some(Self::Banking77),
+            "clinc150" | "clinc" => Some(Self::Clinc150),
+            "smp2017" | "smp" => Some(Self::Smp2017),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Banking77 => "banking77",
+            Self::Clinc150 => "clinc150",
+            Self::Smp2017 => "smp2017",
+        }
+    }
+    /// Where the data lives by default, relative to the repository root. SMP2017 has no licence for copying, so it
+    /// is read from the shared data folder beside the checkout.
+    pub fn default_path(self) -> &'static str {
+        match self {
+            Self::Banking77 => "eval/datasets/banking77",
+            Self::Clinc150 => "eval/datasets/clinc150/data_full.json",
+            Self::Smp2017 => "../shared/data/smp_ecdt_zh/smp2017_task1",
+        }
+    }
+}
+
+/// A dataset split three ways.
+pub struct Splits {
+    pub train: Vec<Example>,
+    /// Given calibration data (`None`: a share of `train` is held out).
+    pub calibration: Option<Vec<Example>>,
+    pub test: Vec<Example>,
+}
+
+fn read(path: &Path) -> Result<String, NluError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| NluError::BadTrainingFile(format!("{}: {e}", path.display())))
+}
+
+fn load_banking77(dir: &Path) -> Result<(Vec<Example>, Vec<Example>), NluError> {
+    // The published files repeat a few questions (differing only in surrounding whitespace); each is kept once.
+    let mut train =
+        crate::intent::read_examples("train.csv", read(&dir.join("train.csv"))?.as_bytes())?;
+    let mut test =
+        crate::intent::read_examples("test.csv", read(&dir.join("test.csv"))?.as_bytes())?;
+    crate::intent::dedupe(&mut train);
+    crate::intent::dedupe(&mut test);
+    Ok((train, test))
+}
+
+fn load_clinc(path: &Path) -> Result<Splits, NluError> {
+    #[derive(Deserialize)]
+    struct Full {
+        train: Vec<(String, String)>,
+        val: Vec<(String, String)>,
+        test: Vec<(String, String)>,
+        oos_train: Vec<(String, String)>,
+        oos_val: Vec<(String, String)>,
+        oos_test: Vec<(String, String)>,
+    }
+    let f: Full = serde_json::from_str(&read(path)?)
+        .map_err(|e| NluError::BadTrainingFile(format!("{}: {e}", path.display())))?;
+    let ex = |rows: Vec<(String, String)>, more: Vec<(String, String)>| {
+        let mut v = rows
+            .into_iter()
+            .chain(more)
+            .map(|(t, l)| Example::new(t, l))
+            .collect::<Vec<_>>();
+        crate::intent::dedupe(&mut v);
+        v
+    };
+    Ok(Splits {
+        train: ex(f.train, f.oos_train),
+        calibration: Some(ex(f.val, f.oos_val)),
+        test: ex(f.test, f.oos_test),
+    })
+}
+
+fn load_smp_split(dir: &Path, split: &str) -> Result<Vec<Example>, NluError> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join(split))
+        .map_err(|e| NluError::BadTrainingFile(format!("{}: {e}", dir.join(split).display())))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for f in files {
+        let name = f.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let Some(domain) = name.strip_prefix(&format!("{split}_")) else {
+            continue;
+        };
+        for line in read(&f)?.lines() {
+            let t = line.trim_start_matches('\u{feff}').trim();
+            // A handful of utterances repeat within a split; a repeat adds nothing to training or testing.
+            if !t.is_empty() && seen.insert(t.to_owned()) {
+                out.push(Example::new(t, domain));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Loads a dataset's splits for `dev` (settings selection) or test evaluation.
+pub fn load(dataset: IntentDataset, path: &Path, dev: bool) -> Result<Splits, NluError> {
+    match dataset {
+        IntentDataset::Banking77 => {
+            let (train, test) = load_banking77(path)?;
+            if dev {
+                let (fit, held) = crate::intent::calibration_split(
+                    &train,
+                    TrainConfig::default().calibration_share,
+                );
+                Ok(Splits {
+                    train: fit.iter().map(|&i| train[i].clone()).collect(),
+                    calibration: None,
+                    test: held.iter().map(|&i| train[i].clone()).collect(),
+                })
+            } else {
+                Ok(Splits {
+                    train,
+                    calibration: None,
+                    test,
+                })
+            }
+        }
+        IntentDataset::Clinc150 => {
+            let s = load_clinc(path)?;
+            if dev {
+                // Calibrate on the test set's in-scope half would leak; dev calibrates on val and reports on val.
+                let val = s.calibration.clone();
+                Ok(Splits {
+                    train: s.train,
+                    calibration: val.clone(),
+                    test: val.unwrap_or_default(),
+                })
+            } else {
+                Ok(s)
+            }
+        }
+        IntentDataset::Smp2017 => {
+            let train = load_smp_split(path, "train")?;
+            let develop = load_smp_split(path, "develop")?;
+            let test = if dev {
+                develop.clone()
+            } else {
+                load_smp_split(path, "test")?
+            };
+            Ok(Splits {
+                train,
+                calibration: Some(develop),
+                test,
+            })
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IntentReport {
+    pub dataset: String,
+    pub split: String,
+    pub encoders: Vec<String>,
+    pub train_examples: usize,
+    pub test_examples: usize,
+    pub classes: usize,
+    pub sparse_features: usize,
+    /// Top-intent accuracy over in-scope test rows, ignoring the out-of-scope decision.
+    pub accuracy: f64,
+    /// In-scope accuracy when a rejected in-scope row counts as wrong (CLINC's measure).
+    pub in_scope_accuracy: f64,
+    /// Share of out-of-scope test rows rejected (None without such rows).
+    pub oos_recall: Option<f64>,
+    pub temperature: f32,
+    pub threshold: f32,
+    /// Expected calibration error of the top in-scope confidence (15 bins).
+    pub ece: f64,
+    pub train_seconds: f64,
+    /// Per-query latency, one query at a time on this thread, embedding included (first 300 test queries).
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub model_bytes: usize,
+}
+
+/// Trains on the dataset and measures. `encoders` may answer from a cache; latency is measured separately with
+/// `live_encoders` (the same models, uncached) on up to 300 test queries, one at a time.
+pub fn run(
+    dataset: IntentDataset,
+    splits: &Splits,
+    dev: bool,
+    encoders: &[Arc<dyn SentenceEncoder>],
+    live_encoders: &[Arc<dyn SentenceEncoder>],
+    config: &TrainConfig,
+) -> Result<IntentReport, NluError> {
+    let started = Instant::now();
+    let model = IntentModel::train(
+        &splits.train,
+        splits.calibration.as_deref(),
+        encoders,
+        config,
+    )?;
+    let train_seconds = started.elapsed().as_secs_f64();
+    let model_bytes = model.to_bytes().len();
+    let info = model.info.clone();
+    let live = IntentClassifier::new(model.clone(), live_encoders.to_vec())?;
+    let clf = IntentClassifier::new(model, encoders.to_vec())?;
+    let oos_label = info.out_of_scope_label.clone();
+    let is_oos = |l: &str| oos_label.as_deref() == Some(l);
+
+    let mut latencies = Vec::new();
+    for e in splits.test.iter().take(300) {
+        let t = Instant::now();
+        std::hint::black_box(live.predict(&e.text)?);
+        latencies.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let (mut n_in, mut top_ok, mut in_ok, mut n_oos, mut oos_ok) =
+        (0usize, 0usize, 0usize, 0usize, 0usize);
+    let mut calib: Vec<(f32, bool)> = Vec::new();
+    let texts: Vec<&str> = splits.test.iter().map(|e| e.text.as_str()).collect();
+    let mut predictions = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(64) {
+        predictions.extend(clf.predict_batch(chunk)?);
+    }
+    for (e, p) in splits.test.iter().zip(predictions) {
+        if is_oos(&e.intent) {
+            n_oos += 1;
+            oos_ok += usize::from(p.out_of_scope);
+        } else {
+            n_in += 1;
+            let top_right = p.top[0].0 == e.intent;
+            top_ok += usize::from(top_right);
+            in_ok += usize::from(p.intent.as_deref() == Some(e.intent.as_str()));
+            calib.push((p.confidence, top_right));
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    Ok(IntentReport {
+        dataset: dataset.name().to_owned(),
+        split: if dev { "dev" } else { "test" }.to_owned(),
+        encoders: info.encoders.iter().map(|e| e.id.clone()).collect(),
+        train_examples: splits.train.len(),
+        test_examples: splits.test.len(),
+        classes: info.labels.len(),
+        sparse_features: info.sparse_features,
+        accuracy: 100.0 * top_ok as f64 / n_in.max(1) as f64,
+        in_scope_accuracy: 100.0 * in_ok as f64 / n_in.max(1) as f64,
+        oos_recall: (n_oos > 0).then(|| 100.0 * oos_ok as f64 / n_oos as f64),
+        temperature: info.temperature,
+        threshold: info.threshold,
+        ece: expected_calibration_error(&calib, 15),
+        train_seconds,
+        latency_p50_ms: pct(0.5),
+        latency_p99_ms: pct(0.99),
+        model_bytes,
+    })
+}
+
+/// Mean |confidence − accuracy| over equal-width confidence bins, weighted by bin size.
+pub fn expected_calibration_error(rows: &[(f32, bool)], bins: usize) -> f64 {
+    let mut sums = vec![(0.0f64, 0.0f64, 0usize); bins];
+    for &(c, ok) in rows {
+        let b = ((c as f64 * bins as f64) as usize).min(bins - 1);
+        sums[b].0 += c as f64;
+        sums[b].1 += f64::from(u8::from(ok));
+        sums[b].2 += 1;
+    }
+    let n = rows.len().max(1) as f64;
+    sums.iter()
+        .filter(|s| s.2 > 0)
+        .map(|(c, a, k)| (*k as f64 / n) * ((c - a) / *k as f64).abs())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calibration_error_of_perfectly_calibrated_rows_is_zero() {
+        let rows: Vec<(f32, bool)> = (0..10).map(|i| (0.5, i % 2 == 0)).collect();
+        assert!(expected_calibration_error(&rows, 10) < 1e-9);
+        let over: Vec<(f32, bool)> = (0..10).map(|_| (0.9, false)).collect();
+        assert!((expected_calibration_error(&over, 10) - 0.9).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,147 @@
+//! `kefu nlu`: train intent classifiers and keep them as numbered versions in the data directory
+//! (`nlu/intent/<tenant>/v<N>.bin`, with `v<N>.json` describing each and `current` naming the one in use), so a
+//! retrained model never overwrites the one serving until it is written completely, and an older version can be
+//! put back.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use kefu_nlu::intent::ModelInfo;
+use kefu_nlu::{IntentClassifier, IntentModel};
+
+use crate::Settings;
+
+pub struct ModelStore {
+    dir: PathBuf,
+}
+
+impl ModelStore {
+    pub fn new(data_dir: &Path, tenant: &str) -> anyhow::Result<Self> {
+        if tenant.is_empty()
+            || !tenant
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            bail!("tenant {tenant:?}: use letters, digits, '-' and '_'");
+        }
+        Ok(ModelStore {
+            dir: data_dir.join("nlu").join("intent").join(tenant),
+        })
+    }
+
+    /// Versions present, oldest first.
+    pub fn versions(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_prefix('v')?.strip_suffix(".bin")?.parse().ok()
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    pub fn current(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join("current"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    /// Writes the model as the next version and makes it current; returns its number.
+    pub fn save(&self, model: &IntentModel) -> anyhow::Result<u32> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating {}", self.dir.display()))?;
+        let version = self.versions().last().copied().unwrap_or(0) + 1;
+        let write = |name: String, bytes: &[u8]| -> anyhow::Result<()> {
+            let tmp = self.dir.join(format!(".{name}.tmp"));
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, self.dir.join(name))?;
+            Ok(())
+        };
+        write(format!("v{version}.bin"), &model.to_bytes())?;
+        write(
+            format!("v{version}.json"),
+            &serde_json::to_vec_pretty(&model.info)?,
+        )?;
+        self.set_current(version)?;
+        Ok(version)
+    }
+
+    pub fn set_current(&self, version: u32) -> anyhow::Result<()> {
+        if !self.dir.join(format!("v{version}.bin")).exists() {
+            bail!("there is no version {version} (have {:?})", self.versions());
+        }
+        let tmp = self.dir.join(".current.tmp");
+        std::fs::write(&tmp, version.to_string())?;
+        std::fs::rename(&tmp, self.dir.join("current"))?;
+        Ok(())
+    }
+
+    pub fn info(&self, version: u32) -> anyhow::Result<ModelInfo> {
+        let p = self.dir.join(format!("v{version}.json"));
+        Ok(serde_json::from_slice(
+            &std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
+        )?)
+    }
+
+    /// The given version, or the current one.
+    pub fn load(&self, version: Option<u32>) -> anyhow::Result<(u32, IntentModel)> {
+        let Some(v) = version.or_else(|| self.current()) else {
+            bail!("no intent model has been trained yet: run `kefu nlu train --data FILE`");
+        };
+        let p = self.dir.join(format!("v{v}.bin"));
+        let bytes = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+        Ok((v, IntentModel::from_bytes(&bytes)?))
+    }
+}
+
+/// Loads a stored model with the encoders it was trained with.
+pub async fn classifier(
+    settings: &Settings,
+    model: IntentModel,
+) -> anyhow::Result<IntentClassifier> {
+    let names: Vec<String> = model.info.encoders.iter().map(|e| e.id.clone()).collect();
+    let mut encoders: Vec<Arc<dyn kefu_nlu::SentenceEncoder>> = Vec::new();
+    for n in &names {
+        encoders.push(crate::local::load_encoder(settings, n).await?);
+    }
+    Ok(IntentClassifier::new(model, encoders)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kefu_nlu::intent::{Example, TrainConfig};
+
+    #[test]
+    fn versions_are_numbered_and_current_moves() {
+        let dir = std::env::temp_dir().join(format!("kefu-nlu-store-{}", std::process::id()));
+        let store = ModelStore::new(&dir, "shop").unwrap();
+        assert!(store.load(None).is_err());
+        let ex: Vec<Example> = [
+            ("hi", "greet"),
+            ("hello", "greet"),
+            ("refund", "refund"),
+            ("money back", "refund"),
+        ]
+        .iter()
+        .map(|(t, i)| Example::new(*t, *i))
+        .collect();
+        let mut cfg = TrainConfig::default();
+        cfg.features.min_df = 1;
+        let m = IntentModel::train(&ex, None, &[], &cfg).unwrap();
+        assert_eq!(store.save(&m).unwrap(), 1);
+        assert_eq!(store.save(&m).unwrap(), 2);
+        assert_eq!(store.current(), Some(2));
+        store.set_current(1).unwrap();
+        assert_eq!(store.load(None).unwrap().0, 1);
+        assert!(store.set_current(7).is_err());
+        assert_eq!(store.info(2).unwrap().labels, vec!["greet", "refund"]);
+        assert!(ModelStore::new(&dir, "../etc").is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
