@@ -40,17 +40,17 @@ const RULES: &[Rule] = &[
     Rule {
         signal: Signal::Override,
         weight: 0.9,
-        pattern: r"\b(ignore|disregard|forget|override|bypass|skip)\b.{0,30}\b(previous|prior|above|earlier|all|any|your|the|system|original|initial)\b.{0,20}\b(instructions?|rules?|prompts?|guidelines?|directives?|constraints?|restrictions?|polic(y|ies)|programming)\b",
+        pattern: r"(?-u:\b)(ignore|disregard|forget|override|bypass|skip)(?-u:\b).{0,30}(?-u:\b)(previous|prior|above|earlier|all|any|your|the|system|original|initial)(?-u:\b).{0,20}(?-u:\b)(instructions?|rules?|prompts?|guidelines?|directives?|constraints?|restrictions?|polic(y|ies)|programming)(?-u:\b)",
     },
     Rule {
         signal: Signal::Override,
         weight: 0.6,
-        pattern: r"\b(new|updated|real) (instructions?|rules?|task)\s*[:：]",
+        pattern: r"(?-u:\b)(new|updated|real) (instructions?|rules?|task)\s*[:：]",
     },
     Rule {
         signal: Signal::Override,
         weight: 0.5,
-        pattern: r"\bfrom now on\b.{0,40}\b(you (will|must|are|should)|respond|answer|reply|ignore)\b",
+        pattern: r"(?-u:\b)from now on(?-u:\b).{0,40}(?-u:\b)(you (will|must|are|should)|respond|answer|reply|ignore)(?-u:\b)",
     },
     Rule {
         signal: Signal::Override,
@@ -66,12 +66,12 @@ const RULES: &[Rule] = &[
     Rule {
         signal: Signal::RoleHijack,
         weight: 0.4,
-        pattern: r"\b(you are now|act as|pretend (to be|you are)|roleplay as|you're now|behave like)\b",
+        pattern: r"(?-u:\b)(you are now|act as|pretend (to be|you are)|roleplay as|you're now|behave like)(?-u:\b)",
     },
     Rule {
         signal: Signal::RoleHijack,
         weight: 0.8,
-        pattern: r"\b(dan|developer mode|dev mode|jailbreak|jailbroken|god mode|unfiltered|no restrictions|without (any )?restrictions|uncensored)\b",
+        pattern: r"(?-u:\b)(dan|developer mode|dev mode|jailbreak|jailbroken|god mode|unfiltered|no restrictions|without (any )?restrictions|uncensored)(?-u:\b)",
     },
     Rule {
         signal: Signal::RoleHijack,
@@ -87,12 +87,12 @@ const RULES: &[Rule] = &[
     Rule {
         signal: Signal::PromptLeak,
         weight: 0.85,
-        pattern: r"\b(show|print|reveal|repeat|display|output|tell me|give me|share|leak|dump|write out)\b.{0,25}\b(system prompt|system message|initial prompt|hidden prompt|your (instructions|prompt|rules|guidelines|configuration)|the (instructions|prompt) (you|above)|everything above)\b",
+        pattern: r"(?-u:\b)(show|print|reveal|repeat|display|output|tell me|give me|share|leak|dump|write out)(?-u:\b).{0,25}(?-u:\b)(system prompt|system message|initial prompt|hidden prompt|your (instructions|prompt|rules|guidelines|configuration)|the (instructions|prompt) (you|above)|everything above)(?-u:\b)",
     },
     Rule {
         signal: Signal::PromptLeak,
         weight: 0.85,
-        pattern: r"\bwhat (is|are|was|were) (your|the) (system prompt|system message|initial prompt|hidden prompt|(initial|original|hidden|secret|exact) (instructions|prompt|rules))\b",
+        pattern: r"(?-u:\b)what (is|are|was|were) (your|the) (system prompt|system message|initial prompt|hidden prompt|(initial|original|hidden|secret|exact) (instructions|prompt|rules))(?-u:\b)",
     },
     Rule {
         signal: Signal::PromptLeak,
@@ -103,6 +103,16 @@ const RULES: &[Rule] = &[
         signal: Signal::PromptLeak,
         weight: 0.6,
         pattern: r"(系统提示词?|提示词|system prompt)(是什么|是啥|的内容|写的什么)",
+    },
+    Rule {
+        signal: Signal::PromptLeak,
+        weight: 0.85,
+        pattern: r"(你收到的|你的|给你的)(原始|初始|隐藏|全部|系统)?(指令|指示|提示词|设定).{0,8}(复述|输出|告诉|重复|发给|显示|打印|翻译|念)",
+    },
+    Rule {
+        signal: Signal::PromptLeak,
+        weight: 0.8,
+        pattern: r"(?-u:\b)(translate|summari[sz]e|paraphrase|encode|rewrite)(?-u:\b).{0,20}(?-u:\b)your (instructions|prompt|system prompt|rules|guidelines)(?-u:\b)",
     },
     // Markup.
     Rule {
@@ -119,12 +129,12 @@ const RULES: &[Rule] = &[
     Rule {
         signal: Signal::ToolAbuse,
         weight: 0.6,
-        pattern: r"\b(call|invoke|execute|run|trigger|use)\b.{0,20}\b(the )?(function|tool|api|endpoint|command)\b",
+        pattern: r"(?-u:\b)(call|invoke|execute|run|trigger|use)(?-u:\b).{0,20}(?-u:\b)(the )?(function|tool|api|endpoint|command)(?-u:\b)",
     },
     Rule {
         signal: Signal::ToolAbuse,
         weight: 0.7,
-        pattern: r#"("name"\s*:\s*"[a-z_]+"\s*,\s*"arguments"|function_call|tool_calls?\b)"#,
+        pattern: r#"("name"\s*:\s*"[a-z_]+"\s*,\s*"arguments"|function_call|tool_calls?(?-u:\b))"#,
     },
     Rule {
         signal: Signal::ToolAbuse,
@@ -135,7 +145,7 @@ const RULES: &[Rule] = &[
     Rule {
         signal: Signal::Authority,
         weight: 0.35,
-        pattern: r"\b(i am|i'm|this is) (the|your|an?) (developer|admin|administrator|system|operator|owner|creator|engineer at openai)\b",
+        pattern: r"(?-u:\b)(i am|i'm|this is) (the|your|an?) (developer|admin|administrator|system|operator|owner|creator|engineer at openai)(?-u:\b)",
     },
     Rule {
         signal: Signal::Authority,
@@ -160,7 +170,8 @@ fn compiled() -> &'static (RegexSet, Vec<Regex>) {
 fn encoded_blob() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
     R.get_or_init(|| {
-        Regex::new(r"[A-Za-z0-9+/]{80,}={0,2}|\b[0-9a-fA-F]{96,}\b").expect("blob regex")
+        Regex::new(r"[A-Za-z0-9+/]{80,}={0,2}|(?-u:\b)[0-9a-fA-F]{96,}(?-u:\b)")
+            .expect("blob regex")
     })
 }
 

@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::matcher::{is_kept, is_latin_letter, key, WordMatcher};
-use crate::text::fold;
+use crate::text::fold_char;
 use crate::NluError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -289,7 +289,7 @@ impl ModerationStream<'_> {
         let mut hold = self.pending.len();
         let mut in_tail_word = true;
         for (i, c) in self.pending.char_indices().rev() {
-            let f = fold(c.encode_utf8(&mut [0; 4])).chars[0];
+            let f = fold_char(c);
             let latin = is_latin_letter(f);
             if in_tail_word && latin {
                 hold = i;

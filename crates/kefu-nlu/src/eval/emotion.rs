@@ -86,7 +86,8 @@ pub fn load(dataset: EmotionDataset, path: &Path) -> Result<Vec<Example>, NluErr
             "neutral" => "neutral",
             _ => continue,
         };
-        let text = text.trim();
+        // A few hotel reviews run to pages; a customer message is read up to its first 1,000 characters.
+        let text = crate::intent::clip(text.trim(), 1000);
         if !text.is_empty() && seen.insert(text.to_owned()) {
             out.push(Example::new(text, label));
         }

@@ -22,7 +22,7 @@ impl Default for LinearConfig {
     fn default() -> Self {
         LinearConfig {
             epochs: 30,
-            learning_rate: 0.5,
+            learning_rate: 1.0,
             l2: 1e-5,
             seed: 7,
         }
