@@ -222,9 +222,13 @@ async fn e5_vectors_carry_the_intent_classifier_past_shared_words() {
         kefu_nlu::intent::parse_examples("shop-intents.csv", &std::fs::read(path).unwrap())
             .unwrap();
     let clf = tokio::task::spawn_blocking(move || {
-        let model =
-            IntentModel::train(&examples, None, std::slice::from_ref(&encoder), &TrainConfig::default())
-                .unwrap();
+        let model = IntentModel::train(
+            &examples,
+            None,
+            std::slice::from_ref(&encoder),
+            &TrainConfig::default(),
+        )
+        .unwrap();
         assert_eq!(model.info.encoders[0].id, "e5-small");
         IntentClassifier::new(model, vec![encoder]).unwrap()
     })
