@@ -1,16 +1,7 @@
 //! Text primitives shared by the chunker and the indexes: CJK detection, a coarse language tag, sentence
 //! splitting that never cuts a Chinese sentence, and a token estimate.
 
-/// Han ideographs, kana and hangul: scripts written without spaces between words.
-pub fn is_cjk(c: char) -> bool {
-    matches!(c as u32,
-        0x3040..=0x30FF      // hiragana, katakana
-        | 0x3400..=0x4DBF    // CJK extension A
-        | 0x4E00..=0x9FFF    // CJK unified ideographs
-        | 0xAC00..=0xD7AF    // hangul syllables
-        | 0xF900..=0xFAFF    // compatibility ideographs
-        | 0x20000..=0x2A6DF) // extension B
-}
+pub use kefu_nlu::text::is_cjk;
 
 /// Fullwidth and CJK punctuation (、。「」 and friends).
 fn is_cjk_punct(c: char) -> bool {

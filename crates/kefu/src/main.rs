@@ -281,37 +281,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval {
             command: EvalCommand::Retrieval(args),
         } => {
-            let settings = Settings::load(
-                cli.config.as_deref(),
-                &Overrides {
-                    data_dir: args.data_dir.clone(),
-                    ..Default::default()
-                },
-            )?;
+            let settings = settings_with_data_dir(cli.config.as_deref(), &args.data_dir)?;
             kefu::eval::retrieval(settings, args).await
         }
         Command::Eval {
             command: EvalCommand::Intent(args),
         } => {
-            let settings = Settings::load(
-                cli.config.as_deref(),
-                &Overrides {
-                    data_dir: args.data_dir.clone(),
-                    ..Default::default()
-                },
-            )?;
+            let settings = settings_with_data_dir(cli.config.as_deref(), &args.data_dir)?;
             kefu::eval::intent(settings, args).await
         }
         Command::Eval {
             command: EvalCommand::Emotion(args),
         } => {
-            let settings = Settings::load(
-                cli.config.as_deref(),
-                &Overrides {
-                    data_dir: args.data_dir.clone(),
-                    ..Default::default()
-                },
-            )?;
+            let settings = settings_with_data_dir(cli.config.as_deref(), &args.data_dir)?;
             kefu::eval::emotion(settings, args).await
         }
         Command::Eval {
@@ -392,13 +374,7 @@ async fn model_command(
     let data_dir = match &command {
         ModelCommand::Pull { data_dir, .. } | ModelCommand::List { data_dir } => data_dir.clone(),
     };
-    let settings = Settings::load(
-        config,
-        &Overrides {
-            data_dir,
-            ..Default::default()
-        },
-    )?;
+    let settings = settings_with_data_dir(config, &data_dir)?;
     let dir = settings.models_dir();
     let manifest = kefu_models::manifest();
     match command {
@@ -470,13 +446,7 @@ async fn nlu_command(config: Option<&std::path::Path>, command: NluCommand) -> a
         | NluCommand::Use { data_dir, .. }
         | NluCommand::Predict { data_dir, .. } => data_dir.clone(),
     };
-    let settings = Settings::load(
-        config,
-        &Overrides {
-            data_dir,
-            ..Default::default()
-        },
-    )?;
+    let settings = settings_with_data_dir(config, &data_dir)?;
     let data_dir = settings.server.data_dir.clone();
     match command {
         NluCommand::Train {
@@ -564,4 +534,18 @@ async fn nlu_command(config: Option<&std::path::Path>, command: NluCommand) -> a
             Ok(())
         }
     }
+}
+
+/// Settings from the config file and environment, with `--data-dir` over them when given.
+fn settings_with_data_dir(
+    config: Option<&std::path::Path>,
+    data_dir: &Option<PathBuf>,
+) -> anyhow::Result<Settings> {
+    Settings::load(
+        config,
+        &Overrides {
+            data_dir: data_dir.clone(),
+            ..Default::default()
+        },
+    )
 }
