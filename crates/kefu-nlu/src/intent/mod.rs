@@ -478,7 +478,9 @@ fn best_in_scope(logits: &[f32], temperature: f32, oos: Option<usize>) -> (usize
     }
 }
 
-/// The out-of-scope threshold. With out-of-scope rows in the calibration set: the value maximising in-scope
+const MIN_OOS_FOR_THRESHOLD: usize = 20;
+
+/// The out-of-scope threshold. With at least 20 out-of-scope rows in the calibration set: the value maximising in-scope
 /// accuracy + out-of-scope recall (ties: the lower threshold). Without: the value that turns away `reject_share` of
 /// the correctly answered rows. Returns (threshold, in-scope accuracy, out-of-scope recall) on the set.
 fn choose_threshold(
@@ -508,7 +510,9 @@ fn choose_threshold(
             (n_oos > 0).then(|| ok_oos as f32 / n_oos as f32),
         )
     };
-    let threshold = if n_oos > 0 {
+    // Too few out-of-scope rows make the choice noise (a small tenant set holds out one or two): the out-of-scope
+    // class still catches what resembles them, and the threshold follows the reject-share rule.
+    let threshold = if n_oos >= MIN_OOS_FOR_THRESHOLD {
         let mut candidates: Vec<f32> = decisions.iter().map(|d| d.1).filter(|p| *p > 0.0).collect();
         candidates.push(0.0);
         candidates.sort_by(f32::total_cmp);
