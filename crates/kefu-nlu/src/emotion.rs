@@ -404,7 +404,11 @@ fn lexicon() -> &'static Lexicon {
 
 /// The words just before byte `at` (zh: up to 3 characters; en: up to 3 words), lower-cased.
 fn context_before(text: &str, at: usize) -> (String, Vec<String>) {
+    // Only the last few dozen characters can hold the context: reading the whole prefix for every hit would make a
+    // long message quadratic.
     let before = &text[..at];
+    let start = before.char_indices().rev().nth(40).map_or(0, |(i, _)| i);
+    let before = &before[start..];
     let zh: String = before
         .chars()
         .rev()
@@ -426,7 +430,7 @@ fn context_before(text: &str, at: usize) -> (String, Vec<String>) {
 
 /// Reads one message (its first 5,000 characters).
 pub fn analyse(text: &str) -> EmotionReading {
-    let text = crate::intent::clip(text, 5000);
+    let text = crate::text::clip(text, 5000);
     let lex = lexicon();
     let mut total = 0.0f32;
     let mut emotions: Vec<(Emotion, f32)> = Vec::new();

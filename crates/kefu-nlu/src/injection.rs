@@ -202,7 +202,7 @@ pub const DEFAULT_THRESHOLD: f32 = 0.5;
 
 /// Scores one message (its first 20,000 characters, folded for width and case).
 pub fn score(text: &str, tools: &ToolContext) -> InjectionScore {
-    let folded = fold_str(crate::intent::clip(text, 20_000));
+    let folded = fold_str(crate::text::clip(text, 20_000));
     let (set, each) = compiled();
     let mut best: Vec<(Signal, f32, String)> = Vec::new();
     let mut note = |signal: Signal, weight: f32, evidence: String| match best

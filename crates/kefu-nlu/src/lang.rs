@@ -162,12 +162,12 @@ fn by_function_words(text: &str) -> Option<&'static str> {
 
 /// Guesses the language of `text` (only its first 2,000 characters are read).
 pub fn detect(text: &str) -> LanguageGuess {
-    let text = crate::intent::clip(text, 2000);
+    let text = crate::text::clip(text, 2000);
     let (mut han, mut kana, mut hangul, mut latin_words, mut letters) =
         (0usize, 0usize, 0usize, 0usize, 0usize);
     let mut in_latin_word = false;
     for c in text.chars() {
-        let latin = c.is_ascii_alphabetic() || ('\u{00C0}'..='\u{024F}').contains(&c);
+        let latin = crate::text::is_latin_letter(c);
         if latin && !in_latin_word {
             latin_words += 1;
         }

@@ -19,9 +19,7 @@ pub(crate) fn is_kept(c: char) -> bool {
     c.is_alphanumeric()
 }
 
-pub(crate) fn is_latin_letter(c: char) -> bool {
-    c.is_ascii_alphabetic() || ('\u{00C0}'..='\u{024F}').contains(&c)
-}
+pub(crate) use crate::text::is_latin_letter;
 
 fn keep(folded: &[char]) -> Kept {
     let mut k = Kept {

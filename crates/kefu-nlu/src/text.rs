@@ -49,7 +49,7 @@ impl Folded {
 
 /// Traditional → simplified for one character, from a table built once from `simplet2s` (its per-character
 /// mapping; the converter's handful of two-character context rules do not matter for matching and features). The
-/// table makes folding a lookup instead of the converter's per-character string hashing (10× faster on Chinese).
+/// table makes folding a lookup instead of the converter's per-character string hashing.
 fn simplified(c: char) -> char {
     const FIRST: u32 = 0x3400;
     const LAST: u32 = 0x9FFF;
@@ -95,6 +95,19 @@ pub fn fold(text: &str) -> Folded {
 /// [`fold`] as a plain string, for features.
 pub fn fold_str(text: &str) -> String {
     fold(text).as_string()
+}
+
+/// The text up to `max_chars` characters.
+pub fn clip(text: &str, max_chars: usize) -> &str {
+    match text.char_indices().nth(max_chars) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}
+
+/// Latin letters, with the accented ones of Latin-1 and Latin Extended-A/B.
+pub fn is_latin_letter(c: char) -> bool {
+    c.is_ascii_alphabetic() || ('\u{00C0}'..='\u{024F}').contains(&c)
 }
 
 /// Removes control characters (keeping newlines and tabs as spaces) so they cannot hide words or break features.

@@ -73,7 +73,6 @@ pub fn load(dataset: EmotionDataset, path: &Path) -> Result<Vec<Example>, NluErr
             (find("text")?, find("airline_sentiment")?)
         }
     };
-    let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for rec in reader.records() {
         let rec = rec.map_err(|e| bad(e.to_string()))?;
@@ -87,11 +86,12 @@ pub fn load(dataset: EmotionDataset, path: &Path) -> Result<Vec<Example>, NluErr
             _ => continue,
         };
         // A few hotel reviews run to pages; a customer message is read up to its first 1,000 characters.
-        let text = crate::intent::clip(text.trim(), 1000);
-        if !text.is_empty() && seen.insert(text.to_owned()) {
+        let text = crate::text::clip(text.trim(), 1000);
+        if !text.is_empty() {
             out.push(Example::new(text, label));
         }
     }
+    crate::intent::dedupe(&mut out);
     Ok(out)
 }
 

@@ -116,7 +116,6 @@ fn load_smp_split(dir: &Path, split: &str) -> Result<Vec<Example>, NluError> {
         .collect();
     files.sort();
     let mut out = Vec::new();
-    let mut seen = std::collections::HashSet::new();
     for f in files {
         let name = f.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
         let Some(domain) = name.strip_prefix(&format!("{split}_")) else {
@@ -124,12 +123,13 @@ fn load_smp_split(dir: &Path, split: &str) -> Result<Vec<Example>, NluError> {
         };
         for line in read(&f)?.lines() {
             let t = line.trim_start_matches('\u{feff}').trim();
-            // A handful of utterances repeat within a split; a repeat adds nothing to training or testing.
-            if !t.is_empty() && seen.insert(t.to_owned()) {
+            if !t.is_empty() {
                 out.push(Example::new(t, domain));
             }
         }
     }
+    // A handful of utterances repeat within a split; a repeat adds nothing to training or testing.
+    crate::intent::dedupe(&mut out);
     Ok(out)
 }
 

@@ -571,21 +571,13 @@ impl IntentClassifier {
     /// Several texts at once (the encoders batch them).
     pub fn predict_batch(&self, texts: &[&str]) -> Result<Vec<IntentPrediction>, NluError> {
         // Classify on a bounded prefix: a 1 MB message costs the same as its first 2,000 characters.
-        let clipped: Vec<&str> = texts.iter().map(|t| clip(t, 2000)).collect();
+        let clipped: Vec<&str> = texts.iter().map(|t| crate::text::clip(t, 2000)).collect();
         let (dense, _) = encode_all(&self.encoders, &clipped)?;
         Ok(clipped
             .iter()
             .zip(&dense)
             .map(|(t, d)| self.model.decide(&self.model.probabilities(t, d)))
             .collect())
-    }
-}
-
-/// The text up to `max_chars` characters.
-pub fn clip(text: &str, max_chars: usize) -> &str {
-    match text.char_indices().nth(max_chars) {
-        Some((i, _)) => &text[..i],
-        None => text,
     }
 }
 
