@@ -71,6 +71,10 @@ pub enum Action {
     SearchKnowledge,
     /// Import and delete knowledge-base documents.
     ManageKnowledge,
+    /// Read why the assistant answered what it did (the turn records).
+    ReadTurnTraces,
+    /// Hand a conversation to people or back to the assistant.
+    SetHandler,
 }
 
 /// The role matrix. Ownership (a customer only sees their own conversations) is checked where the row is loaded.
@@ -84,7 +88,7 @@ pub fn authorize(p: &Principal, action: Action) -> Result<(), ApiError> {
         (
             Principal::Customer { .. },
             ReadTenant | ManageApiKeys | ManageStaff | ManageModels | ManageCustomerSecret
-            | SearchKnowledge | ManageKnowledge,
+            | SearchKnowledge | ManageKnowledge | ReadTurnTraces | SetHandler,
         ) => false,
         (
             Principal::ApiClient { .. },
@@ -96,6 +100,11 @@ pub fn authorize(p: &Principal, action: Action) -> Result<(), ApiError> {
             Principal::ApiClient { .. },
             ManageApiKeys | ManageStaff | ManageModels | ManageCustomerSecret | ManageKnowledge,
         ) => false,
+        // An integration (e.g. an IM bridge with its own agents) may hand conversations over; our internals stay
+        // with our staff.
+        (Principal::ApiClient { .. }, SetHandler) => true,
+        (Principal::ApiClient { .. }, ReadTurnTraces) => false,
+        (Principal::Staff { .. }, ReadTurnTraces | SetHandler) => true,
         (Principal::Staff { .. }, SearchKnowledge) => true,
         // Supervisors curate knowledge with admins.
         (Principal::Staff { role, .. }, ManageKnowledge) => *role != StaffRole::Agent,

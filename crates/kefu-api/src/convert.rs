@@ -28,12 +28,29 @@ pub fn status(st: s::ConversationStatus) -> t::ConversationStatus {
     }
 }
 
+pub fn handler(h: s::Handler) -> t::Handler {
+    match h {
+        s::Handler::Bot => t::Handler::Bot,
+        s::Handler::Queued => t::Handler::Queued,
+        s::Handler::Agent => t::Handler::Agent,
+    }
+}
+
+pub fn handler_in(h: t::Handler) -> s::Handler {
+    match h {
+        t::Handler::Bot => s::Handler::Bot,
+        t::Handler::Queued => s::Handler::Queued,
+        t::Handler::Agent => s::Handler::Agent,
+    }
+}
+
 pub fn conversation(c: s::Conversation) -> t::Conversation {
     t::Conversation {
         id: c.id,
         customer_id: c.customer_id,
         channel: c.channel,
         status: status(c.status),
+        handler: handler(c.handler),
         flagged: c.flagged,
         subject: c.subject,
         metadata: c.metadata,
@@ -126,6 +143,11 @@ pub fn stream_event(p: &Principal, o: &kefu_engine::Outgoing) -> t::StreamEvent 
             },
             s::EventData::Flagged { reason } => t::StreamEvent::Flagged {
                 seq: ev.seq,
+                reason: reason.clone(),
+            },
+            s::EventData::HandlerChanged { handler: h, reason } => t::StreamEvent::HandlerChanged {
+                seq: ev.seq,
+                handler: handler(*h),
                 reason: reason.clone(),
             },
         },

@@ -8,12 +8,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use kefu_knowledge::Knowledge;
 use kefu_llm::{ModelDirectory, Timeouts};
+use kefu_nlu::{PiiDetector, Understander};
 use kefu_store::{
     Appended, Conversation, ConversationStatus, EventData, Message, MessageRole, NewMessage, Store,
     StoreError,
 };
 
+use crate::decide::Policy;
 use crate::hub::{EventHub, LiveEvent};
 use crate::subscribe::{Outgoing, Subscriber};
 
@@ -71,6 +74,39 @@ impl From<StoreError> for EngineError {
     }
 }
 
+/// Where a tenant's understanding set-up (PII patterns, word list, intent model, forbidden tools) comes from.
+#[async_trait::async_trait]
+pub trait UnderstanderSource: Send + Sync + 'static {
+    async fn understander(&self, tenant: Uuid) -> Arc<Understander>;
+}
+
+/// One set-up for every tenant.
+#[async_trait::async_trait]
+impl UnderstanderSource for Arc<Understander> {
+    async fn understander(&self, _tenant: Uuid) -> Arc<Understander> {
+        self.clone()
+    }
+}
+
+/// What the engine uses beyond storage and models.
+#[derive(Clone)]
+pub struct EngineParts {
+    pub understanding: Arc<dyn UnderstanderSource>,
+    /// The knowledge base; without it every answer is ungrounded (and checked as such).
+    pub knowledge: Option<Arc<Knowledge>>,
+    pub policy: Policy,
+}
+
+impl Default for EngineParts {
+    fn default() -> Self {
+        EngineParts {
+            understanding: Arc::new(Arc::new(Understander::new(PiiDetector::new()))),
+            knowledge: None,
+            policy: Policy::default(),
+        }
+    }
+}
+
 /// A customer message as accepted.
 #[derive(Debug, Clone)]
 pub struct Accepted {
@@ -84,6 +120,7 @@ pub struct Engine {
     pub(crate) models: Arc<dyn ModelDirectory>,
     pub(crate) hub: Arc<EventHub>,
     pub(crate) settings: EngineSettings,
+    pub(crate) parts: EngineParts,
     tracker: TaskTracker,
     /// Cancelled when the grace period after shutdown ends: turns still running stop without storing a reply
     /// (their customer messages stay pending and are answered after restart).
@@ -98,11 +135,21 @@ impl Engine {
         models: Arc<dyn ModelDirectory>,
         settings: EngineSettings,
     ) -> Arc<Self> {
+        Self::with_parts(store, models, settings, EngineParts::default())
+    }
+
+    pub fn with_parts(
+        store: Arc<dyn Store>,
+        models: Arc<dyn ModelDirectory>,
+        settings: EngineSettings,
+        parts: EngineParts,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             models,
             hub: EventHub::new(settings.live_buffer),
             settings,
+            parts,
             tracker: TaskTracker::new(),
             hard_stop: CancellationToken::new(),
             shutting_down: CancellationToken::new(),
@@ -214,6 +261,24 @@ impl Engine {
             Ok(r) => r,
             Err(_) => Ok(self.store.find_reply(tenant, conversation, seq).await?),
         }
+    }
+
+    /// Hands a conversation to people or back to the assistant (idempotent) and tells subscribers.
+    pub async fn set_handler(
+        &self,
+        tenant: Uuid,
+        conversation: Uuid,
+        handler: kefu_store::Handler,
+        reason: &str,
+    ) -> Result<Conversation, EngineError> {
+        let (conv, event) = self
+            .store
+            .set_conversation_handler(tenant, conversation, handler, reason)
+            .await?;
+        if let Some(ev) = event {
+            self.hub.publish(ev);
+        }
+        Ok(conv)
     }
 
     /// Closes a conversation (idempotent) and tells subscribers.

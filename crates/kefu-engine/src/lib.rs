@@ -1,18 +1,23 @@
 //! The conversation engine.
 //!
-//! Today's pipeline is the foundation's first answer path: accept a customer message exactly once, then answer it
-//! with the tenant's model chain using the recent history, streaming tokens to subscribers and recording the reply
-//! with its token counts and latency. Later stages (guard, understand, decide, check) slot in around [`turn`].
+//! Every customer message is stored exactly once, then its turn runs: guard and understand (PII masking,
+//! moderation, injection score, intent, emotion — `kefu-nlu`), retrieve (`kefu-knowledge`), decide
+//! ([`decide`]: human-held → blocked → injection → hand-off → FAQ verbatim → … → grounded answer), generate with the
+//! tenant's model chain (masked history, numbered passages, tone), check ([`check`]: placeholders restored, output
+//! moderation on the stream, grounding) and record (the reply with its [`kefu_types::TurnTrace`]).
 //!
-//! Pure decisions (which history fits the budget, what prompt to send, what to say when every model fails) live in
-//! [`prompt`] and are tested without IO; [`Engine`] is the thin async driver.
+//! Pure decisions live in [`decide`], [`check`] and [`prompt`] and are tested without IO; [`Engine`] and `turn.rs`
+//! are the thin async driver.
 
+pub mod check;
+pub mod decide;
 mod engine;
 pub mod hub;
 pub mod prompt;
 mod subscribe;
 mod turn;
 
-pub use engine::{Accepted, Engine, EngineError, EngineSettings};
+pub use decide::{decide, Decision, Facts, Path, Policy, Tier, Tone};
+pub use engine::{Accepted, Engine, EngineError, EngineParts, EngineSettings, UnderstanderSource};
 pub use hub::{EventHub, LiveEvent};
 pub use subscribe::Outgoing;

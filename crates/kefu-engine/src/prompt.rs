@@ -60,6 +60,16 @@ pub fn select_history(history: &[Message], budget: usize, max_messages: usize) -
 
 /// The messages sent to the model: the persona first, then the conversation in order.
 pub fn build_messages(system_prompt: &str, history: &[Message]) -> Vec<ChatMessage> {
+    let texts: Vec<&str> = history.iter().map(|m| m.content.as_str()).collect();
+    build_messages_with(system_prompt, history, &texts)
+}
+
+/// [`build_messages`] with each message's text given separately (the PII-masked text).
+pub fn build_messages_with(
+    system_prompt: &str,
+    history: &[Message],
+    texts: &[&str],
+) -> Vec<ChatMessage> {
     let mut out = Vec::with_capacity(history.len() + 1);
     // Small models answer English questions in Chinese when the prompt only says "the customer's language"; name
     // the language of the latest customer message. It goes at the end of the system prompt, so the shared part
@@ -75,13 +85,13 @@ pub fn build_messages(system_prompt: &str, history: &[Message]) -> Vec<ChatMessa
         "Reply in English."
     };
     out.push(ChatMessage::system(format!("{system_prompt}\n{language}")));
-    for m in history {
+    for (m, text) in history.iter().zip(texts) {
         let role = match m.role {
             MessageRole::Customer => Role::User,
             MessageRole::Assistant | MessageRole::Agent => Role::Assistant,
             MessageRole::System => continue,
         };
-        out.push(ChatMessage::new(role, m.content.clone()));
+        out.push(ChatMessage::new(role, (*text).to_owned()));
     }
     out
 }
@@ -89,6 +99,80 @@ pub fn build_messages(system_prompt: &str, history: &[Message]) -> Vec<ChatMessa
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a friendly, concise customer-service assistant. Answer in the \
 customer's language (Chinese or English). If you do not know the answer, say so and offer to connect the customer \
 with a human agent. Never invent order details, prices or policies.";
+
+/// Fixed replies for the paths that do not call a model, in the customer's language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Canned {
+    Handoff,
+    Blocked,
+    Injection,
+    Unsure,
+    OutputBlocked,
+}
+
+pub fn canned_reply(kind: Canned, zh: bool) -> &'static str {
+    match (kind, zh) {
+        (Canned::Handoff, true) => "好的，正在为您转接人工客服，请稍候。您之前的消息客服人员都能看到，无需重复。",
+        (Canned::Handoff, false) => {
+            "Sure — I'm connecting you with a member of our team. They can see this conversation, so there's no need \
+to repeat yourself."
+        }
+        (Canned::Blocked, true) => "抱歉，您的消息包含不适当的内容，我无法处理。请换一种说法，或者告诉我您需要什么帮助。",
+        (Canned::Blocked, false) => {
+            "Sorry, I can't help with that message. Could you rephrase it, or tell me what you need help with?"
+        }
+        (Canned::Injection, true) => "抱歉，我只能回答与本店商品、订单和售后相关的问题。请问有什么可以帮您？",
+        (Canned::Injection, false) => {
+            "Sorry, I can only help with questions about our products, orders and after-sales service. What can I do \
+for you?"
+        }
+        (Canned::Unsure, true) => "这个问题我不太确定，不想给您错误的信息。需要我为您转接人工客服吗？",
+        (Canned::Unsure, false) => {
+            "I'm not sure about that and don't want to give you wrong information. Shall I connect you with a member of \
+our team?"
+        }
+        (Canned::OutputBlocked, true) => "抱歉，这个回答未能通过内容检查。需要我为您转接人工客服吗？",
+        (Canned::OutputBlocked, false) => {
+            "Sorry, I couldn't give a proper answer to that. Shall I connect you with a member of our team?"
+        }
+    }
+}
+
+/// A retrieved passage as the model sees it.
+pub struct Passage<'a> {
+    pub label: &'a str,
+    pub text: &'a str,
+}
+
+/// The system prompt of a turn: persona and tenant rules, tone, and either the numbered passages the answer must
+/// come from or the instruction not to state facts. The customer's language goes last (see [`build_messages`]).
+pub fn turn_system_prompt(persona: &str, empathetic: bool, passages: &[Passage<'_>]) -> String {
+    let mut s =
+        String::with_capacity(512 + passages.iter().map(|p| p.text.len() + 16).sum::<usize>());
+    s.push_str(persona);
+    s.push_str("\nKeep placeholders such as [PHONE_1] or [EMAIL_1] exactly as written; never guess what they hide.");
+    if empathetic {
+        s.push_str(
+            "\nThe customer is upset. Start by acknowledging how they feel and apologising for the trouble, then be \
+brief and concrete about what happens next.",
+        );
+    }
+    if passages.is_empty() {
+        s.push_str(
+            "\nNo knowledge-base passage matched this message. Do not state prices, dates, durations, order details \
+or policies; if the customer needs them, say you are not sure and offer to connect a human agent.",
+        );
+    } else {
+        s.push_str(
+            "\nAnswer only from the numbered passages below and cite the ones you use like [1]. If they do not answer \
+the question, say you are not sure and offer to connect a human agent.\n",
+        );
+        for (i, p) in passages.iter().enumerate() {
+            s.push_str(&format!("\n[{}] ({}) {}", i + 1, p.label, p.text.trim()));
+        }
+    }
+    s
+}
 
 /// The polite reply when every model failed. The customer's message is stored and the conversation is flagged.
 pub fn fallback_reply(customer_text: &str) -> &'static str {

@@ -1,19 +1,53 @@
-//! One turn: answer a stored customer message with the tenant's model chain and record the reply.
+//! One turn, the thin async driver around the pure stages: gather the facts (understand, history, retrieval),
+//! [`decide`], run the decision's effects (generate and check, or a fixed reply, or nothing), record the reply with
+//! its trace.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::StreamExt;
-use tokio::time::Instant;
 
+use kefu_knowledge::service::{SearchHit, SearchRequest};
 use kefu_llm::{ChatEvent, ChatRequest, LlmError};
-use kefu_store::{Appended, EventData, Generation, Message, MessageRole, NewMessage, StoreError};
+use kefu_nlu::emotion::{analyse, Polarity, Trajectory};
+use kefu_nlu::{Understander, Understanding, Vault};
+use kefu_store::{
+    Appended, EventData, Generation, Handler, Message, MessageRole, NewMessage, StoreError,
+};
+use kefu_types::{TracePassage, TurnTrace};
 
-use crate::prompt;
+use crate::check::{self, RestoreStream};
+use crate::decide::{self, Decision, Facts, FaqCandidate, Path, Tone};
+use crate::hub::TurnGuard;
+use crate::prompt::{self, Canned, Passage};
 use crate::Engine;
+
+/// Passages offered to the model.
+const PASSAGES: usize = 4;
 
 struct Outcome {
     text: String,
     generation: Generation,
+}
+
+/// What generation produced, before checks.
+struct Generated {
+    text: String,
+    generation: Generation,
+    output_moderation: Option<String>,
+    output_blocked: bool,
+}
+
+/// What retrieval found: the mode, the passages offered to the model, and the best FAQ entry among them (its
+/// index and match score).
+struct Retrieved {
+    mode: String,
+    hits: Vec<SearchHit>,
+    faq: Option<(usize, f32)>,
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
 }
 
 impl Engine {
@@ -33,52 +67,46 @@ impl Engine {
                 return;
             }
         }
-        turn.start_reply(question.seq);
-        let started = Instant::now();
-        let generated = tokio::select! {
-            r = tokio::time::timeout(self.settings.turn_timeout, self.generate(&question, &turn)) => match r {
-                Ok(r) => r,
-                Err(_) => Err(LlmError::Timeout(kefu_llm::TimeoutPhase::Total)),
+        let run = tokio::time::timeout(self.settings.turn_timeout, self.answer(&question, &turn));
+        let outcome = tokio::select! {
+            r = run => match r {
+                Ok(Ok(Some(o))) => o,
+                // People hold the conversation: nothing to send.
+                Ok(Ok(None)) => return,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "turn failed; message stays pending");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!("turn timed out; sending the fallback reply");
+                    self.flag(&question, "model_unavailable").await;
+                    Outcome {
+                        text: prompt::fallback_reply(&question.content).to_owned(),
+                        generation: Generation { fallback: true, ..Default::default() },
+                    }
+                }
             },
             _ = self.hard_stop.cancelled() => {
                 tracing::warn!("turn cancelled by shutdown; message stays pending");
                 return;
             }
         };
-        let latency_ms = started.elapsed().as_millis() as i64;
-        let (outcome, failed) = match generated {
-            Ok(mut o) => {
-                o.generation.latency_ms = Some(latency_ms);
-                (o, None)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "every model failed; sending the fallback reply");
-                let o = Outcome {
-                    text: prompt::fallback_reply(&question.content).to_owned(),
-                    generation: Generation {
-                        latency_ms: Some(latency_ms),
-                        fallback: true,
-                        ..Default::default()
-                    },
-                };
-                (o, Some(e))
-            }
-        };
-        // Flag before the fallback reply is visible, so anyone who sees the reply also sees the flag.
-        if let Some(e) = &failed {
-            let reason = match e {
-                LlmError::NotConfigured => "model_not_configured",
-                _ => "model_unavailable",
-            };
-            match self
-                .store
-                .flag_conversation(question.tenant_id, conv, reason)
-                .await
-            {
-                Ok(ev) => self.hub.publish(ev),
-                Err(e) => tracing::error!(error = %e, "could not flag the conversation"),
-            }
+        self.store_reply(&question, outcome, turn).await;
+    }
+
+    async fn flag(&self, question: &Message, reason: &str) {
+        match self
+            .store
+            .flag_conversation(question.tenant_id, question.conversation_id, reason)
+            .await
+        {
+            Ok(ev) => self.hub.publish(ev),
+            Err(e) => tracing::error!(error = %e, "could not flag the conversation"),
         }
+    }
+
+    async fn store_reply(&self, question: &Message, outcome: Outcome, turn: TurnGuard<'_>) {
+        let conv = question.conversation_id;
         let stored = self
             .store
             .append_message(NewMessage {
@@ -94,9 +122,11 @@ impl Engine {
             .await;
         match stored {
             Ok(Appended::Created(m)) => {
+                let trace = m.generation.trace.as_ref();
                 tracing::info!(
+                    path = trace.and_then(|t| t["path"].as_str()).unwrap_or("-"),
                     model = m.generation.model.as_deref().unwrap_or("-"),
-                    latency_ms,
+                    latency_ms = m.generation.latency_ms,
                     prompt_tokens = m.generation.prompt_tokens,
                     completion_tokens = m.generation.completion_tokens,
                     fallback = m.generation.fallback,
@@ -119,59 +149,435 @@ impl Engine {
         }
     }
 
-    async fn generate(
+    /// The whole pipeline for one stored customer message. `None`: people hold the conversation.
+    async fn answer(
         &self,
         question: &Message,
-        turn: &crate::hub::TurnGuard<'_>,
-    ) -> Result<Outcome, LlmError> {
-        let resolved = self.models.resolve(&question.tenant_id.to_string()).await?;
+        turn: &TurnGuard<'_>,
+    ) -> Result<Option<Outcome>, StoreError> {
+        let started = Instant::now();
+        let tenant = question.tenant_id;
+        let conv = self
+            .store
+            .get_conversation(tenant, question.conversation_id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let policy = &self.parts.policy;
+
+        // Understand.
+        let t = Instant::now();
+        let understander = self.parts.understanding.understander(tenant).await;
+        let understood = understander.understand(&question.content).ok();
         let window = (self.settings.history_max_messages as i64) * 2 + 8;
-        let history = self
+        let history: Vec<Message> = self
             .store
             .list_messages(
-                question.tenant_id,
+                tenant,
                 question.conversation_id,
                 (question.seq - window).max(0),
                 window as u32,
             )
-            .await
-            .map_err(|e| LlmError::InvalidResponse(format!("history unavailable: {e}")))?;
-        let history: Vec<Message> = history
+            .await?
             .into_iter()
             .filter(|m| m.seq <= question.seq)
             .collect();
-        let kept = prompt::select_history(
+        let mut facts = self.facts(&question.content, &history, understood.as_ref());
+        facts.handler = Some(conv.handler);
+        let understand_ms = ms(t);
+        let mut trace = base_trace(understood.as_ref(), &facts);
+        trace.stages.understand_ms = understand_ms;
+        let zh = understood.as_ref().map_or_else(
+            || prompt::looks_chinese(&question.content),
+            |u| u.language.lang == "zh",
+        );
+
+        // Decide what needs no retrieval first: people, blocks, injections and hand-offs come before any search.
+        let early = decide::decide(&facts, policy);
+        let decision = if matches!(
+            early.path,
+            Path::HumanHeld | Path::Blocked | Path::Injection
+        ) || (early.path == Path::Handoff && early.reason != "nothing_found")
+        {
+            early
+        } else {
+            let t = Instant::now();
+            let masked = understood
+                .as_ref()
+                .map_or(question.content.as_str(), |u| u.masked.text.as_str());
+            let retrieved = self.retrieve(tenant, masked).await;
+            trace.stages.retrieve_ms = ms(t);
+            if let Some(r) = &retrieved {
+                trace.retrieval_mode = Some(r.mode.clone());
+                facts.passages = r.hits.len();
+                facts.faq = r.faq.map(|(_, score)| FaqCandidate { score });
+                trace.faq_score = r.faq.map(|(_, s)| s);
+            }
+            let d = decide::decide(&facts, policy);
+            return self
+                .run_decision(
+                    question,
+                    turn,
+                    &history,
+                    understood,
+                    &understander,
+                    d,
+                    trace,
+                    retrieved,
+                    zh,
+                    started,
+                )
+                .await
+                .map(Some);
+        };
+        if decision.path == Path::HumanHeld {
+            // Stored, seen by the agent; no reply from us.
+            self.store
+                .mark_reply_settled(tenant, question.conversation_id, question.seq)
+                .await?;
+            return Ok(None);
+        }
+        self.run_decision(
+            question,
+            turn,
             &history,
+            understood,
+            &understander,
+            decision,
+            trace,
+            None,
+            zh,
+            started,
+        )
+        .await
+        .map(Some)
+    }
+
+    /// Facts known before retrieval.
+    fn facts(&self, text: &str, history: &[Message], u: Option<&Understanding>) -> Facts {
+        let mut f = Facts::default();
+        // The emotion trajectory over the customer's recent turns (this one last).
+        let mut readings: Vec<_> = history
+            .iter()
+            .filter(|m| m.role == MessageRole::Customer)
+            .rev()
+            .skip(1)
+            .take(6)
+            .map(|m| analyse(&m.content))
+            .collect();
+        readings.reverse();
+        if let Some(u) = u {
+            f.blocked = u.blocked();
+            f.injection_score = u.injection.score;
+            if let Some(i) = &u.intent {
+                f.intent = i.intent.clone();
+                f.intent_confidence = i.confidence;
+                f.out_of_scope = i.out_of_scope;
+            }
+            f.negative = u.emotion.polarity == Polarity::Negative;
+            f.anger = u
+                .emotion
+                .emotions
+                .iter()
+                .filter(|(e, _)| {
+                    matches!(
+                        e,
+                        kefu_nlu::emotion::Emotion::Angry | kefu_nlu::emotion::Emotion::Frustrated
+                    )
+                })
+                .map(|(_, s)| *s)
+                .fold(0.0, f32::max);
+            readings.push(u.emotion.clone());
+        }
+        f.negative_streak = Trajectory::of(&readings).negative_streak;
+        let asked_by_intent =
+            f.intent.as_deref().is_some_and(|i| {
+                matches!(i, "human" | "human_agent" | "transfer_to_agent" | "人工")
+            }) && f.intent_confidence >= 0.5;
+        f.asks_for_human = decide::asks_for_human(text) || asked_by_intent;
+        f.complex = decide::is_complex(text);
+        // Answers we were not sure of, newest first, until one we were sure of.
+        f.unsure_streak = history
+            .iter()
+            .rev()
+            .filter(|m| m.role == MessageRole::Assistant)
+            .take_while(|m| {
+                m.generation
+                    .trace
+                    .as_ref()
+                    .is_some_and(|t| t["unsure"].as_bool() == Some(true))
+            })
+            .count();
+        f
+    }
+
+    /// Searches the knowledge base with the masked message. Returns the mode, the passages offered to the model,
+    /// and the best FAQ entry among them with its match score.
+    async fn retrieve(&self, tenant: uuid::Uuid, masked: &str) -> Option<Retrieved> {
+        let knowledge = self.parts.knowledge.as_ref()?;
+        let req = SearchRequest {
+            query: masked.chars().take(2000).collect(),
+            k: Some(PASSAGES),
+            ..Default::default()
+        };
+        let res = match knowledge.search(tenant, &req).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "knowledge search failed; answering without passages");
+                return None;
+            }
+        };
+        // Keyword matches below the relevance threshold are not evidence.
+        let hits = if res.keyword_fallback {
+            Vec::new()
+        } else {
+            res.hits
+        };
+        let faq = hits.iter().enumerate().find_map(|(i, h)| {
+            let entry = h.faq.as_ref()?;
+            let mut qs: Vec<&str> = vec![entry.question.as_str()];
+            qs.extend(entry.alternatives.iter().map(String::as_str));
+            let dense = h.scores.dense.as_ref().map(|d| d.score);
+            Some((i, check::faq_match(masked, &qs, dense)))
+        });
+        Some(Retrieved {
+            mode: res.mode,
+            hits,
+            faq,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_decision(
+        &self,
+        question: &Message,
+        turn: &TurnGuard<'_>,
+        history: &[Message],
+        understood: Option<Understanding>,
+        understander: &Arc<Understander>,
+        d: Decision,
+        mut trace: TurnTrace,
+        retrieved: Option<Retrieved>,
+        zh: bool,
+        started: Instant,
+    ) -> Result<Outcome, StoreError> {
+        trace.path = d.path.as_str().into();
+        trace.reason = d.reason.into();
+        trace.tier = serde_plain(&d.tier);
+        trace.tier_reason = d.tier_reason.into();
+        trace.tone = serde_plain(&d.tone);
+        trace.flag = d.flag.map(str::to_owned);
+        if let Some(reason) = d.flag {
+            self.flag(question, reason).await;
+        }
+        let hits = retrieved.map(|r| (r.hits, r.faq));
+        let mut generation = Generation::default();
+        let text = match d.path {
+            Path::HumanHeld => unreachable!("handled before"),
+            Path::Blocked => prompt::canned_reply(Canned::Blocked, zh).to_owned(),
+            Path::Injection => prompt::canned_reply(Canned::Injection, zh).to_owned(),
+            Path::Handoff => {
+                self.set_handler(
+                    question.tenant_id,
+                    question.conversation_id,
+                    Handler::Queued,
+                    d.reason,
+                )
+                .await
+                .map_err(|e| match e {
+                    crate::EngineError::Store(e) => e,
+                    crate::EngineError::ConversationClosed => StoreError::ConversationClosed,
+                    _ => StoreError::NotFound,
+                })?;
+                prompt::canned_reply(Canned::Handoff, zh).to_owned()
+            }
+            Path::Faq => {
+                let (hits, faq) = hits.expect("an FAQ decision has hits");
+                let (i, _) = faq.expect("an FAQ decision has an entry");
+                let hit = &hits[i];
+                trace.passages = vec![passage(1, hit)];
+                trace.grounded = Some(true);
+                trace.confidence = trace.faq_score.unwrap_or(1.0);
+                let entry = hit.faq.as_ref().expect("an FAQ hit");
+                let source = if zh { "来源" } else { "Source" };
+                format!(
+                    "{}\n\n{source}: {}",
+                    entry.answer.trim(),
+                    hit.citation.title
+                )
+            }
+            Path::Cache | Path::Flow | Path::Tool | Path::Rag | Path::Chat => {
+                let hits = hits.map(|(h, _)| h).unwrap_or_default();
+                let hits: &[SearchHit] = if d.path == Path::Chat { &[] } else { &hits };
+                trace.passages = hits
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| passage(i + 1, h))
+                    .collect();
+                let t = Instant::now();
+                let generated = self
+                    .generate(question, turn, history, understander, &d, hits)
+                    .await;
+                trace.stages.generate_ms = ms(t);
+                match generated {
+                    Ok(g) => {
+                        let t = Instant::now();
+                        generation = g.generation;
+                        trace.output_moderation = g.output_moderation;
+                        let text = if g.output_blocked {
+                            turn.reset(question.seq);
+                            prompt::canned_reply(Canned::OutputBlocked, zh).to_owned()
+                        } else {
+                            let passages: Vec<&str> =
+                                hits.iter().map(|h| h.text.as_str()).collect();
+                            let said: Vec<&str> = history
+                                .iter()
+                                .filter(|m| m.role == MessageRole::Customer)
+                                .map(|m| m.content.as_str())
+                                .collect();
+                            let g_check = check::check_grounding(&g.text, &passages, &said);
+                            let retrieval = hits
+                                .first()
+                                .and_then(|h| h.scores.dense.as_ref())
+                                .map(|s| ((s.score - 0.75) / 0.2).clamp(0.0, 1.0));
+                            let intent = understood
+                                .as_ref()
+                                .and_then(|u| u.intent.as_ref())
+                                .map(|i| i.confidence);
+                            trace.confidence = check::confidence(g_check.score, intent, retrieval);
+                            trace.grounded = Some(g_check.grounded);
+                            trace.unsupported = g_check.unsupported.clone();
+                            if g_check.grounded {
+                                g.text
+                            } else {
+                                trace.unsure = true;
+                                turn.reset(question.seq);
+                                prompt::canned_reply(Canned::Unsure, zh).to_owned()
+                            }
+                        };
+                        trace.stages.check_ms = ms(t);
+                        text
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "every model failed; sending the fallback reply");
+                        let reason = match e {
+                            LlmError::NotConfigured => "model_not_configured",
+                            _ => "model_unavailable",
+                        };
+                        // Flag before the fallback reply is visible, so anyone who sees the reply sees the flag.
+                        self.flag(question, reason).await;
+                        trace.flag = Some(reason.into());
+                        generation.fallback = true;
+                        prompt::fallback_reply(&question.content).to_owned()
+                    }
+                }
+            }
+        };
+        trace.model = generation.model.clone();
+        trace.prompt_tokens = generation.prompt_tokens;
+        trace.completion_tokens = generation.completion_tokens;
+        let total = ms(started);
+        trace.stages.total_ms = total;
+        generation.latency_ms = Some(total.round() as i64);
+        generation.trace = serde_json::to_value(&trace).ok();
+        Ok(Outcome { text, generation })
+    }
+
+    /// Streams the model's answer to subscribers: placeholders restored, then output moderation (a word split
+    /// across chunks is held back until it is known), then published.
+    async fn generate(
+        &self,
+        question: &Message,
+        turn: &TurnGuard<'_>,
+        history: &[Message],
+        understander: &Arc<Understander>,
+        d: &Decision,
+        hits: &[SearchHit],
+    ) -> Result<Generated, LlmError> {
+        turn.start_reply(question.seq);
+        let resolved = self.models.resolve(&question.tenant_id.to_string()).await?;
+        let kept = prompt::select_history(
+            history,
             self.settings.history_token_budget,
             self.settings.history_max_messages,
         );
-        let system = resolved
+        // One vault for the whole conversation: the same number gets the same placeholder in every message.
+        let mut vault = Vault::default();
+        let masked: Vec<String> = kept
+            .iter()
+            .map(|m| understander.mask_with(&m.content, &mut vault))
+            .collect();
+        let texts: Vec<&str> = masked.iter().map(String::as_str).collect();
+        let persona = resolved
             .params
             .system_prompt
             .as_deref()
             .unwrap_or(&self.settings.default_system_prompt);
+        let passages: Vec<Passage<'_>> = hits
+            .iter()
+            .map(|h| Passage {
+                label: &h.citation.label,
+                text: &h.text,
+            })
+            .collect();
+        let system = prompt::turn_system_prompt(persona, d.tone == Tone::Empathetic, &passages);
         let request = ChatRequest {
             model: String::new(),
-            messages: prompt::build_messages(system, kept),
+            messages: prompt::build_messages_with(&system, kept, &texts),
             temperature: resolved.params.temperature,
             max_tokens: resolved.params.max_tokens,
             tools: Vec::new(),
             tool_choice: Default::default(),
             json_schema: None,
         };
+        let moderator = understander.moderator().cloned();
+        let mut restore = RestoreStream::new(&vault);
+        let mut moderation = moderator.as_ref().map(|m| m.stream());
+        let mut output_action = None;
         let mut stream = resolved.chain.stream(request);
         let mut text = String::new();
         let mut generation = Generation::default();
+        let release = |chunk: String,
+                       text: &mut String,
+                       output_action: &mut Option<kefu_nlu::moderation::Action>,
+                       moderation: &mut Option<kefu_nlu::moderation::ModerationStream<'_>>,
+                       end: bool| {
+            let shown = match moderation {
+                Some(m) => {
+                    let mut v = m.push(&chunk);
+                    if end {
+                        let rest = m.finish();
+                        v.text.push_str(&rest.text);
+                        v.hits.extend(rest.hits);
+                        v.action = v.action.max(rest.action);
+                    }
+                    if v.action > *output_action {
+                        *output_action = v.action;
+                    }
+                    v.text
+                }
+                None => chunk,
+            };
+            if !shown.is_empty() {
+                turn.delta(question.seq, &shown);
+                text.push_str(&shown);
+            }
+        };
         while let Some(item) = stream.next().await {
             match item? {
                 ChatEvent::Started { model } => generation.model = Some(model),
                 ChatEvent::Delta(t) => {
-                    turn.delta(question.seq, &t);
-                    text.push_str(&t);
+                    let chunk = restore.push(&t);
+                    release(chunk, &mut text, &mut output_action, &mut moderation, false);
+                    if moderation.as_ref().is_some_and(|m| m.blocked()) {
+                        break;
+                    }
                 }
                 ChatEvent::Restart { reason } => {
                     tracing::info!(%reason, "model stream restarted");
                     text.clear();
+                    restore = RestoreStream::new(&vault);
+                    moderation = moderator.as_ref().map(|m| m.stream());
+                    output_action = None;
                     turn.reset(question.seq);
                 }
                 ChatEvent::Usage(u) => {
@@ -181,11 +587,64 @@ impl Engine {
                 ChatEvent::ToolCall(_) | ChatEvent::Finished(_) => {}
             }
         }
-        if text.trim().is_empty() {
+        let blocked = moderation.as_ref().is_some_and(|m| m.blocked());
+        if !blocked {
+            let rest = restore.finish();
+            release(rest, &mut text, &mut output_action, &mut moderation, true);
+        }
+        let blocked = blocked || moderation.as_ref().is_some_and(|m| m.blocked());
+        if !blocked && text.trim().is_empty() {
             return Err(LlmError::InvalidResponse(
                 "the model returned an empty answer".into(),
             ));
         }
-        Ok(Outcome { text, generation })
+        Ok(Generated {
+            text,
+            generation,
+            output_moderation: output_action.map(|a| serde_plain(&a)),
+            output_blocked: blocked,
+        })
     }
+}
+
+fn passage(n: usize, h: &SearchHit) -> TracePassage {
+    TracePassage {
+        n,
+        chunk_id: h.chunk_id,
+        document_id: h.document_id,
+        citation: h.citation.label.clone(),
+        score: h.scores.fused,
+    }
+}
+
+/// A unit enum's serde name (`"strong"`).
+fn serde_plain<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn base_trace(u: Option<&Understanding>, f: &Facts) -> TurnTrace {
+    let mut t = TurnTrace {
+        negative_streak: f.negative_streak,
+        injection_score: f.injection_score,
+        ..Default::default()
+    };
+    if let Some(u) = u {
+        t.language = u.language.lang.clone();
+        t.intent = u.intent.as_ref().and_then(|i| i.intent.clone());
+        t.intent_confidence = u.intent.as_ref().map(|i| i.confidence);
+        t.out_of_scope = u.intent.as_ref().is_some_and(|i| i.out_of_scope);
+        t.polarity = serde_plain(&u.emotion.polarity);
+        t.intensity = u.emotion.intensity;
+        t.emotion = u.emotion.primary().map(|e| serde_plain(&e));
+        t.moderation = u
+            .moderation
+            .as_ref()
+            .and_then(|v| v.action)
+            .map(|a| serde_plain(&a));
+        t.pii_masked = u.masked.vault.len();
+    }
+    t
 }

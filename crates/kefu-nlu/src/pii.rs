@@ -303,6 +303,13 @@ impl PiiDetector {
     /// right after an e-mail), so the output never holds anything the detector would flag.
     pub fn mask(&self, text: &str) -> Masked {
         let mut vault = Vault::default();
+        let text = self.mask_with(text, &mut vault);
+        Masked { text, vault }
+    }
+
+    /// [`mask`](Self::mask) with a vault shared across texts (the messages of one conversation), so the same value
+    /// gets the same placeholder in every message and one vault restores them all.
+    pub fn mask_with(&self, text: &str, vault: &mut Vault) -> String {
         let mut current = text.to_owned();
         for _ in 0..4 {
             let spans = self.detect(&current);
@@ -319,10 +326,7 @@ impl PiiDetector {
             out.push_str(&current[last..]);
             current = out;
         }
-        Masked {
-            text: current,
-            vault,
-        }
+        current
     }
 }
 

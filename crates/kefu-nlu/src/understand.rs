@@ -73,6 +73,16 @@ impl Understander {
         self
     }
 
+    /// The tenant's word list, for checking replies (also as they stream).
+    pub fn moderator(&self) -> Option<&Arc<Moderator>> {
+        self.moderator.as_ref()
+    }
+
+    /// Masks PII in `text` with a vault shared across a conversation's messages.
+    pub fn mask_with(&self, text: &str, vault: &mut crate::Vault) -> String {
+        self.pii.mask_with(text, vault)
+    }
+
     /// Understands one message. Empty (or whitespace- and control-only) messages and messages over
     /// [`MAX_MESSAGE_BYTES`] are errors; control characters are removed first.
     pub fn understand(&self, text: &str) -> Result<Understanding, NluError> {

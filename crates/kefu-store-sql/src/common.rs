@@ -30,10 +30,10 @@ pub(crate) fn corrupt(what: &str, v: &str) -> StoreError {
 
 pub(crate) const MSG_COLS: &str =
     "id, tenant_id, conversation_id, seq, role, content, idempotency_key, reply_to_seq, \
-     model, prompt_tokens, completion_tokens, latency_ms, fallback, reply_pending, created_at";
+     model, prompt_tokens, completion_tokens, latency_ms, fallback, reply_pending, created_at, trace";
 
 pub(crate) const CONV_COLS: &str =
-    "id, tenant_id, customer_id, channel, status, flagged, subject, metadata, last_seq, \
+    "id, tenant_id, customer_id, channel, status, handler, flagged, subject, metadata, last_seq, \
      created_at, updated_at, closed_at";
 
 /// Implements `kefu_store::Store` for a struct with `write` and `read` pools of database `$db`.
@@ -103,12 +103,14 @@ macro_rules! sql_store {
 
             fn conversation(r: &$row) -> R<Conversation> {
                 let status: String = get(r, "status")?;
+                let handler: String = get(r, "handler")?;
                 Ok(Conversation {
                     id: uuid(&get::<String>(r, "id")?)?,
                     tenant_id: uuid(&get::<String>(r, "tenant_id")?)?,
                     customer_id: uuid(&get::<String>(r, "customer_id")?)?,
                     channel: get(r, "channel")?,
                     status: ConversationStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+                    handler: Handler::parse(&handler).ok_or_else(|| corrupt("handler", &handler))?,
                     flagged: get(r, "flagged")?,
                     subject: get(r, "subject")?,
                     metadata: json(&get::<String>(r, "metadata")?)?,
@@ -136,6 +138,7 @@ macro_rules! sql_store {
                         completion_tokens: get(r, "completion_tokens")?,
                         latency_ms: get(r, "latency_ms")?,
                         fallback: get(r, "fallback")?,
+                        trace: get::<Option<String>>(r, "trace")?.as_deref().map(json).transpose()?,
                     },
                     reply_pending: get(r, "reply_pending")?,
                     created_at: from_ms(get(r, "created_at")?),
@@ -193,6 +196,9 @@ macro_rules! sql_store {
                         EventData::MessageCreated(_) => None,
                         EventData::StatusChanged(s) => Some(serde_json::json!({ "status": s.as_str() }).to_string()),
                         EventData::Flagged { reason } => Some(serde_json::json!({ "reason": reason }).to_string()),
+                        EventData::HandlerChanged { handler, reason } => Some(
+                            serde_json::json!({ "handler": handler.as_str(), "reason": reason }).to_string(),
+                        ),
                     };
                     sqlx::query(
                         "INSERT INTO conversation_events (tenant_id, conversation_id, seq, kind, payload, created_at) \
@@ -208,6 +214,23 @@ macro_rules! sql_store {
                     .await
                     .map_err(map_err)?;
                     Ok(())
+                }
+
+                /// A conversation as seen inside `tx` (after its changes).
+                async fn conversation_in(
+                    tx: &mut sqlx::Transaction<'_, $db>,
+                    tenant: Uuid,
+                    id: Uuid,
+                ) -> R<Conversation> {
+                    let row = sqlx::query(&format!(
+                        "SELECT {CONV_COLS} FROM conversations WHERE tenant_id = $1 AND id = $2"
+                    ))
+                    .bind(tenant.to_string())
+                    .bind(id.to_string())
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                    row.as_ref().map(conversation).transpose()?.ok_or(StoreError::NotFound)
                 }
 
                 async fn existing_by_key(&self, conv: Uuid, key: &str) -> R<Option<Message>> {
@@ -258,7 +281,7 @@ macro_rules! sql_store {
                     };
                     sqlx::query(&format!(
                         "INSERT INTO messages ({MSG_COLS}) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
                     ))
                     .bind(m.id.to_string())
                     .bind(m.tenant_id.to_string())
@@ -275,6 +298,7 @@ macro_rules! sql_store {
                     .bind(m.generation.fallback)
                     .bind(m.reply_pending)
                     .bind(now)
+                    .bind(m.generation.trace.as_ref().map(|t| t.to_string()))
                     .execute(&mut *tx)
                     .await
                     .map_err(map_err)?;
@@ -528,6 +552,7 @@ macro_rules! sql_store {
                         customer_id: new.customer_id,
                         channel: new.channel,
                         status: ConversationStatus::Open,
+                        handler: Handler::Bot,
                         flagged: false,
                         subject: new.subject,
                         metadata: new.metadata,
@@ -539,7 +564,7 @@ macro_rules! sql_store {
                     // The customer must belong to the same tenant: insert only when it does.
                     let r = sqlx::query(&format!(
                         "INSERT INTO conversations ({CONV_COLS}) \
-                         SELECT $1, $2, $3, $4, 'open', FALSE, $5, $6, 0, $7, $7, NULL \
+                         SELECT $1, $2, $3, $4, 'open', 'bot', FALSE, $5, $6, 0, $7, $7, NULL \
                          WHERE EXISTS (SELECT 1 FROM customers WHERE tenant_id = $2 AND id = $3)"
                     ))
                     .bind(c.id.to_string())
@@ -609,16 +634,7 @@ macro_rules! sql_store {
                         }
                         None => None,
                     };
-                    let row = sqlx::query(&format!(
-                        "SELECT {CONV_COLS} FROM conversations WHERE tenant_id = $1 AND id = $2"
-                    ))
-                    .bind(tenant.to_string())
-                    .bind(id.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                    let Some(row) = row else { return Err(StoreError::NotFound) };
-                    let conv = conversation(&row)?;
+                    let conv = Self::conversation_in(&mut tx, tenant, id).await?;
                     tx.commit().await.map_err(map_err)?;
                     Ok((conv, event))
                 }
@@ -637,6 +653,44 @@ macro_rules! sql_store {
                     Self::insert_event(&mut tx, tenant, id, seq, &data, now).await?;
                     tx.commit().await.map_err(map_err)?;
                     Ok(Event { tenant_id: tenant, conversation_id: id, seq, data, created_at: now_dt })
+                }
+
+                async fn set_conversation_handler(
+                    &self,
+                    tenant: Uuid,
+                    id: Uuid,
+                    handler: Handler,
+                    reason: &str,
+                ) -> R<(Conversation, Option<Event>)> {
+                    let now_dt = now_ms();
+                    let now = now_dt.timestamp_millis();
+                    let mut tx = self.write.begin().await.map_err(map_err)?;
+                    let row = sqlx::query(
+                        "UPDATE conversations SET last_seq = last_seq + 1, handler = $1, updated_at = $2 \
+                         WHERE tenant_id = $3 AND id = $4 AND status = 'open' AND handler <> $1 RETURNING last_seq",
+                    )
+                    .bind(handler.as_str())
+                    .bind(now)
+                    .bind(tenant.to_string())
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    let event = match row {
+                        Some(r) => {
+                            let seq: i64 = get(&r, "last_seq")?;
+                            let data = EventData::HandlerChanged { handler, reason: reason.to_owned() };
+                            Self::insert_event(&mut tx, tenant, id, seq, &data, now).await?;
+                            Some(Event { tenant_id: tenant, conversation_id: id, seq, data, created_at: now_dt })
+                        }
+                        None => None,
+                    };
+                    let conv = Self::conversation_in(&mut tx, tenant, id).await?;
+                    tx.commit().await.map_err(map_err)?;
+                    if event.is_none() && conv.status == ConversationStatus::Closed && conv.handler != handler {
+                        return Err(StoreError::ConversationClosed);
+                    }
+                    Ok((conv, event))
                 }
 
                 async fn append_message(&self, new: NewMessage) -> R<Appended> {
@@ -739,6 +793,13 @@ macro_rules! sql_store {
                             "conversation.flagged" => EventData::Flagged {
                                 reason: payload["reason"].as_str().unwrap_or_default().to_owned(),
                             },
+                            "conversation.handler_changed" => {
+                                let h = payload["handler"].as_str().unwrap_or_default();
+                                EventData::HandlerChanged {
+                                    handler: Handler::parse(h).ok_or_else(|| corrupt("handler", h))?,
+                                    reason: payload["reason"].as_str().unwrap_or_default().to_owned(),
+                                }
+                            }
                             other => return Err(corrupt("event kind", other)),
                         };
                         out.push(Event {

@@ -29,6 +29,7 @@ checks!(
     customers_upsert_by_external_id,
     conversations_are_tenant_scoped,
     status_changes_append_events,
+    handler_changes_append_events_and_traces_round_trip,
     messages_get_consecutive_sequence_numbers,
     idempotency_key_returns_the_original_message,
     closed_conversations_refuse_customer_messages,
@@ -112,6 +113,7 @@ fn reply_msg(t: &Tenant, c: &Conversation, text: &str, to: i64) -> NewMessage {
             completion_tokens: Some(3),
             latency_ms: Some(40),
             fallback: false,
+            trace: None,
         },
         require_open: false,
     }
@@ -317,6 +319,69 @@ async fn status_changes_append_events(store: Arc<dyn Store>) {
         .set_conversation_status(a.id, Uuid::new_v4(), ConversationStatus::Closed)
         .await;
     assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+}
+
+async fn handler_changes_append_events_and_traces_round_trip(store: Arc<dyn Store>) {
+    let a = tenant(&store).await;
+    let c = conversation(&store, &a).await;
+    assert_eq!(c.handler, Handler::Bot);
+    let (same, ev) = store
+        .set_conversation_handler(a.id, c.id, Handler::Bot, "noop")
+        .await
+        .unwrap();
+    assert!(ev.is_none(), "an unchanged handler writes no event");
+    assert_eq!(same.last_seq, 0);
+    let (queued, ev) = store
+        .set_conversation_handler(a.id, c.id, Handler::Queued, "customer_asked")
+        .await
+        .unwrap();
+    assert_eq!(queued.handler, Handler::Queued);
+    let ev = ev.expect("an event");
+    assert_eq!(
+        ev.data,
+        EventData::HandlerChanged {
+            handler: Handler::Queued,
+            reason: "customer_asked".into()
+        }
+    );
+    let listed = store.list_events(a.id, c.id, 0, 10).await.unwrap();
+    assert_eq!(listed, vec![ev]);
+    // Another tenant cannot hand it back.
+    let b = tenant(&store).await;
+    let other = store
+        .set_conversation_handler(b.id, c.id, Handler::Bot, "x")
+        .await;
+    assert!(matches!(other, Err(StoreError::NotFound)), "{other:?}");
+
+    let q = store
+        .append_message(customer_msg(&a, &c, "人工", None))
+        .await
+        .unwrap()
+        .message()
+        .clone();
+    let mut reply = reply_msg(&a, &c, "正在为您转接", q.seq);
+    let trace = serde_json::json!({"path": "handoff", "reason": "customer asked for a person", "stages": {"understand_ms": 0.4}});
+    reply.generation.trace = Some(trace.clone());
+    let stored = store.append_message(reply).await.unwrap().message().clone();
+    assert_eq!(stored.generation.trace.as_ref(), Some(&trace));
+    let read = store
+        .get_message_by_seq(a.id, c.id, stored.seq)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.generation.trace, Some(trace));
+
+    store
+        .set_conversation_status(a.id, c.id, ConversationStatus::Closed)
+        .await
+        .unwrap();
+    let closed = store
+        .set_conversation_handler(a.id, c.id, Handler::Bot, "x")
+        .await;
+    assert!(
+        matches!(closed, Err(StoreError::ConversationClosed)),
+        "{closed:?}"
+    );
 }
 
 async fn messages_get_consecutive_sequence_numbers(store: Arc<dyn Store>) {

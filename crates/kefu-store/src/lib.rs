@@ -112,6 +112,15 @@ pub trait Store: KnowledgeStore + Send + Sync + 'static {
     ) -> Result<(Conversation, Option<Event>)>;
     /// Sets the flag and appends a `conversation.flagged` event with the reason.
     async fn flag_conversation(&self, tenant: Uuid, id: Uuid, reason: &str) -> Result<Event>;
+    /// Changes who answers the conversation and appends a `conversation.handler_changed` event with the reason.
+    /// No event when the handler is unchanged. Closed conversations keep their handler (`ConversationClosed`).
+    async fn set_conversation_handler(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+        handler: Handler,
+        reason: &str,
+    ) -> Result<(Conversation, Option<Event>)>;
 
     // -- messages and events (one sequence per conversation, shared by both)
     /// Stores a message exactly once: the next sequence number, a `message.created` event, and — for an assistant

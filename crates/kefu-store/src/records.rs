@@ -129,6 +129,36 @@ impl ConversationStatus {
     }
 }
 
+/// Who answers a conversation's customer messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Handler {
+    /// The engine answers.
+    Bot,
+    /// Handed off: waiting for an agent to take it. The engine stores customer messages but does not answer.
+    Queued,
+    /// An agent holds it. The engine never calls a model for it.
+    Agent,
+}
+
+impl Handler {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Handler::Bot => "bot",
+            Handler::Queued => "queued",
+            Handler::Agent => "agent",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "bot" => Some(Handler::Bot),
+            "queued" => Some(Handler::Queued),
+            "agent" => Some(Handler::Agent),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewConversation {
     pub tenant_id: Uuid,
@@ -145,6 +175,7 @@ pub struct Conversation {
     pub customer_id: Uuid,
     pub channel: String,
     pub status: ConversationStatus,
+    pub handler: Handler,
     pub flagged: bool,
     pub subject: Option<String>,
     pub metadata: serde_json::Value,
@@ -191,6 +222,8 @@ pub struct Generation {
     pub latency_ms: Option<i64>,
     /// Every model failed; the content is the polite fallback reply.
     pub fallback: bool,
+    /// The turn's record (path and why, understanding, retrieval, stages): staff-only, never shown to customers.
+    pub trace: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -223,11 +256,14 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
 }
 
+// Most events are messages; boxing the common case to shrink the rare ones would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventData {
     MessageCreated(Message),
     StatusChanged(ConversationStatus),
     Flagged { reason: String },
+    HandlerChanged { handler: Handler, reason: String },
 }
 
 impl EventData {
@@ -236,6 +272,7 @@ impl EventData {
             EventData::MessageCreated(_) => "message.created",
             EventData::StatusChanged(_) => "conversation.status_changed",
             EventData::Flagged { .. } => "conversation.flagged",
+            EventData::HandlerChanged { .. } => "conversation.handler_changed",
         }
     }
 }

@@ -101,12 +101,25 @@ pub enum ConversationStatus {
     Closed,
 }
 
+/// Who answers a conversation's customer messages.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Handler {
+    /// The assistant answers.
+    Bot,
+    /// Handed off and waiting for an agent; the assistant stays silent.
+    Queued,
+    /// An agent holds the conversation; the assistant never answers.
+    Agent,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct Conversation {
     pub id: Uuid,
     pub customer_id: Uuid,
     pub channel: String,
     pub status: ConversationStatus,
+    pub handler: Handler,
     /// Set when something needs a human's attention (e.g. every model failed).
     pub flagged: bool,
     pub subject: Option<String>,
@@ -187,6 +200,13 @@ pub enum StreamEvent {
     },
     #[serde(rename = "conversation.flagged")]
     Flagged { seq: i64, reason: String },
+    /// The conversation was handed to people, or back to the assistant.
+    #[serde(rename = "conversation.handler_changed")]
+    HandlerChanged {
+        seq: i64,
+        handler: Handler,
+        reason: String,
+    },
     /// Assistant tokens as they are generated. `offset` is the character offset of `text` in the reply so far:
     /// append when it equals what you have, ignore when you already have it.
     #[serde(rename = "message.delta")]
@@ -211,7 +231,8 @@ impl StreamEvent {
         match self {
             StreamEvent::MessageCreated { seq, .. }
             | StreamEvent::StatusChanged { seq, .. }
-            | StreamEvent::Flagged { seq, .. } => Some(*seq),
+            | StreamEvent::Flagged { seq, .. }
+            | StreamEvent::HandlerChanged { seq, .. } => Some(*seq),
             _ => None,
         }
     }
@@ -221,6 +242,7 @@ impl StreamEvent {
             StreamEvent::MessageCreated { .. } => "message.created",
             StreamEvent::StatusChanged { .. } => "conversation.status_changed",
             StreamEvent::Flagged { .. } => "conversation.flagged",
+            StreamEvent::HandlerChanged { .. } => "conversation.handler_changed",
             StreamEvent::Delta { .. } => "message.delta",
             StreamEvent::Reset { .. } => "message.reset",
             StreamEvent::Shutdown => "server.shutdown",
@@ -581,4 +603,96 @@ pub struct KbIndexStats {
     /// The last change-log position applied.
     pub cursor: i64,
     pub embedder: Option<String>,
+}
+
+/// Hands a conversation to people or back to the assistant.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetHandlerRequest {
+    pub handler: Handler,
+    /// Why, for the conversation's record (up to 200 characters).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Why the assistant answered what it did: one customer turn, as recorded by the engine. Staff only.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TurnTrace {
+    /// `human_held`, `blocked`, `injection`, `handoff`, `faq`, `cache`, `flow`, `tool`, `rag` or `chat`.
+    pub path: String,
+    /// The rule that chose the path (`asked_for_human`, `faq_match`, `passages_found`, …).
+    pub reason: String,
+    /// `none`, `cheap` or `strong`, and why (`simple_confident`, `upset_customer`, …).
+    pub tier: String,
+    pub tier_reason: String,
+    /// `normal` or `empathetic`.
+    pub tone: String,
+    pub language: String,
+    pub intent: Option<String>,
+    pub intent_confidence: Option<f32>,
+    pub out_of_scope: bool,
+    /// `positive`, `neutral` or `negative`, with intensity 0–1 and the main emotion if any.
+    pub polarity: String,
+    pub intensity: f32,
+    pub emotion: Option<String>,
+    /// Negative customer turns in a row, this one included.
+    pub negative_streak: usize,
+    pub injection_score: f32,
+    /// The moderation action on the customer's message (`flag`, `mask`, `block`), if any.
+    pub moderation: Option<String>,
+    /// How many PII values were masked before anything reached a model or a log.
+    pub pii_masked: usize,
+    /// Retrieval: `hybrid` or `bm25`, and the passages offered to the model (or the FAQ entry answered).
+    pub retrieval_mode: Option<String>,
+    pub passages: Vec<TracePassage>,
+    /// How closely the best FAQ entry matched (0–1), when there was one.
+    pub faq_score: Option<f32>,
+    /// Figures in the answer found in no source, citations of passages that do not exist.
+    pub grounded: Option<bool>,
+    pub unsupported: Vec<String>,
+    /// 0–1, from grounding, the classifier and retrieval.
+    pub confidence: f32,
+    /// The answer was replaced by "not sure, shall I get a colleague?".
+    pub unsure: bool,
+    /// The output moderation action, if any (`mask` or `block`).
+    pub output_moderation: Option<String>,
+    pub model: Option<String>,
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    /// Milliseconds per stage.
+    pub stages: TraceStages,
+    /// The conversation was flagged for review with this reason.
+    pub flag: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TracePassage {
+    /// Its number in the prompt (`[1]`).
+    pub n: usize,
+    pub chunk_id: Uuid,
+    pub document_id: Uuid,
+    /// `退货政策 › 退款时间 (lines 7–8)`.
+    pub citation: String,
+    pub score: f32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TraceStages {
+    pub understand_ms: f64,
+    pub retrieve_ms: f64,
+    pub generate_ms: f64,
+    pub check_ms: f64,
+    pub total_ms: f64,
+}
+
+/// One assistant reply with the record of its turn.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TurnRecord {
+    /// The reply's sequence number.
+    pub seq: i64,
+    /// The customer message it answers.
+    pub reply_to_seq: Option<i64>,
+    pub content: String,
+    pub trace: TurnTrace,
+    pub created_at: DateTime<Utc>,
 }

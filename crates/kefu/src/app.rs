@@ -82,7 +82,29 @@ impl Application {
         if let Some(p) = &settings.engine.system_prompt {
             engine_settings.default_system_prompt = p.clone();
         }
-        let engine = Engine::new(store.clone(), models.clone(), engine_settings);
+        let moderator = match &settings.engine.moderation_words {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the word list {}", path.display()))?;
+                let words = kefu_nlu::moderation::parse_word_list(
+                    &text,
+                    &path.display().to_string(),
+                    kefu_nlu::moderation::Action::Flag,
+                )?;
+                Some(Arc::new(kefu_nlu::moderation::Moderator::new(words)?))
+            }
+            None => None,
+        };
+        let parts = kefu_engine::EngineParts {
+            understanding: Arc::new(crate::nlu::TenantUnderstanding::new(
+                &data_dir,
+                store.clone(),
+                moderator,
+            )),
+            knowledge: Some(knowledge.clone()),
+            policy: settings.engine.policy.clone(),
+        };
+        let engine = Engine::with_parts(store.clone(), models.clone(), engine_settings, parts);
         let recovered = engine.recover_pending().await?;
         if recovered > 0 {
             tracing::info!(

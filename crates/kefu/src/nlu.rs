@@ -6,11 +6,97 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
 use anyhow::{bail, Context};
 use kefu_nlu::intent::ModelInfo;
-use kefu_nlu::{IntentClassifier, IntentModel};
+use kefu_nlu::moderation::Moderator;
+use kefu_nlu::{IntentClassifier, IntentModel, PiiDetector, Understander};
+use kefu_store::Store;
+use uuid::Uuid;
 
 use crate::Settings;
+
+/// Each tenant's understanding set-up for the engine: the server's PII detector and word list, plus the tenant's
+/// current intent model from the [`ModelStore`] (reloaded when `kefu nlu train` or `kefu nlu use` moves `current`).
+pub struct TenantUnderstanding {
+    data_dir: PathBuf,
+    store: Arc<dyn Store>,
+    base: Arc<Understander>,
+    cache: parking_lot::Mutex<HashMap<Uuid, Loaded>>,
+}
+
+/// A tenant's model version as loaded (`None`: no model) and the set-up built with it.
+type Loaded = (Option<u32>, Arc<Understander>);
+
+impl TenantUnderstanding {
+    pub fn new(data_dir: &Path, store: Arc<dyn Store>, moderator: Option<Arc<Moderator>>) -> Self {
+        let mut base = Understander::new(PiiDetector::new());
+        if let Some(m) = moderator {
+            base = base.with_moderator(m);
+        }
+        TenantUnderstanding {
+            data_dir: data_dir.to_owned(),
+            store,
+            base: Arc::new(base),
+            cache: Default::default(),
+        }
+    }
+
+    fn build(&self, store: &ModelStore, version: u32) -> anyhow::Result<Understander> {
+        let (_, model) = store.load(Some(version))?;
+        if !model.info.encoders.is_empty() {
+            // Serving loads no second copy of an embedding model per tenant; n-gram models serve everywhere.
+            bail!(
+                "intent model v{version} needs sentence encoders ({}); the server serves n-gram models only —                  retrain with --encoders none",
+                model
+                    .info
+                    .encoders
+                    .iter()
+                    .map(|e| e.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        Ok((*self.base)
+            .clone()
+            .with_intent(IntentClassifier::new(model, Vec::new())?))
+    }
+}
+
+#[async_trait::async_trait]
+impl kefu_engine::UnderstanderSource for TenantUnderstanding {
+    async fn understander(&self, tenant: Uuid) -> Arc<Understander> {
+        let slug = match self.store.get_tenant(tenant).await {
+            Ok(Some(t)) => t.slug,
+            _ => return self.base.clone(),
+        };
+        let Ok(models) = ModelStore::new(&self.data_dir, &slug) else {
+            return self.base.clone();
+        };
+        let current = models.current();
+        if let Some((v, u)) = self.cache.lock().get(&tenant) {
+            if *v == current {
+                return u.clone();
+            }
+        }
+        let built = match current {
+            None => self.base.clone(),
+            Some(v) => match self.build(&models, v) {
+                Ok(u) => {
+                    tracing::info!(tenant = %slug, version = v, "intent model loaded");
+                    Arc::new(u)
+                }
+                Err(e) => {
+                    tracing::warn!(tenant = %slug, error = %e, "intent model not loaded; answering without intents");
+                    self.base.clone()
+                }
+            },
+        };
+        self.cache.lock().insert(tenant, (current, built.clone()));
+        built
+    }
+}
 
 pub struct ModelStore {
     dir: PathBuf,

@@ -70,6 +70,12 @@ pub struct EngineSection {
     pub history_token_budget: usize,
     pub turn_timeout_secs: u64,
     pub system_prompt: Option<String>,
+    /// A sensitive-word list (`word<TAB>category<TAB>action` per line) checked on every customer message and
+    /// every reply, also as it streams.
+    pub moderation_words: Option<PathBuf>,
+    /// How turns are decided (hand-off triggers, FAQ threshold, injection policy, model routing).
+    #[serde(default)]
+    pub policy: kefu_engine::Policy,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -8,7 +8,10 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use kefu_store::{Conversation, NewConversation};
-use kefu_types::{CreateConversationRequest, MessageList, SendMessageRequest, SendMessageResponse};
+use kefu_types::{
+    CreateConversationRequest, MessageList, SendMessageRequest, SendMessageResponse,
+    SetHandlerRequest, TurnRecord,
+};
 
 use crate::auth::{authorize, Action, Auth, Principal};
 use crate::convert;
@@ -269,4 +272,78 @@ pub(crate) async fn list_messages(
         next_after,
         has_more,
     }))
+}
+
+/// Why the assistant answered what it did: every assistant reply of the conversation with its turn record (path
+/// and reason, intent, emotion, passages, grounding, model, tokens, time per stage). Staff only.
+#[utoipa::path(get, path = "/v1/conversations/{id}/turns", tag = "conversations", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path), ListQuery),
+    responses((status = 200, body = Vec<TurnRecord>), (status = 403, body = kefu_types::ErrorBody),
+              (status = 404, body = kefu_types::ErrorBody)))]
+pub(crate) async fn list_turns(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<Vec<TurnRecord>>, ApiError> {
+    authorize(&p, Action::ReadTurnTraces)?;
+    let conv = load_conversation(&s, &p, &id).await?;
+    let limit = q.limit.unwrap_or(200);
+    if !(1..=200).contains(&limit) || q.after < 0 {
+        return Err(ApiError::InvalidRequest(
+            "`limit` must be between 1 and 200 and `after` not negative".into(),
+        ));
+    }
+    let messages = s
+        .store
+        .list_messages(p.tenant(), conv.id, q.after, limit)
+        .await?;
+    let turns = messages
+        .into_iter()
+        .filter(|m| m.role == kefu_store::MessageRole::Assistant)
+        .filter_map(|m| {
+            // Replies stored before the engine recorded turns have no trace.
+            let trace = serde_json::from_value(m.generation.trace?).ok()?;
+            Some(TurnRecord {
+                seq: m.seq,
+                reply_to_seq: m.reply_to_seq,
+                content: m.content,
+                trace,
+                created_at: m.created_at,
+            })
+        })
+        .collect();
+    Ok(Json(turns))
+}
+
+/// Hand the conversation to people (`queued` or `agent`: the assistant stops answering) or back to the assistant
+/// (`bot`). Staff and API clients.
+#[utoipa::path(put, path = "/v1/conversations/{id}/handler", tag = "conversations", request_body = SetHandlerRequest,
+    security(("bearer" = [])), params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = kefu_types::Conversation), (status = 403, body = kefu_types::ErrorBody),
+              (status = 404, body = kefu_types::ErrorBody), (status = 409, body = kefu_types::ErrorBody),
+              (status = 422, body = kefu_types::ErrorBody)))]
+pub(crate) async fn set_handler(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<SetHandlerRequest>,
+) -> Result<Json<kefu_types::Conversation>, ApiError> {
+    authorize(&p, Action::SetHandler)?;
+    let conv = load_conversation(&s, &p, &id).await?;
+    check_opt_text("reason", req.reason.as_deref(), 200)?;
+    let reason = req.reason.unwrap_or_else(|| match &p {
+        Principal::Staff { .. } => "staff".into(),
+        _ => "api".into(),
+    });
+    let conv = s
+        .engine
+        .set_handler(
+            p.tenant(),
+            conv.id,
+            convert::handler_in(req.handler),
+            &reason,
+        )
+        .await?;
+    Ok(Json(convert::conversation(conv)))
 }

@@ -17,7 +17,7 @@ pub(crate) use knowledge::*;
 pub(crate) use stream::*;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -43,6 +43,8 @@ pub fn router(state: AppState) -> Router {
             get(conversation_events_sse),
         )
         .route("/v1/conversations/{id}/ws", get(conversation_ws))
+        .route("/v1/conversations/{id}/turns", get(list_turns))
+        .route("/v1/conversations/{id}/handler", put(set_handler))
         .route("/v1/tenant", get(get_tenant))
         .route(
             "/v1/admin/api-keys",

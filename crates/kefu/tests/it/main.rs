@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod conversations;
+mod engine;
 mod helpers;
 mod knowledge;
 mod local;
