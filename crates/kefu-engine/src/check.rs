@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use kefu_nlu::moderation::{Action, ModerationStream, Moderator};
 use kefu_nlu::text::{fold_str, is_han};
 use kefu_nlu::Vault;
 
@@ -253,6 +254,58 @@ impl<'a> RestoreStream<'a> {
     pub fn finish(&mut self) -> String {
         let rest = std::mem::take(&mut self.pending);
         self.vault.restore(&rest)
+    }
+}
+
+/// What the customer sees of a streamed answer: placeholders restored, then the word list applied (a word split
+/// across chunks is held back until it is known). After a blocking word nothing more is released.
+pub struct ReplyFilter<'a> {
+    restore: RestoreStream<'a>,
+    moderation: Option<ModerationStream<'a>>,
+    /// The strongest moderation action so far.
+    pub action: Option<Action>,
+}
+
+impl<'a> ReplyFilter<'a> {
+    pub fn new(vault: &'a Vault, moderator: Option<&'a Moderator>) -> Self {
+        ReplyFilter {
+            restore: RestoreStream::new(vault),
+            moderation: moderator.map(Moderator::stream),
+            action: None,
+        }
+    }
+
+    /// Adds a chunk from the model; returns what can be shown now (possibly nothing).
+    pub fn push(&mut self, chunk: &str) -> String {
+        let restored = self.restore.push(chunk);
+        self.moderate(restored, false)
+    }
+
+    /// The end of the answer: everything held back, checked.
+    pub fn finish(&mut self) -> String {
+        if self.blocked() {
+            return String::new();
+        }
+        let restored = self.restore.finish();
+        self.moderate(restored, true)
+    }
+
+    pub fn blocked(&self) -> bool {
+        self.moderation.as_ref().is_some_and(|m| m.blocked())
+    }
+
+    fn moderate(&mut self, chunk: String, end: bool) -> String {
+        let Some(m) = &mut self.moderation else {
+            return chunk;
+        };
+        let mut v = m.push(&chunk);
+        if end {
+            let rest = m.finish();
+            v.text.push_str(&rest.text);
+            v.action = v.action.max(rest.action);
+        }
+        self.action = self.action.max(v.action);
+        v.text
     }
 }
 

@@ -205,32 +205,39 @@ fn fixed(path: Path, reason: &'static str, flag: Option<&'static str>) -> Decisi
 
 /// Decides one turn.
 pub fn decide(f: &Facts, p: &Policy) -> Decision {
-    if matches!(f.handler, Some(Handler::Agent | Handler::Queued)) {
-        return fixed(Path::HumanHeld, "held_by_people", None);
-    }
-    if f.blocked {
-        return fixed(Path::Blocked, "blocked_word", Some("moderation_block"));
-    }
-    let injection = f.injection_score >= p.injection_threshold;
-    if injection && p.injection == InjectionPolicy::Refuse {
-        return fixed(
+    before_retrieval(f, p).unwrap_or_else(|| after_retrieval(f, p))
+}
+
+/// The rules that need no retrieval (people hold it, blocked word, injection refused, hand-off triggers): when one
+/// applies, the turn is decided without searching the knowledge base.
+pub fn before_retrieval(f: &Facts, p: &Policy) -> Option<Decision> {
+    let d = if matches!(f.handler, Some(Handler::Agent | Handler::Queued)) {
+        fixed(Path::HumanHeld, "held_by_people", None)
+    } else if f.blocked {
+        fixed(Path::Blocked, "blocked_word", Some("moderation_block"))
+    } else if f.injection_score >= p.injection_threshold && p.injection == InjectionPolicy::Refuse {
+        fixed(
             Path::Injection,
             "injection_refused",
             Some("prompt_injection"),
-        );
-    }
-    if f.asks_for_human {
-        return fixed(Path::Handoff, "asked_for_human", None);
-    }
-    if f.negative_streak >= p.handoff_negative_streak {
-        return fixed(Path::Handoff, "negative_streak", Some("upset_customer"));
-    }
-    if f.anger >= p.handoff_angry_intensity && f.negative_streak >= 2 {
-        return fixed(Path::Handoff, "angry_again", Some("upset_customer"));
-    }
-    if f.unsure_streak >= p.handoff_after_unsure {
-        return fixed(Path::Handoff, "unsure_again", None);
-    }
+        )
+    } else if f.asks_for_human {
+        fixed(Path::Handoff, "asked_for_human", None)
+    } else if f.negative_streak >= p.handoff_negative_streak {
+        fixed(Path::Handoff, "negative_streak", Some("upset_customer"))
+    } else if f.anger >= p.handoff_angry_intensity && f.negative_streak >= 2 {
+        fixed(Path::Handoff, "angry_again", Some("upset_customer"))
+    } else if f.unsure_streak >= p.handoff_after_unsure {
+        fixed(Path::Handoff, "unsure_again", None)
+    } else {
+        return None;
+    };
+    Some(d)
+}
+
+/// The rules that use what retrieval found (FAQ, passages) and the routing of model answers.
+fn after_retrieval(f: &Facts, p: &Policy) -> Decision {
+    let injection = f.injection_score >= p.injection_threshold;
     let tone = if f.negative || f.anger > 0.0 {
         Tone::Empathetic
     } else {
@@ -330,7 +337,6 @@ pub fn asks_for_human(text: &str) -> bool {
     // part of something else ("is this answer written by a human?").
     EN.iter().any(|w| contains_word(&t, w))
         && (t.split_whitespace().count() <= 12 || t.contains("speak to"))
-        || t == "人工"
         || t.trim_matches(|c: char| !c.is_alphanumeric() && !kefu_nlu::text::is_han(c)) == "人工"
 }
 
@@ -490,6 +496,28 @@ mod tests {
             (unsure.path, unsure.reason),
             (Path::Handoff, "unsure_again")
         );
+    }
+
+    #[test]
+    fn only_answer_paths_wait_for_retrieval() {
+        let p = Policy::default();
+        assert!(before_retrieval(&facts(), &p).is_none());
+        let held = Facts {
+            handler: Some(Handler::Agent),
+            ..facts()
+        };
+        assert_eq!(before_retrieval(&held, &p).unwrap().path, Path::HumanHeld);
+        // "Nothing found" is a hand-off that depends on retrieval, so it is not decided early.
+        let strict = Policy {
+            handoff_when_nothing_found: true,
+            ..Policy::default()
+        };
+        let empty = Facts {
+            passages: 0,
+            ..facts()
+        };
+        assert!(before_retrieval(&empty, &strict).is_none());
+        assert_eq!(decide(&empty, &strict).path, Path::Handoff);
     }
 
     #[test]

@@ -18,10 +18,9 @@ pub fn estimate_tokens(text: &str) -> usize {
     cjk + other.div_ceil(4) + 1
 }
 
-pub fn is_cjk(c: char) -> bool {
-    matches!(c as u32,
-        0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0x20000..=0x2A6DF | 0xF900..=0xFAFF | 0x3000..=0x303F | 0xFF00..=0xFFEF
-        | 0x3040..=0x30FF | 0xAC00..=0xD7AF)
+/// CJK characters plus CJK punctuation and full-width forms: each is about one token.
+fn is_cjk(c: char) -> bool {
+    kefu_nlu::text::is_cjk(c) || matches!(c as u32, 0x3000..=0x303F | 0xFF00..=0xFFEF)
 }
 
 /// True when the text is mostly Chinese (or other CJK): used to pick the fallback reply's language.

@@ -16,11 +16,11 @@ use kefu_store::{
 };
 use kefu_types::{TracePassage, TurnTrace};
 
-use crate::check::{self, RestoreStream};
+use crate::check::{self, ReplyFilter};
 use crate::decide::{self, Decision, Facts, FaqCandidate, Path, Tone};
 use crate::hub::TurnGuard;
 use crate::prompt::{self, Canned, Passage};
-use crate::Engine;
+use crate::{Engine, EngineError};
 
 /// Passages offered to the model.
 const PASSAGES: usize = 4;
@@ -154,14 +154,14 @@ impl Engine {
         &self,
         question: &Message,
         turn: &TurnGuard<'_>,
-    ) -> Result<Option<Outcome>, StoreError> {
+    ) -> Result<Option<Outcome>, EngineError> {
         let started = Instant::now();
         let tenant = question.tenant_id;
         let conv = self
             .store
             .get_conversation(tenant, question.conversation_id)
             .await?
-            .ok_or(StoreError::NotFound)?;
+            .ok_or(EngineError::ConversationNotFound)?;
         let policy = &self.parts.policy;
 
         // Understand.
@@ -192,42 +192,23 @@ impl Engine {
         );
 
         // Decide what needs no retrieval first: people, blocks, injections and hand-offs come before any search.
-        let early = decide::decide(&facts, policy);
-        let decision = if matches!(
-            early.path,
-            Path::HumanHeld | Path::Blocked | Path::Injection
-        ) || (early.path == Path::Handoff && early.reason != "nothing_found")
-        {
-            early
-        } else {
-            let t = Instant::now();
-            let masked = understood
-                .as_ref()
-                .map_or(question.content.as_str(), |u| u.masked.text.as_str());
-            let retrieved = self.retrieve(tenant, masked).await;
-            trace.stages.retrieve_ms = ms(t);
-            if let Some(r) = &retrieved {
-                trace.retrieval_mode = Some(r.mode.clone());
-                facts.passages = r.hits.len();
-                facts.faq = r.faq.map(|(_, score)| FaqCandidate { score });
-                trace.faq_score = r.faq.map(|(_, s)| s);
+        let (decision, retrieved) = match decide::before_retrieval(&facts, policy) {
+            Some(d) => (d, None),
+            None => {
+                let t = Instant::now();
+                let masked = understood
+                    .as_ref()
+                    .map_or(question.content.as_str(), |u| u.masked.text.as_str());
+                let retrieved = self.retrieve(tenant, masked).await;
+                trace.stages.retrieve_ms = ms(t);
+                if let Some(r) = &retrieved {
+                    trace.retrieval_mode = Some(r.mode.clone());
+                    facts.passages = r.hits.len();
+                    facts.faq = r.faq.map(|(_, score)| FaqCandidate { score });
+                    trace.faq_score = r.faq.map(|(_, s)| s);
+                }
+                (decide::decide(&facts, policy), retrieved)
             }
-            let d = decide::decide(&facts, policy);
-            return self
-                .run_decision(
-                    question,
-                    turn,
-                    &history,
-                    understood,
-                    &understander,
-                    d,
-                    trace,
-                    retrieved,
-                    zh,
-                    started,
-                )
-                .await
-                .map(Some);
         };
         if decision.path == Path::HumanHeld {
             // Stored, seen by the agent; no reply from us.
@@ -244,7 +225,7 @@ impl Engine {
             &understander,
             decision,
             trace,
-            None,
+            retrieved,
             zh,
             started,
         )
@@ -359,7 +340,7 @@ impl Engine {
         retrieved: Option<Retrieved>,
         zh: bool,
         started: Instant,
-    ) -> Result<Outcome, StoreError> {
+    ) -> Result<Outcome, EngineError> {
         trace.path = d.path.as_str().into();
         trace.reason = d.reason.into();
         trace.tier = serde_plain(&d.tier);
@@ -382,12 +363,7 @@ impl Engine {
                     Handler::Queued,
                     d.reason,
                 )
-                .await
-                .map_err(|e| match e {
-                    crate::EngineError::Store(e) => e,
-                    crate::EngineError::ConversationClosed => StoreError::ConversationClosed,
-                    _ => StoreError::NotFound,
-                })?;
+                .await?;
                 prompt::canned_reply(Canned::Handoff, zh).to_owned()
             }
             Path::Faq => {
@@ -529,34 +505,12 @@ impl Engine {
             tool_choice: Default::default(),
             json_schema: None,
         };
-        let moderator = understander.moderator().cloned();
-        let mut restore = RestoreStream::new(&vault);
-        let mut moderation = moderator.as_ref().map(|m| m.stream());
-        let mut output_action = None;
+        let moderator = understander.moderator().map(|m| &**m);
+        let mut filter = ReplyFilter::new(&vault, moderator);
         let mut stream = resolved.chain.stream(request);
         let mut text = String::new();
         let mut generation = Generation::default();
-        let release = |chunk: String,
-                       text: &mut String,
-                       output_action: &mut Option<kefu_nlu::moderation::Action>,
-                       moderation: &mut Option<kefu_nlu::moderation::ModerationStream<'_>>,
-                       end: bool| {
-            let shown = match moderation {
-                Some(m) => {
-                    let mut v = m.push(&chunk);
-                    if end {
-                        let rest = m.finish();
-                        v.text.push_str(&rest.text);
-                        v.hits.extend(rest.hits);
-                        v.action = v.action.max(rest.action);
-                    }
-                    if v.action > *output_action {
-                        *output_action = v.action;
-                    }
-                    v.text
-                }
-                None => chunk,
-            };
+        let show = |shown: String, text: &mut String| {
             if !shown.is_empty() {
                 turn.delta(question.seq, &shown);
                 text.push_str(&shown);
@@ -566,18 +520,15 @@ impl Engine {
             match item? {
                 ChatEvent::Started { model } => generation.model = Some(model),
                 ChatEvent::Delta(t) => {
-                    let chunk = restore.push(&t);
-                    release(chunk, &mut text, &mut output_action, &mut moderation, false);
-                    if moderation.as_ref().is_some_and(|m| m.blocked()) {
+                    show(filter.push(&t), &mut text);
+                    if filter.blocked() {
                         break;
                     }
                 }
                 ChatEvent::Restart { reason } => {
                     tracing::info!(%reason, "model stream restarted");
                     text.clear();
-                    restore = RestoreStream::new(&vault);
-                    moderation = moderator.as_ref().map(|m| m.stream());
-                    output_action = None;
+                    filter = ReplyFilter::new(&vault, moderator);
                     turn.reset(question.seq);
                 }
                 ChatEvent::Usage(u) => {
@@ -587,12 +538,8 @@ impl Engine {
                 ChatEvent::ToolCall(_) | ChatEvent::Finished(_) => {}
             }
         }
-        let blocked = moderation.as_ref().is_some_and(|m| m.blocked());
-        if !blocked {
-            let rest = restore.finish();
-            release(rest, &mut text, &mut output_action, &mut moderation, true);
-        }
-        let blocked = blocked || moderation.as_ref().is_some_and(|m| m.blocked());
+        show(filter.finish(), &mut text);
+        let blocked = filter.blocked();
         if !blocked && text.trim().is_empty() {
             return Err(LlmError::InvalidResponse(
                 "the model returned an empty answer".into(),
@@ -601,7 +548,7 @@ impl Engine {
         Ok(Generated {
             text,
             generation,
-            output_moderation: output_action.map(|a| serde_plain(&a)),
+            output_moderation: filter.action.map(|a| serde_plain(&a)),
             output_blocked: blocked,
         })
     }

@@ -216,6 +216,22 @@ macro_rules! sql_store {
                     Ok(())
                 }
 
+                /// After a conditional `UPDATE conversations ... RETURNING last_seq`: when it changed the row, appends
+                /// `data` as the event at that sequence number.
+                async fn event_if_changed(
+                    tx: &mut sqlx::Transaction<'_, $db>,
+                    changed: Option<$row>,
+                    tenant: Uuid,
+                    id: Uuid,
+                    data: EventData,
+                    now_dt: chrono::DateTime<chrono::Utc>,
+                ) -> R<Option<Event>> {
+                    let Some(r) = changed else { return Ok(None) };
+                    let seq: i64 = get(&r, "last_seq")?;
+                    Self::insert_event(tx, tenant, id, seq, &data, now_dt.timestamp_millis()).await?;
+                    Ok(Some(Event { tenant_id: tenant, conversation_id: id, seq, data, created_at: now_dt }))
+                }
+
                 /// A conversation as seen inside `tx` (after its changes).
                 async fn conversation_in(
                     tx: &mut sqlx::Transaction<'_, $db>,
@@ -617,23 +633,16 @@ macro_rules! sql_store {
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(map_err)?;
-                    let event = match row {
-                        Some(r) => {
-                            let seq: i64 = get(&r, "last_seq")?;
-                            let data = EventData::StatusChanged(status);
-                            Self::insert_event(&mut tx, tenant, id, seq, &data, now).await?;
-                            if status == ConversationStatus::Closed {
-                                // A closed conversation gets no more replies.
-                                sqlx::query("UPDATE messages SET reply_pending = FALSE WHERE conversation_id = $1 AND reply_pending")
-                                    .bind(id.to_string())
-                                    .execute(&mut *tx)
-                                    .await
-                                    .map_err(map_err)?;
-                            }
-                            Some(Event { tenant_id: tenant, conversation_id: id, seq, data, created_at: now_dt })
-                        }
-                        None => None,
-                    };
+                    let event =
+                        Self::event_if_changed(&mut tx, row, tenant, id, EventData::StatusChanged(status), now_dt).await?;
+                    if event.is_some() && status == ConversationStatus::Closed {
+                        // A closed conversation gets no more replies.
+                        sqlx::query("UPDATE messages SET reply_pending = FALSE WHERE conversation_id = $1 AND reply_pending")
+                            .bind(id.to_string())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map_err)?;
+                    }
                     let conv = Self::conversation_in(&mut tx, tenant, id).await?;
                     tx.commit().await.map_err(map_err)?;
                     Ok((conv, event))
@@ -676,15 +685,8 @@ macro_rules! sql_store {
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(map_err)?;
-                    let event = match row {
-                        Some(r) => {
-                            let seq: i64 = get(&r, "last_seq")?;
-                            let data = EventData::HandlerChanged { handler, reason: reason.to_owned() };
-                            Self::insert_event(&mut tx, tenant, id, seq, &data, now).await?;
-                            Some(Event { tenant_id: tenant, conversation_id: id, seq, data, created_at: now_dt })
-                        }
-                        None => None,
-                    };
+                    let data = EventData::HandlerChanged { handler, reason: reason.to_owned() };
+                    let event = Self::event_if_changed(&mut tx, row, tenant, id, data, now_dt).await?;
                     let conv = Self::conversation_in(&mut tx, tenant, id).await?;
                     tx.commit().await.map_err(map_err)?;
                     if event.is_none() && conv.status == ConversationStatus::Closed && conv.handler != handler {

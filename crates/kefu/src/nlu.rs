@@ -26,8 +26,13 @@ pub struct TenantUnderstanding {
     cache: parking_lot::Mutex<HashMap<Uuid, Loaded>>,
 }
 
-/// A tenant's model version as loaded (`None`: no model) and the set-up built with it.
-type Loaded = (Option<u32>, Arc<Understander>);
+/// A tenant's slug (names its model directory), the model version loaded (`None`: no model) and the set-up built
+/// with it.
+struct Loaded {
+    slug: String,
+    version: Option<u32>,
+    understander: Arc<Understander>,
+}
 
 impl TenantUnderstanding {
     pub fn new(data_dir: &Path, store: Arc<dyn Store>, moderator: Option<Arc<Moderator>>) -> Self {
@@ -67,17 +72,22 @@ impl TenantUnderstanding {
 #[async_trait::async_trait]
 impl kefu_engine::UnderstanderSource for TenantUnderstanding {
     async fn understander(&self, tenant: Uuid) -> Arc<Understander> {
-        let slug = match self.store.get_tenant(tenant).await {
-            Ok(Some(t)) => t.slug,
-            _ => return self.base.clone(),
+        // Slugs do not change: one database read per tenant, then only the model directory's `current` file.
+        let cached = self.cache.lock().get(&tenant).map(|l| l.slug.clone());
+        let slug = match cached {
+            Some(slug) => slug,
+            None => match self.store.get_tenant(tenant).await {
+                Ok(Some(t)) => t.slug,
+                _ => return self.base.clone(),
+            },
         };
         let Ok(models) = ModelStore::new(&self.data_dir, &slug) else {
             return self.base.clone();
         };
         let current = models.current();
-        if let Some((v, u)) = self.cache.lock().get(&tenant) {
-            if *v == current {
-                return u.clone();
+        if let Some(l) = self.cache.lock().get(&tenant) {
+            if l.version == current {
+                return l.understander.clone();
             }
         }
         let built = match current {
@@ -93,7 +103,14 @@ impl kefu_engine::UnderstanderSource for TenantUnderstanding {
                 }
             },
         };
-        self.cache.lock().insert(tenant, (current, built.clone()));
+        self.cache.lock().insert(
+            tenant,
+            Loaded {
+                slug,
+                version: current,
+                understander: built.clone(),
+            },
+        );
         built
     }
 }

@@ -44,10 +44,7 @@ async fn faq_rag_unsure_and_hand_off_with_every_decision_recorded() {
     import(&app, &admin, "faq.csv", FAQ).await;
     import(&app, &admin, "refunds.md", REFUNDS).await;
     let (customer, _) = app.customer_session(None).await;
-    let conv = app.create_conversation(&customer, None).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let conv = app.new_conversation(&customer, None).await;
 
     // 1. The curated answer, verbatim, with its source; no model call.
     let v = ask(&app, &customer, &conv, "退货政策是什么？").await;
@@ -195,10 +192,7 @@ async fn injection_attempts_and_blocked_words_never_reach_a_model_and_pii_stays_
     .await;
     let admin = app.admin_token().await;
     let (customer, _) = app.customer_session(None).await;
-    let conv = app.create_conversation(&customer, None).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let conv = app.new_conversation(&customer, None).await;
 
     let v = ask(
         &app,
