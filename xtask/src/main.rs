@@ -42,6 +42,10 @@ const INVARIANTS: &[(&str, &[&str])] = &[
         "kefu-api",
         &["sqlx", "reqwest", "candle-core", "llama-cpp-2"],
     ),
+    (
+        "kefu-shop",
+        &["sqlx", "reqwest", "candle-core", "llama-cpp-2"],
+    ),
 ];
 
 fn root() -> PathBuf {

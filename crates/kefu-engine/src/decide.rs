@@ -2,9 +2,10 @@
 //! every rule is a unit test.
 //!
 //! Order (first match wins): a conversation held by people → nothing; a blocked message → refusal; an injection
-//! attempt → the tenant's injection policy; a hand-off trigger → hand-off; a curated FAQ answer → verbatim; an
-//! answer-cache hit → reuse; an active flow → continue it; a tool intent → tool; retrieved passages → grounded
-//! answer; otherwise a cautious model answer (or hand-off, when the tenant says so).
+//! attempt → the tenant's injection policy; a hand-off trigger → hand-off; a running flow (or a request that starts
+//! one) → its next step, without a search; a curated FAQ answer → verbatim; an answer-cache hit → reuse; a tool
+//! intent → tool; retrieved passages → grounded answer; otherwise a cautious model answer (or hand-off, when the
+//! tenant says so).
 
 use serde::{Deserialize, Serialize};
 
@@ -53,8 +54,9 @@ impl Path {
     }
 
     /// Whether this path calls a language model.
+    /// (A flow's steps are rules; a model is asked only to place an answer the rules could not.)
     pub fn uses_model(self) -> bool {
-        matches!(self, Path::Flow | Path::Tool | Path::Rag | Path::Chat)
+        matches!(self, Path::Tool | Path::Rag | Path::Chat)
     }
 }
 
@@ -167,7 +169,7 @@ pub struct Facts {
     pub faq: Option<FaqCandidate>,
     /// An answer-cache hit exists.
     pub cache_hit: bool,
-    /// A flow is active (or this message starts one).
+    /// A flow is running (and not timed out), or this message starts one.
     pub flow_active: bool,
     /// The intent maps to a tool the customer may use.
     pub tool_intent: bool,
@@ -203,6 +205,11 @@ fn fixed(path: Path, reason: &'static str, flag: Option<&'static str>) -> Decisi
     }
 }
 
+/// A hand-off decided outside the rules here (a flow that failed repeatedly).
+pub fn handoff(reason: &'static str) -> Decision {
+    fixed(Path::Handoff, reason, None)
+}
+
 /// Decides one turn.
 pub fn decide(f: &Facts, p: &Policy) -> Decision {
     before_retrieval(f, p).unwrap_or_else(|| after_retrieval(f, p))
@@ -229,6 +236,13 @@ pub fn before_retrieval(f: &Facts, p: &Policy) -> Option<Decision> {
         fixed(Path::Handoff, "angry_again", Some("upset_customer"))
     } else if f.unsure_streak >= p.handoff_after_unsure {
         fixed(Path::Handoff, "unsure_again", None)
+    } else if f.flow_active {
+        // A running procedure (or a request that starts one: "我要退货", never a question about the policy) goes on
+        // without a search; its answers are slot values, not questions for the knowledge base.
+        Decision {
+            tone: tone_of(f),
+            ..fixed(Path::Flow, "flow_active", None)
+        }
     } else {
         return None;
     };
@@ -238,11 +252,7 @@ pub fn before_retrieval(f: &Facts, p: &Policy) -> Option<Decision> {
 /// The rules that use what retrieval found (FAQ, passages) and the routing of model answers.
 fn after_retrieval(f: &Facts, p: &Policy) -> Decision {
     let injection = f.injection_score >= p.injection_threshold;
-    let tone = if f.negative || f.anger > 0.0 {
-        Tone::Empathetic
-    } else {
-        Tone::Normal
-    };
+    let tone = tone_of(f);
     // An upset customer gets a person's words or the strong model, never a canned FAQ answer that ignores it.
     if let Some(faq) = &f.faq {
         if faq.score >= p.faq_min_score && tone == Tone::Normal {
@@ -262,9 +272,7 @@ fn after_retrieval(f: &Facts, p: &Policy) -> Decision {
         .intent
         .as_deref()
         .is_some_and(|i| p.smalltalk_intents.iter().any(|s| s == i));
-    let (path, reason) = if f.flow_active {
-        (Path::Flow, "flow_active")
-    } else if f.tool_intent && !injection {
+    let (path, reason) = if f.tool_intent && !injection {
         (Path::Tool, "tool_intent")
     } else if f.passages > 0 {
         (Path::Rag, "passages_found")
@@ -300,6 +308,14 @@ fn after_retrieval(f: &Facts, p: &Policy) -> Decision {
         tone,
         flag: injection.then_some("prompt_injection"),
         tools_allowed: !injection,
+    }
+}
+
+fn tone_of(f: &Facts) -> Tone {
+    if f.negative || f.anger > 0.0 {
+        Tone::Empathetic
+    } else {
+        Tone::Normal
     }
 }
 
@@ -521,7 +537,7 @@ mod tests {
     }
 
     #[test]
-    fn faq_then_cache_then_flow_then_tool_then_rag() {
+    fn flow_then_faq_then_cache_then_tool_then_rag() {
         let p = Policy::default();
         let mut f = Facts {
             faq: Some(FaqCandidate { score: 0.9 }),
@@ -544,7 +560,7 @@ mod tests {
         }
         assert_eq!(
             order,
-            vec![Path::Faq, Path::Cache, Path::Flow, Path::Tool, Path::Rag]
+            vec![Path::Flow, Path::Faq, Path::Cache, Path::Tool, Path::Rag]
         );
         assert_eq!(decide(&f, &p).path, Path::Chat);
         let weak = Facts {

@@ -95,6 +95,8 @@ pub struct EngineParts {
     /// The knowledge base; without it every answer is ungrounded (and checked as such).
     pub knowledge: Option<Arc<Knowledge>>,
     pub policy: Policy,
+    /// Tools, flows and the profile source of the business's systems (none: no tool or flow turns).
+    pub business: Option<Arc<crate::tools::ToolSet>>,
 }
 
 impl Default for EngineParts {
@@ -103,6 +105,7 @@ impl Default for EngineParts {
             understanding: Arc::new(Arc::new(Understander::new(PiiDetector::new()))),
             knowledge: None,
             policy: Policy::default(),
+            business: None,
         }
     }
 }

@@ -9,15 +9,19 @@
 //! Pure decisions live in [`decide`], [`check`] and [`prompt`] and are tested without IO; [`Engine`] and `turn.rs`
 //! are the thin async driver.
 
+mod business;
 pub mod check;
 pub mod decide;
 mod engine;
+pub mod flows;
 pub mod hub;
 pub mod prompt;
 mod subscribe;
+pub mod tools;
 mod turn;
 
 pub use decide::{decide, Decision, Facts, Path, Policy, Tier, Tone};
 pub use engine::{Accepted, Engine, EngineError, EngineParts, EngineSettings, UnderstanderSource};
 pub use hub::{EventHub, LiveEvent};
 pub use subscribe::Outgoing;
+pub use tools::ToolSet;

@@ -107,6 +107,8 @@ pub enum Canned {
     Injection,
     Unsure,
     OutputBlocked,
+    /// Order tools need to know who the customer is.
+    SignIn,
 }
 
 pub fn canned_reply(kind: Canned, zh: bool) -> &'static str {
@@ -131,6 +133,10 @@ for you?"
 our team?"
         }
         (Canned::OutputBlocked, true) => "抱歉，这个回答未能通过内容检查。需要我为您转接人工客服吗？",
+        (Canned::SignIn, true) => "查询订单、物流和退货需要先确认您的身份，请登录后再问我一次。",
+        (Canned::SignIn, false) => {
+            "To look up orders, deliveries or returns I need to know who you are: please sign in and ask me again."
+        }
         (Canned::OutputBlocked, false) => {
             "Sorry, I couldn't give a proper answer to that. Shall I connect you with a member of our team?"
         }

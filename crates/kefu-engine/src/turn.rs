@@ -11,11 +11,10 @@ use kefu_knowledge::service::{SearchHit, SearchRequest};
 use kefu_llm::{ChatEvent, ChatRequest, LlmError};
 use kefu_nlu::emotion::{analyse, Polarity, Trajectory};
 use kefu_nlu::{Understander, Understanding, Vault};
-use kefu_store::{
-    Appended, EventData, Generation, Handler, Message, MessageRole, NewMessage, StoreError,
-};
+use kefu_store::{Appended, EventData, Generation, Message, MessageRole, NewMessage, StoreError};
 use kefu_types::{TracePassage, TurnTrace};
 
+use crate::business::{Evidence, FlowOutcome};
 use crate::check::{self, ReplyFilter};
 use crate::decide::{self, Decision, Facts, FaqCandidate, Path, Tone};
 use crate::hub::TurnGuard;
@@ -24,6 +23,17 @@ use crate::{Engine, EngineError};
 
 /// Passages offered to the model.
 const PASSAGES: usize = 4;
+
+/// What the business's side of a turn found before the decision ran.
+#[derive(Default)]
+struct Extras {
+    /// The customer's id in the business's systems.
+    customer: Option<String>,
+    /// A flow step's reply.
+    reply: Option<String>,
+    /// A flow waits for an answer: said after the answer to the aside.
+    reminder: Option<String>,
+}
 
 struct Outcome {
     text: String,
@@ -191,8 +201,64 @@ impl Engine {
             |u| u.language.lang == "zh",
         );
 
-        // Decide what needs no retrieval first: people, blocks, injections and hand-offs come before any search.
-        let (decision, retrieved) = match decide::before_retrieval(&facts, policy) {
+        // The business's procedures and systems: a running flow (or one this message starts), a tool intent.
+        let now = chrono::Utc::now();
+        let business = self.parts.business.clone();
+        let mut extras = Extras::default();
+        let mut flow = business.as_deref().and_then(|b| {
+            self.active_flow(b, &history, &question.content, facts.intent.as_deref(), now)
+        });
+        facts.flow_active = flow.is_some();
+        facts.tool_intent = business.as_deref().is_some_and(|b| {
+            b.triggered(&question.content, facts.intent.as_deref())
+                .is_some()
+        });
+        if facts.flow_active || facts.tool_intent {
+            extras.customer = self.customer_ref(tenant, conv.customer_id).await;
+        }
+
+        // Decide what needs no retrieval first: people, blocks, injections, hand-offs and flows come before any
+        // search.
+        let mut pre = decide::before_retrieval(&facts, policy);
+        if let (Some(d), Some(f), Some(set)) = (&pre, flow.as_mut(), business.as_deref()) {
+            if d.path == Path::Flow {
+                match &extras.customer {
+                    None => {
+                        extras.reply = Some(prompt::canned_reply(Canned::SignIn, zh).to_owned())
+                    }
+                    Some(customer) => {
+                        let t = Instant::now();
+                        let step = self
+                            .flow_step(
+                                set,
+                                f,
+                                &question.content,
+                                tenant,
+                                customer,
+                                &history,
+                                &understander,
+                                zh,
+                                &mut trace,
+                                now,
+                            )
+                            .await?;
+                        trace.stages.tools_ms += ms(t);
+                        match step {
+                            FlowOutcome::Reply(text) => extras.reply = Some(text),
+                            FlowOutcome::GiveUp => pre = Some(decide::handoff("flow_failed")),
+                            FlowOutcome::Aside { reminder } => {
+                                // Another question in the middle: answer it the usual way, keep the flow.
+                                facts.flow_active = false;
+                                extras.reminder = Some(reminder);
+                                pre = decide::before_retrieval(&facts, policy);
+                            }
+                        }
+                    }
+                }
+                trace.flow = serde_json::to_value(&f.state).ok();
+            }
+        }
+        let (decision, retrieved) = match pre {
             Some(d) => (d, None),
             None => {
                 let t = Instant::now();
@@ -226,6 +292,7 @@ impl Engine {
             decision,
             trace,
             retrieved,
+            extras,
             zh,
             started,
         )
@@ -338,6 +405,7 @@ impl Engine {
         d: Decision,
         mut trace: TurnTrace,
         retrieved: Option<Retrieved>,
+        mut extras: Extras,
         zh: bool,
         started: Instant,
     ) -> Result<Outcome, EngineError> {
@@ -356,15 +424,10 @@ impl Engine {
             Path::HumanHeld => unreachable!("handled before"),
             Path::Blocked => prompt::canned_reply(Canned::Blocked, zh).to_owned(),
             Path::Injection => prompt::canned_reply(Canned::Injection, zh).to_owned(),
-            Path::Handoff => {
-                self.set_handler(
-                    question.tenant_id,
-                    question.conversation_id,
-                    Handler::Queued,
-                    d.reason,
-                )
-                .await?;
-                prompt::canned_reply(Canned::Handoff, zh).to_owned()
+            Path::Handoff => self.hand_off(question, d.reason, zh).await?,
+            Path::Flow => extras.reply.take().unwrap_or_default(),
+            Path::Tool if extras.customer.is_none() => {
+                prompt::canned_reply(Canned::SignIn, zh).to_owned()
             }
             Path::Faq => {
                 let (hits, faq) = hits.expect("an FAQ decision has hits");
@@ -381,9 +444,39 @@ impl Engine {
                     hit.citation.title
                 )
             }
-            Path::Cache | Path::Flow | Path::Tool | Path::Rag | Path::Chat => {
+            Path::Cache | Path::Tool | Path::Rag | Path::Chat => {
                 let hits = hits.map(|(h, _)| h).unwrap_or_default();
                 let hits: &[SearchHit] = if d.path == Path::Chat { &[] } else { &hits };
+                // The business's systems: the tool this turn needs, and who the customer is.
+                let t = Instant::now();
+                let mut evidence = Vec::new();
+                let mut profile = None;
+                if let (Some(set), Some(customer)) =
+                    (self.parts.business.as_deref(), extras.customer.as_deref())
+                {
+                    if d.path == Path::Tool {
+                        if let Some(tool) =
+                            set.triggered(&question.content, trace.intent.as_deref())
+                        {
+                            evidence = self
+                                .run_tool(
+                                    set,
+                                    tool,
+                                    question.tenant_id,
+                                    history,
+                                    customer,
+                                    understander,
+                                    zh,
+                                    &mut trace,
+                                )
+                                .await;
+                        }
+                    }
+                    profile = self
+                        .profile(set, customer, understander, zh, &mut trace)
+                        .await;
+                }
+                trace.stages.tools_ms += ms(t);
                 trace.passages = hits
                     .iter()
                     .enumerate()
@@ -391,7 +484,16 @@ impl Engine {
                     .collect();
                 let t = Instant::now();
                 let generated = self
-                    .generate(question, turn, history, understander, &d, hits)
+                    .generate(
+                        question,
+                        turn,
+                        history,
+                        understander,
+                        &d,
+                        hits,
+                        &evidence,
+                        profile.as_deref(),
+                    )
                     .await;
                 trace.stages.generate_ms = ms(t);
                 match generated {
@@ -403,8 +505,11 @@ impl Engine {
                             turn.reset(question.seq);
                             prompt::canned_reply(Canned::OutputBlocked, zh).to_owned()
                         } else {
-                            let passages: Vec<&str> =
-                                hits.iter().map(|h| h.text.as_str()).collect();
+                            let passages: Vec<&str> = hits
+                                .iter()
+                                .map(|h| h.text.as_str())
+                                .chain(evidence.iter().map(|e| e.text.as_str()))
+                                .collect();
                             let said: Vec<&str> = history
                                 .iter()
                                 .filter(|m| m.role == MessageRole::Customer)
@@ -448,6 +553,16 @@ impl Engine {
                 }
             }
         };
+        let text = match extras.reminder {
+            // A flow is still waiting for an answer: remind the customer where we were.
+            Some(r) if !matches!(d.path, Path::Handoff | Path::Blocked | Path::Injection) => {
+                format!("{text}\n\n{r}")
+            }
+            _ => text,
+        };
+        if matches!(d.path, Path::Handoff | Path::Blocked | Path::Injection) {
+            trace.flow = None;
+        }
         trace.model = generation.model.clone();
         trace.prompt_tokens = generation.prompt_tokens;
         trace.completion_tokens = generation.completion_tokens;
@@ -460,6 +575,7 @@ impl Engine {
 
     /// Streams the model's answer to subscribers: placeholders restored, then output moderation (a word split
     /// across chunks is held back until it is known), then published.
+    #[allow(clippy::too_many_arguments)]
     async fn generate(
         &self,
         question: &Message,
@@ -468,6 +584,8 @@ impl Engine {
         understander: &Arc<Understander>,
         d: &Decision,
         hits: &[SearchHit],
+        evidence: &[Evidence],
+        profile: Option<&str>,
     ) -> Result<Generated, LlmError> {
         turn.start_reply(question.seq);
         let resolved = self.models.resolve(&question.tenant_id.to_string()).await?;
@@ -488,14 +606,27 @@ impl Engine {
             .system_prompt
             .as_deref()
             .unwrap_or(&self.settings.default_system_prompt);
+        // Tool answers are passages too, masked with the same vault as the history.
+        let tool_texts: Vec<String> = evidence
+            .iter()
+            .map(|e| understander.mask_with(&e.text, &mut vault))
+            .collect();
         let passages: Vec<Passage<'_>> = hits
             .iter()
             .map(|h| Passage {
                 label: &h.citation.label,
                 text: &h.text,
             })
+            .chain(evidence.iter().zip(&tool_texts).map(|(e, t)| Passage {
+                label: &e.label,
+                text: t,
+            }))
             .collect();
-        let system = prompt::turn_system_prompt(persona, d.tone == Tone::Empathetic, &passages);
+        let mut system = prompt::turn_system_prompt(persona, d.tone == Tone::Empathetic, &passages);
+        if let Some(p) = profile {
+            system.push_str("\n\n");
+            system.push_str(&understander.mask_with(p, &mut vault));
+        }
         let request = ChatRequest {
             model: String::new(),
             messages: prompt::build_messages_with(&system, kept, &texts),

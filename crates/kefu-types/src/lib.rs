@@ -663,6 +663,27 @@ pub struct TurnTrace {
     pub stages: TraceStages,
     /// The conversation was flagged for review with this reason.
     pub flag: Option<String>,
+    /// Tools called for this turn (order status, profile, a flow's action), with masked arguments.
+    #[serde(default)]
+    pub tools: Vec<TraceTool>,
+    /// The flow after this turn (`name`, `stage`, filled `slots`, …), while one is running or just ended.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub flow: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TraceTool {
+    pub name: String,
+    /// The arguments sent, PII masked.
+    #[schema(value_type = Object)]
+    pub arguments: serde_json::Value,
+    pub ok: bool,
+    /// A stable error code when it failed (`not_found`, `invalid_arguments`, `unavailable`, …).
+    pub error: Option<String>,
+    /// `rules`, `model` or `fallback`: where the arguments came from.
+    pub arguments_from: String,
+    pub ms: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -680,6 +701,9 @@ pub struct TracePassage {
 pub struct TraceStages {
     pub understand_ms: f64,
     pub retrieve_ms: f64,
+    /// Calls to the business's systems (tools, profile, a flow's choices and action).
+    #[serde(default)]
+    pub tools_ms: f64,
     pub generate_ms: f64,
     pub check_ms: f64,
     pub total_ms: f64,

@@ -95,6 +95,25 @@ impl Application {
             }
             None => None,
         };
+        // Bound before the engine is built: the demo shop's tools call this server's own address.
+        let addr = settings.bind_addr()?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let port = listener
+            .local_addr()
+            .context("reading the bound address")?
+            .port();
+        // A fresh token per start: only this process's tools know it.
+        let shop = if settings.demo.shop {
+            let token = kefu_api::auth::random_secret();
+            let shop = kefu_shop::Shop::open(Some(&data_dir.join("demo-shop.json")), token.clone())
+                .context("opening the demo shop")?;
+            Some((shop, token))
+        } else {
+            None
+        };
+        let business = load_business(&settings, shop.as_ref().map(|(_, t)| t.as_str()), port)?;
         let parts = kefu_engine::EngineParts {
             understanding: Arc::new(crate::nlu::TenantUnderstanding::new(
                 &data_dir,
@@ -103,6 +122,7 @@ impl Application {
             )),
             knowledge: Some(knowledge.clone()),
             policy: settings.engine.policy.clone(),
+            business,
         };
         let engine = Engine::with_parts(store.clone(), models.clone(), engine_settings, parts);
         let recovered = engine.recover_pending().await?;
@@ -140,11 +160,10 @@ impl Application {
             }),
             knowledge: knowledge.clone(),
         };
-        let router = kefu_api::router(state);
-        let addr = settings.bind_addr()?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
+        let mut router = kefu_api::router(state);
+        if let Some((shop, _)) = shop {
+            router = router.nest("/demo-shop/v1", kefu_shop::router(shop));
+        }
         Ok(Self {
             listener,
             router,
@@ -208,6 +227,43 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The demo shop's tools and flows, built into the binary.
+const DEMO_BUSINESS: &str = include_str!("../../../demo/business.yaml");
+
+/// The business set-up: the configured file, else the demo shop's when it is served, else none.
+fn load_business(
+    settings: &Settings,
+    shop_token: Option<&str>,
+    port: u16,
+) -> anyhow::Result<Option<Arc<kefu_engine::ToolSet>>> {
+    let mut vars = std::collections::BTreeMap::new();
+    if let Some(token) = shop_token {
+        vars.insert(
+            "shop_url".to_owned(),
+            format!("http://127.0.0.1:{port}/demo-shop/v1"),
+        );
+        vars.insert("shop_token".to_owned(), token.to_owned());
+    }
+    let (text, origin) = match (&settings.engine.business, shop_token) {
+        (Some(path), _) => (
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        (None, Some(_)) => (DEMO_BUSINESS.to_owned(), "the demo shop".to_owned()),
+        (None, None) => return Ok(None),
+    };
+    let transport = Arc::new(crate::tools_http::ReqwestTransport::default());
+    let set = kefu_engine::ToolSet::from_yaml(&text, &vars, transport)
+        .with_context(|| format!("loading tools and flows from {origin}"))?;
+    tracing::info!(
+        tools = set.business.tools.len(),
+        flows = set.business.flows.len(),
+        from = %origin,
+        "business tools and flows loaded"
+    );
+    Ok(Some(Arc::new(set)))
 }
 
 fn redact_url(url: &str) -> String {

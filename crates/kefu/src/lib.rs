@@ -11,6 +11,7 @@ pub mod nlu;
 pub mod progress;
 pub mod settings;
 pub mod telemetry;
+pub mod tools_http;
 
 pub use app::Application;
 pub use settings::{Overrides, Settings};

@@ -23,6 +23,7 @@ pub struct Settings {
     pub llm: LlmSettings,
     pub models: ModelsSettings,
     pub knowledge: KnowledgeSettings,
+    pub demo: DemoSettings,
     pub bootstrap: BootstrapSettings,
     pub log: LogSettings,
 }
@@ -76,6 +77,15 @@ pub struct EngineSection {
     /// How turns are decided (hand-off triggers, FAQ threshold, injection policy, model routing).
     #[serde(default)]
     pub policy: kefu_engine::Policy,
+    /// Tools, flows and profile source (YAML); unset: the demo shop's when it is served.
+    pub business: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoSettings {
+    /// Serve the built-in demo shop and use its tools and flows.
+    pub shop: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

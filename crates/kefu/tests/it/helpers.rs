@@ -89,6 +89,8 @@ providers = [{{ name = "fake", base_url = "{}", api_key = "sk-fake" }}]
 chain = [{{ provider = "fake", model = "fake-model" }}]
 [models]
 embedder = ""
+[demo]
+shop = false
 [bootstrap]
 tenant_slug = "acme"
 admin_email = "admin@acme.test"

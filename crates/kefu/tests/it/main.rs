@@ -10,4 +10,5 @@ mod knowledge;
 mod local;
 mod resilience;
 mod security;
+mod shop;
 mod streaming;

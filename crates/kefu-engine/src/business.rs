@@ -1,0 +1,536 @@
+//! The driver's side of tools and flows: which tool a turn needs and with what arguments (rules first, the model
+//! second, a fallback tool third), the customer's profile for the prompt, and one step of a running flow.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use kefu_llm::{ChatEvent, ChatMessage, ChatRequest, ToolChoice, ToolSpec};
+use kefu_nlu::{Understander, Vault};
+use kefu_store::{Handler, Message, MessageRole};
+use kefu_types::{TraceTool, TurnTrace};
+
+use crate::flows::{self, Applied, Choice, FlowDef, FlowState, Next, Stage};
+use crate::prompt::{self, Canned};
+use crate::tools::{ToolDef, ToolResult, ToolSet};
+use crate::{Engine, EngineError};
+
+/// A tool's answer as evidence for the model: a label and the JSON text (masked later, with the conversation's
+/// vault, like every other prompt text).
+pub(crate) struct Evidence {
+    pub label: String,
+    pub text: String,
+}
+
+/// What a flow step produced.
+pub(crate) enum FlowOutcome {
+    /// A reply (a question, the confirmation, the result) and the state to record.
+    Reply(String),
+    /// The message was another question: answer it the usual way, keep the flow and remind the customer after.
+    Aside { reminder: String },
+    /// The flow failed repeatedly: hand the conversation to people.
+    GiveUp,
+}
+
+/// A running flow, or the one this message starts.
+pub(crate) struct ActiveFlow {
+    pub def: usize,
+    pub state: FlowState,
+    pub starting: bool,
+}
+
+const MAX_MISSES: u32 = 3;
+
+/// Tool results are trimmed to this many characters in the prompt.
+const EVIDENCE_CHARS: usize = 2500;
+
+impl Engine {
+    /// The conversation's customer id in the business's systems (its external id), if it has one.
+    pub(crate) async fn customer_ref(&self, tenant: Uuid, customer: Uuid) -> Option<String> {
+        match self.store.get_customer(tenant, customer).await {
+            Ok(c) => c.and_then(|c| c.external_id),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the customer; tools will not run");
+                None
+            }
+        }
+    }
+
+    /// The flow the last reply left running (not timed out), or the flow this message starts.
+    pub(crate) fn active_flow(
+        &self,
+        set: &ToolSet,
+        history: &[Message],
+        text: &str,
+        intent: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Option<ActiveFlow> {
+        let last = history
+            .iter()
+            .rev()
+            .find(|m| m.role != MessageRole::Customer)
+            .and_then(|m| {
+                m.generation
+                    .trace
+                    .as_ref()
+                    .and_then(|t| t.get("flow"))
+                    .and_then(|f| serde_json::from_value::<FlowState>(f.clone()).ok())
+            });
+        if let Some(state) = last {
+            if let Some(def) = set.business.flows.iter().position(|d| d.name == state.name) {
+                if state.in_progress(&set.business.flows[def], now) {
+                    return Some(ActiveFlow {
+                        def,
+                        state,
+                        starting: false,
+                    });
+                }
+            }
+        }
+        let def = set
+            .business
+            .flows
+            .iter()
+            .position(|d| d.triggers.matches(text, intent))?;
+        Some(ActiveFlow {
+            def,
+            state: FlowState::start(&set.business.flows[def], now),
+            starting: true,
+        })
+    }
+
+    /// Runs the tool this message needs. Arguments come from rules over the customer's words (this message, then
+    /// older ones), else from the model (a required tool call, validated), else the tool's fallback runs.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn run_tool(
+        &self,
+        set: &ToolSet,
+        tool: &ToolDef,
+        tenant: Uuid,
+        history: &[Message],
+        customer: &str,
+        understander: &Understander,
+        zh: bool,
+        trace: &mut TurnTrace,
+    ) -> Vec<Evidence> {
+        let said: Vec<&str> = history
+            .iter()
+            .rev()
+            .filter(|m| m.role == MessageRole::Customer)
+            .map(|m| m.content.as_str())
+            .collect();
+        let mut args = set.extract(tool, &said);
+        let mut from = "rules";
+        if crate::tools::validate(&tool.parameters, &Value::Object(args.clone())).is_err() {
+            if let Some(a) = self
+                .model_arguments(tool, tenant, history, understander)
+                .await
+            {
+                args = a;
+                from = "model";
+            }
+        }
+        let (tool, args) =
+            match crate::tools::validate(&tool.parameters, &Value::Object(args.clone())) {
+                Ok(()) => (tool, args),
+                Err(_) => match tool.fallback.as_deref().and_then(|f| set.tool(f)) {
+                    Some(fb) => {
+                        from = "fallback";
+                        (fb, set.extract(fb, &said))
+                    }
+                    None => (tool, args),
+                },
+            };
+        let result = set.call(tool, &args, customer).await;
+        record_tool(trace, &result, from, understander);
+        vec![evidence(tool, &result, zh)]
+    }
+
+    /// The customer's profile and the tier's service strategy, for the prompt.
+    pub(crate) async fn profile(
+        &self,
+        set: &ToolSet,
+        customer: &str,
+        understander: &Understander,
+        zh: bool,
+        trace: &mut TurnTrace,
+    ) -> Option<String> {
+        let tool = set.tool(set.business.profile_tool.as_deref()?)?;
+        let result = set.call(tool, &Map::new(), customer).await;
+        record_tool(trace, &result, "rules", understander);
+        let profile = result.outcome.ok()?;
+        let mut text = format!(
+            "Customer profile (from the shop's systems): {}",
+            clip(&profile.to_string())
+        );
+        if let Some(s) = profile["tier"]
+            .as_str()
+            .and_then(|t| set.business.tier_strategies.get(t))
+        {
+            text.push_str("\nService strategy for this customer: ");
+            text.push_str(s.get(zh));
+        }
+        Some(text)
+    }
+
+    /// Asks the model to fill a tool's arguments from the conversation (one required tool call), validated.
+    async fn model_arguments(
+        &self,
+        tool: &ToolDef,
+        tenant: Uuid,
+        history: &[Message],
+        understander: &Understander,
+    ) -> Option<Map<String, Value>> {
+        let system = format!(
+            "Fill in the arguments of the tool {} from the customer's messages. Use only values the customer wrote; \
+             never invent one.",
+            tool.name
+        );
+        let spec = ToolSpec {
+            name: tool.name.clone(),
+            description: tool.description.clone(),
+            parameters: crate::tools::model_schema(tool),
+        };
+        let answer = self
+            .ask_model(tenant, history, understander, &system, vec![spec], None)
+            .await?;
+        let args = answer.as_object()?.clone();
+        crate::tools::validate(&tool.parameters, &Value::Object(args.clone())).ok()?;
+        Some(args)
+    }
+
+    /// Asks the model which of the offered choices the customer meant (constrained to the choices or `none`).
+    async fn model_choice(
+        &self,
+        tenant: Uuid,
+        history: &[Message],
+        understander: &Understander,
+        choices: &[Choice],
+    ) -> Option<usize> {
+        let mut values: Vec<Value> = choices.iter().map(|c| json!(c.value)).collect();
+        values.push(json!("none"));
+        let listed: String = choices
+            .iter()
+            .map(|c| format!("\n- {}: {}", c.value, c.label))
+            .collect();
+        let system = format!(
+            "The customer was asked to pick one of these:{listed}\nAnswer with the value they meant, or none if \
+             their last message does not pick one."
+        );
+        let schema = json!({
+            "type": "object",
+            "properties": {"choice": {"type": "string", "enum": values}},
+            "required": ["choice"],
+        });
+        let answer = self
+            .ask_model(
+                tenant,
+                history,
+                understander,
+                &system,
+                Vec::new(),
+                Some(schema),
+            )
+            .await?;
+        let picked = answer["choice"].as_str()?;
+        choices.iter().position(|c| c.value == picked)
+    }
+
+    /// One short structured model call over the masked recent history: a tool call when `tools` is given, else JSON
+    /// text of `schema`. `None` when there is no model or its answer is not JSON.
+    async fn ask_model(
+        &self,
+        tenant: Uuid,
+        history: &[Message],
+        understander: &Understander,
+        system: &str,
+        tools: Vec<ToolSpec>,
+        schema: Option<Value>,
+    ) -> Option<Value> {
+        let resolved = self.models.resolve(&tenant.to_string()).await.ok()?;
+        let mut vault = Vault::default();
+        let recent = &history[history.len().saturating_sub(6)..];
+        let mut messages = vec![ChatMessage::system(system)];
+        for m in recent {
+            let text = understander.mask_with(&m.content, &mut vault);
+            messages.push(match m.role {
+                MessageRole::Customer => ChatMessage::user(text),
+                _ => ChatMessage::assistant(text),
+            });
+        }
+        let tool_call = !tools.is_empty();
+        let request = ChatRequest {
+            model: String::new(),
+            messages,
+            temperature: Some(0.0),
+            max_tokens: Some(200),
+            tool_choice: if tool_call {
+                ToolChoice::Required
+            } else {
+                ToolChoice::Auto
+            },
+            tools,
+            json_schema: schema,
+        };
+        let mut stream = resolved.chain.stream(request);
+        let mut text = String::new();
+        while let Some(ev) = stream.next().await {
+            match ev.ok()? {
+                ChatEvent::ToolCall(c) => return serde_json::from_str(&c.arguments).ok(),
+                ChatEvent::Delta(t) => text.push_str(&t),
+                ChatEvent::Restart { .. } => text.clear(),
+                _ => {}
+            }
+        }
+        if tool_call {
+            return None;
+        }
+        let start = text.find('{')?;
+        serde_json::from_str(&text[start..=text.rfind('}')?]).ok()
+    }
+
+    /// One step of a flow: read the message against the state, fetch the choices that depend on it, and say what
+    /// comes next; on confirmation run the action tool.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn flow_step(
+        &self,
+        set: &ToolSet,
+        flow: &mut ActiveFlow,
+        text: &str,
+        tenant: Uuid,
+        customer: &str,
+        history: &[Message],
+        understander: &Understander,
+        zh: bool,
+        trace: &mut TurnTrace,
+        now: DateTime<Utc>,
+    ) -> Result<FlowOutcome, EngineError> {
+        let def = &set.business.flows[flow.def];
+        let state = &mut flow.state;
+        let mut choices = self
+            .flow_choices(set, def, state, customer, understander, zh, trace)
+            .await;
+        let mut applied = flows::apply(def, state, text, &choices, flow.starting, now);
+        // The rules could not place the answer among the choices: the model may.
+        if applied == Applied::Missed && state.stage == Stage::Collecting {
+            if let Next::Ask(slot) = flows::next(def, state) {
+                if let Some(cs) = choices.get(&slot) {
+                    if let Some(i) = self.model_choice(tenant, history, understander, cs).await {
+                        state.slots.insert(
+                            slot,
+                            flows::Filled {
+                                value: cs[i].value.clone(),
+                                label: cs[i].label.clone(),
+                            },
+                        );
+                        state.misses = 0;
+                        if flows::next(def, state) == Next::Confirm {
+                            state.stage = Stage::Confirming;
+                        }
+                        applied = Applied::Progress;
+                    }
+                }
+            }
+        }
+        let reply = match applied {
+            Applied::Cancelled => def.cancelled.get(zh).to_owned(),
+            Applied::Confirmed => {
+                let tool = set
+                    .tool(&def.action.tool)
+                    .expect("checked when the flow loaded");
+                let props = tool.parameters["properties"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default();
+                let args: Map<String, Value> = state
+                    .arguments()
+                    .into_iter()
+                    .filter(|(k, _)| props.contains_key(k))
+                    .collect();
+                let result = set.call(tool, &args, customer).await;
+                record_tool(trace, &result, "flow", understander);
+                match result.outcome {
+                    Ok(v) => {
+                        state.stage = Stage::Done;
+                        state.result = Some(v);
+                        flows::render(def.done.get(zh), state, None, None)
+                    }
+                    Err(e) => {
+                        state.stage = Stage::Failed;
+                        state.result = Some(json!({"error": e.code()}));
+                        let message = match &e {
+                            crate::tools::ToolError::Refused { message, .. } => message.clone(),
+                            other => other.to_string(),
+                        };
+                        flows::render(def.failed.get(zh), state, None, Some(&message))
+                    }
+                }
+            }
+            Applied::Aside => {
+                return Ok(FlowOutcome::Aside {
+                    reminder: self.ask_text(def, state, &choices, zh),
+                })
+            }
+            Applied::Missed if state.misses >= MAX_MISSES => {
+                state.stage = Stage::Failed;
+                return Ok(FlowOutcome::GiveUp);
+            }
+            Applied::Missed => {
+                let sorry = if zh {
+                    "抱歉，我没能识别您的回答。"
+                } else {
+                    "Sorry, I didn't catch that. "
+                };
+                format!("{sorry}{}", self.ask_text(def, state, &choices, zh))
+            }
+            Applied::Progress => {
+                // What is filled may change what the next slot offers (another order, other items).
+                choices = self
+                    .flow_choices(set, def, state, customer, understander, zh, trace)
+                    .await;
+                // A slot with exactly one choice needs no question.
+                while let Next::Ask(slot) = flows::next(def, state) {
+                    match choices.get(&slot) {
+                        Some(cs) if cs.len() == 1 => {
+                            state.slots.insert(
+                                slot,
+                                flows::Filled {
+                                    value: cs[0].value.clone(),
+                                    label: cs[0].label.clone(),
+                                },
+                            );
+                            choices = self
+                                .flow_choices(set, def, state, customer, understander, zh, trace)
+                                .await;
+                        }
+                        _ => break,
+                    }
+                }
+                if flows::next(def, state) == Next::Confirm {
+                    state.stage = Stage::Confirming;
+                }
+                self.ask_text(def, state, &choices, zh)
+            }
+        };
+        Ok(FlowOutcome::Reply(reply))
+    }
+
+    fn ask_text(
+        &self,
+        def: &FlowDef,
+        state: &FlowState,
+        choices: &BTreeMap<String, Vec<Choice>>,
+        zh: bool,
+    ) -> String {
+        match flows::next(def, state) {
+            Next::Ask(slot) => {
+                let s = def
+                    .slots
+                    .iter()
+                    .find(|s| s.name == slot)
+                    .expect("next names a slot");
+                flows::render(
+                    s.ask.get(zh),
+                    state,
+                    choices.get(&slot).map(Vec::as_slice),
+                    None,
+                )
+            }
+            Next::Confirm => flows::render(def.confirm.get(zh), state, None, None),
+        }
+    }
+
+    /// The choices of every slot whose choices tool can be called with what is filled so far.
+    #[allow(clippy::too_many_arguments)]
+    async fn flow_choices(
+        &self,
+        set: &ToolSet,
+        def: &FlowDef,
+        state: &FlowState,
+        customer: &str,
+        understander: &Understander,
+        zh: bool,
+        trace: &mut TurnTrace,
+    ) -> BTreeMap<String, Vec<Choice>> {
+        let mut out = BTreeMap::new();
+        let filled = state.arguments();
+        for slot in &def.slots {
+            let Some(c) = &slot.choices else { continue };
+            let Some(tool) = set.tool(&c.tool) else {
+                continue;
+            };
+            let props = tool.parameters["properties"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            let args: Map<String, Value> = filled
+                .iter()
+                .filter(|(k, _)| props.contains_key(*k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if crate::tools::validate(&tool.parameters, &Value::Object(args.clone())).is_err() {
+                continue;
+            }
+            let result = set.call(tool, &args, customer).await;
+            record_tool(trace, &result, "flow", understander);
+            if let Ok(v) = &result.outcome {
+                out.insert(slot.name.clone(), flows::choices_from(c, v, zh));
+            }
+        }
+        out
+    }
+
+    /// Hands the conversation to people (a flow gave up, a tool the customer needs failed).
+    pub(crate) async fn hand_off(
+        &self,
+        question: &Message,
+        reason: &'static str,
+        zh: bool,
+    ) -> Result<String, EngineError> {
+        self.set_handler(
+            question.tenant_id,
+            question.conversation_id,
+            Handler::Queued,
+            reason,
+        )
+        .await?;
+        Ok(prompt::canned_reply(Canned::Handoff, zh).to_owned())
+    }
+}
+
+fn clip(s: &str) -> String {
+    if s.chars().count() <= EVIDENCE_CHARS {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(EVIDENCE_CHARS).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn evidence(tool: &ToolDef, result: &ToolResult, zh: bool) -> Evidence {
+    let label = tool
+        .source
+        .as_ref()
+        .map_or_else(|| tool.name.clone(), |s| s.get(zh).to_owned());
+    let text = match &result.outcome {
+        Ok(v) => clip(&v.to_string()),
+        Err(e) => json!({"error": e.code(), "message": e.to_string()}).to_string(),
+    };
+    Evidence { label, text }
+}
+
+fn record_tool(trace: &mut TurnTrace, r: &ToolResult, from: &str, understander: &Understander) {
+    let masked = understander.mask_with(&r.arguments.to_string(), &mut Vault::default());
+    trace.tools.push(TraceTool {
+        name: r.name.clone(),
+        arguments: serde_json::from_str(&masked).unwrap_or(Value::String(masked)),
+        ok: r.outcome.is_ok(),
+        error: r.outcome.as_ref().err().map(|e| e.code().to_owned()),
+        arguments_from: from.into(),
+        ms: r.ms,
+    });
+}
