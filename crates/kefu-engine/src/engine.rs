@@ -124,6 +124,8 @@ pub struct Engine {
     pub(crate) hub: Arc<EventHub>,
     pub(crate) settings: EngineSettings,
     pub(crate) parts: EngineParts,
+    /// Verified answers for paraphrased questions (this node's, derived, lost on restart).
+    pub(crate) cache: crate::cache::AnswerCache,
     tracker: TaskTracker,
     /// Cancelled when the grace period after shutdown ends: turns still running stop without storing a reply
     /// (their customer messages stay pending and are answered after restart).
@@ -153,6 +155,7 @@ impl Engine {
             hub: EventHub::new(settings.live_buffer),
             settings,
             parts,
+            cache: crate::cache::AnswerCache::new(2000),
             tracker: TaskTracker::new(),
             hard_stop: CancellationToken::new(),
             shutting_down: CancellationToken::new(),
@@ -165,6 +168,11 @@ impl Engine {
 
     pub fn hub(&self) -> &Arc<EventHub> {
         &self.hub
+    }
+
+    /// A tenant's answer-cache counters on this node since start.
+    pub fn cache_stats(&self, tenant: Uuid) -> crate::cache::CacheStats {
+        self.cache.stats(tenant)
     }
 
     /// Stores a customer message exactly once and starts answering it. A repeated idempotency key returns the

@@ -502,7 +502,22 @@ pub fn apply(
         state.misses += 1;
         return Applied::Missed;
     }
-    if !progressed && !starting && mentions(text, CORRECTION) && !state.slots.is_empty() {
+    // While a free-text answer is asked, "wrong size" is the answer, not a correction, unless a slot is named.
+    let asking_free_text =
+        matches!(next(def, state), Next::Ask(n) if def.slot(&n).is_some_and(|s| s.free_text));
+    let names_slot = def.slots.iter().any(|s| {
+        !s.aliases.is_empty()
+            && mentions(
+                text,
+                &s.aliases.iter().map(String::as_str).collect::<Vec<_>>(),
+            )
+    });
+    if !progressed
+        && !starting
+        && mentions(text, CORRECTION)
+        && !state.slots.is_empty()
+        && (!asking_free_text || names_slot)
+    {
         correct(def, state, text, choices);
         state.stage = Stage::Collecting;
         state.misses = 0;
@@ -858,6 +873,25 @@ cancelled: {zh: 已取消, en: Cancelled}
         assert_eq!(match_choice("the running shoes order", &cs), Some(1));
         assert_eq!(match_choice("the speaker", &cs), Some(0));
         assert_eq!(match_choice("我要退货", &choices(false)["order_id"]), None);
+    }
+
+    #[test]
+    fn a_free_text_answer_with_a_correction_word_is_the_answer() {
+        let d = def();
+        let mut r = FlowState::start(&d, now());
+        apply(
+            &d,
+            &mut r,
+            "我要退货 KF20261101",
+            &choices(true),
+            true,
+            now(),
+        );
+        apply(&d, &mut r, "耳机", &choices(true), false, now());
+        assert_eq!(next(&d, &r), Next::Ask("reason".into()));
+        apply(&d, &mut r, "wrong size", &choices(true), false, now());
+        assert_eq!(r.slots["reason"].value, "wrong size");
+        assert_eq!(r.slots["sku"].value, "AUD-100");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! are the thin async driver.
 
 mod business;
+pub mod cache;
 pub mod check;
 pub mod decide;
 mod engine;

@@ -234,12 +234,19 @@ impl ToolSet {
         self.business.tools.iter().find(|t| t.name == name)
     }
 
-    /// The first read-only tool whose triggers match the message.
+    /// The first read-only tool whose triggers match the message, else the first whose argument rules find a value
+    /// in it (a message naming an order number is about that order).
     pub fn triggered(&self, text: &str, intent: Option<&str>) -> Option<&ToolDef> {
-        self.business
-            .tools
-            .iter()
-            .find(|t| !t.mutating && t.triggers.matches(text, intent))
+        let tools = || self.business.tools.iter().filter(|t| !t.mutating);
+        tools()
+            .find(|t| t.triggers.matches(text, intent))
+            .or_else(|| {
+                tools().find(|t| {
+                    self.extractors
+                        .get(&t.name)
+                        .is_some_and(|ex| ex.iter().any(|(_, re)| re.is_match(text)))
+                })
+            })
     }
 
     /// Arguments pulled out of the texts by the tool's rules (the first text that has a value wins: pass the
@@ -549,6 +556,11 @@ tools:
         assert_eq!(t.name, "get_order");
         assert_eq!(t.http.bearer.as_deref(), Some("t"));
         assert!(set.triggered("你好", None).is_none());
+        // Naming an order is enough.
+        assert_eq!(
+            set.triggered("status of KF20261112?", None).unwrap().name,
+            "get_order"
+        );
         let args = set.extract(t, &["查一下 kf20261108 的物流", "KF20261101"]);
         assert_eq!(args["order_id"], "kf20261108");
         // The newest text with a value wins; none → empty.

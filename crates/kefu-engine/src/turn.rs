@@ -12,7 +12,7 @@ use kefu_llm::{ChatEvent, ChatRequest, LlmError};
 use kefu_nlu::emotion::{analyse, Polarity, Trajectory};
 use kefu_nlu::{Understander, Understanding, Vault};
 use kefu_store::{Appended, EventData, Generation, Message, MessageRole, NewMessage, StoreError};
-use kefu_types::{TracePassage, TurnTrace};
+use kefu_types::{TraceCache, TracePassage, TurnTrace};
 
 use crate::business::{Evidence, FlowOutcome};
 use crate::check::{self, ReplyFilter};
@@ -33,6 +33,10 @@ struct Extras {
     reply: Option<String>,
     /// A flow waits for an answer: said after the answer to the aside.
     reminder: Option<String>,
+    /// A verified answer to the same question.
+    cache_hit: Option<crate::cache::CacheHit>,
+    /// The conversation is flagged for review: its answers are not reused.
+    flagged: bool,
 }
 
 struct Outcome {
@@ -43,6 +47,8 @@ struct Outcome {
 /// What generation produced, before checks.
 struct Generated {
     text: String,
+    /// The prompt held something about this customer (profile, tool results, PII): never reuse the answer.
+    personal: bool,
     generation: Generation,
     output_moderation: Option<String>,
     output_blocked: bool,
@@ -54,6 +60,8 @@ struct Retrieved {
     mode: String,
     hits: Vec<SearchHit>,
     faq: Option<(usize, f32)>,
+    /// The question's embedding (the answer cache compares with it).
+    vector: Option<Vec<f32>>,
 }
 
 fn ms(since: Instant) -> f64 {
@@ -216,6 +224,7 @@ impl Engine {
         if facts.flow_active || facts.tool_intent {
             extras.customer = self.customer_ref(tenant, conv.customer_id).await;
         }
+        extras.flagged = conv.flagged;
 
         // Decide what needs no retrieval first: people, blocks, injections, hand-offs and flows come before any
         // search.
@@ -272,6 +281,17 @@ impl Engine {
                     facts.passages = r.hits.len();
                     facts.faq = r.faq.map(|(_, score)| FaqCandidate { score });
                     trace.faq_score = r.faq.map(|(_, s)| s);
+                }
+                if policy.cache && !facts.tool_intent {
+                    extras.cache_hit = self
+                        .cached_answer(
+                            tenant,
+                            &trace.language,
+                            masked,
+                            retrieved.as_ref().and_then(|r| r.vector.as_deref()),
+                        )
+                        .await;
+                    facts.cache_hit = extras.cache_hit.is_some();
                 }
                 (decide::decide(&facts, policy), retrieved)
             }
@@ -391,6 +411,7 @@ impl Engine {
             mode: res.mode,
             hits,
             faq,
+            vector: res.query_vector,
         })
     }
 
@@ -418,6 +439,7 @@ impl Engine {
         if let Some(reason) = d.flag {
             self.flag(question, reason).await;
         }
+        let mut retrieved_vector = retrieved.as_ref().and_then(|r| r.vector.clone());
         let hits = retrieved.map(|r| (r.hits, r.faq));
         let mut generation = Generation::default();
         let text = match d.path {
@@ -426,6 +448,18 @@ impl Engine {
             Path::Injection => prompt::canned_reply(Canned::Injection, zh).to_owned(),
             Path::Handoff => self.hand_off(question, d.reason, zh).await?,
             Path::Flow => extras.reply.take().unwrap_or_default(),
+            Path::Cache => {
+                let hit = extras.cache_hit.take().expect("a cache decision has a hit");
+                self.cache.served(question.tenant_id, hit.tokens);
+                trace.grounded = Some(true);
+                trace.confidence = hit.score;
+                trace.cache = Some(TraceCache {
+                    decision: "hit".into(),
+                    score: Some(hit.score),
+                    tokens_saved: Some(hit.tokens),
+                });
+                hit.answer
+            }
             Path::Tool if extras.customer.is_none() => {
                 prompt::canned_reply(Canned::SignIn, zh).to_owned()
             }
@@ -444,7 +478,7 @@ impl Engine {
                     hit.citation.title
                 )
             }
-            Path::Cache | Path::Tool | Path::Rag | Path::Chat => {
+            Path::Tool | Path::Rag | Path::Chat => {
                 let hits = hits.map(|(h, _)| h).unwrap_or_default();
                 let hits: &[SearchHit] = if d.path == Path::Chat { &[] } else { &hits };
                 // The business's systems: the tool this turn needs, and who the customer is.
@@ -500,7 +534,7 @@ impl Engine {
                     Ok(g) => {
                         let t = Instant::now();
                         generation = g.generation;
-                        trace.output_moderation = g.output_moderation;
+                        trace.output_moderation = g.output_moderation.clone();
                         let text = if g.output_blocked {
                             turn.reset(question.seq);
                             prompt::canned_reply(Canned::OutputBlocked, zh).to_owned()
@@ -528,6 +562,35 @@ impl Engine {
                             trace.grounded = Some(g_check.grounded);
                             trace.unsupported = g_check.unsupported.clone();
                             if g_check.grounded {
+                                let reusable = self.parts.policy.cache
+                                    && d.path == Path::Rag
+                                    && d.tone == Tone::Normal
+                                    && !g.personal
+                                    && !extras.flagged
+                                    && trace.output_moderation.is_none()
+                                    && trace.confidence >= 0.5;
+                                if reusable {
+                                    let asked = understood
+                                        .as_ref()
+                                        .map_or(question.content.as_str(), |u| {
+                                            u.masked.text.as_str()
+                                        });
+                                    let tokens = generation.prompt_tokens.unwrap_or(0)
+                                        + generation.completion_tokens.unwrap_or(0);
+                                    self.remember(
+                                        question.tenant_id,
+                                        asked,
+                                        &trace,
+                                        (&g.text, tokens),
+                                        hits,
+                                        retrieved_vector.take(),
+                                    );
+                                    trace.cache = Some(TraceCache {
+                                        decision: "stored".into(),
+                                        score: None,
+                                        tokens_saved: None,
+                                    });
+                                }
                                 g.text
                             } else {
                                 trace.unsure = true;
@@ -677,11 +740,85 @@ impl Engine {
             ));
         }
         Ok(Generated {
+            personal: !vault.is_empty() || profile.is_some() || !evidence.is_empty(),
             text,
             generation,
             output_moderation: filter.action.map(|a| serde_plain(&a)),
             output_blocked: blocked,
         })
+    }
+}
+
+impl Engine {
+    /// A verified answer to the same question whose sources are unchanged (an entry whose source changed or went
+    /// away is dropped).
+    async fn cached_answer(
+        &self,
+        tenant: uuid::Uuid,
+        language: &str,
+        asked: &str,
+        vector: Option<&[f32]>,
+    ) -> Option<crate::cache::CacheHit> {
+        let p = &self.parts.policy;
+        let hit = self.cache.lookup(
+            tenant,
+            language,
+            asked,
+            vector,
+            (p.cache_threshold, p.cache_threshold_lexical),
+            Instant::now(),
+        )?;
+        let ids: Vec<uuid::Uuid> = hit.sources.iter().map(|s| s.chunk).collect();
+        let current = match self.store.kb_get_chunks(tenant, &ids).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check a cached answer's sources; not reusing it");
+                return None;
+            }
+        };
+        let unchanged = hit.sources.iter().all(|s| {
+            current
+                .iter()
+                .any(|c| c.id == s.chunk && crate::cache::fingerprint(&c.text) == s.fingerprint)
+        });
+        if unchanged {
+            Some(hit)
+        } else {
+            self.cache.invalidate(&hit);
+            None
+        }
+    }
+
+    /// Keeps a verified answer for reuse.
+    fn remember(
+        &self,
+        tenant: uuid::Uuid,
+        asked: &str,
+        trace: &TurnTrace,
+        (answer, tokens): (&str, i64),
+        hits: &[SearchHit],
+        vector: Option<Vec<f32>>,
+    ) {
+        self.cache.insert(
+            tenant,
+            crate::cache::Entry {
+                language: trace.language.clone(),
+                intent: trace.intent.clone(),
+                question: asked.to_owned(),
+                vector,
+                answer: answer.to_owned(),
+                sources: hits
+                    .iter()
+                    .map(|h| crate::cache::Source {
+                        chunk: h.chunk_id,
+                        fingerprint: crate::cache::fingerprint(&h.text),
+                    })
+                    .collect(),
+                tokens,
+                expires: Instant::now()
+                    + crate::cache::AnswerCache::ttl(&self.parts.policy, trace.intent.as_deref()),
+            },
+        );
     }
 }
 

@@ -166,6 +166,9 @@ pub struct SearchResults {
     /// Nothing passed the relevance threshold; these are keyword matches.
     pub keyword_fallback: bool,
     pub took_ms: f64,
+    /// The query's embedding, when there was one (the answer cache compares questions with it).
+    #[serde(skip)]
+    pub query_vector: Option<Vec<f32>>,
 }
 
 /// Where and how to search.
@@ -758,6 +761,7 @@ impl Knowledge {
             mode: mode.into(),
             keyword_fallback: ranked.keyword_fallback,
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
+            query_vector: vector,
         })
     }
 

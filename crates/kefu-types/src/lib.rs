@@ -666,10 +666,24 @@ pub struct TurnTrace {
     /// Tools called for this turn (order status, profile, a flow's action), with masked arguments.
     #[serde(default)]
     pub tools: Vec<TraceTool>,
+    /// The answer cache: `hit` (reused, with its score and the tokens saved), `stored` (this answer may be reused),
+    /// or absent.
+    #[serde(default)]
+    pub cache: Option<TraceCache>,
     /// The flow after this turn (`name`, `stage`, filled `slots`, …), while one is running or just ended.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub flow: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TraceCache {
+    /// `hit` or `stored`.
+    pub decision: String,
+    /// The match score of a hit (0–1).
+    pub score: Option<f32>,
+    /// Prompt + completion tokens a hit saved.
+    pub tokens_saved: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]

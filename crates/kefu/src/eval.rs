@@ -700,3 +700,221 @@ impl kefu_nlu::SentenceEncoder for CachedEncoder {
         Ok(texts.iter().map(|t| map[*t].clone()).collect())
     }
 }
+
+#[derive(clap::Args)]
+pub struct CacheArgs {
+    /// Labelled question pairs, tab-separated `question1<TAB>question2<TAB>label` (1 = same question). Default: the
+    /// BQ corpus's labelled split (../shared/data, research use only, not in the repository).
+    #[arg(long, default_value = "../shared/data/bq_corpus_zh/dev.tsv")]
+    pub path: PathBuf,
+    /// The sentence encoder for the dense signal (`none`: lexical only; default: models.embedder).
+    #[arg(long)]
+    pub encoder: Option<String>,
+    /// Wrong hits allowed per 100 hits when choosing the threshold on the calibration half.
+    #[arg(long, default_value_t = 1.0)]
+    pub max_wrong_per_100: f64,
+    /// Also print, for the guarded dense scorer, hits and wrong hits over all pairs at these thresholds.
+    #[arg(long, value_delimiter = ',')]
+    pub sweep: Vec<f32>,
+    /// Print the wrong hits of the guarded dense scorer at this threshold (to read what the matcher confuses).
+    #[arg(long)]
+    pub show_wrong: Option<f32>,
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// One scorer's result: the threshold chosen on the calibration half and what it does on the held-out half.
+#[derive(Debug, serde::Serialize)]
+pub struct CacheRow {
+    pub scorer: &'static str,
+    pub threshold: f32,
+    pub calibration_hit_rate: f64,
+    /// Held out: share of same-question pairs that hit.
+    pub hit_rate: f64,
+    pub hits: usize,
+    pub wrong_hits: usize,
+    pub wrong_per_100_hits: f64,
+}
+
+/// Answer-cache matching on labelled paraphrase pairs: per scorer, the lowest threshold whose wrong hits stay
+/// under the limit on the even rows (calibration), then hit rate and wrong hits on the odd rows (held out).
+pub async fn cache(settings: Settings, args: CacheArgs) -> anyhow::Result<()> {
+    use kefu_engine::cache::{likeness, Scorer};
+    let text = std::fs::read_to_string(&args.path)
+        .with_context(|| format!("reading {}", args.path.display()))?;
+    let mut pairs: Vec<(String, String, bool)> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        match cols.as_slice() {
+            [a, b, l] if *l == "0" || *l == "1" => {
+                pairs.push(((*a).to_owned(), (*b).to_owned(), *l == "1"))
+            }
+            // A header row.
+            _ if n == 0 => {}
+            _ => bail!(
+                "{}:{}: expected question1<TAB>question2<TAB>0|1",
+                args.path.display(),
+                n + 1
+            ),
+        }
+    }
+    if pairs.len() < 100 {
+        bail!("{} labelled pairs: too few to measure", pairs.len());
+    }
+    let names: Vec<String> = args.encoder.iter().cloned().collect();
+    let live = load_encoders(&settings, &names).await?;
+    let (cached, encoders) = with_cache(&settings, &live);
+    let started = std::time::Instant::now();
+    let dense: Vec<Option<f32>> = match encoders.first() {
+        Some(enc) => {
+            let enc = enc.clone();
+            let texts: Vec<String> = pairs
+                .iter()
+                .flat_map(|(a, b, _)| [a.clone(), b.clone()])
+                .collect();
+            let vecs = tokio::task::spawn_blocking(move || {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                let mut out = Vec::with_capacity(refs.len());
+                for chunk in refs.chunks(64) {
+                    out.extend(enc.encode(chunk)?);
+                }
+                Ok::<_, String>(out)
+            })
+            .await?
+            .map_err(|e| anyhow::anyhow!(e))?;
+            vecs.chunks(2)
+                .map(|p| {
+                    let norm = (kefu_llm::dot(&p[0], &p[0]) * kefu_llm::dot(&p[1], &p[1])).sqrt();
+                    Some(kefu_llm::dot(&p[0], &p[1]) / norm.max(1e-9))
+                })
+                .collect()
+        }
+        None => vec![None; pairs.len()],
+    };
+    for c in &cached {
+        c.save()?;
+    }
+    let embed_secs = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
+    let signals: Vec<_> = pairs
+        .iter()
+        .zip(&dense)
+        .map(|((a, b, _), d)| likeness(a, b, *d))
+        .collect();
+    let match_us = started.elapsed().as_secs_f64() * 1e6 / pairs.len() as f64;
+    let limit = args.max_wrong_per_100 / 100.0;
+    let mut rows = Vec::new();
+    for scorer in Scorer::ALL {
+        let scored: Vec<(f32, bool, bool)> = signals
+            .iter()
+            .zip(&pairs)
+            .enumerate()
+            .map(|(i, (l, (_, _, same)))| (scorer.score(l), *same, i % 2 == 0))
+            .collect();
+        let calib: Vec<(f32, bool)> = scored.iter().filter(|s| s.2).map(|s| (s.0, s.1)).collect();
+        let held: Vec<(f32, bool)> = scored.iter().filter(|s| !s.2).map(|s| (s.0, s.1)).collect();
+        // Lowest threshold (most hits) whose wrong-hit share stays within the limit, with at least 20 hits.
+        let mut candidates: Vec<f32> = calib.iter().map(|c| c.0).collect();
+        candidates.sort_by(|a, b| b.total_cmp(a));
+        candidates.dedup();
+        let mut threshold = f32::INFINITY;
+        for t in candidates {
+            let (hits, wrong) = count(&calib, t);
+            if hits >= 20 && wrong as f64 > limit * hits as f64 {
+                break;
+            }
+            if hits >= 20 {
+                threshold = t;
+            }
+        }
+        let positives = |set: &[(f32, bool)]| set.iter().filter(|s| s.1).count().max(1) as f64;
+        let (c_hits, c_wrong) = count(&calib, threshold);
+        let (hits, wrong) = count(&held, threshold);
+        rows.push(CacheRow {
+            scorer: scorer.name(),
+            threshold,
+            calibration_hit_rate: 100.0 * (c_hits - c_wrong) as f64 / positives(&calib),
+            hit_rate: 100.0 * (hits - wrong) as f64 / positives(&held),
+            hits,
+            wrong_hits: wrong,
+            wrong_per_100_hits: 100.0 * wrong as f64 / hits.max(1) as f64,
+        });
+    }
+    let guarded: Vec<f32> = signals
+        .iter()
+        .map(|l| Scorer::DenseGuarded.score(l))
+        .collect();
+    if !args.sweep.is_empty() {
+        let positives = pairs.iter().filter(|p| p.2).count().max(1) as f64;
+        let lexical: Vec<f32> = signals
+            .iter()
+            .map(|l| Scorer::Guarded.score(&kefu_engine::cache::Likeness { dense: None, ..*l }))
+            .collect();
+        for (name, scores) in [("dense+guards", &guarded), ("lexical+guards", &lexical)] {
+            println!("{name} over all pairs:\n| threshold | hits | wrong hits | wrong / 100 hits | hit rate |");
+            println!("|---:|---:|---:|---:|---:|");
+            let all: Vec<(f32, bool)> = scores.iter().zip(&pairs).map(|(s, p)| (*s, p.2)).collect();
+            for t in &args.sweep {
+                let (h, w) = count(&all, *t);
+                println!(
+                    "| {t:.3} | {h} | {w} | {:.2} | {:.1} % |",
+                    100.0 * w as f64 / h.max(1) as f64,
+                    100.0 * (h - w) as f64 / positives
+                );
+            }
+        }
+    }
+    if let Some(t) = args.show_wrong {
+        for ((s, (a, b, same)), l) in guarded.iter().zip(&pairs).zip(&signals) {
+            if *s >= t && !same {
+                println!("wrong hit {s:.3} (lexical {:.2}): {a} | {b}", l.lexical);
+            }
+        }
+    }
+    let encoder = live.first().map(|e| e.id().to_owned());
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "pairs": pairs.len(), "encoder": encoder, "embed_seconds": embed_secs,
+                "match_us_per_pair": match_us, "rows": rows,
+            }))?
+        );
+        return Ok(());
+    }
+    println!(
+        "{} pairs ({} same-question), even rows calibrate, odd rows held out; encoder {}; embedding {:.0} s, matching \
+         {:.1} µs/pair",
+        pairs.len(),
+        pairs.iter().filter(|p| p.2).count(),
+        encoder.as_deref().unwrap_or("none"),
+        embed_secs,
+        match_us
+    );
+    println!(
+        "| scorer | threshold | hit rate (calibration) | hit rate (held out) | hits | wrong hits | wrong / 100 hits |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {:.3} | {:.1} % | {:.1} % | {} | {} | {:.2} |",
+            r.scorer,
+            r.threshold,
+            r.calibration_hit_rate,
+            r.hit_rate,
+            r.hits,
+            r.wrong_hits,
+            r.wrong_per_100_hits
+        );
+    }
+    Ok(())
+}
+
+/// (hits, wrong hits) at a threshold.
+fn count(set: &[(f32, bool)], t: f32) -> (usize, usize) {
+    set.iter()
+        .filter(|s| s.0 >= t)
+        .fold((0, 0), |(h, w), s| (h + 1, w + usize::from(!s.1)))
+}

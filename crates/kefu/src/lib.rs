@@ -4,6 +4,7 @@
 pub mod app;
 pub mod bootstrap;
 pub mod eval;
+pub mod eval_conversations;
 pub mod kb;
 pub mod local;
 pub mod models;

@@ -164,6 +164,12 @@ enum EvalCommand {
     /// Word-list load and scan speed, disguised-word recall (whole and streamed), false hits on clean messages,
     /// and prompt-injection precision/recall.
     Moderation(kefu::eval::ModerationArgs),
+    /// Answer-cache matching on labelled paraphrase pairs (BQ): per scorer, the threshold for under 1 wrong hit per
+    /// 100 hits, and the hit rate it leaves, on held-out pairs.
+    Cache(kefu::eval::CacheArgs),
+    /// Replays scripted customer conversations against the running product (demo shop and knowledge base) and
+    /// reports correct path, hand-off, grounding, flow completion, turn time and tokens.
+    Conversations(kefu::eval_conversations::ConversationsArgs),
 }
 
 #[derive(Subcommand)]
@@ -299,6 +305,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval {
             command: EvalCommand::Moderation(args),
         } => kefu::eval::moderation(args),
+        Command::Eval {
+            command: EvalCommand::Conversations(args),
+        } => {
+            let settings = settings_with_data_dir(cli.config.as_deref(), &args.data_dir)?;
+            kefu::eval_conversations::run(settings, args).await
+        }
+        Command::Eval {
+            command: EvalCommand::Cache(args),
+        } => {
+            let settings = settings_with_data_dir(cli.config.as_deref(), &args.data_dir)?;
+            kefu::eval::cache(settings, args).await
+        }
         Command::Openapi => {
             println!("{}", kefu_api::openapi::document_json());
             Ok(())

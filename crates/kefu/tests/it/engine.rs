@@ -246,3 +246,72 @@ async fn injection_attempts_and_blocked_words_never_reach_a_model_and_pii_stays_
         .unwrap();
     assert_eq!(c["flagged"], true);
 }
+
+#[tokio::test]
+async fn a_verified_answer_is_reused_until_its_source_changes() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    import(&app, &admin, "refunds.md", REFUNDS).await;
+    let (customer, _) = app.customer_session(None).await;
+    let conv = app.new_conversation(&customer, None).await;
+
+    app.fake.push(Reply::text(&[
+        "审核通过后，退款在3到5个工作日内原路退回[1]。",
+    ]));
+    ask(&app, &customer, &conv, "退款多久能到账").await;
+    let t = turns(&app, &admin, &conv).await;
+    assert_eq!(t[0]["trace"]["cache"]["decision"], "stored", "{t:#?}");
+
+    // Another customer asks the same question: the verified answer, no model call.
+    let (other, _) = app.customer_session(None).await;
+    let conv2 = app.new_conversation(&other, None).await;
+    let calls = app.fake.request_count();
+    let v = ask(&app, &other, &conv2, "退款多久能到账？").await;
+    assert_eq!(
+        v["reply"]["content"],
+        "审核通过后，退款在3到5个工作日内原路退回[1]。"
+    );
+    assert_eq!(
+        app.fake.request_count(),
+        calls,
+        "a cache hit calls no model"
+    );
+    let t = turns(&app, &admin, &conv2).await;
+    assert_eq!(t[0]["trace"]["path"], "cache");
+    assert_eq!(t[0]["trace"]["cache"]["decision"], "hit");
+    assert!(t[0]["trace"]["cache"]["tokens_saved"].as_i64().unwrap() > 0);
+    assert_eq!(app.engine.cache_stats(app_tenant(&app).await).hits, 1);
+
+    // A different question is not served from the cache.
+    app.fake.push(Reply::text(&["运费由买家承担[1]。"]));
+    ask(&app, &other, &conv2, "退货运费谁出").await;
+    assert_eq!(app.fake.request_count(), calls + 1);
+
+    // The source changes: the old answer is no longer reused.
+    import(
+        &app,
+        &admin,
+        "refunds.md",
+        &REFUNDS.replace("3到5个工作日", "1到2个工作日"),
+    )
+    .await;
+    app.fake.push(Reply::text(&[
+        "审核通过后，退款在1到2个工作日内原路退回[1]。",
+    ]));
+    let conv3 = app.new_conversation(&other, None).await;
+    let v = ask(&app, &other, &conv3, "退款多久能到账").await;
+    assert_eq!(
+        v["reply"]["content"],
+        "审核通过后，退款在1到2个工作日内原路退回[1]。"
+    );
+    assert_eq!(app.fake.request_count(), calls + 2);
+}
+
+async fn app_tenant(app: &TestApp) -> uuid::Uuid {
+    app.store
+        .get_tenant_by_slug(&app.tenant)
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+}
