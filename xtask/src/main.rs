@@ -152,8 +152,19 @@ fn ci() -> anyhow::Result<()> {
     test.args(["test", "--workspace", "--no-fail-fast"]);
     run("cargo test --workspace", test)?;
     retrieval_eval_slice()?;
+    conversation_eval()?;
     eprintln!("==> all checks passed");
     Ok(())
+}
+
+/// `cargo run -p kefu -- ARGS`, reusing the models the tests pulled (see .ci/run).
+fn kefu(args: &[&str]) -> Command {
+    let mut c = cargo();
+    c.args(["run", "--quiet", "-p", "kefu", "--"]).args(args);
+    if let Some(dir) = std::env::var_os("KEFU_TEST_MODELS_DIR") {
+        c.env("KEFU__MODELS__DIR", dir);
+    }
+    c
 }
 
 /// Retrieval quality on a small slice (the Chinese shop FAQ and 200 StackFAQ test queries) with the real local
@@ -164,24 +175,8 @@ fn retrieval_eval_slice() -> anyhow::Result<()> {
         ("shop-zh", &["--split", "all"][..]),
         ("stackfaq", &["--split", "test", "--limit", "200"][..]),
     ] {
-        let mut c = cargo();
-        c.args([
-            "run",
-            "--quiet",
-            "-p",
-            "kefu",
-            "--",
-            "eval",
-            "retrieval",
-            "--check",
-            "--dataset",
-            dataset,
-        ]);
+        let mut c = kefu(&["eval", "retrieval", "--check", "--dataset", dataset]);
         c.args(extra);
-        // The models the tests pulled are reused (see .ci/run).
-        if let Some(dir) = std::env::var_os("KEFU_TEST_MODELS_DIR") {
-            c.env("KEFU__MODELS__DIR", dir);
-        }
         c.env("KEFU__LOG__FILTER", "warn");
         run(
             &format!("kefu eval retrieval --dataset {dataset} (slice)"),
@@ -189,6 +184,14 @@ fn retrieval_eval_slice() -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The scripted conversations (eval/conversations/demo.yaml) against the whole product with the deterministic
+/// extractive model and the real embedder: fails when fewer than 90 % of turns take the expected path, a hand-off
+/// is wrong, or a flow that should complete does not (bench/RESULTS.md has the full numbers).
+fn conversation_eval() -> anyhow::Result<()> {
+    let c = kefu(&["eval", "conversations", "--check"]);
+    run("kefu eval conversations (extractive model)", c)
 }
 
 fn main() -> anyhow::Result<()> {

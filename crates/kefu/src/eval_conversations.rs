@@ -36,6 +36,10 @@ pub struct ConversationsArgs {
     /// Print every turn.
     #[arg(long)]
     pub verbose: bool,
+    /// Fail unless at least 90 % of turns take the expected path, every hand-off is right and every flow that
+    /// should complete does (CI).
+    #[arg(long)]
+    pub check: bool,
     #[arg(long)]
     pub json: bool,
     #[arg(long)]
@@ -190,7 +194,20 @@ filter = "error"
     let _ = server.await;
     let _ = std::fs::remove_dir_all(&work);
     let report = result?;
-    print_report(&report, args.json)
+    print_report(&report, args.json)?;
+    if args.check
+        && (report.path_correct_pct < 90.0
+            || report.handoff_correct_pct < 100.0
+            || report.flow_completion_pct < 100.0)
+    {
+        bail!(
+            "below the bar: path {:.1} % (min 90), hand-off {:.1} % (100), flows {:.1} % (100)",
+            report.path_correct_pct,
+            report.handoff_correct_pct,
+            report.flow_completion_pct
+        );
+    }
+    Ok(())
 }
 
 struct Client {
