@@ -189,6 +189,9 @@ pub struct Facts {
     pub flow_active: bool,
     /// The intent maps to a tool the customer may use.
     pub tool_intent: bool,
+    /// The message is about the customer's own records ("我有哪些优惠券", "my order"): with a tool intent, the tool
+    /// goes before a curated answer (which is the same for everyone). The passages still go into the prompt.
+    pub personal: bool,
     /// Passages retrieved above the relevance threshold.
     pub passages: usize,
 }
@@ -269,8 +272,9 @@ pub fn before_retrieval(f: &Facts, p: &Policy) -> Option<Decision> {
 fn after_retrieval(f: &Facts, p: &Policy) -> Decision {
     let injection = f.injection_score >= p.injection_threshold;
     let tone = tone_of(f);
+    let personal_tool = f.tool_intent && f.personal && !injection;
     // An upset customer gets a person's words or the strong model, never a canned FAQ answer that ignores it.
-    if let Some(faq) = &f.faq {
+    if let Some(faq) = f.faq.as_ref().filter(|_| !personal_tool) {
         if faq.score >= p.faq_min_score && tone == Tone::Normal {
             return Decision {
                 tone,
@@ -378,6 +382,14 @@ fn contains_word(text: &str, word: &str) -> bool {
         let after = text[i + m.len()..].chars().next();
         !before.is_some_and(|c| c.is_alphanumeric()) && !after.is_some_and(|c| c.is_alphanumeric())
     })
+}
+
+/// Whether a message asks about the customer's own records (their orders, coupons, points, returns).
+pub fn is_personal(text: &str) -> bool {
+    let t = kefu_nlu::text::fold_str(text);
+    const ZH: &[&str] = &["我的", "我有", "我买的", "我下的", "我这", "我那"];
+    const EN: &[&str] = &["my", "mine", "i have", "do i have", "i bought", "i ordered"];
+    ZH.iter().any(|w| t.contains(w)) || EN.iter().any(|w| contains_word(&t, w))
 }
 
 /// More than one question, or a long message: goes to the strong model.
@@ -588,6 +600,27 @@ mod tests {
             Path::Rag,
             "a weak FAQ match is only a passage"
         );
+    }
+
+    #[test]
+    fn a_personal_question_with_a_tool_goes_to_the_tool_before_the_faq() {
+        let p = Policy::default();
+        let f = Facts {
+            faq: Some(FaqCandidate { score: 0.9 }),
+            tool_intent: true,
+            personal: true,
+            ..facts()
+        };
+        assert_eq!(decide(&f, &p).path, Path::Tool);
+        let general = Facts {
+            personal: false,
+            ..f.clone()
+        };
+        assert_eq!(decide(&general, &p).path, Path::Faq);
+        assert!(is_personal("我有哪些优惠券"));
+        assert!(is_personal("Where is my order?"));
+        assert!(!is_personal("怎么使用优惠券"));
+        assert!(!is_personal("mystery box"));
     }
 
     #[test]

@@ -217,6 +217,7 @@ impl Engine {
             self.active_flow(b, &history, &question.content, facts.intent.as_deref(), now)
         });
         facts.flow_active = flow.is_some();
+        facts.personal = decide::is_personal(&question.content);
         facts.tool_intent = business.as_deref().is_some_and(|b| {
             b.triggered(&question.content, facts.intent.as_deref())
                 .is_some()

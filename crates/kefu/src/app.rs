@@ -62,7 +62,7 @@ impl Application {
             kefu_knowledge::Knowledge::new(
                 store.clone(),
                 embedding.embedder.clone(),
-                settings.knowledge.options(),
+                settings.knowledge.options_for(&settings.models.embedder),
             )
             .context("creating the knowledge index")?,
         );
