@@ -75,6 +75,8 @@ pub enum Action {
     ReadTurnTraces,
     /// Hand a conversation to people or back to the assistant.
     SetHandler,
+    /// Read the assistant's operating numbers (answer-cache hits and tokens saved).
+    ReadStats,
 }
 
 /// The role matrix. Ownership (a customer only sees their own conversations) is checked where the row is loaded.
@@ -88,7 +90,7 @@ pub fn authorize(p: &Principal, action: Action) -> Result<(), ApiError> {
         (
             Principal::Customer { .. },
             ReadTenant | ManageApiKeys | ManageStaff | ManageModels | ManageCustomerSecret
-            | SearchKnowledge | ManageKnowledge | ReadTurnTraces | SetHandler,
+            | SearchKnowledge | ManageKnowledge | ReadTurnTraces | SetHandler | ReadStats,
         ) => false,
         (
             Principal::ApiClient { .. },
@@ -103,7 +105,8 @@ pub fn authorize(p: &Principal, action: Action) -> Result<(), ApiError> {
         // An integration (e.g. an IM bridge with its own agents) may hand conversations over; our internals stay
         // with our staff.
         (Principal::ApiClient { .. }, SetHandler) => true,
-        (Principal::ApiClient { .. }, ReadTurnTraces) => false,
+        (Principal::ApiClient { .. }, ReadTurnTraces | ReadStats) => false,
+        (Principal::Staff { role, .. }, ReadStats) => *role != StaffRole::Agent,
         (Principal::Staff { .. }, ReadTurnTraces | SetHandler) => true,
         (Principal::Staff { .. }, SearchKnowledge) => true,
         // Supervisors curate knowledge with admins.

@@ -31,7 +31,7 @@ impl Modify for BearerAuth {
         login, create_customer_session,
         create_conversation, get_conversation, close_conversation, send_message, list_messages,
         conversation_events_sse, conversation_ws, list_turns, set_handler,
-        get_tenant, list_api_keys, create_api_key, revoke_api_key, list_staff, create_staff,
+        get_tenant, cache_stats, list_api_keys, create_api_key, revoke_api_key, list_staff, create_staff,
         get_model_config, put_model_config, delete_model_config, get_customer_secret, rotate_customer_secret,
         import_files, get_import, list_documents, get_document, delete_document, search,
     ),

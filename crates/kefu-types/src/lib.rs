@@ -676,6 +676,21 @@ pub struct TurnTrace {
     pub flow: Option<serde_json::Value>,
 }
 
+/// The answer cache of the node that served the request, for the caller's tenant, since that node started.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct CacheStatsInfo {
+    /// Questions looked up (model-answer candidates that passed the FAQ and flow rules).
+    pub lookups: u64,
+    /// Answers reused without a model call.
+    pub hits: u64,
+    /// Verified answers kept for reuse.
+    pub stored: u64,
+    /// Prompt + completion tokens the reused answers had cost.
+    pub tokens_saved: i64,
+    /// hits / lookups (0 without lookups).
+    pub hit_rate: f64,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct TraceCache {
     /// `hit` or `stored`.

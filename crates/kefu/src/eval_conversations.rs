@@ -105,6 +105,8 @@ pub struct Report {
     pub tokens_per_resolved: f64,
     pub resolved: usize,
     pub by_category: BTreeMap<String, (usize, usize)>,
+    /// Median turn time (ms) per path taken.
+    pub p50_ms_by_path: BTreeMap<String, f64>,
     pub misses: Vec<String>,
 }
 
@@ -300,6 +302,7 @@ async fn replay(
     let (mut path_ok, mut handoff_ok, mut grounded, mut checks, mut checks_ok) = (0, 0, 0, 0, 0);
     let (mut flows_done, mut tokens_resolved) = (0usize, 0i64);
     let mut times = Vec::new();
+    let mut by_path: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for conv in suite {
         let token = match &conv.customer {
             Some(_) => api_key.clone(),
@@ -335,6 +338,7 @@ async fn replay(
             .context("conversation id")?
             .to_owned();
         let mut replies = Vec::new();
+        let mut conv_times = Vec::new();
         for t in &conv.turns {
             let started = Instant::now();
             let v = c
@@ -345,7 +349,9 @@ async fn replay(
                     Some(json!({"content": t.say})),
                 )
                 .await?;
-            times.push(started.elapsed().as_secs_f64() * 1000.0);
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            times.push(ms);
+            conv_times.push(ms);
             replies.push(
                 v["reply"]["content"]
                     .as_str()
@@ -373,6 +379,9 @@ async fn replay(
             let path = trace["path"].as_str().unwrap_or("none");
             let reply = replies.get(i).map(String::as_str).unwrap_or("");
             handed_off |= path == "handoff";
+            if let Some(ms) = conv_times.get(i) {
+                by_path.entry(path.to_owned()).or_default().push(*ms);
+            }
             conv_tokens += trace["prompt_tokens"].as_i64().unwrap_or(0)
                 + trace["completion_tokens"].as_i64().unwrap_or(0);
             if trace["model"].is_string() && matches!(path, "tool" | "rag" | "chat") {
@@ -453,6 +462,10 @@ async fn replay(
     r.grounded_pct = pct(grounded, r.model_answers);
     r.flow_completion_pct = pct(flows_done, r.flows_expected);
     r.reply_checks_pct = pct(checks_ok, checks);
+    for (path, mut ms) in by_path {
+        ms.sort_by(f64::total_cmp);
+        r.p50_ms_by_path.insert(path, ms[ms.len() / 2]);
+    }
     times.sort_by(f64::total_cmp);
     let q = |p: f64| times[((times.len() as f64 - 1.0) * p).round() as usize];
     r.turn_ms_p50 = q(0.5);
@@ -487,6 +500,12 @@ fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
         r.turn_ms_p99,
         r.tokens_per_resolved
     );
+    let paths: Vec<String> = r
+        .p50_ms_by_path
+        .iter()
+        .map(|(p, ms)| format!("{p} {ms:.0} ms"))
+        .collect();
+    println!("\nmedian turn time by path: {}", paths.join(", "));
     println!("\nby category (correct path / turns):");
     for (k, (ok, n)) in &r.by_category {
         println!("  {k}: {ok}/{n}");

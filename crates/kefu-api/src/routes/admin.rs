@@ -38,6 +38,27 @@ pub(crate) async fn get_tenant(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/admin/cache-stats", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = kefu_types::CacheStatsInfo), (status = 403, body = kefu_types::ErrorBody)))]
+pub(crate) async fn cache_stats(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+) -> Result<Json<kefu_types::CacheStatsInfo>, ApiError> {
+    authorize(&p, Action::ReadStats)?;
+    let c = s.engine.cache_stats(p.tenant());
+    Ok(Json(kefu_types::CacheStatsInfo {
+        lookups: c.lookups,
+        hits: c.hits,
+        stored: c.stored,
+        tokens_saved: c.tokens_saved,
+        hit_rate: if c.lookups == 0 {
+            0.0
+        } else {
+            c.hits as f64 / c.lookups as f64
+        },
+    }))
+}
+
 #[utoipa::path(get, path = "/v1/admin/api-keys", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = Vec<ApiKey>), (status = 403, body = kefu_types::ErrorBody)))]
 pub(crate) async fn list_api_keys(

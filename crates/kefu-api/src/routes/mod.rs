@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/conversations/{id}/turns", get(list_turns))
         .route("/v1/conversations/{id}/handler", put(set_handler))
         .route("/v1/tenant", get(get_tenant))
+        .route("/v1/admin/cache-stats", get(cache_stats))
         .route(
             "/v1/admin/api-keys",
             get(list_api_keys).post(create_api_key),

@@ -281,6 +281,22 @@ async fn a_verified_answer_is_reused_until_its_source_changes() {
     assert_eq!(t[0]["trace"]["cache"]["decision"], "hit");
     assert!(t[0]["trace"]["cache"]["tokens_saved"].as_i64().unwrap() > 0);
     assert_eq!(app.engine.cache_stats(app_tenant(&app).await).hits, 1);
+    // Admins (and supervisors) read the numbers; customers and integrations may not.
+    let stats: Value = app
+        .get(&admin, "/v1/admin/cache-stats")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (stats["hits"].as_u64(), stats["stored"].as_u64()),
+        (Some(1), Some(1)),
+        "{stats}"
+    );
+    assert!(stats["tokens_saved"].as_i64().unwrap() > 0);
+    for token in [&other, &app.api_key] {
+        assert_eq!(app.get(token, "/v1/admin/cache-stats").await.status(), 403);
+    }
 
     // A different question is not served from the cache.
     app.fake.push(Reply::text(&["运费由买家承担[1]。"]));
