@@ -71,6 +71,10 @@ impl Application {
             .start(knowledge_stop.clone())
             .await
             .context("building the knowledge index")?;
+        if bootstrap_file.is_some() && settings.demo.shop {
+            seed_demo_knowledge(store.as_ref(), &knowledge, &settings.bootstrap.tenant_slug)
+                .await?;
+        }
         let models: Arc<dyn ModelDirectory> = Arc::new(registry);
         let mut engine_settings = EngineSettings {
             history_max_messages: settings.engine.history_max_messages,
@@ -227,6 +231,53 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The demo knowledge base (`demo/knowledge`), built into the binary.
+const DEMO_KNOWLEDGE: &[(&str, &[u8])] = &[
+    (
+        "faq-zh.csv",
+        include_bytes!("../../../demo/knowledge/faq-zh.csv"),
+    ),
+    (
+        "shipping.md",
+        include_bytes!("../../../demo/knowledge/shipping.md"),
+    ),
+    (
+        "退货与退款.md",
+        include_bytes!("../../../demo/knowledge/退货与退款.md"),
+    ),
+];
+
+/// On the first start with the demo on, the first tenant gets the demo knowledge base (collection `help`), so the
+/// demo answers shop questions at once. Later starts leave the knowledge base to its admins.
+async fn seed_demo_knowledge(
+    store: &dyn Store,
+    knowledge: &kefu_knowledge::Knowledge,
+    slug: &str,
+) -> anyhow::Result<()> {
+    let Some(tenant) = store.get_tenant_by_slug(slug).await? else {
+        return Ok(());
+    };
+    let target = kefu_knowledge::service::ImportTarget {
+        tenant: tenant.id,
+        collection: "help".into(),
+        tags: Vec::new(),
+    };
+    for (source, bytes) in DEMO_KNOWLEDGE {
+        let report = knowledge
+            .import(
+                &target,
+                kefu_knowledge::service::ImportFile {
+                    source: (*source).to_owned(),
+                    bytes: bytes.to_vec(),
+                    format: None,
+                },
+            )
+            .await;
+        tracing::info!(source, status = %report.status, "demo knowledge imported");
+    }
+    Ok(())
 }
 
 /// The demo shop's tools and flows, built into the binary.

@@ -46,6 +46,15 @@ fn shop_returns(app: &TestApp) -> Vec<Value> {
 #[tokio::test]
 async fn order_status_through_tools_with_the_profile_in_the_prompt() {
     let app = spawn_app_with(Backend::Sqlite, SHOP).await;
+    // The first start with the demo on brings the demo knowledge base.
+    let admin = app.admin_token().await;
+    let docs: Value = app
+        .get(&admin, "/v1/admin/kb/documents")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(docs.as_array().map(Vec::len), Some(3), "{docs}");
     let conv = app.new_conversation(&app.api_key, Some("C1001")).await;
 
     // The order number is in the message: rules fill the argument, the shop answers, the model phrases it.
