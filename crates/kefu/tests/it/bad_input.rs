@@ -193,12 +193,7 @@ async fn model_config_is_validated_before_it_is_stored() {
         let r = put(bad.clone()).await.unwrap();
         assert_eq!(r.status(), 422, "{bad}");
     }
-    let cfg: Value = app
-        .get(&admin, "/v1/admin/model-config")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let cfg: Value = app.get_json(&admin, "/v1/admin/model-config").await;
     assert_eq!(cfg["source"], "default");
     assert_eq!(
         cfg["config"]["providers"][0]["api_key"], "***",

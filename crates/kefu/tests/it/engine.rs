@@ -282,12 +282,7 @@ async fn a_verified_answer_is_reused_until_its_source_changes() {
     assert!(t[0]["trace"]["cache"]["tokens_saved"].as_i64().unwrap() > 0);
     assert_eq!(app.engine.cache_stats(app_tenant(&app).await).hits, 1);
     // Admins (and supervisors) read the numbers; customers and integrations may not.
-    let stats: Value = app
-        .get(&admin, "/v1/admin/cache-stats")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = app.get_json(&admin, "/v1/admin/cache-stats").await;
     assert_eq!(
         (stats["hits"].as_u64(), stats["stored"].as_u64()),
         (Some(1), Some(1)),

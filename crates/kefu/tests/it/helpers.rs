@@ -217,6 +217,13 @@ impl TestApp {
             .unwrap()
     }
 
+    /// GET that must succeed, as JSON.
+    pub async fn get_json(&self, token: &str, path: &str) -> Value {
+        let r = self.get(token, path).await;
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
     pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))

@@ -63,11 +63,8 @@ async fn import_search_browse_and_delete_through_the_api() {
     );
 
     let docs: Value = app
-        .get(&admin, "/v1/admin/kb/documents?collection=help")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&admin, "/v1/admin/kb/documents?collection=help")
+        .await;
     assert_eq!(docs.as_array().unwrap().len(), 1);
     assert_eq!(docs[0]["title"], "退货政策");
     assert_eq!(docs[0]["lang"], "zh");

@@ -48,12 +48,7 @@ async fn order_status_through_tools_with_the_profile_in_the_prompt() {
     let app = spawn_app_with(Backend::Sqlite, SHOP).await;
     // The first start with the demo on brings the demo knowledge base.
     let admin = app.admin_token().await;
-    let docs: Value = app
-        .get(&admin, "/v1/admin/kb/documents")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let docs: Value = app.get_json(&admin, "/v1/admin/kb/documents").await;
     assert_eq!(docs.as_array().map(Vec::len), Some(3), "{docs}");
     let conv = app.new_conversation(&app.api_key, Some("C1001")).await;
 
