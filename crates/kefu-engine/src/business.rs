@@ -1,7 +1,7 @@
 //! The driver's side of tools and flows: which tool a turn needs and with what arguments (rules first, the model
 //! second, a fallback tool third), the customer's profile for the prompt, and one step of a running flow.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -310,8 +310,18 @@ impl Engine {
     ) -> Result<FlowOutcome, EngineError> {
         let def = &set.business.flows[flow.def];
         let state = &mut flow.state;
+        let mut fetched = HashMap::new();
         let mut choices = self
-            .flow_choices(set, def, state, customer, understander, zh, trace)
+            .flow_choices(
+                set,
+                def,
+                state,
+                customer,
+                understander,
+                zh,
+                trace,
+                &mut fetched,
+            )
             .await;
         let mut applied = flows::apply(def, state, text, &choices, flow.starting, now);
         // The rules could not place the answer among the choices: the model may.
@@ -319,13 +329,7 @@ impl Engine {
             if let Next::Ask(slot) = flows::next(def, state) {
                 if let Some(cs) = choices.get(&slot) {
                     if let Some(i) = self.model_choice(tenant, history, understander, cs).await {
-                        state.slots.insert(
-                            slot,
-                            flows::Filled {
-                                value: cs[i].value.clone(),
-                                label: cs[i].label.clone(),
-                            },
-                        );
+                        state.slots.insert(slot, flows::Filled::from(&cs[i]));
                         state.misses = 0;
                         if flows::next(def, state) == Next::Confirm {
                             state.stage = Stage::Confirming;
@@ -341,15 +345,7 @@ impl Engine {
                 let tool = set
                     .tool(&def.action.tool)
                     .expect("checked when the flow loaded");
-                let props = tool.parameters["properties"]
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default();
-                let args: Map<String, Value> = state
-                    .arguments()
-                    .into_iter()
-                    .filter(|(k, _)| props.contains_key(k))
-                    .collect();
+                let args = tool.accepted(&state.arguments());
                 let result = set.call(tool, &args, customer).await;
                 record_tool(trace, &result, "flow", understander);
                 match result.outcome {
@@ -387,26 +383,33 @@ impl Engine {
                 format!("{sorry}{}", self.ask_text(def, state, &choices, zh))
             }
             Applied::Progress => {
-                // What is filled may change what the next slot offers (another order, other items).
-                choices = self
-                    .flow_choices(set, def, state, customer, understander, zh, trace)
-                    .await;
-                // A slot with exactly one choice needs no question.
-                while let Next::Ask(slot) = flows::next(def, state) {
-                    match choices.get(&slot) {
-                        Some(cs) if cs.len() == 1 => {
-                            state.slots.insert(
-                                slot,
-                                flows::Filled {
-                                    value: cs[0].value.clone(),
-                                    label: cs[0].label.clone(),
-                                },
-                            );
-                            choices = self
-                                .flow_choices(set, def, state, customer, understander, zh, trace)
-                                .await;
+                // What is filled may change what the next slot offers (another order, other items); a slot with
+                // exactly one choice needs no question.
+                loop {
+                    choices = self
+                        .flow_choices(
+                            set,
+                            def,
+                            state,
+                            customer,
+                            understander,
+                            zh,
+                            trace,
+                            &mut fetched,
+                        )
+                        .await;
+                    let only = match flows::next(def, state) {
+                        Next::Ask(slot) => match choices.get(&slot) {
+                            Some(cs) if cs.len() == 1 => Some((slot, flows::Filled::from(&cs[0]))),
+                            _ => None,
+                        },
+                        Next::Confirm => None,
+                    };
+                    match only {
+                        Some((slot, filled)) => {
+                            state.slots.insert(slot, filled);
                         }
-                        _ => break,
+                        None => break,
                     }
                 }
                 if flows::next(def, state) == Next::Confirm {
@@ -454,6 +457,7 @@ impl Engine {
         understander: &Understander,
         zh: bool,
         trace: &mut TurnTrace,
+        fetched: &mut HashMap<String, Value>,
     ) -> BTreeMap<String, Vec<Choice>> {
         let mut out = BTreeMap::new();
         let filled = state.arguments();
@@ -462,21 +466,21 @@ impl Engine {
             let Some(tool) = set.tool(&c.tool) else {
                 continue;
             };
-            let props = tool.parameters["properties"]
-                .as_object()
-                .cloned()
-                .unwrap_or_default();
-            let args: Map<String, Value> = filled
-                .iter()
-                .filter(|(k, _)| props.contains_key(*k))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
+            let args = tool.accepted(&filled);
             if crate::tools::validate(&tool.parameters, &Value::Object(args.clone())).is_err() {
                 continue;
             }
-            let result = set.call(tool, &args, customer).await;
-            record_tool(trace, &result, "flow", understander);
-            if let Ok(v) = &result.outcome {
+            // Within a turn the same call gives the same answer: the order list is fetched once, not again after
+            // every filled slot.
+            let key = format!("{}:{}", tool.name, Value::Object(args.clone()));
+            if !fetched.contains_key(&key) {
+                let result = set.call(tool, &args, customer).await;
+                record_tool(trace, &result, "flow", understander);
+                if let Ok(v) = result.outcome {
+                    fetched.insert(key.clone(), v);
+                }
+            }
+            if let Some(v) = fetched.get(&key) {
                 out.insert(slot.name.clone(), flows::choices_from(c, v, zh));
             }
         }

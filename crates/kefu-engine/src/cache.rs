@@ -343,8 +343,9 @@ impl AnswerCache {
     }
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| p * q).sum::<f32>();
+/// Cosine of two vectors, normalised or not (encoders differ).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    use kefu_llm::dot;
     dot(a, b) / (dot(a, a) * dot(b, b)).sqrt().max(1e-9)
 }
 

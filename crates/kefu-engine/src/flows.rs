@@ -99,7 +99,7 @@ impl FlowDef {
                 return Err(format!("slot {} is defined twice", s.name));
             }
             if let Some(p) = &s.pattern {
-                Regex::new(p).map_err(|e| format!("slot {}: {e}", s.name))?;
+                crate::tools::compiled(p).map_err(|e| format!("slot {}: {e}", s.name))?;
             }
             if let Some(c) = &s.choices {
                 if !tools.contains(&c.tool) {
@@ -177,6 +177,15 @@ pub enum Stage {
 pub struct Filled {
     pub value: String,
     pub label: String,
+}
+
+impl From<&Choice> for Filled {
+    fn from(c: &Choice) -> Self {
+        Filled {
+            value: c.value.clone(),
+            label: c.label.clone(),
+        }
+    }
 }
 
 /// A flow in progress, stored in each reply's turn record.
@@ -360,7 +369,7 @@ fn looks_like_question(text: &str) -> bool {
 }
 
 fn pattern_value(slot: &SlotDef, text: &str) -> Option<String> {
-    let re = Regex::new(slot.pattern.as_deref()?).ok()?;
+    let re = crate::tools::compiled(slot.pattern.as_deref()?).ok()?;
     let c = re.captures(text)?;
     Some(c.get(1).or_else(|| c.get(0))?.as_str().to_uppercase())
 }
@@ -527,10 +536,7 @@ pub fn apply(
     if let Next::Ask(name) = next(def, state) {
         let slot = def.slot(&name).expect("next names a slot");
         let filled = if let Some(cs) = choices.get(&name) {
-            match_choice(text, cs).map(|i| Filled {
-                value: cs[i].value.clone(),
-                label: cs[i].label.clone(),
-            })
+            match_choice(text, cs).map(|i| Filled::from(&cs[i]))
         } else if slot.free_text && !starting {
             let t = text.trim();
             (t.chars().count() >= 2).then(|| Filled {
@@ -616,13 +622,7 @@ fn correct(
             .filter(|c| Some(&c.value) != old.as_ref())
             .or_else(|| (others.len() == 1).then(|| others[0]));
         if let Some(c) = pick {
-            state.slots.insert(
-                slot.name.clone(),
-                Filled {
-                    value: c.value.clone(),
-                    label: c.label.clone(),
-                },
-            );
+            state.slots.insert(slot.name.clone(), Filled::from(c));
         }
     }
 }
@@ -634,7 +634,8 @@ pub fn render(
     choices: Option<&[Choice]>,
     error: Option<&str>,
 ) -> String {
-    let re = Regex::new(r"\{([a-z_]+(?:\.[a-z_]+)*)\}").expect("valid");
+    static PLACEHOLDER: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    let re = PLACEHOLDER.get_or_init(|| Regex::new(r"\{([a-z_]+(?:\.[a-z_]+)*)\}").expect("valid"));
     re.replace_all(template, |c: &regex::Captures<'_>| {
         let key = &c[1];
         if key == "choices" {

@@ -106,6 +106,17 @@ pub struct ToolDef {
     pub source: Option<Text>,
 }
 
+impl ToolDef {
+    /// The arguments among `args` that this tool declares (a flow's slots hold more than each tool takes).
+    pub fn accepted(&self, args: &Map<String, Value>) -> Map<String, Value> {
+        let props = self.parameters["properties"].as_object();
+        args.iter()
+            .filter(|(k, _)| props.is_some_and(|p| p.contains_key(*k)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
 fn empty_object_schema() -> Value {
     serde_json::json!({"type": "object", "properties": {}})
 }
@@ -360,10 +371,26 @@ impl ToolError {
     }
 }
 
+/// A configured pattern (argument schemas, flow slots), compiled once per process: validation and slot filling
+/// run on every turn, the patterns come from a few configuration files.
+pub(crate) fn compiled(pattern: &str) -> Result<Regex, regex::Error> {
+    static CACHE: std::sync::OnceLock<
+        parking_lot::Mutex<std::collections::HashMap<String, Regex>>,
+    > = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(re) = cache.lock().get(pattern) {
+        return Ok(re.clone());
+    }
+    let re = Regex::new(pattern)?;
+    cache.lock().insert(pattern.to_owned(), re.clone());
+    Ok(re)
+}
+
 /// `${name}` → `vars[name]`, else the environment variable, else left as is (and the load fails later if it
 /// matters, e.g. an unreachable URL).
 fn expand_vars(text: &str, vars: &BTreeMap<String, String>) -> String {
-    let re = Regex::new(r"\$\{([A-Za-z0-9_]+)\}").expect("valid");
+    static VAR: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    let re = VAR.get_or_init(|| Regex::new(r"\$\{([A-Za-z0-9_]+)\}").expect("valid"));
     re.replace_all(text, |c: &regex::Captures<'_>| {
         let name = &c[1];
         vars.get(name)
@@ -434,7 +461,7 @@ fn check_schema(schema: &Value) -> Result<(), String> {
             }
             "string" => {
                 if let Some(p) = obj.get("pattern") {
-                    Regex::new(p.as_str().ok_or("pattern must be a string")?)
+                    compiled(p.as_str().ok_or("pattern must be a string")?)
                         .map_err(|e| format!("bad pattern: {e}"))?;
                 }
                 Ok(())
@@ -475,7 +502,7 @@ pub fn validate(schema: &Value, args: &Value) -> Result<(), String> {
                     return Err(format!("{k} has the wrong length"));
                 }
                 if let Some(pat) = p["pattern"].as_str() {
-                    let re = Regex::new(pat).map_err(|e| e.to_string())?;
+                    let re = compiled(pat).map_err(|e| e.to_string())?;
                     if !re.is_match(s) {
                         return Err(format!("{k} does not match {pat}"));
                     }

@@ -785,10 +785,7 @@ pub async fn cache(settings: Settings, args: CacheArgs) -> anyhow::Result<()> {
             .await?
             .map_err(|e| anyhow::anyhow!(e))?;
             vecs.chunks(2)
-                .map(|p| {
-                    let norm = (kefu_llm::dot(&p[0], &p[0]) * kefu_llm::dot(&p[1], &p[1])).sqrt();
-                    Some(kefu_llm::dot(&p[0], &p[1]) / norm.max(1e-9))
-                })
+                .map(|p| Some(kefu_engine::cache::cosine(&p[0], &p[1])))
                 .collect()
         }
         None => vec![None; pairs.len()],

@@ -395,8 +395,9 @@ async fn replay(
                 entry.0 += 1;
             } else {
                 r.misses.push(format!(
-                    "{} #{}: {:?} → {path} ({})",
+                    "{} [{}] #{}: {:?} → {path} ({})",
                     conv.name,
+                    conv.lang,
                     i + 1,
                     t.say,
                     trace["reason"].as_str().unwrap_or("")
@@ -448,7 +449,6 @@ async fn replay(
             r.resolved += 1;
             tokens_resolved += conv_tokens;
         }
-        let _ = &conv.lang;
     }
     let pct = |a: usize, b: usize| {
         if b == 0 {
