@@ -34,7 +34,7 @@ pub(crate) const MSG_COLS: &str =
 
 pub(crate) const CONV_COLS: &str =
     "id, tenant_id, customer_id, channel, status, handler, flagged, subject, metadata, last_seq, \
-     created_at, updated_at, closed_at";
+     created_at, updated_at, closed_at, assignee_id, queued_at, rating, rating_comment";
 
 /// Implements `kefu_store::Store` for a struct with `write` and `read` pools of database `$db`.
 #[macro_export]
@@ -118,6 +118,10 @@ macro_rules! sql_store {
                     created_at: from_ms(get(r, "created_at")?),
                     updated_at: from_ms(get(r, "updated_at")?),
                     closed_at: get::<Option<i64>>(r, "closed_at")?.map(from_ms),
+                    assignee_id: get::<Option<String>>(r, "assignee_id")?.as_deref().map(uuid).transpose()?,
+                    queued_at: get::<Option<i64>>(r, "queued_at")?.map(from_ms),
+                    rating: get::<Option<i32>>(r, "rating")?,
+                    rating_comment: get(r, "rating_comment")?,
                 })
             }
 
@@ -196,9 +200,17 @@ macro_rules! sql_store {
                         EventData::MessageCreated(_) => None,
                         EventData::StatusChanged(s) => Some(serde_json::json!({ "status": s.as_str() }).to_string()),
                         EventData::Flagged { reason } => Some(serde_json::json!({ "reason": reason }).to_string()),
-                        EventData::HandlerChanged { handler, reason } => Some(
-                            serde_json::json!({ "handler": handler.as_str(), "reason": reason }).to_string(),
+                        EventData::HandlerChanged { handler, reason, assignee } => Some(
+                            serde_json::json!({
+                                "handler": handler.as_str(),
+                                "reason": reason,
+                                "assignee": assignee.map(|a| a.to_string()),
+                            })
+                            .to_string(),
                         ),
+                        EventData::Rated { rating, comment } => {
+                            Some(serde_json::json!({ "rating": rating, "comment": comment }).to_string())
+                        }
                     };
                     sqlx::query(
                         "INSERT INTO conversation_events (tenant_id, conversation_id, seq, kind, payload, created_at) \
@@ -576,11 +588,15 @@ macro_rules! sql_store {
                         created_at: now,
                         updated_at: now,
                         closed_at: None,
+                        assignee_id: None,
+                        queued_at: None,
+                        rating: None,
+                        rating_comment: None,
                     };
                     // The customer must belong to the same tenant: insert only when it does.
                     let r = sqlx::query(&format!(
                         "INSERT INTO conversations ({CONV_COLS}) \
-                         SELECT $1, $2, $3, $4, 'open', 'bot', FALSE, $5, $6, 0, $7, $7, NULL \
+                         SELECT $1, $2, $3, $4, 'open', 'bot', FALSE, $5, $6, 0, $7, $7, NULL, NULL, NULL, NULL, NULL \
                          WHERE EXISTS (SELECT 1 FROM customers WHERE tenant_id = $2 AND id = $3)"
                     ))
                     .bind(c.id.to_string())
@@ -674,18 +690,21 @@ macro_rules! sql_store {
                     let now_dt = now_ms();
                     let now = now_dt.timestamp_millis();
                     let mut tx = self.write.begin().await.map_err(map_err)?;
+                    let queued_at = (handler == Handler::Queued).then_some(now);
                     let row = sqlx::query(
-                        "UPDATE conversations SET last_seq = last_seq + 1, handler = $1, updated_at = $2 \
+                        "UPDATE conversations SET last_seq = last_seq + 1, handler = $1, updated_at = $2, \
+                         assignee_id = NULL, queued_at = COALESCE($5, queued_at) \
                          WHERE tenant_id = $3 AND id = $4 AND status = 'open' AND handler <> $1 RETURNING last_seq",
                     )
                     .bind(handler.as_str())
                     .bind(now)
                     .bind(tenant.to_string())
                     .bind(id.to_string())
+                    .bind(queued_at)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(map_err)?;
-                    let data = EventData::HandlerChanged { handler, reason: reason.to_owned() };
+                    let data = EventData::HandlerChanged { handler, reason: reason.to_owned(), assignee: None };
                     let event = Self::event_if_changed(&mut tx, row, tenant, id, data, now_dt).await?;
                     let conv = Self::conversation_in(&mut tx, tenant, id).await?;
                     tx.commit().await.map_err(map_err)?;
@@ -693,6 +712,105 @@ macro_rules! sql_store {
                         return Err(StoreError::ConversationClosed);
                     }
                     Ok((conv, event))
+                }
+
+                async fn list_conversations(&self, tenant: Uuid, q: ConversationQuery) -> R<Vec<Conversation>> {
+                    // Optional filters as `$n IS NULL OR col = $n`: one statement text for every combination.
+                    let order = if q.handler == Some(Handler::Queued) {
+                        "COALESCE(queued_at, updated_at), id"
+                    } else {
+                        "updated_at DESC, id"
+                    };
+                    let rows = sqlx::query(&format!(
+                        "SELECT {CONV_COLS} FROM conversations WHERE tenant_id = $1 \
+                         AND ($2 IS NULL OR handler = $2) AND ($3 IS NULL OR status = $3) \
+                         AND ($4 IS NULL OR assignee_id = $4) ORDER BY {order} LIMIT $5"
+                    ))
+                    .bind(tenant.to_string())
+                    .bind(q.handler.map(Handler::as_str))
+                    .bind(q.status.map(ConversationStatus::as_str))
+                    .bind(q.assignee.map(|a| a.to_string()))
+                    .bind(i64::from(q.limit.max(1)))
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(map_err)?;
+                    rows.iter().map(conversation).collect()
+                }
+
+                async fn assign_conversation(
+                    &self,
+                    tenant: Uuid,
+                    id: Uuid,
+                    agent: Uuid,
+                    from: Option<Uuid>,
+                    reason: &str,
+                ) -> R<(Conversation, Option<Event>)> {
+                    let now_dt = now_ms();
+                    let now = now_dt.timestamp_millis();
+                    let mut tx = self.write.begin().await.map_err(map_err)?;
+                    // The condition is the whole race: one UPDATE wins, the other matches no row.
+                    let cond = if from.is_some() {
+                        "handler = 'agent' AND assignee_id = $5"
+                    } else {
+                        "(handler <> 'agent' OR assignee_id IS NULL)"
+                    };
+                    let sql = format!(
+                        "UPDATE conversations SET last_seq = last_seq + 1, handler = 'agent', assignee_id = $1, \
+                         updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND status = 'open' AND {cond} \
+                         AND (assignee_id IS NULL OR assignee_id <> $1) RETURNING last_seq"
+                    );
+                    let mut query = sqlx::query(&sql)
+                        .bind(agent.to_string())
+                        .bind(now)
+                        .bind(tenant.to_string())
+                        .bind(id.to_string());
+                    if let Some(f) = from {
+                        query = query.bind(f.to_string());
+                    }
+                    let row = query.fetch_optional(&mut *tx).await.map_err(map_err)?;
+                    let data = EventData::HandlerChanged {
+                        handler: Handler::Agent,
+                        reason: reason.to_owned(),
+                        assignee: Some(agent),
+                    };
+                    let event = Self::event_if_changed(&mut tx, row, tenant, id, data, now_dt).await?;
+                    let conv = Self::conversation_in(&mut tx, tenant, id).await?;
+                    tx.commit().await.map_err(map_err)?;
+                    if event.is_none() {
+                        if conv.status == ConversationStatus::Closed {
+                            return Err(StoreError::ConversationClosed);
+                        }
+                        if conv.assignee_id != Some(agent) {
+                            return Err(StoreError::Conflict("the conversation is held by another agent".into()));
+                        }
+                    }
+                    Ok((conv, event))
+                }
+
+                async fn rate_conversation(
+                    &self,
+                    tenant: Uuid,
+                    id: Uuid,
+                    rating: i32,
+                    comment: Option<&str>,
+                ) -> R<(Conversation, Event)> {
+                    let now_dt = now_ms();
+                    let now = now_dt.timestamp_millis();
+                    let mut tx = self.write.begin().await.map_err(map_err)?;
+                    // Rating is allowed after the conversation closed: that is when customers rate.
+                    let seq = Self::next_seq(&mut tx, tenant, id, false, now).await?;
+                    sqlx::query("UPDATE conversations SET rating = $1, rating_comment = $2 WHERE id = $3")
+                        .bind(rating)
+                        .bind(comment)
+                        .bind(id.to_string())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    let data = EventData::Rated { rating, comment: comment.map(str::to_owned) };
+                    Self::insert_event(&mut tx, tenant, id, seq, &data, now).await?;
+                    let conv = Self::conversation_in(&mut tx, tenant, id).await?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok((conv, Event { tenant_id: tenant, conversation_id: id, seq, data, created_at: now_dt }))
                 }
 
                 async fn append_message(&self, new: NewMessage) -> R<Appended> {
@@ -800,8 +918,13 @@ macro_rules! sql_store {
                                 EventData::HandlerChanged {
                                     handler: Handler::parse(h).ok_or_else(|| corrupt("handler", h))?,
                                     reason: payload["reason"].as_str().unwrap_or_default().to_owned(),
+                                    assignee: payload["assignee"].as_str().map(uuid).transpose()?,
                                 }
                             }
+                            "conversation.rated" => EventData::Rated {
+                                rating: payload["rating"].as_i64().unwrap_or_default() as i32,
+                                comment: payload["comment"].as_str().map(str::to_owned),
+                            },
                             other => return Err(corrupt("event kind", other)),
                         };
                         out.push(Event {

@@ -39,6 +39,9 @@ checks!(
     concurrent_retries_with_one_key_store_one_message,
     writes_to_another_tenants_conversation_fail,
     model_config_round_trips,
+    desk_accept_has_one_winner_and_transfer_needs_the_holder,
+    desk_lists_the_queue_longest_waiting_first,
+    ratings_are_stored_even_after_close,
     kb_documents_replace_their_chunks_and_log_changes,
     kb_changes_are_ordered_under_concurrent_writers,
     kb_is_tenant_scoped,
@@ -341,7 +344,8 @@ async fn handler_changes_append_events_and_traces_round_trip(store: Arc<dyn Stor
         ev.data,
         EventData::HandlerChanged {
             handler: Handler::Queued,
-            reason: "customer_asked".into()
+            reason: "customer_asked".into(),
+            assignee: None,
         }
     );
     let listed = store.list_events(a.id, c.id, 0, 10).await.unwrap();
@@ -658,6 +662,184 @@ async fn model_config_round_trips(store: Arc<dyn Store>) {
         store.get_tenant(a.id).await.unwrap().unwrap().model_config,
         None
     );
+}
+
+async fn desk_accept_has_one_winner_and_transfer_needs_the_holder(store: Arc<dyn Store>) {
+    let a = tenant(&store).await;
+    let c = conversation(&store, &a).await;
+    store
+        .set_conversation_handler(a.id, c.id, Handler::Queued, "customer_asked")
+        .await
+        .unwrap();
+    let (ann, bob, cat) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    // Two agents accept at once: exactly one wins, the other gets Conflict.
+    let (r1, r2) = tokio::join!(
+        tokio_spawn({
+            let s = store.clone();
+            async move { s.assign_conversation(a.id, c.id, ann, None, "accept").await }
+        }),
+        tokio_spawn({
+            let s = store.clone();
+            async move { s.assign_conversation(a.id, c.id, bob, None, "accept").await }
+        }),
+    );
+    let results = [r1, r2];
+    let won: Vec<_> = results.iter().filter(|r| r.is_ok()).collect();
+    assert_eq!(won.len(), 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .any(|r| matches!(r, Err(StoreError::Conflict(_)))),
+        "{results:?}"
+    );
+    let (held, ev) = won[0].as_ref().unwrap();
+    let holder = held.assignee_id.expect("an assignee");
+    assert_eq!(held.handler, Handler::Agent);
+    assert!(matches!(
+        ev.as_ref().map(|e| &e.data),
+        Some(EventData::HandlerChanged { handler: Handler::Agent, assignee: Some(x), .. }) if *x == holder
+    ));
+    // Accepting again is a no-op for the holder.
+    let (_, again) = store
+        .assign_conversation(a.id, c.id, holder, None, "accept")
+        .await
+        .unwrap();
+    assert!(again.is_none());
+    // A transfer must name the current holder.
+    let not_holder = if holder == ann { bob } else { ann };
+    let wrong = store
+        .assign_conversation(a.id, c.id, cat, Some(not_holder), "transfer")
+        .await;
+    assert!(matches!(wrong, Err(StoreError::Conflict(_))), "{wrong:?}");
+    let (moved, _) = store
+        .assign_conversation(a.id, c.id, cat, Some(holder), "transfer")
+        .await
+        .unwrap();
+    assert_eq!(moved.assignee_id, Some(cat));
+    // Giving it back to the assistant clears the assignee; another tenant cannot take it.
+    let (back, _) = store
+        .set_conversation_handler(a.id, c.id, Handler::Bot, "agent_released")
+        .await
+        .unwrap();
+    assert_eq!((back.handler, back.assignee_id), (Handler::Bot, None));
+    let b = tenant(&store).await;
+    let other = store
+        .assign_conversation(b.id, c.id, ann, None, "accept")
+        .await;
+    assert!(matches!(other, Err(StoreError::NotFound)), "{other:?}");
+    store
+        .set_conversation_status(a.id, c.id, ConversationStatus::Closed)
+        .await
+        .unwrap();
+    let closed = store
+        .assign_conversation(a.id, c.id, ann, None, "accept")
+        .await;
+    assert!(
+        matches!(closed, Err(StoreError::ConversationClosed)),
+        "{closed:?}"
+    );
+}
+
+async fn desk_lists_the_queue_longest_waiting_first(store: Arc<dyn Store>) {
+    let a = tenant(&store).await;
+    let first = conversation(&store, &a).await;
+    let second = conversation(&store, &a).await;
+    let bot = conversation(&store, &a).await;
+    for c in [&first, &second] {
+        store
+            .set_conversation_handler(a.id, c.id, Handler::Queued, "customer_asked")
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    // Activity on the first does not move it behind the second.
+    store
+        .append_message(customer_msg(&a, &first, "还在吗", None))
+        .await
+        .unwrap();
+    let queue = store
+        .list_conversations(
+            a.id,
+            ConversationQuery {
+                handler: Some(Handler::Queued),
+                status: Some(ConversationStatus::Open),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let ids: Vec<Uuid> = queue.iter().map(|c| c.id).collect();
+    assert_eq!(ids, vec![first.id, second.id]);
+    assert!(queue.iter().all(|c| c.queued_at.is_some()));
+    let agent = Uuid::now_v7();
+    store
+        .assign_conversation(a.id, second.id, agent, None, "accept")
+        .await
+        .unwrap();
+    let mine = store
+        .list_conversations(
+            a.id,
+            ConversationQuery {
+                assignee: Some(agent),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].id, second.id);
+    let all = store
+        .list_conversations(
+            a.id,
+            ConversationQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().any(|c| c.id == bot.id));
+    // Another tenant sees none of them.
+    let b = tenant(&store).await;
+    let theirs = store
+        .list_conversations(
+            b.id,
+            ConversationQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(theirs.is_empty());
+}
+
+async fn ratings_are_stored_even_after_close(store: Arc<dyn Store>) {
+    let a = tenant(&store).await;
+    let c = conversation(&store, &a).await;
+    store
+        .set_conversation_status(a.id, c.id, ConversationStatus::Closed)
+        .await
+        .unwrap();
+    let (rated, ev) = store
+        .rate_conversation(a.id, c.id, 4, Some("回复很快 <b>thanks</b>"))
+        .await
+        .unwrap();
+    assert_eq!(rated.rating, Some(4));
+    assert_eq!(
+        rated.rating_comment.as_deref(),
+        Some("回复很快 <b>thanks</b>")
+    );
+    let listed = store.list_events(a.id, c.id, 0, 10).await.unwrap();
+    assert_eq!(listed.last(), Some(&ev));
+    let (again, _) = store.rate_conversation(a.id, c.id, 5, None).await.unwrap();
+    assert_eq!((again.rating, again.rating_comment), (Some(5), None));
+    let b = tenant(&store).await;
+    let other = store.rate_conversation(b.id, c.id, 1, None).await;
+    assert!(matches!(other, Err(StoreError::NotFound)), "{other:?}");
 }
 
 fn tokio_spawn<T: Send + 'static>(

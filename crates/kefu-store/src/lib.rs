@@ -113,6 +113,7 @@ pub trait Store: KnowledgeStore + Send + Sync + 'static {
     /// Sets the flag and appends a `conversation.flagged` event with the reason.
     async fn flag_conversation(&self, tenant: Uuid, id: Uuid, reason: &str) -> Result<Event>;
     /// Changes who answers the conversation and appends a `conversation.handler_changed` event with the reason.
+    /// Clears the assignee (an integration's own agents are not ours); `queued` stamps `queued_at`.
     /// No event when the handler is unchanged. Closed conversations keep their handler (`ConversationClosed`).
     async fn set_conversation_handler(
         &self,
@@ -121,6 +122,35 @@ pub trait Store: KnowledgeStore + Send + Sync + 'static {
         handler: Handler,
         reason: &str,
     ) -> Result<(Conversation, Option<Event>)>;
+
+    /// The desk's view: conversations matching `q`, queued ones longest-waiting first, others most recently
+    /// updated first.
+    async fn list_conversations(
+        &self,
+        tenant: Uuid,
+        q: ConversationQuery,
+    ) -> Result<Vec<Conversation>>;
+    /// Gives an open conversation to `agent` (handler `agent`) and appends a `conversation.handler_changed` event.
+    /// Compare-and-set: with `from = None` (accept) only a conversation no agent holds; with `from = Some(a)`
+    /// (transfer) only one `a` holds. Otherwise `Conflict` — two agents accepting at once get one winner. Taking a
+    /// conversation one already holds changes nothing (no event).
+    async fn assign_conversation(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+        agent: Uuid,
+        from: Option<Uuid>,
+        reason: &str,
+    ) -> Result<(Conversation, Option<Event>)>;
+    /// Records the customer's rating (1–5, checked by the caller) and appends a `conversation.rated` event; a later
+    /// rating replaces an earlier one.
+    async fn rate_conversation(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+        rating: i32,
+        comment: Option<&str>,
+    ) -> Result<(Conversation, Event)>;
 
     // -- messages and events (one sequence per conversation, shared by both)
     /// Stores a message exactly once: the next sequence number, a `message.created` event, and — for an assistant

@@ -183,6 +183,22 @@ pub struct Conversation {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
+    /// The agent holding the conversation (handler `agent`), if it was taken through the desk.
+    pub assignee_id: Option<Uuid>,
+    /// When it last entered the queue (hand-off): the desk serves the longest-waiting first.
+    pub queued_at: Option<DateTime<Utc>>,
+    /// The customer's end-of-chat rating (CSAT 1–5) and comment.
+    pub rating: Option<i32>,
+    pub rating_comment: Option<String>,
+}
+
+/// Which conversations a desk listing wants. `None` fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConversationQuery {
+    pub handler: Option<Handler>,
+    pub status: Option<ConversationStatus>,
+    pub assignee: Option<Uuid>,
+    pub limit: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,8 +278,19 @@ pub struct Message {
 pub enum EventData {
     MessageCreated(Message),
     StatusChanged(ConversationStatus),
-    Flagged { reason: String },
-    HandlerChanged { handler: Handler, reason: String },
+    Flagged {
+        reason: String,
+    },
+    HandlerChanged {
+        handler: Handler,
+        reason: String,
+        /// The agent now holding the conversation (desk accept or transfer); `None` otherwise.
+        assignee: Option<Uuid>,
+    },
+    Rated {
+        rating: i32,
+        comment: Option<String>,
+    },
 }
 
 impl EventData {
@@ -273,6 +300,7 @@ impl EventData {
             EventData::StatusChanged(_) => "conversation.status_changed",
             EventData::Flagged { .. } => "conversation.flagged",
             EventData::HandlerChanged { .. } => "conversation.handler_changed",
+            EventData::Rated { .. } => "conversation.rated",
         }
     }
 }
