@@ -77,6 +77,14 @@ pub enum Action {
     SetHandler,
     /// Read the assistant's operating numbers (answer-cache hits and tokens saved).
     ReadStats,
+    /// Work the desk: see the queue, accept, reply, transfer or release one's own conversations, read briefs.
+    UseDesk,
+    /// See every agent's conversations and move or release them.
+    SuperviseDesk,
+    /// Ask for a person (the widget's "talk to a human").
+    RequestHuman,
+    /// Rate a conversation (CSAT).
+    RateConversation,
 }
 
 /// The role matrix. Ownership (a customer only sees their own conversations) is checked where the row is loaded.
@@ -85,17 +93,27 @@ pub fn authorize(p: &Principal, action: Action) -> Result<(), ApiError> {
     let allowed = match (p, action) {
         (
             Principal::Customer { .. },
-            CreateConversation | SendCustomerMessage | ReadConversation | CloseConversation,
+            CreateConversation | SendCustomerMessage | ReadConversation | CloseConversation
+            | RequestHuman | RateConversation,
         ) => true,
         (
             Principal::Customer { .. },
             ReadTenant | ManageApiKeys | ManageStaff | ManageModels | ManageCustomerSecret
-            | SearchKnowledge | ManageKnowledge | ReadTurnTraces | SetHandler | ReadStats,
+            | SearchKnowledge | ManageKnowledge | ReadTurnTraces | SetHandler | ReadStats | UseDesk
+            | SuperviseDesk,
         ) => false,
+        // An integration speaks for its customers, including asking for a person and relaying their rating.
         (
             Principal::ApiClient { .. },
-            CreateConversation | SendCustomerMessage | ReadConversation | CloseConversation,
+            CreateConversation | SendCustomerMessage | ReadConversation | CloseConversation
+            | RequestHuman | RateConversation,
         ) => true,
+        // The desk is for our staff, signed in as themselves.
+        (Principal::ApiClient { .. }, UseDesk | SuperviseDesk) => false,
+        (Principal::Staff { .. }, UseDesk) => true,
+        (Principal::Staff { role, .. }, SuperviseDesk) => *role != StaffRole::Agent,
+        // Staff do not rate or ask for themselves; they set the handler directly.
+        (Principal::Staff { .. }, RequestHuman | RateConversation) => false,
         // A backend integration may look answers up; it does not change the knowledge base.
         (Principal::ApiClient { .. }, ReadTenant | SearchKnowledge) => true,
         (
@@ -246,6 +264,37 @@ pub fn verify_identity_token(
             .name
             .filter(|n| n.len() <= 200 && !n.contains('\0')),
     ))
+}
+
+/// An identity token for a customer, as a tenant's own backend would sign it with the tenant's customer secret
+/// (used by the built-in demo page; real sites sign on their server).
+pub fn sign_identity_token(
+    tenant_secret: &str,
+    sub: &str,
+    name: Option<&str>,
+    ttl: Duration,
+) -> String {
+    #[derive(Serialize)]
+    struct Claims<'a> {
+        sub: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<&'a str>,
+        iat: u64,
+        exp: u64,
+    }
+    let iat = now_secs();
+    let claims = Claims {
+        sub,
+        name,
+        iat,
+        exp: iat + ttl.as_secs(),
+    };
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(tenant_secret.as_bytes()),
+    )
+    .expect("HS256 signing cannot fail")
 }
 
 /// A new API key: (secret to show once, prefix to display, hash to store).

@@ -58,6 +58,10 @@ pub fn conversation(c: s::Conversation) -> t::Conversation {
         created_at: c.created_at,
         updated_at: c.updated_at,
         closed_at: c.closed_at,
+        assignee_id: c.assignee_id,
+        queued_at: c.queued_at,
+        rating: c.rating,
+        rating_comment: c.rating_comment,
     }
 }
 
@@ -145,10 +149,20 @@ pub fn stream_event(p: &Principal, o: &kefu_engine::Outgoing) -> t::StreamEvent 
                 seq: ev.seq,
                 reason: reason.clone(),
             },
-            s::EventData::HandlerChanged { handler: h, reason } => t::StreamEvent::HandlerChanged {
+            s::EventData::HandlerChanged {
+                handler: h,
+                reason,
+                assignee,
+            } => t::StreamEvent::HandlerChanged {
                 seq: ev.seq,
                 handler: handler(*h),
                 reason: reason.clone(),
+                assignee: *assignee,
+            },
+            s::EventData::Rated { rating, comment } => t::StreamEvent::Rated {
+                seq: ev.seq,
+                rating: *rating,
+                comment: comment.clone(),
             },
         },
         Outgoing::Live(LiveEvent::Delta {

@@ -56,6 +56,10 @@ pub enum ApiError {
     RateLimited(u64),
     #[error("{0}")]
     Conflict(String),
+    #[error("another agent holds this conversation")]
+    HeldByAnother,
+    #[error("you do not hold this conversation; accept it first")]
+    NotHolder,
     #[error("the server is shutting down; retry on another node or in a moment")]
     ShuttingDown,
     #[error("the service is temporarily unavailable")]
@@ -81,7 +85,10 @@ impl ApiError {
             | ApiError::NotFound(_)
             | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::ConversationClosed | ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::ConversationClosed
+            | ApiError::Conflict(_)
+            | ApiError::HeldByAnother
+            | ApiError::NotHolder => StatusCode::CONFLICT,
             ApiError::IdempotencyKeyReused
             | ApiError::InvalidRequest(_)
             | ApiError::EmptyMessage
@@ -120,6 +127,8 @@ impl ApiError {
             ApiError::MessageTooLong(_) => "message_too_long",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::Conflict(_) => "conflict",
+            ApiError::HeldByAnother => "held_by_another_agent",
+            ApiError::NotHolder => "not_assigned",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::FileRejected(code, _) => code,
@@ -172,6 +181,8 @@ impl From<EngineError> for ApiError {
             EngineError::ConversationClosed => ApiError::ConversationClosed,
             EngineError::IdempotencyMismatch => ApiError::IdempotencyKeyReused,
             EngineError::ShuttingDown => ApiError::ShuttingDown,
+            EngineError::HeldByAnother => ApiError::HeldByAnother,
+            EngineError::NotHolder => ApiError::NotHolder,
             EngineError::Store(e) => e.into(),
         }
     }

@@ -87,6 +87,16 @@ pub fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The `Idempotency-Key` header, checked, if the client sent one.
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let k = v.to_str().map_err(|_| ApiError::InvalidIdempotencyKey)?;
+    check_idempotency_key(k)?;
+    Ok(Some(k.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ mod extract;
 pub mod openapi;
 pub mod ratelimit;
 mod routes;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,8 @@ pub struct ApiSettings {
     pub default_model_config: Option<ModelConfig>,
     /// How the models came up at start (shown on /readyz, informational).
     pub model_checks: Vec<kefu_types::ReadinessCheck>,
+    /// The demo page at `/demo/` (only when the demo is on).
+    pub demo: Option<web::DemoPage>,
 }
 
 impl Default for ApiSettings {
@@ -52,6 +55,7 @@ impl Default for ApiSettings {
             ws_ping_interval: Duration::from_secs(20),
             default_model_config: None,
             model_checks: Vec::new(),
+            demo: None,
         }
     }
 }

@@ -34,6 +34,8 @@ impl Modify for BearerAuth {
         get_tenant, cache_stats, list_api_keys, create_api_key, revoke_api_key, list_staff, create_staff,
         get_model_config, put_model_config, delete_model_config, get_customer_secret, rotate_customer_secret,
         import_files, get_import, list_documents, get_document, delete_document, search,
+        desk_conversations, accept_conversation, transfer_conversation, release_conversation, send_agent_message,
+        handoff_brief, request_handoff, rate_conversation,
     ),
     components(schemas(kefu_types::ClientFrame, kefu_types::StreamEvent, kefu_types::ErrorBody)),
     modifiers(&BearerAuth),
@@ -43,6 +45,7 @@ impl Modify for BearerAuth {
         (name = "auth", description = "Tokens for staff and customers"),
         (name = "admin", description = "Tenant administration"),
         (name = "knowledge", description = "Knowledge base: import, browse, delete, hybrid search with citations"),
+        (name = "desk", description = "The human desk: queue, accept, transfer, release, agents' messages, hand-off brief, rating"),
         (name = "ops", description = "Health and readiness"),
     )
 )]

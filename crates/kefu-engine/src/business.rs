@@ -506,13 +506,7 @@ impl Engine {
 }
 
 fn clip(s: &str) -> String {
-    if s.chars().count() <= EVIDENCE_CHARS {
-        s.to_owned()
-    } else {
-        let mut t: String = s.chars().take(EVIDENCE_CHARS).collect();
-        t.push('…');
-        t
-    }
+    crate::desk::clip(s, EVIDENCE_CHARS)
 }
 
 fn evidence(tool: &ToolDef, result: &ToolResult, zh: bool) -> Evidence {

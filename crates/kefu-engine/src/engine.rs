@@ -60,6 +60,12 @@ pub enum EngineError {
     IdempotencyMismatch,
     #[error("shutting down")]
     ShuttingDown,
+    /// Another agent holds the conversation (a lost accept race, or a transfer by someone not holding it).
+    #[error("another agent holds this conversation")]
+    HeldByAnother,
+    /// Only the agent holding a conversation speaks in it.
+    #[error("you do not hold this conversation; accept it first")]
+    NotHolder,
     #[error(transparent)]
     Store(StoreError),
 }
@@ -187,20 +193,29 @@ impl Engine {
         if self.shutting_down.is_cancelled() {
             return Err(EngineError::ShuttingDown);
         }
-        let appended = self
-            .store
-            .append_message(NewMessage {
+        let accepted = self
+            .store_and_publish(NewMessage {
                 tenant_id: tenant,
                 conversation_id: conversation,
                 role: MessageRole::Customer,
-                content: content.clone(),
+                content,
                 idempotency_key,
                 reply_to_seq: None,
                 generation: Default::default(),
                 require_open: true,
             })
             .await?;
-        match appended {
+        if !accepted.replayed {
+            self.spawn_turn(accepted.message.clone());
+        }
+        Ok(accepted)
+    }
+
+    /// Stores a message exactly once and tells subscribers. A repeated idempotency key returns the original
+    /// (`replayed`, nothing published); the same key with different content is an error.
+    pub(crate) async fn store_and_publish(&self, new: NewMessage) -> Result<Accepted, EngineError> {
+        let content = new.content.clone();
+        match self.store.append_message(new).await? {
             Appended::Duplicate(m) if m.content != content => Err(EngineError::IdempotencyMismatch),
             Appended::Duplicate(m) => Ok(Accepted {
                 message: m,
@@ -208,13 +223,12 @@ impl Engine {
             }),
             Appended::Created(m) => {
                 self.hub.publish(kefu_store::Event {
-                    tenant_id: tenant,
-                    conversation_id: conversation,
+                    tenant_id: m.tenant_id,
+                    conversation_id: m.conversation_id,
                     seq: m.seq,
                     data: EventData::MessageCreated(m.clone()),
                     created_at: m.created_at,
                 });
-                self.spawn_turn(m.clone());
                 Ok(Accepted {
                     message: m,
                     replayed: false,

@@ -13,6 +13,7 @@ mod business;
 pub mod cache;
 pub mod check;
 pub mod decide;
+pub mod desk;
 mod engine;
 pub mod flows;
 pub mod hub;

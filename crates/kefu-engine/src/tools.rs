@@ -132,6 +132,9 @@ pub struct Business {
     /// The tool that returns the customer's profile (name, tier), called for model turns.
     #[serde(default)]
     pub profile_tool: Option<String>,
+    /// The tool that lists the customer's orders, shown to agents in the hand-off brief.
+    #[serde(default)]
+    pub orders_tool: Option<String>,
     /// How to serve each tier (`gold: 优先处理…`), added to the prompt with the profile.
     #[serde(default)]
     pub tier_strategies: BTreeMap<String, Text>,

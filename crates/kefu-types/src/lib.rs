@@ -130,6 +130,17 @@ pub struct Conversation {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
+    /// The agent holding it (after a desk accept or transfer).
+    #[serde(default)]
+    pub assignee_id: Option<Uuid>,
+    /// When it last entered the human queue.
+    #[serde(default)]
+    pub queued_at: Option<DateTime<Utc>>,
+    /// The customer's end-of-chat rating (1–5) and comment.
+    #[serde(default)]
+    pub rating: Option<i32>,
+    #[serde(default)]
+    pub rating_comment: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -206,6 +217,16 @@ pub enum StreamEvent {
         seq: i64,
         handler: Handler,
         reason: String,
+        /// The agent now holding the conversation, when an agent took it through the desk.
+        #[serde(default)]
+        assignee: Option<Uuid>,
+    },
+    /// The customer rated the conversation.
+    #[serde(rename = "conversation.rated")]
+    Rated {
+        seq: i64,
+        rating: i32,
+        comment: Option<String>,
     },
     /// Assistant tokens as they are generated. `offset` is the character offset of `text` in the reply so far:
     /// append when it equals what you have, ignore when you already have it.
@@ -232,7 +253,8 @@ impl StreamEvent {
             StreamEvent::MessageCreated { seq, .. }
             | StreamEvent::StatusChanged { seq, .. }
             | StreamEvent::Flagged { seq, .. }
-            | StreamEvent::HandlerChanged { seq, .. } => Some(*seq),
+            | StreamEvent::HandlerChanged { seq, .. }
+            | StreamEvent::Rated { seq, .. } => Some(*seq),
             _ => None,
         }
     }
@@ -243,6 +265,7 @@ impl StreamEvent {
             StreamEvent::StatusChanged { .. } => "conversation.status_changed",
             StreamEvent::Flagged { .. } => "conversation.flagged",
             StreamEvent::HandlerChanged { .. } => "conversation.handler_changed",
+            StreamEvent::Rated { .. } => "conversation.rated",
             StreamEvent::Delta { .. } => "message.delta",
             StreamEvent::Reset { .. } => "message.reset",
             StreamEvent::Shutdown => "server.shutdown",
@@ -613,6 +636,111 @@ pub struct SetHandlerRequest {
     /// Why, for the conversation's record (up to 200 characters).
     #[serde(default)]
     pub reason: Option<String>,
+}
+
+/// Hand a held conversation to another agent.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    pub agent_id: Uuid,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The customer's end-of-chat rating.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RatingRequest {
+    /// 1 (very unhappy) to 5 (very happy).
+    pub rating: i32,
+    /// Up to 1,000 characters.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// The customer asks for a person ("talk to a human" button).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffRequest {
+    /// Why, in the customer's words (optional, up to 200 characters).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// One row of the desk: a conversation with who it is and where it stands.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct DeskConversation {
+    pub conversation: Conversation,
+    pub customer: Customer,
+    /// The newest customer message, for the list.
+    pub last_customer_message: Option<String>,
+    /// Why it was handed to people (`asked_for_human`, `negative_streak`, `customer_button`, …).
+    pub handoff_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct DeskList {
+    pub conversations: Vec<DeskConversation>,
+}
+
+/// One customer turn's emotion, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct BriefEmotion {
+    pub seq: i64,
+    pub polarity: String,
+    pub intensity: f32,
+    pub emotion: Option<String>,
+}
+
+/// What the assistant did for one customer turn.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct BriefAttempt {
+    /// The customer message it answered.
+    pub seq: i64,
+    pub question: String,
+    pub path: String,
+    pub reason: String,
+    pub answer: String,
+    pub confidence: f32,
+    pub unsure: bool,
+    /// Citations of the passages it used, and the tools it called.
+    pub sources: Vec<String>,
+}
+
+/// A ticket filled in from the conversation, for the agent to confirm.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TicketDraft {
+    pub subject: String,
+    /// `low`, `normal`, `high` or `urgent` (from emotion and tier).
+    pub priority: String,
+    pub category: Option<String>,
+    pub description: String,
+}
+
+/// What an agent needs on taking over a conversation: staff only.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct HandoffBrief {
+    pub conversation: Conversation,
+    pub customer: Customer,
+    /// `zh` or `en`: the customer's language, and the language of the summary and suggestion.
+    pub language: String,
+    /// Why it came to people.
+    pub handoff_reason: Option<String>,
+    /// A few sentences: what the customer wants, how they feel, what was tried.
+    pub summary: String,
+    /// The latest classified intent.
+    pub intent: Option<String>,
+    pub emotions: Vec<BriefEmotion>,
+    pub attempts: Vec<BriefAttempt>,
+    /// The shop's profile of the customer (tier, points), when the business declares a profile tool.
+    #[schema(value_type = Option<Object>)]
+    pub profile: Option<serde_json::Value>,
+    /// The customer's recent orders, when the business declares an orders tool.
+    #[schema(value_type = Option<Object>)]
+    pub recent_orders: Option<serde_json::Value>,
+    /// A first reply the agent can send or edit (written from templates, not by a model).
+    pub suggested_reply: String,
+    pub ticket: TicketDraft,
 }
 
 /// Why the assistant answered what it did: one customer turn, as recorded by the engine. Staff only.

@@ -38,8 +38,13 @@ impl Application {
         let store = kefu_store_sql::connect(&url, settings.database.max_connections)
             .await
             .with_context(|| format!("opening the database ({})", redact_url(&url)))?;
-        let bootstrap_file =
-            crate::bootstrap::first_start(store.as_ref(), &settings.bootstrap, &data_dir).await?;
+        let bootstrap_file = crate::bootstrap::first_start(
+            store.as_ref(),
+            &settings.bootstrap,
+            &data_dir,
+            settings.demo.shop,
+        )
+        .await?;
         let secret = crate::bootstrap::jwt_secret(settings.auth.jwt_secret.as_ref(), &data_dir)?;
 
         let mut registry = ModelRegistry::new(store.clone(), &settings.llm);
@@ -160,6 +165,15 @@ impl Application {
                 max_wait: Duration::from_secs(l.max_wait_secs),
                 default_model_config: default_model_config(&settings.llm),
                 model_checks,
+                demo: shop.as_ref().map(|(shop, _)| kefu_api::web::DemoPage {
+                    tenant: settings.bootstrap.tenant_slug.clone(),
+                    customers: shop
+                        .snapshot()
+                        .customers
+                        .iter()
+                        .map(|c| (c.id.clone(), format!("{} · {}", c.name, c.tier)))
+                        .collect(),
+                }),
                 ..ApiSettings::default()
             }),
             knowledge: knowledge.clone(),

@@ -68,11 +68,16 @@ pub async fn create_tenant(
     })
 }
 
-/// Creates the first tenant when there is none. Returns the credentials file written, if any.
+/// The demo's agent account (role agent), created with the first tenant when the demo is on.
+pub const DEMO_AGENT_EMAIL: &str = "agent@demo.kefu";
+
+/// Creates the first tenant when there is none (and, for the demo, an agent account to try the desk with).
+/// Returns the credentials file written, if any.
 pub async fn first_start(
     store: &dyn Store,
     b: &BootstrapSettings,
     data_dir: &Path,
+    demo: bool,
 ) -> anyhow::Result<Option<std::path::PathBuf>> {
     if store.count_tenants().await? > 0 {
         return Ok(None);
@@ -87,7 +92,7 @@ pub async fn first_start(
     .await?;
     std::fs::create_dir_all(data_dir)?;
     let path = data_dir.join("bootstrap.env");
-    let body = format!(
+    let mut body = format!(
         "# kefu first-start credentials. Keep this file private; `source` it for the README's curl tour.\n\
          KEFU_TENANT={}\nKEFU_ADMIN_EMAIL={}\nKEFU_ADMIN_PASSWORD={}\nKEFU_API_KEY={}\n",
         created.slug,
@@ -95,6 +100,27 @@ pub async fn first_start(
         created.admin_password.expose_secret(),
         created.api_key.expose_secret()
     );
+    if demo {
+        let tenant = store
+            .get_tenant_by_slug(&created.slug)
+            .await?
+            .context("the tenant just created")?;
+        let password = random_secret()[..12].to_owned();
+        let pw = password.clone();
+        let password_hash = tokio::task::spawn_blocking(move || hash_password(&pw)).await?;
+        store
+            .create_staff(NewStaffUser {
+                tenant_id: tenant.id,
+                email: DEMO_AGENT_EMAIL.into(),
+                display_name: Some("小王 Wang".into()),
+                role: StaffRole::Agent,
+                password_hash,
+            })
+            .await?;
+        body.push_str(&format!(
+            "KEFU_DEMO_AGENT_EMAIL={DEMO_AGENT_EMAIL}\nKEFU_DEMO_AGENT_PASSWORD={password}\n"
+        ));
+    }
     write_private(&path, &body)?;
     Ok(Some(path))
 }

@@ -135,65 +135,17 @@ pub async fn run(settings: Settings, args: ConversationsArgs) -> anyhow::Result<
         dir.display().to_string()
     );
     let llm = match args.model.as_str() {
-        "extractive" => {
-            let addr = serve_extractive().await?;
-            format!(
-                r#"providers = [{{ name = "extractive", base_url = "http://{addr}/v1" }}]
-chain = [{{ provider = "extractive", model = "extractive" }}]"#
-            )
-        }
+        "extractive" => extractive_llm().await?,
         "local" => {
             models.push_str(&format!("chat = {:?}\n", settings.models.chat));
             String::new()
         }
         other => bail!("unknown model {other:?}: extractive or local"),
     };
-    let config = work.join("eval.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[server]
-bind = "127.0.0.1:0"
-shutdown_grace_secs = 2
-[database]
-url = "sqlite://{}?mode=rwc"
-[limits]
-per_ip_per_minute = 1000000
-per_ip_burst = 1000000
-per_key_per_minute = 1000000
-per_key_burst = 1000000
-max_wait_secs = 300
-[llm]
-{llm}
-[models]
-{models}
-[demo]
-shop = true
-[bootstrap]
-tenant_slug = "eval"
-admin_email = "admin@eval.test"
-admin_password = "eval-password-123"
-[log]
-filter = "error"
-"#,
-            work.join("kefu.db").display()
-        ),
-    )?;
-    let overrides = Overrides {
-        data_dir: Some(work.clone()),
-        ..Default::default()
-    };
-    let app_settings = Settings::load_files(&[config.as_path()], &overrides)?;
-    let app = Application::build(app_settings).await?;
-    let base = format!("http://{}", app.local_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let demo = DemoApp::start(&work, &llm, &models, "eval", 300).await?;
+    let base = demo.base.clone();
     let result = replay(&base, &work, &args, &suite).await;
-    let _ = stop.send(());
-    let _ = server.await;
+    demo.stop().await;
     let _ = std::fs::remove_dir_all(&work);
     let report = result?;
     print_report(&report, args.json)?;
@@ -519,8 +471,92 @@ fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The whole application with the demo shop and its knowledge base on a scratch directory (SQLite), for the
+/// conversation eval and the browser tests. `llm` and `models` are the bodies of the `[llm]` and `[models]` tables.
+pub struct DemoApp {
+    pub base: String,
+    pub data_dir: std::path::PathBuf,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl DemoApp {
+    pub async fn start(
+        work: &std::path::Path,
+        llm: &str,
+        models: &str,
+        tenant: &str,
+        max_wait_secs: u64,
+    ) -> anyhow::Result<DemoApp> {
+        let config = work.join("demo.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[server]
+bind = "127.0.0.1:0"
+shutdown_grace_secs = 2
+[database]
+url = "sqlite://{}?mode=rwc"
+[limits]
+per_ip_per_minute = 1000000
+per_ip_burst = 1000000
+per_key_per_minute = 1000000
+per_key_burst = 1000000
+max_wait_secs = {max_wait_secs}
+[llm]
+{llm}
+[models]
+{models}
+[demo]
+shop = true
+[bootstrap]
+tenant_slug = "{tenant}"
+admin_email = "admin@{tenant}.test"
+admin_password = "{tenant}-password-123"
+[log]
+filter = "error"
+"#,
+                work.join("kefu.db").display()
+            ),
+        )?;
+        let overrides = Overrides {
+            data_dir: Some(work.to_owned()),
+            ..Default::default()
+        };
+        let app_settings = Settings::load_files(&[config.as_path()], &overrides)?;
+        let app = Application::build(app_settings).await?;
+        let base = format!("http://{}", app.local_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        Ok(DemoApp {
+            base,
+            data_dir: work.to_owned(),
+            stop,
+            server,
+        })
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+    }
+}
+
+/// Serves the extractive stand-in model and returns the `[llm]` table that points kefu at it.
+pub async fn extractive_llm() -> anyhow::Result<String> {
+    let addr = serve_extractive().await?;
+    Ok(format!(
+        r#"providers = [{{ name = "extractive", base_url = "http://{addr}/v1" }}]
+chain = [{{ provider = "extractive", model = "extractive" }}]"#
+    ))
+}
+
 /// The deterministic stand-in model: the first sentence of passage [1] with its citation; without passages a short
-/// "not sure"; never a tool call; `{"choice":"none"}` when asked for JSON.
+/// "not sure"; never a tool call; `{"choice":"none"}` when asked for JSON. The answer arrives in several chunks, as
+/// a real model's would.
 async fn serve_extractive() -> anyhow::Result<std::net::SocketAddr> {
     use axum::routing::post;
     let app = axum::Router::new().route("/v1/chat/completions", post(extractive));
@@ -566,14 +602,21 @@ async fn extractive(axum::Json(body): axum::Json<Value>) -> axum::response::Resp
                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
     };
     let mut out = String::new();
-    for v in [
-        chunk(json!({"role": "assistant", "content": ""}), Value::Null),
-        chunk(json!({"content": answer}), Value::Null),
+    let chars: Vec<char> = answer.chars().collect();
+    let pieces = chars.chunks(8).map(|c| {
+        chunk(
+            json!({"content": c.iter().collect::<String>()}),
+            Value::Null,
+        )
+    });
+    for v in std::iter::once(chunk(json!({"role": "assistant", "content": ""}), Value::Null))
+        .chain(pieces)
+        .chain([
         chunk(json!({}), json!("stop")),
         json!({"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "extractive", "choices": [],
                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
                          "total_tokens": prompt_tokens + completion}}),
-    ] {
+    ]) {
         out.push_str(&format!("data: {v}\n\n"));
     }
     out.push_str("data: [DONE]\n\n");

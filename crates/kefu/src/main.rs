@@ -324,9 +324,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { bind, storage } => {
             let settings = storage.settings(cli.config.as_deref(), bind)?;
             kefu::telemetry::init(&settings.log);
+            let demo = settings.demo.shop;
+            let data_dir = settings.server.data_dir.clone();
+            let tenant = settings.bootstrap.tenant_slug.clone();
             let app = Application::build(settings).await?;
             if let Some(f) = &app.bootstrap_file {
                 println!("First start: created the first tenant; its admin password and API key are in {}", f.display());
+            }
+            if demo {
+                print_demo_urls(app.local_addr(), &tenant, &data_dir);
             }
             tracing::info!(addr = %app.local_addr(), "kefu listening");
             app.run_until(kefu::app::shutdown_signal()).await
@@ -566,4 +572,34 @@ fn settings_with_data_dir(
             ..Default::default()
         },
     )
+}
+
+/// Where to play the customer and the agent, with the demo agent's sign-in (from the first start's credentials).
+fn print_demo_urls(addr: std::net::SocketAddr, tenant: &str, data_dir: &std::path::Path) {
+    let host = if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    let creds = std::fs::read_to_string(data_dir.join("bootstrap.env")).unwrap_or_default();
+    let get = |k: &str| {
+        creds
+            .lines()
+            .find_map(|l| l.strip_prefix(k)?.strip_prefix('='))
+            .map(str::to_owned)
+    };
+    println!("Demo shop with the chat widget: http://{host}/demo/   (English: http://{host}/demo/?lang=en)");
+    println!("Agent console:                  http://{host}/console/");
+    match (
+        get("KEFU_DEMO_AGENT_EMAIL"),
+        get("KEFU_DEMO_AGENT_PASSWORD"),
+    ) {
+        (Some(email), Some(pw)) => {
+            println!("  sign in with tenant {tenant}, email {email}, password {pw}")
+        }
+        _ => println!(
+            "  sign in with tenant {tenant} and a staff account (the admin's is in {})",
+            data_dir.join("bootstrap.env").display()
+        ),
+    }
 }

@@ -16,9 +16,7 @@ use kefu_types::{
 use crate::auth::{authorize, Action, Auth, Principal};
 use crate::convert;
 use crate::error::ApiError;
-use crate::extract::{
-    check_idempotency_key, check_message, check_opt_text, parse_id, ApiJson, ApiQuery,
-};
+use crate::extract::{check_message, check_opt_text, idempotency_key, parse_id, ApiJson, ApiQuery};
 use crate::AppState;
 
 /// Loads a conversation the caller may see: in the caller's tenant, and the caller's own when a customer.
@@ -186,14 +184,7 @@ pub(crate) async fn send_message(
     authorize(&p, Action::SendCustomerMessage)?;
     let conv = load_conversation(&s, &p, &id).await?;
     check_message(&req.content, s.settings.max_message_chars)?;
-    let key = match headers.get("idempotency-key") {
-        Some(v) => {
-            let k = v.to_str().map_err(|_| ApiError::InvalidIdempotencyKey)?;
-            check_idempotency_key(k)?;
-            Some(k.to_owned())
-        }
-        None => None,
-    };
+    let key = idempotency_key(&headers)?;
     let accepted = s
         .engine
         .accept_customer_message(p.tenant(), conv.id, req.content, key)

@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod conversations;
+mod desk;
 mod health;
 mod knowledge;
 mod stream;
@@ -12,6 +13,7 @@ pub use admin::validate_model_config;
 pub(crate) use admin::*;
 pub(crate) use auth::*;
 pub(crate) use conversations::*;
+pub(crate) use desk::*;
 pub(crate) use health::*;
 pub(crate) use knowledge::*;
 pub(crate) use stream::*;
@@ -25,6 +27,26 @@ use tower_http::trace::TraceLayer;
 use crate::error::ApiError;
 use crate::ratelimit::limit_by_ip;
 use crate::AppState;
+
+/// The widget runs on the customer's site and calls the API from there. Requests carry bearer tokens, never
+/// cookies, so any origin may call: a page learns nothing it could not learn with its own token.
+fn cors() -> tower_http::cors::CorsLayer {
+    use axum::http::{header, HeaderName, Method};
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("idempotent-replayed"),
+            header::RETRY_AFTER,
+        ])
+        .max_age(std::time::Duration::from_secs(3600))
+}
 
 pub fn router(state: AppState) -> Router {
     state.limits.spawn_housekeeping();
@@ -45,6 +67,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/conversations/{id}/ws", get(conversation_ws))
         .route("/v1/conversations/{id}/turns", get(list_turns))
         .route("/v1/conversations/{id}/handler", put(set_handler))
+        .route("/v1/desk/conversations", get(desk_conversations))
+        .route("/v1/conversations/{id}/accept", post(accept_conversation))
+        .route(
+            "/v1/conversations/{id}/transfer",
+            post(transfer_conversation),
+        )
+        .route("/v1/conversations/{id}/release", post(release_conversation))
+        .route(
+            "/v1/conversations/{id}/agent-messages",
+            post(send_agent_message),
+        )
+        .route("/v1/conversations/{id}/brief", get(handoff_brief))
+        .route("/v1/conversations/{id}/handoff", post(request_handoff))
+        .route("/v1/conversations/{id}/rating", post(rate_conversation))
         .route("/v1/tenant", get(get_tenant))
         .route("/v1/admin/cache-stats", get(cache_stats))
         .route(
@@ -88,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json))
         .merge(v1)
+        .merge(crate::web::router())
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body))
@@ -109,5 +146,7 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // Outermost: a preflight is answered before routing (which would say 405 to OPTIONS).
+        .layer(cors())
         .with_state(state)
 }

@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod conversations;
+mod desk;
 mod engine;
 mod helpers;
 mod knowledge;

@@ -1,0 +1,319 @@
+//! The human desk over REST: the queue, taking and handing over conversations, agents' messages, the hand-off
+//! brief, and the customer's side of it ("talk to a human", the end-of-chat rating).
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use kefu_store::{ConversationQuery, ConversationStatus, Handler, MessageRole};
+use kefu_types::{
+    DeskConversation, DeskList, HandoffBrief, HandoffRequest, RatingRequest, SendMessageRequest,
+    TransferRequest,
+};
+
+use crate::auth::{authorize, Action, Auth, Principal};
+use crate::convert;
+use crate::error::ApiError;
+use crate::extract::{check_message, check_opt_text, idempotency_key, ApiJson, ApiQuery};
+use crate::routes::load_conversation;
+use crate::AppState;
+
+/// Which part of the desk to list.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum DeskView {
+    /// Open conversations waiting for an agent, longest-waiting first.
+    #[default]
+    Queue,
+    /// Open conversations the caller holds.
+    Mine,
+    /// Open conversations any agent holds (supervisors and admins).
+    Held,
+    /// Recently active open conversations, whoever answers them (supervisors and admins).
+    All,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct DeskQuery {
+    #[serde(default)]
+    view: DeskView,
+    /// At most this many (1–200, default 50).
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+fn staff(p: &Principal) -> Result<(Uuid, kefu_store::StaffRole), ApiError> {
+    match p {
+        Principal::Staff { user, role, .. } => Ok((*user, *role)),
+        _ => Err(ApiError::Forbidden),
+    }
+}
+
+/// The desk: the queue, the caller's conversations, or (supervisors) everyone's.
+#[utoipa::path(get, path = "/v1/desk/conversations", tag = "desk", security(("bearer" = [])), params(DeskQuery),
+    responses((status = 200, body = DeskList), (status = 403, body = kefu_types::ErrorBody)))]
+pub(crate) async fn desk_conversations(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiQuery(q): ApiQuery<DeskQuery>,
+) -> Result<Json<DeskList>, ApiError> {
+    authorize(&p, Action::UseDesk)?;
+    let (user, _) = staff(&p)?;
+    if matches!(q.view, DeskView::Held | DeskView::All) {
+        authorize(&p, Action::SuperviseDesk)?;
+    }
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::InvalidRequest("`limit` must be 1 to 200".into()));
+    }
+    let query = ConversationQuery {
+        handler: match q.view {
+            DeskView::Queue => Some(Handler::Queued),
+            DeskView::Mine | DeskView::Held => Some(Handler::Agent),
+            DeskView::All => None,
+        },
+        status: Some(ConversationStatus::Open),
+        assignee: (q.view == DeskView::Mine).then_some(user),
+        limit,
+    };
+    let convs = s.store.list_conversations(p.tenant(), query).await?;
+    let mut out = Vec::with_capacity(convs.len());
+    for c in convs {
+        let customer = s
+            .store
+            .get_customer(p.tenant(), c.customer_id)
+            .await?
+            .ok_or_else(|| ApiError::Internal(format!("conversation {} has no customer", c.id)))?;
+        let recent = s
+            .store
+            .list_messages(p.tenant(), c.id, (c.last_seq - 20).max(0), 20)
+            .await?;
+        let last_customer_message = recent
+            .iter()
+            .rev()
+            .find(|m| m.role == MessageRole::Customer)
+            .map(|m| m.content.chars().take(200).collect());
+        let handoff_reason = s.engine.handoff_reason(p.tenant(), &c).await?;
+        out.push(DeskConversation {
+            conversation: convert::conversation(c),
+            customer: convert::customer(customer),
+            last_customer_message,
+            handoff_reason,
+        });
+    }
+    Ok(Json(DeskList { conversations: out }))
+}
+
+/// Take a conversation from the queue (or from the assistant). Two agents accepting at once: one gets it, the other
+/// `409 held_by_another_agent`. Accepting one you already hold changes nothing.
+#[utoipa::path(post, path = "/v1/conversations/{id}/accept", tag = "desk", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = kefu_types::Conversation), (status = 403, body = kefu_types::ErrorBody),
+              (status = 404, body = kefu_types::ErrorBody), (status = 409, body = kefu_types::ErrorBody)))]
+pub(crate) async fn accept_conversation(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<kefu_types::Conversation>, ApiError> {
+    authorize(&p, Action::UseDesk)?;
+    let (user, _) = staff(&p)?;
+    let conv = load_conversation(&s, &p, &id).await?;
+    let conv = s
+        .engine
+        .assign(p.tenant(), conv.id, user, None, "agent_accepted")
+        .await?;
+    Ok(Json(convert::conversation(conv)))
+}
+
+/// Hand a held conversation to another agent of the tenant. The holder may; supervisors and admins may move
+/// anyone's.
+#[utoipa::path(post, path = "/v1/conversations/{id}/transfer", tag = "desk", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)), request_body = TransferRequest,
+    responses((status = 200, body = kefu_types::Conversation), (status = 403, body = kefu_types::ErrorBody),
+              (status = 404, body = kefu_types::ErrorBody), (status = 409, body = kefu_types::ErrorBody),
+              (status = 422, body = kefu_types::ErrorBody)))]
+pub(crate) async fn transfer_conversation(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<TransferRequest>,
+) -> Result<Json<kefu_types::Conversation>, ApiError> {
+    authorize(&p, Action::UseDesk)?;
+    let (user, _) = staff(&p)?;
+    check_opt_text("reason", req.reason.as_deref(), 200)?;
+    let conv = load_conversation(&s, &p, &id).await?;
+    let holder = match conv.assignee_id {
+        Some(h) if conv.handler == Handler::Agent => h,
+        _ => return Err(ApiError::NotHolder),
+    };
+    if holder != user {
+        authorize(&p, Action::SuperviseDesk).map_err(|_| ApiError::NotHolder)?;
+    }
+    s.store
+        .get_staff(p.tenant(), req.agent_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::InvalidRequest("`agent_id` is not a staff member of this tenant".into())
+        })?;
+    let reason = req.reason.unwrap_or_else(|| "agent_transferred".into());
+    let conv = s
+        .engine
+        .assign(p.tenant(), conv.id, req.agent_id, Some(holder), &reason)
+        .await?;
+    Ok(Json(convert::conversation(conv)))
+}
+
+/// Give a held conversation back to the assistant. The holder may; supervisors and admins may for anyone.
+#[utoipa::path(post, path = "/v1/conversations/{id}/release", tag = "desk", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = kefu_types::Conversation), (status = 403, body = kefu_types::ErrorBody),
+              (status = 404, body = kefu_types::ErrorBody), (status = 409, body = kefu_types::ErrorBody)))]
+pub(crate) async fn release_conversation(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<kefu_types::Conversation>, ApiError> {
+    authorize(&p, Action::UseDesk)?;
+    let (user, _) = staff(&p)?;
+    let conv = load_conversation(&s, &p, &id).await?;
+    if conv.assignee_id != Some(user) {
+        authorize(&p, Action::SuperviseDesk).map_err(|_| ApiError::NotHolder)?;
+    }
+    let conv = s
+        .engine
+        .set_handler(p.tenant(), conv.id, Handler::Bot, "agent_released")
+        .await?;
+    Ok(Json(convert::conversation(conv)))
+}
+
+/// An agent's message to the customer: only the agent holding the conversation may send one. With
+/// `Idempotency-Key`, a retry returns the original message (200).
+#[utoipa::path(post, path = "/v1/conversations/{id}/agent-messages", tag = "desk", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path),
+           ("Idempotency-Key" = Option<String>, Header, description = "Client key making retries safe")),
+    request_body = SendMessageRequest,
+    responses((status = 201, body = kefu_types::Message), (status = 200, body = kefu_types::Message, description = "Replay"),
+              (status = 403, body = kefu_types::ErrorBody), (status = 404, body = kefu_types::ErrorBody),
+              (status = 409, body = kefu_types::ErrorBody), (status = 422, body = kefu_types::ErrorBody)))]
+pub(crate) async fn send_agent_message(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<SendMessageRequest>,
+) -> Result<Response, ApiError> {
+    authorize(&p, Action::UseDesk)?;
+    let (user, _) = staff(&p)?;
+    let conv = load_conversation(&s, &p, &id).await?;
+    check_message(&req.content, s.settings.max_message_chars)?;
+    let key = idempotency_key(&headers)?;
+    let accepted = s
+        .engine
+        .post_agent_message(p.tenant(), conv.id, user, req.content, key)
+        .await?;
+    let body = Json(convert::message(&accepted.message));
+    Ok(if accepted.replayed {
+        let mut r = (StatusCode::OK, body).into_response();
+        r.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        r
+    } else {
+        (StatusCode::CREATED, body).into_response()
+    })
+}
+
+/// The hand-off brief: summary, intent, emotion trajectory, what the assistant tried and its sources, the
+/// customer's profile and recent orders, a suggested first reply and a pre-filled ticket. Staff only.
+#[utoipa::path(get, path = "/v1/conversations/{id}/brief", tag = "desk", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = HandoffBrief), (status = 403, body = kefu_types::ErrorBody),
+              (status = 404, body = kefu_types::ErrorBody)))]
+pub(crate) async fn handoff_brief(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<HandoffBrief>, ApiError> {
+    authorize(&p, Action::UseDesk)?;
+    let conv = load_conversation(&s, &p, &id).await?;
+    let (conv, customer, f) = s.engine.brief(p.tenant(), conv.id).await?;
+    Ok(Json(HandoffBrief {
+        conversation: convert::conversation(conv),
+        customer: convert::customer(customer),
+        language: f.language,
+        handoff_reason: f.handoff_reason,
+        summary: f.summary,
+        intent: f.intent,
+        emotions: f.emotions,
+        attempts: f.attempts,
+        profile: f.profile,
+        recent_orders: f.recent_orders,
+        suggested_reply: f.suggested_reply,
+        ticket: f.ticket,
+    }))
+}
+
+/// The customer asks for a person (the widget's "talk to a human"): the conversation joins the queue. Changes
+/// nothing when people already have it.
+#[utoipa::path(post, path = "/v1/conversations/{id}/handoff", tag = "desk", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)), request_body = HandoffRequest,
+    responses((status = 200, body = kefu_types::Conversation), (status = 403, body = kefu_types::ErrorBody),
+              (status = 404, body = kefu_types::ErrorBody), (status = 409, body = kefu_types::ErrorBody)))]
+pub(crate) async fn request_handoff(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<HandoffRequest>,
+) -> Result<Json<kefu_types::Conversation>, ApiError> {
+    authorize(&p, Action::RequestHuman)?;
+    check_opt_text("reason", req.reason.as_deref(), 200)?;
+    let conv = load_conversation(&s, &p, &id).await?;
+    if conv.status == ConversationStatus::Closed {
+        return Err(ApiError::ConversationClosed);
+    }
+    if conv.handler != Handler::Bot {
+        return Ok(Json(convert::conversation(conv)));
+    }
+    let reason = match req.reason.as_deref().map(str::trim) {
+        Some(r) if !r.is_empty() => format!("customer_button: {r}"),
+        _ => "customer_button".to_owned(),
+    };
+    let conv = s
+        .engine
+        .set_handler(p.tenant(), conv.id, Handler::Queued, &reason)
+        .await?;
+    Ok(Json(convert::conversation(conv)))
+}
+
+/// The customer's end-of-chat rating (CSAT 1–5, optional comment up to 1,000 characters). Allowed after the
+/// conversation closed; a later rating replaces an earlier one.
+#[utoipa::path(post, path = "/v1/conversations/{id}/rating", tag = "desk", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)), request_body = RatingRequest,
+    responses((status = 200, body = kefu_types::Conversation), (status = 403, body = kefu_types::ErrorBody),
+              (status = 404, body = kefu_types::ErrorBody), (status = 422, body = kefu_types::ErrorBody)))]
+pub(crate) async fn rate_conversation(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<RatingRequest>,
+) -> Result<Json<kefu_types::Conversation>, ApiError> {
+    authorize(&p, Action::RateConversation)?;
+    if !(1..=5).contains(&req.rating) {
+        return Err(ApiError::InvalidRequest("`rating` must be 1 to 5".into()));
+    }
+    check_opt_text("comment", req.comment.as_deref(), 1000)?;
+    let conv = load_conversation(&s, &p, &id).await?;
+    let comment = req
+        .comment
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    let conv = s
+        .engine
+        .rate(p.tenant(), conv.id, req.rating, comment)
+        .await?;
+    Ok(Json(convert::conversation(conv)))
+}

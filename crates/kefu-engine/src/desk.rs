@@ -1,0 +1,612 @@
+//! The human desk's side of the engine: agents taking conversations, agents' messages, the customer's rating and
+//! the hand-off brief an agent reads on taking over.
+//!
+//! The brief is assembled from what is already recorded (every reply's `TurnTrace`, the hand-off event) plus the
+//! business's own systems (profile and orders tools); nothing here calls a model, so a brief is instant and costs
+//! nothing, and its suggested reply is a template the agent edits.
+
+use kefu_store::{Conversation, Customer, EventData, Handler, Message, MessageRole, NewMessage};
+use kefu_types::{BriefAttempt, BriefEmotion, TicketDraft, TurnTrace};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::engine::{Accepted, Engine, EngineError};
+
+/// The brief without the conversation and customer records (which the caller already converts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BriefFacts {
+    pub language: String,
+    pub handoff_reason: Option<String>,
+    pub summary: String,
+    pub intent: Option<String>,
+    pub emotions: Vec<BriefEmotion>,
+    pub attempts: Vec<BriefAttempt>,
+    pub profile: Option<Value>,
+    pub recent_orders: Option<Value>,
+    pub suggested_reply: String,
+    pub ticket: TicketDraft,
+}
+
+/// At most this many messages are read for a brief (the newest ones).
+const BRIEF_MESSAGES: u32 = 400;
+
+impl Engine {
+    /// Gives a conversation to `agent`: an accept from the queue (`from = None`) or a transfer from the agent
+    /// holding it (`from = Some(holder)`). Exactly one of two racing accepts wins; the other gets `HeldByAnother`.
+    pub async fn assign(
+        &self,
+        tenant: Uuid,
+        conversation: Uuid,
+        agent: Uuid,
+        from: Option<Uuid>,
+        reason: &str,
+    ) -> Result<Conversation, EngineError> {
+        let (conv, event) = self
+            .store
+            .assign_conversation(tenant, conversation, agent, from, reason)
+            .await
+            .map_err(|e| match e {
+                kefu_store::StoreError::Conflict(_) => EngineError::HeldByAnother,
+                e => e.into(),
+            })?;
+        if let Some(ev) = event {
+            self.hub.publish(ev);
+        }
+        Ok(conv)
+    }
+
+    /// Stores an agent's message (exactly once per idempotency key) and sends it to the conversation's
+    /// subscribers. Only the agent holding the conversation may speak in it.
+    pub async fn post_agent_message(
+        &self,
+        tenant: Uuid,
+        conversation: Uuid,
+        agent: Uuid,
+        content: String,
+        idempotency_key: Option<String>,
+    ) -> Result<Accepted, EngineError> {
+        let conv = self
+            .store
+            .get_conversation(tenant, conversation)
+            .await?
+            .ok_or(EngineError::ConversationNotFound)?;
+        if conv.handler != Handler::Agent || conv.assignee_id != Some(agent) {
+            return Err(EngineError::NotHolder);
+        }
+        self.store_and_publish(NewMessage {
+            tenant_id: tenant,
+            conversation_id: conversation,
+            role: MessageRole::Agent,
+            content,
+            idempotency_key,
+            reply_to_seq: None,
+            generation: Default::default(),
+            require_open: true,
+        })
+        .await
+    }
+
+    /// Records the customer's rating (1–5; the caller checks the range) and tells subscribers.
+    pub async fn rate(
+        &self,
+        tenant: Uuid,
+        conversation: Uuid,
+        rating: i32,
+        comment: Option<&str>,
+    ) -> Result<Conversation, EngineError> {
+        let (conv, event) = self
+            .store
+            .rate_conversation(tenant, conversation, rating, comment)
+            .await?;
+        self.hub.publish(event);
+        Ok(conv)
+    }
+
+    /// Why each conversation was handed to people: the reason of its latest hand-off event.
+    pub async fn handoff_reason(
+        &self,
+        tenant: Uuid,
+        conversation: &Conversation,
+    ) -> Result<Option<String>, EngineError> {
+        if conversation.handler == Handler::Bot {
+            return Ok(None);
+        }
+        let after = (conversation.last_seq - 200).max(0);
+        let events = self
+            .store
+            .list_events(tenant, conversation.id, after, 200)
+            .await?;
+        Ok(events.iter().rev().find_map(|e| match &e.data {
+            EventData::HandlerChanged {
+                handler: Handler::Queued,
+                reason,
+                ..
+            } => Some(reason.clone()),
+            _ => None,
+        }))
+    }
+
+    /// The hand-off brief of a conversation (staff only; the caller checks).
+    pub async fn brief(
+        &self,
+        tenant: Uuid,
+        conversation: Uuid,
+    ) -> Result<(Conversation, Customer, BriefFacts), EngineError> {
+        let conv = self
+            .store
+            .get_conversation(tenant, conversation)
+            .await?
+            .ok_or(EngineError::ConversationNotFound)?;
+        let customer = self
+            .store
+            .get_customer(tenant, conv.customer_id)
+            .await?
+            .ok_or(EngineError::ConversationNotFound)?;
+        let after = (conv.last_seq - i64::from(BRIEF_MESSAGES)).max(0);
+        let messages = self
+            .store
+            .list_messages(tenant, conversation, after, BRIEF_MESSAGES)
+            .await?;
+        let handoff_reason = self.handoff_reason(tenant, &conv).await?;
+        let (profile, recent_orders) = match &customer.external_id {
+            Some(ext) => self.shop_context(ext).await,
+            None => (None, None),
+        };
+        let facts = assemble(&messages, handoff_reason, profile, recent_orders, &customer);
+        Ok((conv, customer, facts))
+    }
+
+    /// The profile and recent orders from the business's systems, when it declares tools for them.
+    async fn shop_context(&self, customer: &str) -> (Option<Value>, Option<Value>) {
+        let Some(set) = &self.parts.business else {
+            return (None, None);
+        };
+        let call = |name: Option<&String>| {
+            let tool = name.and_then(|n| set.tool(n));
+            async move {
+                let tool = tool?;
+                match set.call(tool, &Map::new(), customer).await.outcome {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        tracing::warn!(tool = %tool.name, error = %e, "brief: the tool failed");
+                        None
+                    }
+                }
+            }
+        };
+        let (profile, orders) = tokio::join!(
+            call(set.business.profile_tool.as_ref()),
+            call(set.business.orders_tool.as_ref())
+        );
+        // A brief shows the latest few orders, not the whole history.
+        let orders = orders.map(|o| match o {
+            Value::Array(a) => Value::Array(a.into_iter().take(5).collect()),
+            Value::Object(mut m) => {
+                if let Some(Value::Array(a)) = m.get_mut("orders") {
+                    a.truncate(5);
+                }
+                Value::Object(m)
+            }
+            v => v,
+        });
+        (profile, orders)
+    }
+}
+
+/// Builds the brief from the stored messages (oldest first) and what the shop said. Pure.
+pub fn assemble(
+    messages: &[Message],
+    handoff_reason: Option<String>,
+    profile: Option<Value>,
+    recent_orders: Option<Value>,
+    customer: &Customer,
+) -> BriefFacts {
+    let question = |seq: i64| {
+        messages
+            .iter()
+            .find(|m| m.seq == seq)
+            .map(|m| m.content.clone())
+            .unwrap_or_default()
+    };
+    let mut emotions = Vec::new();
+    let mut attempts = Vec::new();
+    let mut intent = None;
+    // Customer turns detected as Chinese and as anything else: the brief speaks the majority's language.
+    let (mut zh_turns, mut other_turns) = (0usize, 0usize);
+    for m in messages.iter().filter(|m| m.role == MessageRole::Assistant) {
+        let (Some(seq), Some(trace)) = (m.reply_to_seq, &m.generation.trace) else {
+            continue;
+        };
+        let Ok(t) = serde_json::from_value::<TurnTrace>(trace.clone()) else {
+            continue;
+        };
+        emotions.push(BriefEmotion {
+            seq,
+            polarity: t.polarity.clone(),
+            intensity: t.intensity,
+            emotion: t.emotion.clone(),
+        });
+        if t.intent.is_some() {
+            intent = t.intent.clone();
+        }
+        if t.language == "zh" {
+            zh_turns += 1;
+        } else {
+            other_turns += 1;
+        }
+        let mut sources: Vec<String> = t.passages.iter().map(|p| p.citation.clone()).collect();
+        sources.extend(t.tools.iter().map(|x| {
+            if x.ok {
+                format!("tool {}", x.name)
+            } else {
+                format!(
+                    "tool {} failed ({})",
+                    x.name,
+                    x.error.as_deref().unwrap_or("error")
+                )
+            }
+        }));
+        attempts.push(BriefAttempt {
+            seq,
+            question: question(seq),
+            path: t.path,
+            reason: t.reason,
+            answer: m.content.clone(),
+            confidence: t.confidence,
+            unsure: t.unsure,
+            sources,
+        });
+    }
+    let customer_lines: Vec<&Message> = messages
+        .iter()
+        .filter(|m| m.role == MessageRole::Customer)
+        .collect();
+    let zh = match zh_turns.cmp(&other_turns) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        // No record, or a tie (mixed messages such as "<img src=x>你好" detect as English): any Chinese wins.
+        std::cmp::Ordering::Equal => customer_lines.iter().any(|m| m.content.chars().any(is_han)),
+    };
+    let name = profile
+        .as_ref()
+        .and_then(|p| p["name"].as_str().map(str::to_owned))
+        .or_else(|| customer.display_name.clone());
+    let tier = profile
+        .as_ref()
+        .and_then(|p| p["tier"].as_str().map(str::to_owned));
+    let upset = emotions
+        .iter()
+        .rev()
+        .take(3)
+        .any(|e| e.polarity == "negative");
+    let angry = emotions.iter().rev().take(3).any(|e| {
+        e.emotion.as_deref() == Some("angry") || e.intensity >= 0.7 && e.polarity == "negative"
+    });
+
+    let first = customer_lines.first().map(|m| clip(&m.content, 80));
+    let last = customer_lines
+        .last()
+        .filter(|_| customer_lines.len() > 1)
+        .map(|m| clip(&m.content, 80));
+    let unsure = attempts.iter().filter(|a| a.unsure).count();
+    let trajectory: Vec<&str> = emotions.iter().map(|e| e.polarity.as_str()).collect();
+    let summary = summarise(&SummaryParts {
+        zh,
+        name: name.as_deref(),
+        tier: tier.as_deref(),
+        turns: customer_lines.len(),
+        first: first.as_deref(),
+        last: last.as_deref(),
+        intent: intent.as_deref(),
+        trajectory: &trajectory,
+        attempts: attempts.len(),
+        unsure,
+        reason: handoff_reason.as_deref(),
+    });
+    let suggested_reply = suggest(zh, name.as_deref(), upset, first.as_deref());
+    let priority = if angry || tier.as_deref() == Some("platinum") {
+        "urgent"
+    } else if upset || tier.as_deref() == Some("gold") {
+        "high"
+    } else {
+        "normal"
+    };
+    let transcript: Vec<String> = messages
+        .iter()
+        .rev()
+        .take(12)
+        .rev()
+        .filter(|m| m.role != MessageRole::System)
+        .map(|m| format!("{}: {}", m.role.as_str(), clip(&m.content, 200)))
+        .collect();
+    let ticket = TicketDraft {
+        subject: first.clone().map(|f| clip(&f, 60)).unwrap_or_else(|| {
+            if zh {
+                "客户咨询"
+            } else {
+                "Customer enquiry"
+            }
+            .to_owned()
+        }),
+        priority: priority.to_owned(),
+        category: intent.clone(),
+        description: format!("{summary}\n\n{}", transcript.join("\n")),
+    };
+    BriefFacts {
+        language: if zh { "zh" } else { "en" }.to_owned(),
+        handoff_reason,
+        summary,
+        intent,
+        emotions,
+        attempts,
+        profile,
+        recent_orders,
+        suggested_reply,
+        ticket,
+    }
+}
+
+struct SummaryParts<'a> {
+    zh: bool,
+    name: Option<&'a str>,
+    tier: Option<&'a str>,
+    turns: usize,
+    first: Option<&'a str>,
+    last: Option<&'a str>,
+    intent: Option<&'a str>,
+    trajectory: &'a [&'a str],
+    attempts: usize,
+    unsure: usize,
+    reason: Option<&'a str>,
+}
+
+fn summarise(p: &SummaryParts<'_>) -> String {
+    let mut out = Vec::new();
+    let who = match (p.name, p.tier) {
+        (Some(n), Some(t)) => format!("{n} ({t})"),
+        (Some(n), None) => n.to_owned(),
+        (None, Some(t)) => format!("({t})"),
+        (None, None) => {
+            if p.zh {
+                "客户".to_owned()
+            } else {
+                "The customer".to_owned()
+            }
+        }
+    };
+    if p.zh {
+        out.push(format!("{who}共发了 {} 条消息", p.turns));
+        if let Some(f) = p.first {
+            out.push(format!("最初问：「{f}」"));
+        }
+        if let Some(l) = p.last {
+            out.push(format!("最近说：「{l}」"));
+        }
+        if let Some(i) = p.intent {
+            out.push(format!("意图：{i}"));
+        }
+        if !p.trajectory.is_empty() {
+            out.push(format!("情绪：{}", p.trajectory.join(" → ")));
+        }
+        out.push(format!(
+            "AI 回答了 {} 次，其中 {} 次没有把握",
+            p.attempts, p.unsure
+        ));
+        if let Some(r) = p.reason {
+            out.push(format!("转人工原因：{r}"));
+        }
+        out.join("；") + "。"
+    } else {
+        out.push(format!("{who} sent {} message(s)", p.turns));
+        if let Some(f) = p.first {
+            out.push(format!("first asked: \"{f}\""));
+        }
+        if let Some(l) = p.last {
+            out.push(format!("latest: \"{l}\""));
+        }
+        if let Some(i) = p.intent {
+            out.push(format!("intent: {i}"));
+        }
+        if !p.trajectory.is_empty() {
+            out.push(format!("emotion: {}", p.trajectory.join(" → ")));
+        }
+        out.push(format!(
+            "the assistant answered {} time(s), unsure {} time(s)",
+            p.attempts, p.unsure
+        ));
+        if let Some(r) = p.reason {
+            out.push(format!("handed off because: {r}"));
+        }
+        out.join("; ") + "."
+    }
+}
+
+fn suggest(zh: bool, name: Option<&str>, upset: bool, first: Option<&str>) -> String {
+    let topic = first.map(|f| clip(f, 40));
+    match (zh, upset) {
+        (true, true) => format!(
+            "{}您好，非常抱歉让您久等了，也抱歉给您带来了不好的体验。我是人工客服，已经看过您和智能助手的对话{}，现在由我来帮您处理。",
+            name.map(|n| format!("{n}，")).unwrap_or_default(),
+            topic.map(|t| format!("（关于「{t}」）")).unwrap_or_default()
+        ),
+        (true, false) => format!(
+            "{}您好，我是人工客服，已经看过您和智能助手的对话{}，现在由我来帮您处理。",
+            name.map(|n| format!("{n}，")).unwrap_or_default(),
+            topic.map(|t| format!("（关于「{t}」）")).unwrap_or_default()
+        ),
+        (false, true) => format!(
+            "Hi{}, I'm sorry for the wait and for the trouble. I'm a member of the support team, I've read your chat with our assistant{}, and I'll take it from here.",
+            name.map(|n| format!(" {n}")).unwrap_or_default(),
+            topic.map(|t| format!(" about \"{t}\"")).unwrap_or_default()
+        ),
+        (false, false) => format!(
+            "Hi{}, I'm a member of the support team. I've read your chat with our assistant{} and I'll take it from here.",
+            name.map(|n| format!(" {n}")).unwrap_or_default(),
+            topic.map(|t| format!(" about \"{t}\"")).unwrap_or_default()
+        ),
+    }
+}
+
+fn is_han(c: char) -> bool {
+    ('\u{4e00}'..='\u{9fff}').contains(&c) || ('\u{3400}'..='\u{4dbf}').contains(&c)
+}
+
+/// At most `n` characters, with an ellipsis when cut.
+pub(crate) fn clip(s: &str, n: usize) -> String {
+    let s = s.trim();
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(n).collect();
+        t.push('…');
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kefu_store::Generation;
+
+    fn msg(seq: i64, role: MessageRole, text: &str, trace: Option<Value>) -> Message {
+        Message {
+            id: Uuid::now_v7(),
+            tenant_id: Uuid::nil(),
+            conversation_id: Uuid::nil(),
+            seq,
+            role,
+            content: text.into(),
+            idempotency_key: None,
+            reply_to_seq: (role == MessageRole::Assistant).then_some(seq - 1),
+            generation: Generation {
+                trace,
+                ..Default::default()
+            },
+            reply_pending: false,
+            created_at: kefu_store::now_ms(),
+        }
+    }
+
+    fn trace(path: &str, polarity: &str, intensity: f32, emotion: Option<&str>) -> Value {
+        serde_json::to_value(TurnTrace {
+            path: path.into(),
+            reason: "r".into(),
+            language: "zh".into(),
+            intent: Some("order_status".into()),
+            polarity: polarity.into(),
+            intensity,
+            emotion: emotion.map(str::to_owned),
+            unsure: path == "rag",
+            passages: vec![kefu_types::TracePassage {
+                n: 1,
+                chunk_id: Uuid::nil(),
+                document_id: Uuid::nil(),
+                citation: "物流说明 › 发货时间".into(),
+                score: 0.9,
+            }],
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn customer() -> Customer {
+        Customer {
+            id: Uuid::nil(),
+            tenant_id: Uuid::nil(),
+            external_id: Some("C1003".into()),
+            display_name: None,
+            created_at: kefu_store::now_ms(),
+        }
+    }
+
+    #[test]
+    fn an_angry_platinum_customer_gets_an_urgent_ticket_and_an_apology_first() {
+        let messages = vec![
+            msg(1, MessageRole::Customer, "我的订单 KF20261020 到哪了", None),
+            msg(
+                2,
+                MessageRole::Assistant,
+                "您的订单已发货 [1]",
+                Some(trace("tool", "neutral", 0.1, None)),
+            ),
+            msg(3, MessageRole::Customer, "三天了还没到！太差了", None),
+            msg(
+                4,
+                MessageRole::Assistant,
+                "我不太确定",
+                Some(trace("rag", "negative", 0.9, Some("angry"))),
+            ),
+            msg(5, MessageRole::Customer, "转人工", None),
+        ];
+        let profile = serde_json::json!({"name": "陈静", "tier": "platinum"});
+        let b = assemble(
+            &messages,
+            Some("asked_for_human".into()),
+            Some(profile),
+            None,
+            &customer(),
+        );
+        assert_eq!(b.language, "zh");
+        assert_eq!(b.ticket.priority, "urgent");
+        assert_eq!(b.intent.as_deref(), Some("order_status"));
+        assert_eq!(b.emotions.len(), 2);
+        assert_eq!(b.attempts.len(), 2);
+        assert_eq!(b.attempts[1].question, "三天了还没到！太差了");
+        assert!(b.attempts[0]
+            .sources
+            .contains(&"物流说明 › 发货时间".to_owned()));
+        assert!(b.summary.contains("陈静 (platinum)"), "{}", b.summary);
+        assert!(b.summary.contains("neutral → negative"), "{}", b.summary);
+        assert!(b.summary.contains("1 次没有把握"), "{}", b.summary);
+        assert!(b.summary.contains("asked_for_human"), "{}", b.summary);
+        assert!(b.suggested_reply.contains("抱歉"), "{}", b.suggested_reply);
+        assert!(b.ticket.description.contains("customer: 转人工"));
+    }
+
+    #[test]
+    fn the_brief_speaks_the_language_most_turns_were_in() {
+        let mut mixed = trace("rag", "neutral", 0.1, None);
+        mixed["language"] = "en".into();
+        let messages = vec![
+            msg(1, MessageRole::Customer, "退货运费谁承担？", None),
+            msg(
+                2,
+                MessageRole::Assistant,
+                "由我们承担 [1]",
+                Some(trace("faq", "neutral", 0.1, None)),
+            ),
+            msg(3, MessageRole::Customer, "<img src=x>你好", None),
+            msg(4, MessageRole::Assistant, "您好", Some(mixed)),
+        ];
+        let b = assemble(&messages, None, None, None, &customer());
+        assert_eq!(b.language, "zh");
+        assert!(
+            b.suggested_reply.contains("人工客服"),
+            "{}",
+            b.suggested_reply
+        );
+    }
+
+    #[test]
+    fn a_calm_english_customer_without_traces_gets_a_normal_brief() {
+        let messages = vec![
+            msg(1, MessageRole::Customer, "I want to talk to a person", None),
+            msg(2, MessageRole::System, "queued", None),
+        ];
+        let b = assemble(&messages, None, None, None, &customer());
+        assert_eq!(b.language, "en");
+        assert_eq!(b.ticket.priority, "normal");
+        assert!(b.emotions.is_empty());
+        assert!(
+            !b.suggested_reply.contains("sorry"),
+            "{}",
+            b.suggested_reply
+        );
+        assert!(
+            b.summary.starts_with("The customer sent 1 message(s)"),
+            "{}",
+            b.summary
+        );
+        assert_eq!(b.ticket.subject, "I want to talk to a person");
+    }
+}

@@ -1,0 +1,433 @@
+//! The human desk through the real application: the customer's "talk to a human", the queue, two agents racing to
+//! accept, the agent's reply reaching the customer live, the hand-off brief with the shop's profile and orders,
+//! giving the conversation back, the rating, and who may do what (customers, API clients, agents, supervisors,
+//! another tenant).
+
+use serde_json::{json, Value};
+
+use kefu_testkit::fake_llm::Reply;
+use kefu_types::StreamEvent;
+
+use crate::helpers::{assert_error, next_event, spawn_app, spawn_app_with, Backend, TestApp};
+
+/// Creates a staff member and signs in; returns (token, user id).
+async fn staff(app: &TestApp, admin: &str, email: &str, role: &str) -> (String, String) {
+    let r = app
+        .post(
+            admin,
+            "/v1/admin/users",
+            json!({"email": email, "password": "a-long-password-1", "role": role, "display_name": "测试 <b>坐席</b>"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (app.login(email, "a-long-password-1").await, id)
+}
+
+async fn desk(app: &TestApp, token: &str, view: &str) -> Vec<Value> {
+    let r = app
+        .get(token, &format!("/v1/desk/conversations?view={view}"))
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    r.json::<Value>().await.unwrap()["conversations"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn a_customer_asks_for_a_human_an_agent_takes_over_and_the_customer_rates() {
+    let app = spawn_app_with(Backend::Sqlite, "[demo]\nshop = true\n").await;
+    let admin = app.admin_token().await;
+    let (ann, _) = staff(&app, &admin, "ann@acme.test", "agent").await;
+    let (bob, _) = staff(&app, &admin, "bob@acme.test", "agent").await;
+    let (sue, _) = staff(&app, &admin, "sue@acme.test", "supervisor").await;
+
+    // A signed-in shop customer (C1003, platinum) talks to the assistant, then presses "talk to a human".
+    let conv = app.new_conversation(&app.api_key, Some("C1003")).await;
+    app.fake.push(Reply::text(&["您好，请问有什么可以帮您？"]));
+    let r = app
+        .send(&app.api_key, &conv, "你好，我的耳机有问题", None, true)
+        .await;
+    assert_eq!(r.status(), 201);
+    let before = app.fake.request_count();
+    let r = app
+        .post(
+            &app.api_key,
+            &format!("/v1/conversations/{conv}/handoff"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(r.json::<Value>().await.unwrap()["handler"], "queued");
+
+    // The queue shows it, with why; messages while queued reach no model.
+    let r = app.send(&app.api_key, &conv, "还在吗？", None, false).await;
+    assert_eq!(r.status(), 201);
+    let queue = desk(&app, &ann, "queue").await;
+    let row = queue
+        .iter()
+        .find(|c| c["conversation"]["id"] == conv.as_str())
+        .expect("queued");
+    assert_eq!(row["handoff_reason"], "customer_button");
+    assert_eq!(row["customer"]["external_id"], "C1003");
+    assert_eq!(row["last_customer_message"], "还在吗？");
+    assert!(row["conversation"]["queued_at"].is_string());
+
+    // The brief: the shop's profile and orders, the emotion trajectory, what the assistant tried.
+    let brief = app
+        .get_json(&ann, &format!("/v1/conversations/{conv}/brief"))
+        .await;
+    assert_eq!(brief["language"], "zh", "{brief}");
+    assert_eq!(brief["profile"]["tier"], "platinum", "{brief}");
+    assert_eq!(brief["ticket"]["priority"], "urgent", "{brief}");
+    assert!(
+        brief["recent_orders"]["orders"]
+            .as_array()
+            .is_some_and(|o| !o.is_empty() && o.len() <= 5),
+        "{brief}"
+    );
+    assert_eq!(brief["attempts"].as_array().unwrap().len(), 1, "{brief}");
+    assert_eq!(brief["attempts"][0]["question"], "你好，我的耳机有问题");
+    assert_eq!(brief["emotions"].as_array().unwrap().len(), 1);
+    assert_eq!(brief["handoff_reason"], "customer_button");
+    assert!(
+        brief["summary"]
+            .as_str()
+            .unwrap()
+            .contains("customer_button"),
+        "{brief}"
+    );
+    assert!(brief["suggested_reply"]
+        .as_str()
+        .unwrap()
+        .contains("人工客服"));
+
+    // Two agents accept at once: exactly one gets it.
+    let accept = format!("/v1/conversations/{conv}/accept");
+    let (a, b) = tokio::join!(
+        app.post(&ann, &accept, json!({})),
+        app.post(&bob, &accept, json!({})),
+    );
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    let (winner, loser) = if a.status() == 200 {
+        (&ann, &bob)
+    } else {
+        (&bob, &ann)
+    };
+    let lost = if a.status() == 200 { b } else { a };
+    statuses.sort();
+    assert_eq!(statuses, [200, 409]);
+    assert_error(
+        &lost.json::<Value>().await.unwrap(),
+        "held_by_another_agent",
+    );
+
+    // The loser cannot speak in it; the winner can, and the customer sees it live.
+    let r = app
+        .post(
+            loser,
+            &format!("/v1/conversations/{conv}/agent-messages"),
+            json!({"content": "我来"}),
+        )
+        .await;
+    assert_eq!(r.status(), 409);
+    assert_error(&r.json::<Value>().await.unwrap(), "not_assigned");
+    let customer_view = app.api_key.clone();
+    let last = app
+        .get_json(&customer_view, &format!("/v1/conversations/{conv}"))
+        .await["last_seq"]
+        .as_i64()
+        .unwrap();
+    let mut events = app.sse(&customer_view, &conv, last, None).await;
+    let send = |key: &'static str| {
+        app.client
+            .post(app.url(&format!("/v1/conversations/{conv}/agent-messages")))
+            .bearer_auth(winner)
+            .header("Idempotency-Key", key)
+            .json(&json!({"content": "您好，我是人工客服 <script>alert(1)</script>"}))
+            .send()
+    };
+    let first = send("k-1").await.unwrap();
+    assert_eq!(first.status(), 201);
+    let again = send("k-1").await.unwrap();
+    assert_eq!(again.status(), 200, "a retry returns the original");
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    match next_event(&mut events).await {
+        StreamEvent::MessageCreated { message, .. } => {
+            assert_eq!(message.role, kefu_types::MessageRole::Agent);
+            // Stored as sent; the widget renders it as text.
+            assert!(message.content.contains("<script>"));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // While the agent holds it, customer messages reach no model.
+    let r = app.send(&app.api_key, &conv, "好的谢谢", None, false).await;
+    assert_eq!(r.status(), 201);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        app.fake.request_count(),
+        before,
+        "no model call after the hand-off"
+    );
+
+    // "Mine" for the winner; the supervisor sees it among everyone's held conversations; an agent may not look.
+    assert_eq!(desk(&app, winner, "mine").await.len(), 1);
+    assert!(desk(&app, loser, "mine").await.is_empty());
+    assert_eq!(desk(&app, &sue, "held").await.len(), 1);
+    let r = app.get(&ann, "/v1/desk/conversations?view=held").await;
+    assert_eq!(r.status(), 403);
+
+    // The loser cannot give it back; the winner can, and the assistant answers again.
+    let r = app
+        .post(
+            loser,
+            &format!("/v1/conversations/{conv}/release"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 409);
+    let r = app
+        .post(
+            winner,
+            &format!("/v1/conversations/{conv}/release"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let back: Value = r.json().await.unwrap();
+    assert_eq!(back["handler"], "bot");
+    assert!(back["assignee_id"].is_null());
+
+    // The customer ends the chat and rates it; bad ratings change nothing.
+    let r = app
+        .post(
+            &app.api_key,
+            &format!("/v1/conversations/{conv}/close"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    for bad in [
+        json!({"rating": 0}),
+        json!({"rating": 6}),
+        json!({"rating": 3, "extra": 1}),
+    ] {
+        let r = app
+            .post(
+                &app.api_key,
+                &format!("/v1/conversations/{conv}/rating"),
+                bad,
+            )
+            .await;
+        assert!(r.status() == 422 || r.status() == 400, "{}", r.status());
+    }
+    let r = app
+        .post(
+            &app.api_key,
+            &format!("/v1/conversations/{conv}/rating"),
+            json!({"rating": 5, "comment": "很快 <img src=x onerror=alert(1)>"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let rated: Value = r.json().await.unwrap();
+    assert_eq!(rated["rating"], 5);
+    let staff_view = app
+        .get_json(&sue, &format!("/v1/conversations/{conv}"))
+        .await;
+    assert_eq!(
+        staff_view["rating_comment"],
+        "很快 <img src=x onerror=alert(1)>"
+    );
+}
+
+#[tokio::test]
+async fn every_desk_endpoint_checks_role_and_tenant() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let (agent, agent_id) = staff(&app, &admin, "amy@acme.test", "agent").await;
+    let (other_agent, other_id) = staff(&app, &admin, "otto@acme.test", "agent").await;
+    let (customer, _) = app.customer_session(None).await;
+    let conv = app.new_conversation(&customer, None).await;
+    let (_, other_key) = app.other_tenant().await;
+    let other_conv = app.new_conversation(&other_key, Some("x-1")).await;
+
+    // Customers and API clients have no desk.
+    for token in [&customer, &app.api_key] {
+        let r = app.get(token, "/v1/desk/conversations").await;
+        assert_eq!(r.status(), 403);
+        for path in ["accept", "release"] {
+            let r = app
+                .post(
+                    token,
+                    &format!("/v1/conversations/{conv}/{path}"),
+                    json!({}),
+                )
+                .await;
+            assert_eq!(r.status(), 403, "{path}");
+        }
+        let r = app
+            .get(token, &format!("/v1/conversations/{conv}/brief"))
+            .await;
+        assert_eq!(r.status(), 403);
+        let r = app
+            .post(
+                token,
+                &format!("/v1/conversations/{conv}/agent-messages"),
+                json!({"content": "x"}),
+            )
+            .await;
+        assert_eq!(r.status(), 403);
+    }
+    // Staff do not press the customer's buttons.
+    for (path, body) in [("handoff", json!({})), ("rating", json!({"rating": 3}))] {
+        let r = app
+            .post(&agent, &format!("/v1/conversations/{conv}/{path}"), body)
+            .await;
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    // Another tenant's conversation does not exist for us.
+    for (method, path) in [
+        ("POST", "accept"),
+        ("POST", "release"),
+        ("GET", "brief"),
+        ("POST", "agent-messages"),
+    ] {
+        let url = format!("/v1/conversations/{other_conv}/{path}");
+        let r = if method == "GET" {
+            app.get(&agent, &url).await
+        } else {
+            app.post(&agent, &url, json!({"content": "x"})).await
+        };
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    // Bad input: an unknown view, a limit out of range, a transfer to someone who is not staff here.
+    let r = app
+        .get(&agent, "/v1/desk/conversations?view=everything")
+        .await;
+    assert_eq!(r.status(), 422);
+    let r = app.get(&agent, "/v1/desk/conversations?limit=0").await;
+    assert_eq!(r.status(), 422);
+    let r = app
+        .post(
+            &agent,
+            &format!("/v1/conversations/{conv}/accept"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = app
+        .post(
+            &agent,
+            &format!("/v1/conversations/{conv}/transfer"),
+            json!({"agent_id": uuid::Uuid::new_v4()}),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    // A transfer by someone who does not hold it is refused; by the holder it moves.
+    let r = app
+        .post(
+            &other_agent,
+            &format!("/v1/conversations/{conv}/transfer"),
+            json!({"agent_id": other_id}),
+        )
+        .await;
+    assert_eq!(r.status(), 409);
+    let r = app
+        .post(
+            &agent,
+            &format!("/v1/conversations/{conv}/transfer"),
+            json!({"agent_id": other_id, "reason": "needs billing"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let moved: Value = r.json().await.unwrap();
+    assert_eq!(moved["assignee_id"], other_id.as_str());
+    assert_ne!(moved["assignee_id"], agent_id.as_str());
+    // Empty agent messages are refused and store nothing.
+    let last = moved["last_seq"].as_i64().unwrap();
+    let r = app
+        .post(
+            &other_agent,
+            &format!("/v1/conversations/{conv}/agent-messages"),
+            json!({"content": "  "}),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let now = app
+        .get_json(&other_agent, &format!("/v1/conversations/{conv}"))
+        .await;
+    assert_eq!(now["last_seq"].as_i64(), Some(last));
+}
+
+#[tokio::test]
+async fn the_web_apps_are_served_with_safe_headers() {
+    let app = spawn_app_with(Backend::Sqlite, "[demo]\nshop = true\n").await;
+    let r = app.client.get(app.url("/widget.js")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert!(r.text().await.unwrap().contains("customer-sessions"));
+    let r = app.client.get(app.url("/console/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(r.text().await.unwrap().contains("/console/console.js"));
+    // The demo page signs the chosen shop customer in; names are escaped.
+    let r = app
+        .client
+        .get(app.url("/demo/?customer=C1002&lang=en"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains(r#"data-lang="en""#));
+    let token = html
+        .split(r#"data-identity-token=""#)
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    let (_, customer) = app.customer_session(Some(&token)).await;
+    assert_eq!(customer["external_id"], "C1002");
+    let r = app
+        .client
+        .get(app.url("/demo/?customer=%3Cscript%3E"))
+        .send()
+        .await
+        .unwrap();
+    let html = r.text().await.unwrap();
+    assert!(html.contains("&lt;script&gt;"), "the unknown id is escaped");
+    assert!(!html.contains("<script>alert"));
+    // The widget may be embedded on the shop's own site: the API answers cross-origin preflights.
+    let r = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/v1/customer-sessions"))
+        .header("Origin", "https://shop.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "content-type,idempotency-key",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+}
+
+#[tokio::test]
+async fn without_the_demo_there_is_no_demo_page() {
+    let app = spawn_app().await;
+    let r = app.client.get(app.url("/demo/")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+}
