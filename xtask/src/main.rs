@@ -1,6 +1,8 @@
 //! `cargo xtask <task>`: everything that is not a plain cargo command.
 //!
-//! - `ci`         — the full gate CI runs: fmt, clippy (-D warnings), architecture invariants, OpenAPI drift, all tests.
+//! - `ci`         — the full gate CI runs: fmt, clippy (-D warnings), architecture invariants, OpenAPI drift, the web
+//!   apps (build drift, type check), all tests, the evals, and the browser end-to-end test.
+//! - `web`        — rebuild the widget and console into `web/dist/` (embedded by the binary).
 //! - `invariants` — crate dependency rules from ARCHITECTURE.md, checked with `cargo tree`.
 //! - `openapi`    — regenerate `docs/openapi.json` from the code.
 //! - `bench-api`  — the send-message load benchmark and the idle WebSocket memory benchmark (see bench/).
@@ -132,6 +134,38 @@ fn openapi(check: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn npm(args: &[&str]) -> Command {
+    let mut c = Command::new("npm");
+    c.args(args).current_dir(root().join("web"));
+    c
+}
+
+/// Installs the web apps' pinned tools (package-lock.json), type-checks, and rebuilds `web/dist/`. With `check`,
+/// fails when the committed build differs from what the sources produce.
+fn web(check: bool) -> anyhow::Result<()> {
+    run("npm ci (web)", npm(&["ci", "--no-audit", "--no-fund"]))?;
+    run("tsc --noEmit (web)", npm(&["run", "typecheck"]))?;
+    let dist = root().join("web/dist");
+    let read = || -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+        let mut files = Vec::new();
+        for e in std::fs::read_dir(&dist)? {
+            let e = e?;
+            files.push((
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path())?,
+            ));
+        }
+        files.sort();
+        Ok(files)
+    };
+    let before = read().unwrap_or_default();
+    run("esbuild (web)", npm(&["run", "build"]))?;
+    if check && read()? != before {
+        bail!("web/dist is out of date: run `cargo xtask web` and commit it");
+    }
+    Ok(())
+}
+
 fn ci() -> anyhow::Result<()> {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
@@ -148,11 +182,15 @@ fn ci() -> anyhow::Result<()> {
     run("cargo clippy -D warnings", clippy)?;
     invariants()?;
     openapi(true)?;
+    web(true)?;
     let mut test = cargo();
     test.args(["test", "--workspace", "--no-fail-fast"]);
     run("cargo test --workspace", test)?;
     retrieval_eval_slice()?;
     conversation_eval()?;
+    let mut e2e = cargo();
+    e2e.args(["test", "-p", "kefu", "--test", "e2e", "--", "--ignored"]);
+    run("browser end-to-end (Playwright + Chromium)", e2e)?;
     eprintln!("==> all checks passed");
     Ok(())
 }
@@ -200,6 +238,7 @@ fn main() -> anyhow::Result<()> {
         Some("ci") => ci(),
         Some("invariants") => invariants(),
         Some("openapi") => openapi(args.get(1).is_some_and(|a| a == "--check")),
+        Some("web") => web(false),
         Some("bench-api") => {
             let mut build = cargo();
             build.args(["build", "--release", "-p", "kefu", "-p", "kefu-bench"]);

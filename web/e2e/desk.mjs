@@ -1,0 +1,157 @@
+// Browser end-to-end: a customer chats in the widget on the demo shop page, gets a streamed, cited answer, asks
+// for a human; an agent signs into the console, sees the hand-off brief, takes over and replies; the customer sees
+// the reply live, ends the chat and rates it; the agent sees the rating. Both in Chinese, then the widget in
+// English. Drives Debian's Chromium through playwright-core (no browser download).
+//
+// Run by `cargo xtask ci` through crates/kefu/tests/e2e.rs, which starts kefu with the demo and passes:
+//   KEFU_E2E_BASE, KEFU_E2E_TENANT, KEFU_E2E_AGENT_EMAIL, KEFU_E2E_AGENT_PASSWORD, KEFU_E2E_SCREENSHOTS
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import assert from "node:assert/strict";
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+const base = env("KEFU_E2E_BASE");
+const tenant = env("KEFU_E2E_TENANT");
+const agentEmail = env("KEFU_E2E_AGENT_EMAIL");
+const agentPassword = env("KEFU_E2E_AGENT_PASSWORD");
+const shots = env("KEFU_E2E_SCREENSHOTS");
+mkdirSync(shots, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-dev-shm-usage"],
+});
+const step = (name) => console.log(`e2e: ${name}`);
+let failed = false;
+const pages = [];
+try {
+  // --- The customer (a phone-sized screen), signed in as demo shop customer C1001.
+  const customerCtx = await browser.newContext({ viewport: { width: 390, height: 780 }, locale: "zh-CN" });
+  const customer = await customerCtx.newPage();
+  pages.push(["customer", customer]);
+  customer.on("pageerror", (e) => {
+    console.error("customer page error:", e);
+    failed = true;
+  });
+  await customer.goto(`${base}/demo/?customer=C1001&lang=zh`);
+  await customer.click('[data-kefu="open"]');
+  await customer.waitForSelector('[data-kefu="quick"]');
+  step("widget open");
+
+  // A curated FAQ question: answered verbatim from the knowledge base.
+  await customer.fill(".kf-form textarea", "退货运费谁承担？");
+  await customer.click('[data-kefu="send"]');
+  const answer = customer.locator('.kf-msg[data-role="assistant"]').first();
+  await answer.waitFor({ timeout: 30000 });
+  await customer.waitForFunction(() => !document.querySelector("[data-kefu-streaming]"), null, { timeout: 30000 });
+  const answerText = await answer.innerText();
+  assert.match(answerText, /运费由我们承担/, `the FAQ answer: ${answerText}`);
+  step(`answer: ${answerText.replace(/\s+/g, " ")}`);
+  await customer.screenshot({ path: `${shots}/01-customer-answer.png` });
+
+  // Script in a message is shown as text, never run.
+  await customer.fill(".kf-form textarea", "<img src=x onerror=\"window.__pwned=1\">你好");
+  await customer.click('[data-kefu="send"]');
+  await customer.waitForSelector('.kf-msg[data-role="customer"] >> nth=1');
+  await customer.waitForTimeout(300);
+  assert.equal(await customer.evaluate(() => window.__pwned), undefined, "no HTML injection");
+  assert.equal(await customer.locator(".kf-log img").count(), 0);
+
+  // "Talk to a human".
+  await customer.click('[data-kefu="human"]');
+  await customer.waitForSelector('.kf-note:has-text("人工客服")');
+  step("customer asked for a human");
+  await customer.screenshot({ path: `${shots}/02-customer-queued.png` });
+
+  // --- The agent signs into the console.
+  const agentCtx = await browser.newContext({ viewport: { width: 1400, height: 900 }, locale: "zh-CN" });
+  const agent = await agentCtx.newPage();
+  pages.push(["agent", agent]);
+  agent.on("pageerror", (e) => {
+    console.error("console page error:", e);
+    failed = true;
+  });
+  await agent.goto(`${base}/console/`);
+  await agent.fill('input[name="tenant"]', tenant);
+  await agent.fill('input[name="email"]', agentEmail);
+  await agent.fill('input[name="password"]', agentPassword);
+  await agent.click('button[type="submit"]');
+  const row = agent.locator("[data-conversation]").first();
+  await row.waitFor({ timeout: 15000 });
+  assert.match(await row.innerText(), /customer_button/);
+  await row.click();
+  await agent.waitForSelector('[data-kefu="brief"]');
+  const summary = await agent.locator('[data-kefu="summary"]').innerText();
+  assert.match(summary, /退货运费/, `the brief's summary quotes the question: ${summary}`);
+  assert.match(await agent.locator('[data-kefu="brief"]').innerText(), /KF2026/, "recent orders in the brief");
+  step("agent sees the brief");
+  await agent.screenshot({ path: `${shots}/03-agent-brief.png` });
+
+  await agent.click('[data-kefu="accept"]');
+  await agent.waitForFunction(() => document.querySelector('[data-kefu="status"]')?.dataset.handler === "agent");
+  await agent.click('[data-kefu="use-suggestion"]');
+  const reply = await agent.inputValue('[data-kefu="reply"]');
+  assert.match(reply, /人工客服/);
+  await agent.fill('[data-kefu="reply"]', reply + " 退货运费由我们承担。");
+  await agent.click('.reply [data-kefu="send"]');
+  await agent.waitForSelector('.line.agent:has-text("退货运费由我们承担")');
+  step("agent replied");
+
+  // --- The customer sees it live, ends the chat and rates it.
+  await customer.waitForSelector('.kf-msg[data-role="agent"]:has-text("退货运费由我们承担")', { timeout: 15000 });
+  await customer.waitForSelector('.kf-note:has-text("人工客服已接入")');
+  await customer.screenshot({ path: `${shots}/04-customer-sees-agent.png` });
+  await customer.click('[data-kefu="end"]');
+  await customer.waitForSelector('[data-kefu="rating"]');
+  await customer.click('[data-kefu-star="5"]');
+  await customer.fill('[data-kefu="comment"]', "很快，谢谢！");
+  await customer.click('[data-kefu="rate"]');
+  await customer.waitForSelector('.kf-note:has-text("感谢您的评价")');
+  await customer.screenshot({ path: `${shots}/05-customer-rated.png` });
+  step("customer rated");
+
+  await agent.waitForFunction(() => /★★★★★/.test(document.querySelector('[data-kefu="status"]')?.textContent ?? ""), null, {
+    timeout: 15000,
+  });
+  await agent.screenshot({ path: `${shots}/06-agent-sees-rating.png` });
+  step("agent sees the rating");
+
+  // --- The widget in English, and a reload resumes the same conversation.
+  const en = await (await browser.newContext({ locale: "en-US" })).newPage();
+  pages.push(["english", en]);
+  await en.goto(`${base}/demo/?customer=C1002&lang=en`);
+  await en.click('[data-kefu="open"]');
+  await en.waitForSelector('[data-kefu="human"]:has-text("Talk to a human")');
+  // Not a curated question: a grounded answer written by the model, streamed in as deltas, citing passage [1].
+  await en.fill(".kf-form textarea", "Do you ship to other countries?");
+  await en.click('[data-kefu="send"]');
+  const enAnswer = en.locator('.kf-msg[data-role="assistant"]').first();
+  await enAnswer.waitFor({ timeout: 30000 });
+  await en.waitForFunction(() => !document.querySelector("[data-kefu-streaming]"), null, { timeout: 30000 });
+  assert.equal(await enAnswer.getAttribute("data-streamed"), "true", "the answer arrived as a stream");
+  assert.equal(await enAnswer.locator(".kf-cite").count(), 1, `one citation: ${await enAnswer.innerText()}`);
+  step(`streamed answer: ${(await enAnswer.innerText()).replace(/\s+/g, " ")}`);
+  await en.reload();
+  await en.click('[data-kefu="open"]');
+  await en.waitForSelector('.kf-msg[data-role="customer"]:has-text("Do you ship to other countries?")', { timeout: 15000 });
+  await en.waitForSelector('.kf-msg[data-role="assistant"] .kf-cite');
+  await en.screenshot({ path: `${shots}/07-english-resumed.png` });
+  step("english widget resumed after reload");
+} catch (e) {
+  failed = true;
+  console.error(e);
+  for (const [name, p] of pages) {
+    await p.screenshot({ path: `${shots}/failure-${name}.png` }).catch(() => {});
+  }
+} finally {
+  await browser.close();
+}
+if (failed) {
+  console.error("e2e: FAILED");
+  process.exit(1);
+}
+console.log("e2e: passed");

@@ -1,0 +1,86 @@
+// A small client for kefu's REST API: bearer auth, JSON, and the stable error shape.
+
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    public code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class Api {
+  constructor(
+    public base: string,
+    public token: string | null = null,
+  ) {}
+
+  async call<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+    const h: Record<string, string> = { ...headers };
+    if (this.token) h["Authorization"] = `Bearer ${this.token}`;
+    if (body !== undefined) h["Content-Type"] = "application/json";
+    const res = await fetch(this.base + path, {
+      method,
+      headers: h,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    const data = text ? JSON.parse(text) : null;
+    if (!res.ok) {
+      const e = data?.error ?? {};
+      throw new ApiError(res.status, e.code ?? "http_" + res.status, e.message ?? res.statusText);
+    }
+    return data as T;
+  }
+
+  /** The event stream of a conversation, resuming after `after`. EventSource reconnects by itself and resumes
+   *  with Last-Event-ID. */
+  events(conversation: string, after: number): EventSource {
+    const q = new URLSearchParams({ after: String(after), access_token: this.token ?? "" });
+    return new EventSource(`${this.base}/v1/conversations/${conversation}/events?${q}`);
+  }
+}
+
+export interface Message {
+  id: string;
+  seq: number;
+  role: "customer" | "assistant" | "agent" | "system";
+  content: string;
+  reply_to_seq: number | null;
+  idempotency_key?: string | null;
+  created_at: string;
+}
+
+export interface Conversation {
+  id: string;
+  customer_id: string;
+  status: "open" | "closed";
+  handler: "bot" | "queued" | "agent";
+  last_seq: number;
+  assignee_id?: string | null;
+  queued_at?: string | null;
+  rating?: number | null;
+  rating_comment?: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export type StreamEvent =
+  | { type: "message.created"; seq: number; message: Message }
+  | { type: "message.delta"; reply_to_seq: number; offset: number; text: string }
+  | { type: "message.reset"; reply_to_seq: number }
+  | { type: "conversation.status_changed"; seq: number; status: "open" | "closed" }
+  | { type: "conversation.handler_changed"; seq: number; handler: "bot" | "queued" | "agent"; reason: string }
+  | { type: "conversation.rated"; seq: number; rating: number; comment: string | null }
+  | { type: "conversation.flagged"; seq: number; reason: string };
+
+export const EVENT_NAMES = [
+  "message.created",
+  "message.delta",
+  "message.reset",
+  "conversation.status_changed",
+  "conversation.handler_changed",
+  "conversation.rated",
+  "conversation.flagged",
+];

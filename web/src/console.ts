@@ -1,0 +1,519 @@
+// The agent console (served at /console/): sign in, the live queue, a conversation with its hand-off brief,
+// accept / reply / give back to the assistant / close, knowledge search. Role-aware: supervisors and admins also
+// see every held conversation. Text is always rendered with textContent.
+
+import { Api, ApiError, Conversation, EVENT_NAMES, Message, StreamEvent } from "./api";
+import { h, richText } from "./dom";
+
+const T = {
+  zh: {
+    title: "kefu 客服工作台",
+    tenant: "租户",
+    email: "邮箱",
+    password: "密码",
+    login: "登录",
+    logout: "退出",
+    queue: "排队中",
+    mine: "我的会话",
+    held: "全部进行中",
+    empty: "暂无会话",
+    pick: "从左侧选择一个会话",
+    accept: "接入",
+    release: "转回 AI",
+    close: "结束会话",
+    reply: "回复",
+    replyPlaceholder: "输入回复，Enter 发送",
+    brief: "转接简报",
+    summary: "摘要",
+    reason: "转人工原因",
+    intent: "意图",
+    emotions: "情绪轨迹",
+    attempts: "AI 的尝试",
+    profile: "客户资料",
+    orders: "近期订单",
+    suggested: "建议回复",
+    useSuggestion: "填入回复框",
+    ticket: "工单草稿",
+    priority: "优先级",
+    kb: "知识库搜索",
+    kbPlaceholder: "搜索知识库…",
+    search: "搜索",
+    noHits: "没有找到相关内容",
+    waiting: "等待",
+    minutes: "分钟",
+    heldBy: "处理人",
+    you: "你",
+    customer: "客户",
+    bot: "AI",
+    agent: "客服",
+    rating: "评分",
+    statusQueued: "排队中",
+    statusAgent: "人工处理中",
+    statusBot: "AI 处理中",
+    statusClosed: "已结束",
+    heldByOther: "该会话已被其他客服接入",
+    anonymous: "匿名访客",
+    lang: "English",
+  },
+  en: {
+    title: "kefu agent console",
+    tenant: "Tenant",
+    email: "Email",
+    password: "Password",
+    login: "Sign in",
+    logout: "Sign out",
+    queue: "Queue",
+    mine: "Mine",
+    held: "All held",
+    empty: "Nothing here",
+    pick: "Pick a conversation on the left",
+    accept: "Accept",
+    release: "Give back to AI",
+    close: "Close",
+    reply: "Send",
+    replyPlaceholder: "Type a reply, Enter to send",
+    brief: "Hand-off brief",
+    summary: "Summary",
+    reason: "Why handed off",
+    intent: "Intent",
+    emotions: "Emotion",
+    attempts: "What the AI tried",
+    profile: "Customer",
+    orders: "Recent orders",
+    suggested: "Suggested reply",
+    useSuggestion: "Use it",
+    ticket: "Ticket draft",
+    priority: "Priority",
+    kb: "Knowledge search",
+    kbPlaceholder: "Search the knowledge base…",
+    search: "Search",
+    noHits: "No matches",
+    waiting: "waiting",
+    minutes: "min",
+    heldBy: "Held by",
+    you: "you",
+    customer: "Customer",
+    bot: "AI",
+    agent: "Agent",
+    rating: "Rating",
+    statusQueued: "Queued",
+    statusAgent: "With an agent",
+    statusBot: "With the AI",
+    statusClosed: "Closed",
+    heldByOther: "Another agent has taken this conversation",
+    anonymous: "Anonymous visitor",
+    lang: "中文",
+  },
+};
+type Lang = keyof typeof T;
+
+interface Customer {
+  id: string;
+  external_id: string | null;
+  display_name: string | null;
+  anonymous: boolean;
+}
+interface DeskRow {
+  conversation: Conversation;
+  customer: Customer;
+  last_customer_message: string | null;
+  handoff_reason: string | null;
+}
+interface Brief {
+  conversation: Conversation;
+  customer: Customer;
+  language: string;
+  handoff_reason: string | null;
+  summary: string;
+  intent: string | null;
+  emotions: { seq: number; polarity: string; intensity: number; emotion: string | null }[];
+  attempts: { seq: number; question: string; path: string; reason: string; answer: string; confidence: number; unsure: boolean; sources: string[] }[];
+  profile: Record<string, unknown> | null;
+  recent_orders: unknown;
+  suggested_reply: string;
+  ticket: { subject: string; priority: string; category: string | null; description: string };
+}
+interface Hit {
+  text: string;
+  citation: { label: string };
+}
+
+type View = "queue" | "mine" | "held";
+
+class Console {
+  private lang: Lang = (localStorage.getItem("kefu-console-lang") as Lang) || (navigator.language.startsWith("zh") ? "zh" : "en");
+  private api = new Api(location.origin, sessionStorage.getItem("kefu-console-token"));
+  private me: { id: string; role: string; tenant: string } | null = null;
+  private view: View = "queue";
+  private selected: string | null = null;
+  private source: EventSource | null = null;
+  private poll: number | undefined;
+  private app = h("div", { id: "app" });
+
+  private get t() {
+    return T[this.lang];
+  }
+
+  start() {
+    document.body.append(this.app);
+    this.claims();
+    if (this.me) this.main();
+    else this.login();
+  }
+
+  /** The signed-in staff member, from the token's claims (the server checks the token on every call). */
+  private claims() {
+    const tok = this.api.token;
+    this.me = null;
+    if (!tok) return;
+    try {
+      const c = JSON.parse(atob(tok.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+      if (c.exp * 1000 < Date.now()) return;
+      this.me = { id: c.sub, role: c.role, tenant: c.tid };
+    } catch {
+      this.me = null;
+    }
+  }
+
+  private login(error?: string) {
+    clearInterval(this.poll);
+    const tenant = h("input", { name: "tenant", value: localStorage.getItem("kefu-console-tenant") ?? "demo", required: true });
+    const email = h("input", { name: "email", type: "email", autocomplete: "username", required: true });
+    const password = h("input", { name: "password", type: "password", autocomplete: "current-password", required: true });
+    const form = h(
+      "form",
+      { class: "login" },
+      h("h1", {}, this.t.title),
+      h("label", {}, this.t.tenant, tenant),
+      h("label", {}, this.t.email, email),
+      h("label", {}, this.t.password, password),
+      error ? h("p", { class: "error", role: "alert" }, error) : null,
+      h("button", { type: "submit" }, this.t.login),
+      this.langButton(),
+    );
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      try {
+        const r = await new Api(location.origin).call<{ access_token: string }>("POST", "/v1/auth/login", {
+          tenant: tenant.value.trim(),
+          email: email.value.trim(),
+          password: password.value,
+        });
+        localStorage.setItem("kefu-console-tenant", tenant.value.trim());
+        sessionStorage.setItem("kefu-console-token", r.access_token);
+        this.api.token = r.access_token;
+        this.claims();
+        this.main();
+      } catch (err) {
+        this.login((err as Error).message);
+      }
+    });
+    this.app.replaceChildren(form);
+  }
+
+  private langButton() {
+    const b = h("button", { type: "button", class: "link", "data-kefu": "lang" }, this.t.lang);
+    b.addEventListener("click", () => {
+      this.lang = this.lang === "zh" ? "en" : "zh";
+      localStorage.setItem("kefu-console-lang", this.lang);
+      if (this.me) this.main();
+      else this.login();
+    });
+    return b;
+  }
+
+  private list = h("ul", { class: "list", "data-kefu": "list" });
+  private center = h("section", { class: "center" });
+  private side = h("aside", { class: "side" });
+
+  private main() {
+    const tabs = h("nav", { class: "tabs" });
+    const views: View[] = this.me && this.me.role !== "agent" ? ["queue", "mine", "held"] : ["queue", "mine"];
+    for (const v of views) {
+      const b = h("button", { type: "button", class: v === this.view ? "on" : "", "data-view": v }, this.t[v]);
+      b.addEventListener("click", () => {
+        this.view = v;
+        this.main();
+      });
+      tabs.append(b);
+    }
+    const logout = h("button", { type: "button", class: "link" }, this.t.logout);
+    logout.addEventListener("click", () => {
+      sessionStorage.removeItem("kefu-console-token");
+      this.api.token = null;
+      this.me = null;
+      this.source?.close();
+      this.login();
+    });
+    const header = h("header", {}, h("b", {}, this.t.title), h("span", { class: "role" }, this.me?.role ?? ""), this.langButton(), logout);
+    this.app.replaceChildren(header, h("main", {}, h("div", { class: "left" }, tabs, this.list), this.center, this.side));
+    this.refresh();
+    clearInterval(this.poll);
+    // The queue is polled every few seconds; the open conversation itself is live over its event stream.
+    this.poll = window.setInterval(() => this.refresh(), 3000);
+    if (this.selected) this.open(this.selected);
+    else this.center.replaceChildren(h("p", { class: "muted" }, this.t.pick));
+  }
+
+  private async guard<T>(p: Promise<T>): Promise<T | undefined> {
+    try {
+      return await p;
+    } catch (e) {
+      if (e instanceof ApiError && (e.status === 401 || e.code === "token_expired")) {
+        sessionStorage.removeItem("kefu-console-token");
+        this.api.token = null;
+        this.me = null;
+        this.login(e.message);
+        return undefined;
+      }
+      this.toast(e instanceof ApiError && e.code === "held_by_another_agent" ? this.t.heldByOther : (e as Error).message);
+      return undefined;
+    }
+  }
+
+  private toast(text: string) {
+    const el = h("div", { class: "toast", role: "alert" }, text);
+    document.body.append(el);
+    setTimeout(() => el.remove(), 4000);
+  }
+
+  private async refresh() {
+    const r = await this.guard(this.api.call<{ conversations: DeskRow[] }>("GET", `/v1/desk/conversations?view=${this.view}`));
+    if (!r) return;
+    const items = r.conversations.map((row) => {
+      const c = row.conversation;
+      const who = row.customer.display_name || row.customer.external_id || this.t.anonymous;
+      const waited = c.queued_at ? Math.max(0, Math.round((Date.now() - Date.parse(c.queued_at)) / 60000)) : null;
+      const li = h(
+        "li",
+        { class: c.id === this.selected ? "on" : "", "data-conversation": c.id },
+        h("b", {}, who),
+        waited !== null && c.handler === "queued" ? h("span", { class: "wait" }, `${this.t.waiting} ${waited} ${this.t.minutes}`) : null,
+        h("small", {}, row.last_customer_message ?? ""),
+        row.handoff_reason ? h("em", {}, row.handoff_reason) : null,
+      );
+      li.addEventListener("click", () => this.open(c.id));
+      return li;
+    });
+    this.list.replaceChildren(...(items.length ? items : [h("li", { class: "muted" }, this.t.empty)]));
+  }
+
+  private thread = h("div", { class: "thread", "data-kefu": "thread" });
+  private bySeq = new Map<number, HTMLElement>();
+  private streaming = new Map<number, { el: HTMLElement; text: string }>();
+  private conv: Conversation | null = null;
+  private actions = h("div", { class: "actions" });
+  private replyBox = h("textarea", { rows: "3", "data-kefu": "reply" });
+  private statusLine = h("div", { class: "status", "data-kefu": "status" });
+
+  private async open(id: string) {
+    this.selected = id;
+    this.list.querySelectorAll("li").forEach((li) => li.classList.toggle("on", li.dataset.conversation === id));
+    this.source?.close();
+    this.bySeq.clear();
+    this.streaming.clear();
+    this.thread.replaceChildren();
+    this.replyBox.placeholder = this.t.replyPlaceholder;
+    const form = h("form", { class: "reply" }, this.replyBox, h("button", { type: "submit", "data-kefu": "send" }, this.t.reply));
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.send();
+    });
+    this.replyBox.onkeydown = (e) => {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        this.send();
+      }
+    };
+    this.center.replaceChildren(this.statusLine, this.actions, this.thread, form);
+    const conv = await this.guard(this.api.call<Conversation>("GET", `/v1/conversations/${id}`));
+    if (!conv) return;
+    this.setConv(conv);
+    const src = this.api.events(id, 0);
+    this.source = src;
+    for (const name of EVENT_NAMES) {
+      src.addEventListener(name, (ev) => this.onEvent(JSON.parse((ev as MessageEvent).data) as StreamEvent));
+    }
+    this.loadBrief(id);
+  }
+
+  private setConv(c: Conversation) {
+    this.conv = c;
+    const mine = c.handler === "agent" && c.assignee_id === this.me?.id;
+    const status =
+      c.status === "closed" ? this.t.statusClosed : c.handler === "queued" ? this.t.statusQueued : c.handler === "agent" ? this.t.statusAgent : this.t.statusBot;
+    const held = c.handler === "agent" && c.assignee_id ? ` · ${this.t.heldBy}: ${mine ? this.t.you : c.assignee_id.slice(0, 8)}` : "";
+    const rating = c.rating ? ` · ${this.t.rating}: ${"★".repeat(c.rating)}${c.rating_comment ? " “" + c.rating_comment + "”" : ""}` : "";
+    this.statusLine.textContent = status + held + rating;
+    this.statusLine.dataset.handler = c.handler;
+    this.statusLine.dataset.status = c.status;
+    const buttons: HTMLElement[] = [];
+    const add = (label: string, key: string, fn: () => Promise<unknown>) => {
+      const b = h("button", { type: "button", "data-kefu": key }, label);
+      b.addEventListener("click", async () => {
+        const r = await this.guard(fn());
+        if (r) this.setConv(r as Conversation);
+        this.refresh();
+      });
+      buttons.push(b);
+    };
+    if (c.status === "open" && !mine) add(this.t.accept, "accept", () => this.api.call("POST", `/v1/conversations/${c.id}/accept`));
+    if (c.status === "open" && (mine || (c.handler === "agent" && this.me?.role !== "agent")))
+      add(this.t.release, "release", () => this.api.call("POST", `/v1/conversations/${c.id}/release`));
+    if (c.status === "open") add(this.t.close, "close", () => this.api.call("POST", `/v1/conversations/${c.id}/close`));
+    this.actions.replaceChildren(...buttons);
+    this.replyBox.disabled = !mine || c.status !== "open";
+  }
+
+  private onEvent(e: StreamEvent) {
+    switch (e.type) {
+      case "message.created": {
+        const m = e.message;
+        if (this.bySeq.has(m.seq)) return;
+        let el: HTMLElement;
+        const s = m.reply_to_seq !== null ? this.streaming.get(m.reply_to_seq) : undefined;
+        if (m.role === "assistant" && s) {
+          el = s.el;
+          this.streaming.delete(m.reply_to_seq!);
+          el.querySelector(".text")!.replaceChildren(richText(m.content));
+        } else {
+          el = this.line(m.role, m.content);
+        }
+        el.dataset.seq = String(m.seq);
+        this.bySeq.set(m.seq, el);
+        break;
+      }
+      case "message.delta": {
+        let s = this.streaming.get(e.reply_to_seq);
+        if (!s) {
+          s = { el: this.line("assistant", ""), text: "" };
+          this.streaming.set(e.reply_to_seq, s);
+        }
+        if (e.offset === s.text.length) s.text += e.text;
+        s.el.querySelector(".text")!.textContent = s.text;
+        break;
+      }
+      case "message.reset": {
+        const s = this.streaming.get(e.reply_to_seq);
+        if (s) {
+          s.text = "";
+          s.el.querySelector(".text")!.textContent = "";
+        }
+        break;
+      }
+      case "conversation.handler_changed":
+      case "conversation.status_changed":
+      case "conversation.rated":
+        if (this.conv) {
+          this.guard(this.api.call<Conversation>("GET", `/v1/conversations/${this.conv.id}`)).then((c) => c && this.setConv(c));
+        }
+        this.line("system", e.type === "conversation.handler_changed" ? `→ ${e.handler} (${e.reason})` : e.type === "conversation.rated" ? `★ ${e.rating}` : `→ ${e.status}`);
+        break;
+      case "conversation.flagged":
+        this.line("system", `⚑ ${e.reason}`);
+        break;
+    }
+    this.thread.scrollTop = this.thread.scrollHeight;
+  }
+
+  private line(role: Message["role"], text: string): HTMLElement {
+    const who = role === "customer" ? this.t.customer : role === "assistant" ? this.t.bot : role === "agent" ? this.t.agent : "";
+    const el = h("div", { class: `line ${role}`, "data-role": role }, who ? h("span", { class: "who" }, who) : null, h("div", { class: "text" }, richText(text)));
+    this.thread.append(el);
+    return el;
+  }
+
+  private async send() {
+    const text = this.replyBox.value.trim();
+    if (!text || !this.conv) return;
+    const key = crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random();
+    const ok = await this.guard(this.api.call("POST", `/v1/conversations/${this.conv.id}/agent-messages`, { content: text }, { "Idempotency-Key": key }));
+    if (ok) this.replyBox.value = "";
+  }
+
+  private async loadBrief(id: string) {
+    const b = await this.guard(this.api.call<Brief>("GET", `/v1/conversations/${id}/brief`));
+    if (!b || this.selected !== id) return;
+    const dl = (pairs: [string, Node | string | null][]) =>
+      h("dl", {}, ...pairs.filter(([, v]) => v !== null && v !== "").flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v as Node | string)]));
+    const use = h("button", { type: "button", class: "link", "data-kefu": "use-suggestion" }, this.t.useSuggestion);
+    use.addEventListener("click", () => {
+      this.replyBox.value = b.suggested_reply;
+      this.replyBox.focus();
+    });
+    const attempts = h(
+      "ol",
+      { class: "attempts" },
+      ...b.attempts.map((a) =>
+        h(
+          "li",
+          {},
+          h("b", {}, `${a.path}`),
+          ` (${a.reason}, ${a.confidence.toFixed(2)}${a.unsure ? ", unsure" : ""}) `,
+          h("q", {}, a.question),
+          a.sources.length ? h("small", {}, a.sources.join(" · ")) : null,
+        ),
+      ),
+    );
+    const profile = b.profile ? h("pre", {}, JSON.stringify(b.profile, null, 1)) : null;
+    const orders = b.recent_orders ? h("pre", { class: "orders" }, summariseOrders(b.recent_orders, this.lang)) : null;
+    const brief = h(
+      "div",
+      { class: "brief", "data-kefu": "brief" },
+      h("h2", {}, this.t.brief),
+      dl([
+        [this.t.summary, h("span", { "data-kefu": "summary" }, b.summary)],
+        [this.t.reason, b.handoff_reason],
+        [this.t.intent, b.intent],
+        [this.t.emotions, b.emotions.map((e) => e.emotion ?? e.polarity).join(" → ")],
+        [this.t.profile, profile],
+        [this.t.orders, orders],
+      ]),
+      h("h3", {}, this.t.attempts),
+      attempts,
+      h("h3", {}, this.t.suggested, " ", use),
+      h("p", { class: "suggested", "data-kefu": "suggested" }, b.suggested_reply),
+      h("h3", {}, this.t.ticket),
+      dl([
+        ["#", b.ticket.subject],
+        [this.t.priority, b.ticket.priority],
+      ]),
+    );
+    this.side.replaceChildren(brief, this.kbSearch());
+  }
+
+  private kbSearch() {
+    const q = h("input", { type: "search", placeholder: this.t.kbPlaceholder, "data-kefu": "kb-query" });
+    const out = h("ol", { class: "hits", "data-kefu": "kb-hits" });
+    const form = h("form", { class: "kb" }, h("h2", {}, this.t.kb), q, h("button", { type: "submit" }, this.t.search), out);
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      if (!q.value.trim()) return;
+      const r = await this.guard(this.api.call<{ hits: Hit[] }>("POST", "/v1/admin/kb/search", { query: q.value.trim(), k: 5 }));
+      if (!r) return;
+      const items = r.hits.map((hit) => {
+        const li = h("li", {}, h("small", {}, hit.citation.label), h("div", {}, hit.text));
+        li.addEventListener("click", () => {
+          this.replyBox.value = (this.replyBox.value ? this.replyBox.value + "\n" : "") + hit.text;
+        });
+        return li;
+      });
+      out.replaceChildren(...(items.length ? items : [h("li", { class: "muted" }, this.t.noHits)]));
+    });
+    return form;
+  }
+}
+
+/** One line per order: the shop's own summary in the console's language, else id and status. */
+function summariseOrders(v: unknown, lang: Lang): string {
+  const list = Array.isArray(v) ? v : ((v as { orders?: unknown[] })?.orders ?? []);
+  return (list as Record<string, unknown>[])
+    .map((o) => {
+      const s = o.summary as Record<string, string> | string | undefined;
+      const text = typeof s === "string" ? s : s?.[lang];
+      return text ?? [o.id, o.status].filter(Boolean).join(" ");
+    })
+    .join("\n");
+}
+
+new Console().start();
