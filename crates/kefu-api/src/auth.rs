@@ -85,6 +85,10 @@ pub enum Action {
     RequestHuman,
     /// Rate a conversation (CSAT).
     RateConversation,
+    /// Create, update and annotate tickets.
+    ManageTickets,
+    /// Read tickets (customers: their own, without internals).
+    ReadTickets,
 }
 
 /// The role matrix. Ownership (a customer only sees their own conversations) is checked where the row is loaded.
@@ -94,13 +98,13 @@ pub fn authorize(p: &Principal, action: Action) -> Result<(), ApiError> {
         (
             Principal::Customer { .. },
             CreateConversation | SendCustomerMessage | ReadConversation | CloseConversation
-            | RequestHuman | RateConversation,
+            | RequestHuman | RateConversation | ReadTickets,
         ) => true,
         (
             Principal::Customer { .. },
-            ReadTenant | ManageApiKeys | ManageStaff | ManageModels | ManageCustomerSecret
-            | SearchKnowledge | ManageKnowledge | ReadTurnTraces | SetHandler | ReadStats | UseDesk
-            | SuperviseDesk,
+            ManageTickets | ReadTenant | ManageApiKeys | ManageStaff | ManageModels
+            | ManageCustomerSecret | SearchKnowledge | ManageKnowledge | ReadTurnTraces
+            | SetHandler | ReadStats | UseDesk | SuperviseDesk,
         ) => false,
         // An integration speaks for its customers, including asking for a person and relaying their rating.
         (
@@ -110,6 +114,10 @@ pub fn authorize(p: &Principal, action: Action) -> Result<(), ApiError> {
         ) => true,
         // The desk is for our staff, signed in as themselves.
         (Principal::ApiClient { .. }, UseDesk | SuperviseDesk) => false,
+        // An integration may read tickets (e.g. to show them in the shop's account pages), not work them.
+        (Principal::ApiClient { .. }, ReadTickets) => true,
+        (Principal::ApiClient { .. }, ManageTickets) => false,
+        (Principal::Staff { .. }, ManageTickets | ReadTickets) => true,
         (Principal::Staff { .. }, UseDesk) => true,
         (Principal::Staff { role, .. }, SuperviseDesk) => *role != StaffRole::Agent,
         // Staff do not rate or ask for themselves; they set the handler directly.

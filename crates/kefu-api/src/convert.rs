@@ -184,3 +184,89 @@ pub fn stream_event(p: &Principal, o: &kefu_engine::Outgoing) -> t::StreamEvent 
         },
     }
 }
+
+pub fn priority_in(p: t::TicketPriority) -> s::TicketPriority {
+    match p {
+        t::TicketPriority::Low => s::TicketPriority::Low,
+        t::TicketPriority::Normal => s::TicketPriority::Normal,
+        t::TicketPriority::High => s::TicketPriority::High,
+        t::TicketPriority::Urgent => s::TicketPriority::Urgent,
+    }
+}
+
+fn priority(p: s::TicketPriority) -> t::TicketPriority {
+    match p {
+        s::TicketPriority::Low => t::TicketPriority::Low,
+        s::TicketPriority::Normal => t::TicketPriority::Normal,
+        s::TicketPriority::High => t::TicketPriority::High,
+        s::TicketPriority::Urgent => t::TicketPriority::Urgent,
+    }
+}
+
+pub fn ticket_status_in(st: t::TicketStatus) -> s::TicketStatus {
+    match st {
+        t::TicketStatus::Open => s::TicketStatus::Open,
+        t::TicketStatus::Pending => s::TicketStatus::Pending,
+        t::TicketStatus::Resolved => s::TicketStatus::Resolved,
+        t::TicketStatus::Closed => s::TicketStatus::Closed,
+    }
+}
+
+fn ticket_status(st: s::TicketStatus) -> t::TicketStatus {
+    match st {
+        s::TicketStatus::Open => t::TicketStatus::Open,
+        s::TicketStatus::Pending => t::TicketStatus::Pending,
+        s::TicketStatus::Resolved => t::TicketStatus::Resolved,
+        s::TicketStatus::Closed => t::TicketStatus::Closed,
+    }
+}
+
+/// Staff see everything, with the SLA clock as of now; customers see status and subject, not who works on it or
+/// how it stands against internal targets.
+pub fn ticket_for(p: &Principal, tk: &s::Ticket) -> t::Ticket {
+    let staff = matches!(p, Principal::Staff { .. } | Principal::ApiClient { .. });
+    let sla = staff.then(|| {
+        let st = tk.sla(s::now_ms());
+        t::TicketSla {
+            first_response_due_at: st.first_response_due_at,
+            resolution_due_at: st.resolution_due_at,
+            first_response_breached: st.first_response_breached,
+            resolution_breached: st.resolution_breached,
+            paused: st.paused,
+            paused_ms: st.paused_ms,
+        }
+    });
+    t::Ticket {
+        id: tk.id,
+        number: tk.number,
+        conversation_id: tk.conversation_id,
+        customer_id: tk.customer_id,
+        subject: tk.subject.clone(),
+        description: if staff {
+            tk.description.clone()
+        } else {
+            String::new()
+        },
+        department: tk.department.clone(),
+        priority: priority(tk.priority),
+        status: ticket_status(tk.status),
+        source: tk.source.clone(),
+        assignee_id: if staff { tk.assignee_id } else { None },
+        external_ref: tk.external_ref.clone(),
+        created_at: tk.created_at,
+        updated_at: tk.updated_at,
+        first_responded_at: tk.first_responded_at,
+        resolved_at: tk.resolved_at,
+        sla,
+    }
+}
+
+pub fn ticket_note(n: &s::TicketNote) -> t::TicketNote {
+    t::TicketNote {
+        id: n.id,
+        author_id: n.author_id,
+        body: n.body.clone(),
+        internal: n.internal,
+        created_at: n.created_at,
+    }
+}

@@ -36,6 +36,7 @@ impl Modify for BearerAuth {
         import_files, get_import, list_documents, get_document, delete_document, search,
         desk_conversations, accept_conversation, transfer_conversation, release_conversation, send_agent_message,
         handoff_brief, request_handoff, rate_conversation,
+        create_ticket, list_tickets, get_ticket, update_ticket, add_ticket_note,
     ),
     components(schemas(kefu_types::ClientFrame, kefu_types::StreamEvent, kefu_types::ErrorBody)),
     modifiers(&BearerAuth),
@@ -46,6 +47,7 @@ impl Modify for BearerAuth {
         (name = "admin", description = "Tenant administration"),
         (name = "knowledge", description = "Knowledge base: import, browse, delete, hybrid search with citations"),
         (name = "desk", description = "The human desk: queue, accept, transfer, release, agents' messages, hand-off brief, rating"),
+        (name = "tickets", description = "Tickets: status workflow, SLA timers (paused while pending), notes"),
         (name = "ops", description = "Health and readiness"),
     )
 )]

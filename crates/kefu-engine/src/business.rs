@@ -292,6 +292,48 @@ impl Engine {
         serde_json::from_str(&text[start..=text.rfind('}')?]).ok()
     }
 
+    /// Opens the ticket a finished flow declares (after its action succeeded); its number goes into the flow's
+    /// record. A failure to store it is logged, not shown to the customer, whose request did go through.
+    pub(crate) async fn open_flow_ticket(
+        &self,
+        set: &ToolSet,
+        flow: &ActiveFlow,
+        conv: &kefu_store::Conversation,
+        zh: bool,
+    ) -> Option<i64> {
+        let def = &set.business.flows[flow.def];
+        let spec = def.ticket.as_ref()?;
+        if flow.state.stage != flows::Stage::Done || flow.state.ticket.is_some() {
+            return None;
+        }
+        let render = |t: &str| flows::render(t, &flow.state, None, None);
+        let priority = spec
+            .priority
+            .as_deref()
+            .and_then(kefu_store::TicketPriority::parse)
+            .unwrap_or(kefu_store::TicketPriority::Normal);
+        let new = kefu_store::NewTicket {
+            tenant_id: conv.tenant_id,
+            conversation_id: Some(conv.id),
+            customer_id: Some(conv.customer_id),
+            subject: render(spec.subject.get(zh)),
+            description: render(def.confirm.get(zh)),
+            department: spec.department.clone(),
+            priority,
+            source: "flow".into(),
+            created_by: None,
+            assignee_id: None,
+            external_ref: spec.external_ref.as_deref().map(render),
+        };
+        match self.store.create_ticket(new).await {
+            Ok(t) => Some(t.number),
+            Err(e) => {
+                tracing::error!(error = %e, flow = %def.name, "could not open the flow's ticket");
+                None
+            }
+        }
+    }
+
     /// One step of a flow: read the message against the state, fetch the choices that depend on it, and say what
     /// comes next; on confirmation run the action tool.
     #[allow(clippy::too_many_arguments)]

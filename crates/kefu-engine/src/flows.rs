@@ -36,6 +36,24 @@ pub struct FlowDef {
     /// After the action failed; `{error}` is the system's message.
     pub failed: Text,
     pub cancelled: Text,
+    /// A ticket opened when the action succeeds, so people follow the request up (e.g. check the returned item).
+    #[serde(default)]
+    pub ticket: Option<FlowTicket>,
+}
+
+/// The ticket a finished flow opens. Templates as in `done` (`{order_id}`, `{result.return.id}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowTicket {
+    pub subject: Text,
+    /// The reference in the business's system (a return's RMA number).
+    #[serde(default)]
+    pub external_ref: Option<String>,
+    #[serde(default)]
+    pub department: Option<String>,
+    /// `low`, `normal` (default), `high` or `urgent`.
+    #[serde(default)]
+    pub priority: Option<String>,
 }
 
 fn default_timeout() -> i64 {
@@ -202,6 +220,9 @@ pub struct FlowState {
     pub updated_at: DateTime<Utc>,
     /// What the action returned (e.g. the return's number) or why it failed.
     pub result: Option<Value>,
+    /// The number of the ticket the finished flow opened, if it declares one.
+    #[serde(default)]
+    pub ticket: Option<i64>,
 }
 
 impl FlowState {
@@ -215,6 +236,7 @@ impl FlowState {
             started_at: now,
             updated_at: now,
             result: None,
+            ticket: None,
         }
     }
 

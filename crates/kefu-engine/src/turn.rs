@@ -254,7 +254,12 @@ impl Engine {
                             .await?;
                         trace.stages.tools_ms += ms(t);
                         match step {
-                            FlowOutcome::Reply(text) => extras.reply = Some(text),
+                            FlowOutcome::Reply(text) => {
+                                if let Some(n) = self.open_flow_ticket(set, f, &conv, zh).await {
+                                    f.state.ticket = Some(n);
+                                }
+                                extras.reply = Some(text)
+                            }
                             FlowOutcome::GiveUp => pre = Some(decide::handoff("flow_failed")),
                             FlowOutcome::Aside { reminder } => {
                                 // Another question in the middle: answer it the usual way, keep the flow.

@@ -32,6 +32,11 @@ pub(crate) const MSG_COLS: &str =
     "id, tenant_id, conversation_id, seq, role, content, idempotency_key, reply_to_seq, \
      model, prompt_tokens, completion_tokens, latency_ms, fallback, reply_pending, created_at, trace";
 
+pub(crate) const TICKET_COLS: &str =
+    "id, tenant_id, number, conversation_id, customer_id, subject, description, department, priority, status, \
+     source, created_by, assignee_id, external_ref, created_at, updated_at, first_response_due_at, \
+     resolution_due_at, first_responded_at, resolved_at, paused_ms, paused_since, version";
+
 pub(crate) const CONV_COLS: &str =
     "id, tenant_id, customer_id, channel, status, handler, flagged, subject, metadata, last_seq, \
      created_at, updated_at, closed_at, assignee_id, queued_at, rating, rating_comment";
@@ -47,7 +52,7 @@ macro_rules! sql_store {
             use kefu_store::*;
             use sqlx::Row;
             use uuid::Uuid;
-            use $crate::common::{corrupt, json, map_err, uuid, CONV_COLS, MSG_COLS};
+            use $crate::common::{corrupt, json, map_err, uuid, CONV_COLS, MSG_COLS, TICKET_COLS};
 
             type R<T> = kefu_store::Result<T>;
 
@@ -122,6 +127,51 @@ macro_rules! sql_store {
                     queued_at: get::<Option<i64>>(r, "queued_at")?.map(from_ms),
                     rating: get::<Option<i32>>(r, "rating")?,
                     rating_comment: get(r, "rating_comment")?,
+                })
+            }
+
+            fn opt_uuid(r: &$row, col: &str) -> R<Option<Uuid>> {
+                get::<Option<String>>(r, col)?.as_deref().map(uuid).transpose()
+            }
+
+            fn ticket(r: &$row) -> R<Ticket> {
+                let priority: String = get(r, "priority")?;
+                let status: String = get(r, "status")?;
+                Ok(Ticket {
+                    id: uuid(&get::<String>(r, "id")?)?,
+                    tenant_id: uuid(&get::<String>(r, "tenant_id")?)?,
+                    number: get(r, "number")?,
+                    conversation_id: opt_uuid(r, "conversation_id")?,
+                    customer_id: opt_uuid(r, "customer_id")?,
+                    subject: get(r, "subject")?,
+                    description: get(r, "description")?,
+                    department: get(r, "department")?,
+                    priority: TicketPriority::parse(&priority).ok_or_else(|| corrupt("priority", &priority))?,
+                    status: TicketStatus::parse(&status).ok_or_else(|| corrupt("ticket status", &status))?,
+                    source: get(r, "source")?,
+                    created_by: opt_uuid(r, "created_by")?,
+                    assignee_id: opt_uuid(r, "assignee_id")?,
+                    external_ref: get(r, "external_ref")?,
+                    created_at: from_ms(get(r, "created_at")?),
+                    updated_at: from_ms(get(r, "updated_at")?),
+                    first_response_due_at: from_ms(get(r, "first_response_due_at")?),
+                    resolution_due_at: from_ms(get(r, "resolution_due_at")?),
+                    first_responded_at: get::<Option<i64>>(r, "first_responded_at")?.map(from_ms),
+                    resolved_at: get::<Option<i64>>(r, "resolved_at")?.map(from_ms),
+                    paused_ms: get(r, "paused_ms")?,
+                    paused_since: get::<Option<i64>>(r, "paused_since")?.map(from_ms),
+                    version: get(r, "version")?,
+                })
+            }
+
+            fn ticket_note(r: &$row) -> R<TicketNote> {
+                Ok(TicketNote {
+                    id: uuid(&get::<String>(r, "id")?)?,
+                    ticket_id: uuid(&get::<String>(r, "ticket_id")?)?,
+                    author_id: opt_uuid(r, "author_id")?,
+                    body: get(r, "body")?,
+                    internal: get(r, "internal")?,
+                    created_at: from_ms(get(r, "created_at")?),
                 })
             }
 
@@ -245,6 +295,48 @@ macro_rules! sql_store {
                 }
 
                 /// A conversation as seen inside `tx` (after its changes).
+                async fn get_ticket_in(&self, pool: &sqlx::Pool<$db>, tenant: Uuid, id: Uuid) -> R<Ticket> {
+                    let row = sqlx::query(&format!(
+                        "SELECT {TICKET_COLS} FROM tickets WHERE tenant_id = $1 AND id = $2"
+                    ))
+                    .bind(tenant.to_string())
+                    .bind(id.to_string())
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(map_err)?;
+                    row.as_ref().map(ticket).transpose()?.ok_or(StoreError::NotFound)
+                }
+
+                /// Writes `t` if the row still has version `expected`; false when someone changed it first.
+                async fn write_ticket(&self, t: &Ticket, expected: i64) -> R<bool> {
+                    let ms = |d: chrono::DateTime<chrono::Utc>| d.timestamp_millis();
+                    let r = sqlx::query(
+                        "UPDATE tickets SET status = $1, priority = $2, department = $3, assignee_id = $4, \
+                         updated_at = $5, first_response_due_at = $6, resolution_due_at = $7, first_responded_at = $8, \
+                         resolved_at = $9, paused_ms = $10, paused_since = $11, version = $12 \
+                         WHERE tenant_id = $13 AND id = $14 AND version = $15",
+                    )
+                    .bind(t.status.as_str())
+                    .bind(t.priority.as_str())
+                    .bind(&t.department)
+                    .bind(t.assignee_id.map(|a| a.to_string()))
+                    .bind(ms(t.updated_at))
+                    .bind(ms(t.first_response_due_at))
+                    .bind(ms(t.resolution_due_at))
+                    .bind(t.first_responded_at.map(ms))
+                    .bind(t.resolved_at.map(ms))
+                    .bind(t.paused_ms)
+                    .bind(t.paused_since.map(ms))
+                    .bind(t.version)
+                    .bind(t.tenant_id.to_string())
+                    .bind(t.id.to_string())
+                    .bind(expected)
+                    .execute(&self.write)
+                    .await
+                    .map_err(map_err)?;
+                    Ok(r.rows_affected() == 1)
+                }
+
                 async fn conversation_in(
                     tx: &mut sqlx::Transaction<'_, $db>,
                     tenant: Uuid,
@@ -811,6 +903,145 @@ macro_rules! sql_store {
                     let conv = Self::conversation_in(&mut tx, tenant, id).await?;
                     tx.commit().await.map_err(map_err)?;
                     Ok((conv, Event { tenant_id: tenant, conversation_id: id, seq, data, created_at: now_dt }))
+                }
+
+                async fn create_ticket(&self, new: NewTicket) -> R<Ticket> {
+                    // The next number is taken inside the insert; two creators racing for one number collide on
+                    // UNIQUE (tenant_id, number) and the loser tries again.
+                    for _ in 0..5 {
+                        let t = new.clone().into_ticket(Uuid::now_v7(), 0, now_ms());
+                        let ms = |d: chrono::DateTime<chrono::Utc>| d.timestamp_millis();
+                        let r = sqlx::query(&format!(
+                            "INSERT INTO tickets ({TICKET_COLS}) \
+                             SELECT $1, $2, COALESCE((SELECT MAX(number) FROM tickets WHERE tenant_id = $2), 0) + 1, \
+                             $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, $16, NULL, NULL, 0, NULL, 0 \
+                             WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $2) RETURNING number"
+                        ))
+                        .bind(t.id.to_string())
+                        .bind(t.tenant_id.to_string())
+                        .bind(t.conversation_id.map(|c| c.to_string()))
+                        .bind(t.customer_id.map(|c| c.to_string()))
+                        .bind(&t.subject)
+                        .bind(&t.description)
+                        .bind(&t.department)
+                        .bind(t.priority.as_str())
+                        .bind(t.status.as_str())
+                        .bind(&t.source)
+                        .bind(t.created_by.map(|c| c.to_string()))
+                        .bind(t.assignee_id.map(|c| c.to_string()))
+                        .bind(&t.external_ref)
+                        .bind(ms(t.created_at))
+                        .bind(ms(t.first_response_due_at))
+                        .bind(ms(t.resolution_due_at))
+                        .fetch_optional(&self.write)
+                        .await;
+                        match r {
+                            Ok(Some(row)) => return Ok(Ticket { number: get(&row, "number")?, ..t }),
+                            Ok(None) => return Err(StoreError::NotFound),
+                            Err(e) => match map_err(e) {
+                                StoreError::Conflict(_) => continue,
+                                e => return Err(e),
+                            },
+                        }
+                    }
+                    Err(StoreError::Conflict("could not number the ticket; try again".into()))
+                }
+
+                async fn get_ticket(&self, tenant: Uuid, id: Uuid) -> R<Option<Ticket>> {
+                    let row = sqlx::query(&format!(
+                        "SELECT {TICKET_COLS} FROM tickets WHERE tenant_id = $1 AND id = $2"
+                    ))
+                    .bind(tenant.to_string())
+                    .bind(id.to_string())
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(map_err)?;
+                    row.as_ref().map(ticket).transpose()
+                }
+
+                async fn list_tickets(&self, tenant: Uuid, q: TicketQuery) -> R<Vec<Ticket>> {
+                    let rows = sqlx::query(&format!(
+                        "SELECT {TICKET_COLS} FROM tickets WHERE tenant_id = $1 \
+                         AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR assignee_id = $3) \
+                         AND ($4 IS NULL OR customer_id = $4) AND ($5 IS NULL OR conversation_id = $5) \
+                         ORDER BY created_at DESC, number DESC LIMIT $6"
+                    ))
+                    .bind(tenant.to_string())
+                    .bind(q.status.map(TicketStatus::as_str))
+                    .bind(q.assignee.map(|a| a.to_string()))
+                    .bind(q.customer.map(|a| a.to_string()))
+                    .bind(q.conversation.map(|a| a.to_string()))
+                    .bind(i64::from(q.limit.max(1)))
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(map_err)?;
+                    rows.iter().map(ticket).collect()
+                }
+
+                async fn update_ticket(&self, tenant: Uuid, id: Uuid, u: TicketUpdate) -> R<Ticket> {
+                    // Optimistic: apply the rules to the row as read, write only if nobody changed it since.
+                    for _ in 0..10 {
+                        let current = self.get_ticket_in(&self.write, tenant, id).await?;
+                        let next = current
+                            .apply(&u, now_ms())
+                            .map_err(|e| StoreError::Conflict(e.to_string()))?;
+                        if self.write_ticket(&next, current.version).await? {
+                            return Ok(next);
+                        }
+                    }
+                    Err(StoreError::Conflict("the ticket is changing too fast; try again".into()))
+                }
+
+                async fn add_ticket_note(
+                    &self,
+                    tenant: Uuid,
+                    ticket_id: Uuid,
+                    author: Option<Uuid>,
+                    body: &str,
+                    internal: bool,
+                ) -> R<TicketNote> {
+                    let t = self.get_ticket_in(&self.write, tenant, ticket_id).await?;
+                    let note = TicketNote {
+                        id: Uuid::now_v7(),
+                        ticket_id: t.id,
+                        author_id: author,
+                        body: body.to_owned(),
+                        internal,
+                        created_at: now_ms(),
+                    };
+                    sqlx::query(
+                        "INSERT INTO ticket_notes (id, tenant_id, ticket_id, author_id, body, internal, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(note.id.to_string())
+                    .bind(tenant.to_string())
+                    .bind(t.id.to_string())
+                    .bind(author.map(|a| a.to_string()))
+                    .bind(&note.body)
+                    .bind(internal)
+                    .bind(note.created_at.timestamp_millis())
+                    .execute(&self.write)
+                    .await
+                    .map_err(map_err)?;
+                    if !internal && t.first_responded_at.is_none() {
+                        self.update_ticket(tenant, t.id, TicketUpdate { responded: true, ..Default::default() })
+                            .await?;
+                    }
+                    Ok(note)
+                }
+
+                async fn list_ticket_notes(&self, tenant: Uuid, ticket_id: Uuid, include_internal: bool) -> R<Vec<TicketNote>> {
+                    let rows = sqlx::query(
+                        "SELECT id, ticket_id, author_id, body, internal, created_at FROM ticket_notes \
+                         WHERE tenant_id = $1 AND ticket_id = $2 AND ($3 OR NOT internal) ORDER BY created_at, id",
+                    )
+                    .bind(tenant.to_string())
+                    .bind(ticket_id.to_string())
+                    .bind(include_internal)
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(map_err)?;
+                    rows.iter().map(ticket_note).collect()
                 }
 
                 async fn append_message(&self, new: NewMessage) -> R<Appended> {

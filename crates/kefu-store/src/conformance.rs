@@ -42,6 +42,9 @@ checks!(
     desk_accept_has_one_winner_and_transfer_needs_the_holder,
     desk_lists_the_queue_longest_waiting_first,
     ratings_are_stored_even_after_close,
+    tickets_are_numbered_per_tenant_even_when_created_at_once,
+    ticket_updates_follow_the_workflow_and_keep_the_sla_clock,
+    ticket_notes_are_internal_or_replies,
     kb_documents_replace_their_chunks_and_log_changes,
     kb_changes_are_ordered_under_concurrent_writers,
     kb_is_tenant_scoped,
@@ -840,6 +843,226 @@ async fn ratings_are_stored_even_after_close(store: Arc<dyn Store>) {
     let b = tenant(&store).await;
     let other = store.rate_conversation(b.id, c.id, 1, None).await;
     assert!(matches!(other, Err(StoreError::NotFound)), "{other:?}");
+}
+
+fn new_ticket(tenant: Uuid, subject: &str) -> NewTicket {
+    NewTicket {
+        tenant_id: tenant,
+        conversation_id: None,
+        customer_id: None,
+        subject: subject.into(),
+        description: "客户说退货已寄回一周，还没收到退款".into(),
+        department: Some("售后".into()),
+        priority: TicketPriority::High,
+        source: "agent".into(),
+        created_by: None,
+        assignee_id: None,
+        external_ref: Some("RMA100001".into()),
+    }
+}
+
+async fn tickets_are_numbered_per_tenant_even_when_created_at_once(store: Arc<dyn Store>) {
+    let a = tenant(&store).await;
+    let b = tenant(&store).await;
+    let mut handles = Vec::new();
+    for i in 0..6 {
+        let s = store.clone();
+        let tid = if i % 3 == 0 { b.id } else { a.id };
+        handles.push(tokio_spawn(async move {
+            s.create_ticket(new_ticket(tid, &format!("t{i}"))).await
+        }));
+    }
+    let mut by_tenant: std::collections::HashMap<Uuid, Vec<i64>> = Default::default();
+    for h in handles {
+        let t = h.await.unwrap();
+        by_tenant.entry(t.tenant_id).or_default().push(t.number);
+    }
+    for (tid, want) in [(a.id, vec![1, 2, 3, 4]), (b.id, vec![1, 2])] {
+        let mut got = by_tenant.remove(&tid).unwrap();
+        got.sort();
+        assert_eq!(got, want);
+    }
+    let listed = store
+        .list_tickets(
+            a.id,
+            TicketQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 4);
+    let one = store.get_ticket(a.id, listed[0].id).await.unwrap().unwrap();
+    assert_eq!(one, listed[0]);
+    assert_eq!(one.external_ref.as_deref(), Some("RMA100001"));
+    assert!(store.get_ticket(b.id, one.id).await.unwrap().is_none());
+    let missing = store
+        .create_ticket(new_ticket(Uuid::now_v7(), "no tenant"))
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+}
+
+async fn ticket_updates_follow_the_workflow_and_keep_the_sla_clock(store: Arc<dyn Store>) {
+    let a = tenant(&store).await;
+    let t = store
+        .create_ticket(new_ticket(a.id, "refund"))
+        .await
+        .unwrap();
+    assert_eq!((t.status, t.version), (TicketStatus::Open, 0));
+    let status = |s| TicketUpdate {
+        status: Some(s),
+        ..Default::default()
+    };
+    let pending = store
+        .update_ticket(a.id, t.id, status(TicketStatus::Pending))
+        .await
+        .unwrap();
+    assert!(pending.paused_since.is_some());
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let open = store
+        .update_ticket(a.id, t.id, status(TicketStatus::Open))
+        .await
+        .unwrap();
+    assert!(open.paused_since.is_none());
+    assert!(open.paused_ms >= 20, "{}", open.paused_ms);
+    let agent = Uuid::now_v7();
+    let assigned = store
+        .update_ticket(
+            a.id,
+            t.id,
+            TicketUpdate {
+                assignee_id: Some(Some(agent)),
+                priority: Some(TicketPriority::Urgent),
+                department: Some(None),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(assigned.assignee_id, Some(agent));
+    assert_eq!(assigned.department, None);
+    assert_eq!(assigned.version, 3);
+    // What is read back is what was written.
+    assert_eq!(
+        store.get_ticket(a.id, t.id).await.unwrap(),
+        Some(assigned.clone())
+    );
+    let mine = store
+        .list_tickets(
+            a.id,
+            TicketQuery {
+                assignee: Some(agent),
+                status: Some(TicketStatus::Open),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1);
+    // Closed is final; a forbidden transition changes nothing.
+    store
+        .update_ticket(a.id, t.id, status(TicketStatus::Resolved))
+        .await
+        .unwrap();
+    let closed = store
+        .update_ticket(a.id, t.id, status(TicketStatus::Closed))
+        .await
+        .unwrap();
+    assert!(closed.resolved_at.is_some());
+    let bad = store
+        .update_ticket(a.id, t.id, status(TicketStatus::Open))
+        .await;
+    assert!(matches!(bad, Err(StoreError::Conflict(_))), "{bad:?}");
+    assert_eq!(store.get_ticket(a.id, t.id).await.unwrap(), Some(closed));
+    // Concurrent updates each apply once.
+    let t2 = store.create_ticket(new_ticket(a.id, "race")).await.unwrap();
+    let (x, y) = tokio::join!(
+        tokio_spawn({
+            let s = store.clone();
+            async move {
+                s.update_ticket(
+                    a.id,
+                    t2.id,
+                    TicketUpdate {
+                        assignee_id: Some(Some(agent)),
+                        ..Default::default()
+                    },
+                )
+                .await
+            }
+        }),
+        tokio_spawn({
+            let s = store.clone();
+            async move {
+                s.update_ticket(
+                    a.id,
+                    t2.id,
+                    TicketUpdate {
+                        priority: Some(TicketPriority::Low),
+                        ..Default::default()
+                    },
+                )
+                .await
+            }
+        }),
+    );
+    x.unwrap();
+    y.unwrap();
+    let both = store.get_ticket(a.id, t2.id).await.unwrap().unwrap();
+    assert_eq!(
+        (both.assignee_id, both.priority, both.version),
+        (Some(agent), TicketPriority::Low, 2)
+    );
+    let other = tenant(&store).await;
+    let r = store
+        .update_ticket(other.id, t2.id, status(TicketStatus::Resolved))
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+}
+
+async fn ticket_notes_are_internal_or_replies(store: Arc<dyn Store>) {
+    let a = tenant(&store).await;
+    let t = store
+        .create_ticket(new_ticket(a.id, "notes"))
+        .await
+        .unwrap();
+    let agent = Uuid::now_v7();
+    store
+        .add_ticket_note(a.id, t.id, Some(agent), "客户很着急，优先处理", true)
+        .await
+        .unwrap();
+    assert!(store
+        .get_ticket(a.id, t.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .first_responded_at
+        .is_none());
+    store
+        .add_ticket_note(a.id, t.id, Some(agent), "您好，退款已在处理中。", false)
+        .await
+        .unwrap();
+    let after = store.get_ticket(a.id, t.id).await.unwrap().unwrap();
+    assert!(
+        after.first_responded_at.is_some(),
+        "a reply is the first response"
+    );
+    let all = store.list_ticket_notes(a.id, t.id, true).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all[0].internal && !all[1].internal);
+    let public = store.list_ticket_notes(a.id, t.id, false).await.unwrap();
+    assert_eq!(public.len(), 1);
+    assert_eq!(public[0].body, "您好，退款已在处理中。");
+    let b = tenant(&store).await;
+    let r = store.add_ticket_note(b.id, t.id, None, "x", true).await;
+    assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+    assert!(store
+        .list_ticket_notes(b.id, t.id, true)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 fn tokio_spawn<T: Send + 'static>(

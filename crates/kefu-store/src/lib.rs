@@ -6,8 +6,10 @@
 
 mod knowledge;
 mod records;
+mod tickets;
 pub use knowledge::*;
 pub use records::*;
+pub use tickets::*;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -151,6 +153,32 @@ pub trait Store: KnowledgeStore + Send + Sync + 'static {
         rating: i32,
         comment: Option<&str>,
     ) -> Result<(Conversation, Event)>;
+
+    // -- tickets
+    /// Stores a new ticket with the tenant's next number.
+    async fn create_ticket(&self, new: NewTicket) -> Result<Ticket>;
+    async fn get_ticket(&self, tenant: Uuid, id: Uuid) -> Result<Option<Ticket>>;
+    /// Newest first.
+    async fn list_tickets(&self, tenant: Uuid, q: TicketQuery) -> Result<Vec<Ticket>>;
+    /// Applies `u` (the workflow and SLA rules of [`Ticket::apply`]) atomically: a concurrent change is retried
+    /// on the fresh row. `Conflict` for a transition the workflow does not allow.
+    async fn update_ticket(&self, tenant: Uuid, id: Uuid, u: TicketUpdate) -> Result<Ticket>;
+    /// Adds a note; a note the customer sees counts as the first response.
+    async fn add_ticket_note(
+        &self,
+        tenant: Uuid,
+        ticket: Uuid,
+        author: Option<Uuid>,
+        body: &str,
+        internal: bool,
+    ) -> Result<TicketNote>;
+    /// Oldest first; internal notes only when asked for.
+    async fn list_ticket_notes(
+        &self,
+        tenant: Uuid,
+        ticket: Uuid,
+        include_internal: bool,
+    ) -> Result<Vec<TicketNote>>;
 
     // -- messages and events (one sequence per conversation, shared by both)
     /// Stores a message exactly once: the next sequence number, a `message.created` event, and — for an assistant

@@ -743,6 +743,132 @@ pub struct HandoffBrief {
     pub ticket: TicketDraft,
 }
 
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketPriority {
+    Low,
+    Normal,
+    High,
+    Urgent,
+}
+
+/// `open` → `pending` (waiting for the customer; the SLA clock pauses) → `open`; `open|pending` → `resolved` →
+/// `closed` (final); `resolved` → `open` (reopen).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketStatus {
+    Open,
+    Pending,
+    Resolved,
+    Closed,
+}
+
+/// Where a ticket stands against its service targets (first response, resolution) right now. Time pending does
+/// not count: the due times move by the paused time.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TicketSla {
+    pub first_response_due_at: DateTime<Utc>,
+    pub resolution_due_at: DateTime<Utc>,
+    pub first_response_breached: bool,
+    pub resolution_breached: bool,
+    pub paused: bool,
+    pub paused_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct Ticket {
+    pub id: Uuid,
+    /// Per tenant, from 1.
+    pub number: i64,
+    pub conversation_id: Option<Uuid>,
+    pub customer_id: Option<Uuid>,
+    pub subject: String,
+    pub description: String,
+    pub department: Option<String>,
+    pub priority: TicketPriority,
+    pub status: TicketStatus,
+    /// `agent`, `handoff` or `flow`.
+    pub source: String,
+    /// Staff only (null for customers).
+    pub assignee_id: Option<Uuid>,
+    /// A reference in the business's system, e.g. a return's RMA number.
+    pub external_ref: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub first_responded_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// Staff only (null for customers).
+    pub sla: Option<TicketSla>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TicketNote {
+    pub id: Uuid,
+    pub author_id: Option<Uuid>,
+    pub body: String,
+    /// Internal notes are never shown to customers.
+    pub internal: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TicketDetail {
+    pub ticket: Ticket,
+    pub notes: Vec<TicketNote>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TicketList {
+    pub tickets: Vec<Ticket>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTicketRequest {
+    /// 1–200 characters.
+    pub subject: String,
+    /// Up to 10,000 characters.
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub priority: Option<TicketPriority>,
+    #[serde(default)]
+    pub department: Option<String>,
+    /// The conversation it follows up (its customer becomes the ticket's).
+    #[serde(default)]
+    pub conversation_id: Option<Uuid>,
+    #[serde(default)]
+    pub assignee_id: Option<Uuid>,
+    #[serde(default)]
+    pub external_ref: Option<String>,
+}
+
+/// Fields to change; absent ones stay. `department: ""` clears it; `unassign: true` clears the assignee.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTicketRequest {
+    #[serde(default)]
+    pub status: Option<TicketStatus>,
+    #[serde(default)]
+    pub priority: Option<TicketPriority>,
+    #[serde(default)]
+    pub department: Option<String>,
+    #[serde(default)]
+    pub assignee_id: Option<Uuid>,
+    #[serde(default)]
+    pub unassign: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TicketNoteRequest {
+    /// 1–10,000 characters.
+    pub body: String,
+    /// Internal (staff only) or a reply the customer sees (the first reply stops the first-response clock).
+    #[serde(default)]
+    pub internal: bool,
+}
+
 /// Why the assistant answered what it did: one customer turn, as recorded by the engine. Staff only.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct TurnTrace {

@@ -8,6 +8,7 @@ mod desk;
 mod health;
 mod knowledge;
 mod stream;
+mod tickets;
 
 pub use admin::validate_model_config;
 pub(crate) use admin::*;
@@ -17,6 +18,7 @@ pub(crate) use desk::*;
 pub(crate) use health::*;
 pub(crate) use knowledge::*;
 pub(crate) use stream::*;
+pub(crate) use tickets::*;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
@@ -34,7 +36,13 @@ fn cors() -> tower_http::cors::CorsLayer {
     use axum::http::{header, HeaderName, Method};
     tower_http::cors::CorsLayer::new()
         .allow_origin(tower_http::cors::Any)
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
@@ -81,6 +89,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/conversations/{id}/brief", get(handoff_brief))
         .route("/v1/conversations/{id}/handoff", post(request_handoff))
         .route("/v1/conversations/{id}/rating", post(rate_conversation))
+        .route("/v1/tickets", get(list_tickets).post(create_ticket))
+        .route("/v1/tickets/{id}", get(get_ticket).patch(update_ticket))
+        .route("/v1/tickets/{id}/notes", post(add_ticket_note))
         .route("/v1/tenant", get(get_tenant))
         .route("/v1/admin/cache-stats", get(cache_stats))
         .route(

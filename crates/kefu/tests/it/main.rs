@@ -13,3 +13,4 @@ mod resilience;
 mod security;
 mod shop;
 mod streaming;
+mod tickets;

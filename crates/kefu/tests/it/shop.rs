@@ -184,6 +184,18 @@ async fn a_return_flow_in_chinese_ends_in_a_ticket_without_a_model() {
     assert_eq!(returns[0]["order_id"], "KF20261101");
     assert_eq!(returns[0]["sku"], "AUD-100");
     assert_eq!(returns[0]["reason"], "左耳没有声音");
+    // The finished flow opened a ticket for the after-sales team, with the shop's return number.
+    let ticket_no = trace["flow"]["ticket"].as_i64().expect("a ticket number");
+    let admin = app.admin_token().await;
+    let tickets = app
+        .get_json(&admin, &format!("/v1/tickets?conversation_id={conv}"))
+        .await;
+    let t = &tickets["tickets"][0];
+    assert_eq!(t["number"].as_i64(), Some(ticket_no), "{tickets}");
+    assert_eq!(t["source"], "flow");
+    assert_eq!(t["external_ref"], "RMA100001");
+    assert_eq!(t["department"], "after-sales");
+    assert!(t["subject"].as_str().unwrap().contains("KF20261101"), "{t}");
     assert_eq!(
         app.fake.request_count(),
         model_calls,
