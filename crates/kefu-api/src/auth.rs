@@ -89,6 +89,8 @@ pub enum Action {
     ManageTickets,
     /// Read tickets (customers: their own, without internals).
     ReadTickets,
+    /// Set the desk's business hours.
+    ManageDesk,
 }
 
 /// The role matrix. Ownership (a customer only sees their own conversations) is checked where the row is loaded.
@@ -102,7 +104,7 @@ pub fn authorize(p: &Principal, action: Action) -> Result<(), ApiError> {
         ) => true,
         (
             Principal::Customer { .. },
-            ManageTickets | ReadTenant | ManageApiKeys | ManageStaff | ManageModels
+            ManageTickets | ManageDesk | ReadTenant | ManageApiKeys | ManageStaff | ManageModels
             | ManageCustomerSecret | SearchKnowledge | ManageKnowledge | ReadTurnTraces
             | SetHandler | ReadStats | UseDesk | SuperviseDesk,
         ) => false,
@@ -116,7 +118,9 @@ pub fn authorize(p: &Principal, action: Action) -> Result<(), ApiError> {
         (Principal::ApiClient { .. }, UseDesk | SuperviseDesk) => false,
         // An integration may read tickets (e.g. to show them in the shop's account pages), not work them.
         (Principal::ApiClient { .. }, ReadTickets) => true,
-        (Principal::ApiClient { .. }, ManageTickets) => false,
+        (Principal::ApiClient { .. }, ManageTickets | ManageDesk) => false,
+        // Supervisors run the desk with admins.
+        (Principal::Staff { role, .. }, ManageDesk) => *role != StaffRole::Agent,
         (Principal::Staff { .. }, ManageTickets | ReadTickets) => true,
         (Principal::Staff { .. }, UseDesk) => true,
         (Principal::Staff { role, .. }, SuperviseDesk) => *role != StaffRole::Agent,

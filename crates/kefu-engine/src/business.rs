@@ -543,7 +543,122 @@ impl Engine {
             reason,
         )
         .await?;
+        if let Some(schedule) = self.desk_schedule(question.tenant_id).await {
+            let now = Utc::now();
+            if !schedule.is_open(now) {
+                return Ok(self
+                    .after_hours(
+                        question.tenant_id,
+                        question.conversation_id,
+                        &question.content,
+                        reason,
+                        &schedule,
+                        now,
+                        zh,
+                    )
+                    .await);
+            }
+        }
         Ok(prompt::canned_reply(Canned::Handoff, zh).to_owned())
+    }
+
+    /// The tenant's business hours, if it set any (a bad stored value is logged and treated as "always open").
+    pub(crate) async fn desk_schedule(&self, tenant: Uuid) -> Option<crate::desk::Schedule> {
+        let t = self.store.get_tenant(tenant).await.ok()??;
+        let cfg: kefu_types::DeskConfig = match serde_json::from_value(t.desk_config?) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring the tenant's unreadable desk settings");
+                return None;
+            }
+        };
+        crate::desk::Schedule::parse(cfg.business_hours.as_ref()?)
+            .map_err(|e| tracing::warn!(error = %e, "ignoring the tenant's business hours"))
+            .ok()
+    }
+
+    /// Outside business hours: the conversation stays queued for the morning, a ticket makes sure it is followed
+    /// up, and the customer is told honestly when people are back.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn after_hours(
+        &self,
+        tenant: Uuid,
+        conversation: Uuid,
+        content: &str,
+        reason: &str,
+        schedule: &crate::desk::Schedule,
+        now: DateTime<Utc>,
+        zh: bool,
+    ) -> String {
+        let conv = self
+            .store
+            .get_conversation(tenant, conversation)
+            .await
+            .ok()
+            .flatten();
+        let subject = crate::desk::clip(content, 60);
+        let ticket = match conv {
+            Some(c) => self
+                .store
+                .create_ticket(kefu_store::NewTicket {
+                    tenant_id: c.tenant_id,
+                    conversation_id: Some(c.id),
+                    customer_id: Some(c.customer_id),
+                    subject: if subject.is_empty() {
+                        "after-hours hand-off".into()
+                    } else {
+                        subject
+                    },
+                    description: format!("Handed off outside business hours ({reason}): {content}"),
+                    department: None,
+                    priority: kefu_store::TicketPriority::Normal,
+                    source: "handoff".into(),
+                    created_by: None,
+                    assignee_id: None,
+                    external_ref: None,
+                })
+                .await
+                .map_err(|e| tracing::error!(error = %e, "could not open the after-hours ticket"))
+                .ok(),
+            None => None,
+        };
+        let next = schedule.next_open(now);
+        let hours = schedule.describe(zh);
+        let mut out = if zh {
+            "现在是非工作时间，暂时没有客服在线".to_owned()
+        } else {
+            "Our team is offline right now".to_owned()
+        };
+        if !hours.is_empty() {
+            out.push_str(&if zh {
+                format!("（人工客服工作时间：{hours}）")
+            } else {
+                format!(" (hours: {hours})")
+            });
+        }
+        out.push_str(if zh { "。" } else { ". " });
+        if let Some(t) = ticket {
+            out.push_str(&if zh {
+                format!("我已为您创建工单 #{}，", t.number)
+            } else {
+                format!("I've opened ticket #{} so nothing gets lost; ", t.number)
+            });
+        }
+        out.push_str(&match (zh, next) {
+            (true, Some(n)) => format!(
+                "客服会在 {} 上班后第一时间处理，回复会出现在这里，您无需重复说明。",
+                n.format("%m-%d %H:%M")
+            ),
+            (false, Some(n)) => format!(
+                "someone will pick it up when we open at {} and reply here — no need to repeat yourself.",
+                n.format("%a %H:%M")
+            ),
+            (true, None) => "客服会尽快处理，回复会出现在这里，您无需重复说明。".to_owned(),
+            (false, None) => {
+                "someone will reply here as soon as possible — no need to repeat yourself.".to_owned()
+            }
+        });
+        out
     }
 }
 

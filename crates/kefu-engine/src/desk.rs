@@ -5,6 +5,7 @@
 //! business's own systems (profile and orders tools); nothing here calls a model, so a brief is instant and costs
 //! nothing, and its suggested reply is a template the agent edits.
 
+use chrono::{DateTime, Utc};
 use kefu_store::{Conversation, Customer, EventData, Handler, Message, MessageRole, NewMessage};
 use kefu_types::{BriefAttempt, BriefEmotion, TicketDraft, TurnTrace};
 use serde_json::{Map, Value};
@@ -84,6 +85,52 @@ impl Engine {
             require_open: true,
         })
         .await
+    }
+
+    /// The customer asked for a person (the widget's button): the conversation joins the queue. Outside business
+    /// hours the customer is also told, in a message, when people are back, and a ticket is opened.
+    pub async fn request_human(
+        &self,
+        tenant: Uuid,
+        conversation: Uuid,
+        reason: &str,
+    ) -> Result<Conversation, EngineError> {
+        let conv = self
+            .set_handler(tenant, conversation, Handler::Queued, reason)
+            .await?;
+        let Some(schedule) = self.desk_schedule(tenant).await else {
+            return Ok(conv);
+        };
+        let now = Utc::now();
+        if schedule.is_open(now) {
+            return Ok(conv);
+        }
+        let recent = self
+            .store
+            .list_messages(tenant, conversation, (conv.last_seq - 50).max(0), 50)
+            .await?;
+        let last = recent
+            .iter()
+            .rev()
+            .find(|m| m.role == MessageRole::Customer)
+            .map(|m| m.content.clone())
+            .unwrap_or_default();
+        let zh = last.is_empty() || last.chars().any(is_han);
+        let text = self
+            .after_hours(tenant, conversation, &last, reason, &schedule, now, zh)
+            .await;
+        self.store_and_publish(NewMessage {
+            tenant_id: tenant,
+            conversation_id: conversation,
+            role: MessageRole::System,
+            content: text,
+            idempotency_key: None,
+            reply_to_seq: None,
+            generation: Default::default(),
+            require_open: true,
+        })
+        .await?;
+        Ok(conv)
     }
 
     /// Records the customer's rating (1–5; the caller checks the range) and tells subscribers.
@@ -463,6 +510,113 @@ pub(crate) fn clip(s: &str, n: usize) -> String {
     }
 }
 
+/// Opening hours, checked: when a tenant's desk is staffed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    offset: chrono::FixedOffset,
+    /// Minutes from midnight (open, close) per weekday, Monday first.
+    days: [Option<(u32, u32)>; 7],
+}
+
+const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+impl Schedule {
+    pub fn parse(h: &kefu_types::BusinessHours) -> Result<Schedule, String> {
+        let offset = parse_offset(&h.utc_offset)
+            .ok_or_else(|| format!("`utc_offset` must look like +08:00, not {:?}", h.utc_offset))?;
+        let mut days = [None; 7];
+        for (k, v) in &h.days {
+            let i = WEEKDAYS.iter().position(|d| d == k).ok_or_else(|| {
+                format!("unknown day {k:?}: use mon, tue, wed, thu, fri, sat, sun")
+            })?;
+            let (a, b) = v
+                .split_once('-')
+                .and_then(|(a, b)| Some((hhmm(a.trim())?, hhmm(b.trim())?)))
+                .filter(|(a, b)| a < b)
+                .ok_or_else(|| format!("{k}: hours must look like 09:00-18:00, not {v:?}"))?;
+            days[i] = Some((a, b));
+        }
+        Ok(Schedule { offset, days })
+    }
+
+    pub fn is_open(&self, now: DateTime<Utc>) -> bool {
+        use chrono::{Datelike, Timelike};
+        let local = now.with_timezone(&self.offset);
+        let minute = local.hour() * 60 + local.minute();
+        self.days[local.weekday().num_days_from_monday() as usize]
+            .is_some_and(|(open, close)| open <= minute && minute < close)
+    }
+
+    /// When the desk next opens (local time), if it ever does.
+    pub fn next_open(&self, now: DateTime<Utc>) -> Option<DateTime<chrono::FixedOffset>> {
+        use chrono::{Datelike, Timelike};
+        let local = now.with_timezone(&self.offset);
+        let minute = local.hour() * 60 + local.minute();
+        (0..8).find_map(|d| {
+            let day = local.date_naive() + chrono::Duration::days(d);
+            let (open, _) = self.days[day.weekday().num_days_from_monday() as usize]?;
+            if d == 0 && minute >= open {
+                return None;
+            }
+            let t = day.and_hms_opt(open / 60, open % 60, 0)?;
+            t.and_local_timezone(self.offset).single()
+        })
+    }
+
+    /// "周一至周五 09:00-18:00" / "Mon–Fri 09:00-18:00", for telling customers.
+    pub fn describe(&self, zh: bool) -> String {
+        let names_zh = ["周一", "周二", "周三", "周四", "周五", "周六", "周日"];
+        let names_en = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+        let mut parts: Vec<String> = Vec::new();
+        let mut i = 0;
+        while i < 7 {
+            let Some(h) = self.days[i] else {
+                i += 1;
+                continue;
+            };
+            let mut j = i;
+            while j + 1 < 7 && self.days[j + 1] == Some(h) {
+                j += 1;
+            }
+            let name = |k: usize| if zh { names_zh[k] } else { names_en[k] };
+            let span = if i == j {
+                name(i).to_owned()
+            } else if zh {
+                format!("{}至{}", name(i), name(j))
+            } else {
+                format!("{}–{}", name(i), name(j))
+            };
+            parts.push(format!("{span} {}-{}", fmt_hhmm(h.0), fmt_hhmm(h.1)));
+            i = j + 1;
+        }
+        parts.join(if zh { "，" } else { ", " })
+    }
+}
+
+fn parse_offset(s: &str) -> Option<chrono::FixedOffset> {
+    let (sign, rest) = match s.as_bytes().first()? {
+        b'+' => (1, &s[1..]),
+        b'-' => (-1, &s[1..]),
+        _ => return None,
+    };
+    let m = hhmm(rest)?;
+    chrono::FixedOffset::east_opt(sign * (m as i32) * 60)
+}
+
+fn hhmm(s: &str) -> Option<u32> {
+    let (h, m) = s.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    // 24:00 closes a day that runs to midnight.
+    (h < 24 && m < 60 || h == 24 && m == 0).then_some(h * 60 + m)
+}
+
+fn fmt_hhmm(m: u32) -> String {
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -561,6 +715,61 @@ mod tests {
         assert!(b.summary.contains("asked_for_human"), "{}", b.summary);
         assert!(b.suggested_reply.contains("抱歉"), "{}", b.suggested_reply);
         assert!(b.ticket.description.contains("customer: 转人工"));
+    }
+
+    fn hours(days: &[(&str, &str)]) -> kefu_types::BusinessHours {
+        kefu_types::BusinessHours {
+            utc_offset: "+08:00".into(),
+            days: days
+                .iter()
+                .map(|(d, h)| (d.to_string(), h.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn business_hours_in_the_business_time_zone() {
+        let week: Vec<(&str, &str)> = ["mon", "tue", "wed", "thu", "fri"]
+            .iter()
+            .map(|d| (*d, "09:00-18:00"))
+            .collect();
+        let s = Schedule::parse(&hours(&week)).unwrap();
+        let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+        // Friday 2026-11-20 10:00 in Beijing is 02:00 UTC.
+        assert!(s.is_open(at("2026-11-20T02:00:00Z")));
+        assert!(
+            !s.is_open(at("2026-11-20T10:00:00Z")),
+            "18:00 local is closed"
+        );
+        assert!(s.is_open(at("2026-11-20T09:59:00Z")));
+        // Friday evening: next opening Monday 09:00 local.
+        let next = s.next_open(at("2026-11-20T12:00:00Z")).unwrap();
+        assert_eq!(next.to_rfc3339(), "2026-11-23T09:00:00+08:00");
+        // Early Monday: the same day.
+        let next = s.next_open(at("2026-11-22T23:00:00Z")).unwrap();
+        assert_eq!(next.to_rfc3339(), "2026-11-23T09:00:00+08:00");
+        assert_eq!(s.describe(true), "周一至周五 09:00-18:00");
+        assert_eq!(s.describe(false), "Mon–Fri 09:00-18:00");
+        let never = Schedule::parse(&hours(&[])).unwrap();
+        assert!(!never.is_open(at("2026-11-20T02:00:00Z")));
+        assert_eq!(never.next_open(at("2026-11-20T02:00:00Z")), None);
+    }
+
+    #[test]
+    fn bad_business_hours_are_refused_with_the_reason() {
+        for (days, offset, want) in [
+            (vec![("mon", "9-18")], "+08:00", "09:00-18:00"),
+            (vec![("monday", "09:00-18:00")], "+08:00", "unknown day"),
+            (vec![("mon", "18:00-09:00")], "+08:00", "09:00-18:00"),
+            (vec![("mon", "09:00-25:00")], "+08:00", "09:00-18:00"),
+            (vec![("mon", "09:00-18:00")], "Asia/Shanghai", "utc_offset"),
+        ] {
+            let mut h = hours(&days);
+            h.utc_offset = offset.into();
+            let e = Schedule::parse(&h).unwrap_err();
+            assert!(e.contains(want), "{e}");
+        }
+        assert!(Schedule::parse(&hours(&[("sun", "00:00-24:00")])).is_ok());
     }
 
     #[test]

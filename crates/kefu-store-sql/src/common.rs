@@ -67,6 +67,7 @@ macro_rules! sql_store {
                     name: get(r, "name")?,
                     customer_secret: get(r, "customer_secret")?,
                     model_config: get::<Option<String>>(r, "model_config")?.as_deref().map(json).transpose()?,
+                    desk_config: get::<Option<String>>(r, "desk_config")?.as_deref().map(json).transpose()?,
                     created_at: from_ms(get(r, "created_at")?),
                 })
             }
@@ -455,6 +456,7 @@ macro_rules! sql_store {
                         name: new.name,
                         customer_secret: new.customer_secret,
                         model_config: None,
+                        desk_config: None,
                         created_at: now_ms(),
                     };
                     sqlx::query(
@@ -500,6 +502,16 @@ macro_rules! sql_store {
 
                 async fn set_tenant_model_config(&self, id: Uuid, config: Option<serde_json::Value>) -> R<()> {
                     let r = sqlx::query("UPDATE tenants SET model_config = $1 WHERE id = $2")
+                        .bind(config.map(|c| c.to_string()))
+                        .bind(id.to_string())
+                        .execute(&self.write)
+                        .await
+                        .map_err(map_err)?;
+                    if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+                }
+
+                async fn set_tenant_desk_config(&self, id: Uuid, config: Option<serde_json::Value>) -> R<()> {
+                    let r = sqlx::query("UPDATE tenants SET desk_config = $1 WHERE id = $2")
                         .bind(config.map(|c| c.to_string()))
                         .bind(id.to_string())
                         .execute(&self.write)

@@ -665,6 +665,16 @@ async fn model_config_round_trips(store: Arc<dyn Store>) {
         store.get_tenant(a.id).await.unwrap().unwrap().model_config,
         None
     );
+    // The desk's settings live beside it, independently.
+    let desk = serde_json::json!({"business_hours": {"utc_offset": "+08:00", "days": {"mon": "09:00-18:00"}}});
+    store
+        .set_tenant_desk_config(a.id, Some(desk.clone()))
+        .await
+        .unwrap();
+    let t = store.get_tenant(a.id).await.unwrap().unwrap();
+    assert_eq!((t.desk_config, t.model_config), (Some(desk), None));
+    let missing = store.set_tenant_desk_config(Uuid::now_v7(), None).await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
 }
 
 async fn desk_accept_has_one_winner_and_transfer_needs_the_holder(store: Arc<dyn Store>) {

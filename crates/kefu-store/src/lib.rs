@@ -77,6 +77,11 @@ pub trait Store: KnowledgeStore + Send + Sync + 'static {
         config: Option<serde_json::Value>,
     ) -> Result<()>;
     async fn set_tenant_customer_secret(&self, tenant: Uuid, secret: &str) -> Result<()>;
+    async fn set_tenant_desk_config(
+        &self,
+        tenant: Uuid,
+        config: Option<serde_json::Value>,
+    ) -> Result<()>;
 
     // -- API keys
     async fn create_api_key(&self, new: NewApiKey) -> Result<ApiKey>;

@@ -28,6 +28,8 @@ pub struct Tenant {
     /// HMAC secret the tenant signs customer identity tokens with.
     pub customer_secret: String,
     pub model_config: Option<serde_json::Value>,
+    /// The desk's settings (business hours), as set through the admin API.
+    pub desk_config: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
 }
 

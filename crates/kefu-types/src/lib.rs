@@ -869,6 +869,25 @@ pub struct TicketNoteRequest {
     pub internal: bool,
 }
 
+/// A tenant's desk settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeskConfig {
+    /// When people are at the desk; absent: always. Outside these hours a hand-off tells the customer honestly
+    /// when someone will be back and opens a ticket.
+    #[serde(default)]
+    pub business_hours: Option<BusinessHours>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessHours {
+    /// The business's UTC offset, e.g. `+08:00`.
+    pub utc_offset: String,
+    /// Opening hours per weekday (`mon` … `sun`) as `HH:MM-HH:MM`; a day not listed is closed.
+    pub days: std::collections::BTreeMap<String, String>,
+}
+
 /// Why the assistant answered what it did: one customer turn, as recorded by the engine. Staff only.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct TurnTrace {

@@ -6,8 +6,8 @@ use axum::Json;
 
 use kefu_store::{NewApiKey, NewStaffUser, StoreError};
 use kefu_types::{
-    ApiKey, CreateApiKeyRequest, CreateStaffRequest, CreatedApiKey, CustomerSecret, ModelConfig,
-    ModelConfigResponse, StaffUser, TenantInfo,
+    ApiKey, CreateApiKeyRequest, CreateStaffRequest, CreatedApiKey, CustomerSecret, DeskConfig,
+    ModelConfig, ModelConfigResponse, StaffUser, TenantInfo,
 };
 
 use crate::auth::{authorize, hash_password, new_api_key, random_secret, Action, Auth};
@@ -397,4 +397,46 @@ pub(crate) async fn rotate_customer_secret(
     Ok(Json(CustomerSecret {
         customer_secret: secret,
     }))
+}
+
+/// The desk's settings (business hours); empty when none are set (people always there).
+#[utoipa::path(get, path = "/v1/admin/desk-config", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = DeskConfig), (status = 403, body = kefu_types::ErrorBody)))]
+pub(crate) async fn get_desk_config(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+) -> Result<Json<DeskConfig>, ApiError> {
+    authorize(&p, Action::ManageDesk)?;
+    let t = s
+        .store
+        .get_tenant(p.tenant())
+        .await?
+        .ok_or(ApiError::TenantNotFound)?;
+    let cfg = t
+        .desk_config
+        .map(serde_json::from_value::<DeskConfig>)
+        .transpose()
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .unwrap_or_default();
+    Ok(Json(cfg))
+}
+
+/// Replace the desk's settings; hand-offs use them at once. Hours are checked (`422` with the reason).
+#[utoipa::path(put, path = "/v1/admin/desk-config", tag = "admin", security(("bearer" = [])), request_body = DeskConfig,
+    responses((status = 200, body = DeskConfig), (status = 403, body = kefu_types::ErrorBody),
+              (status = 422, body = kefu_types::ErrorBody)))]
+pub(crate) async fn put_desk_config(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiJson(cfg): ApiJson<DeskConfig>,
+) -> Result<Json<DeskConfig>, ApiError> {
+    authorize(&p, Action::ManageDesk)?;
+    if let Some(h) = &cfg.business_hours {
+        kefu_engine::desk::Schedule::parse(h).map_err(ApiError::InvalidRequest)?;
+    }
+    let value = serde_json::to_value(&cfg).map_err(|e| ApiError::Internal(e.to_string()))?;
+    s.store
+        .set_tenant_desk_config(p.tenant(), Some(value))
+        .await?;
+    Ok(Json(cfg))
 }

@@ -281,10 +281,7 @@ pub(crate) async fn request_handoff(
         Some(r) if !r.is_empty() => format!("customer_button: {r}"),
         _ => "customer_button".to_owned(),
     };
-    let conv = s
-        .engine
-        .set_handler(p.tenant(), conv.id, Handler::Queued, &reason)
-        .await?;
+    let conv = s.engine.request_human(p.tenant(), conv.id, &reason).await?;
     Ok(Json(convert::conversation(conv)))
 }
 

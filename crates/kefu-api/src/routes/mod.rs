@@ -92,6 +92,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tickets", get(list_tickets).post(create_ticket))
         .route("/v1/tickets/{id}", get(get_ticket).patch(update_ticket))
         .route("/v1/tickets/{id}/notes", post(add_ticket_note))
+        .route(
+            "/v1/admin/desk-config",
+            get(get_desk_config).put(put_desk_config),
+        )
         .route("/v1/tenant", get(get_tenant))
         .route("/v1/admin/cache-stats", get(cache_stats))
         .route(

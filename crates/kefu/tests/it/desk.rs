@@ -431,3 +431,78 @@ async fn without_the_demo_there_is_no_demo_page() {
     let r = app.client.get(app.url("/demo/")).send().await.unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn outside_business_hours_the_customer_is_told_and_a_ticket_is_opened() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let (agent, _) = staff(&app, &admin, "night@acme.test", "agent").await;
+    // Agents do not set the hours; bad hours are refused with the reason and change nothing.
+    let closed = json!({"business_hours": {"utc_offset": "+08:00", "days": {}}});
+    let r = app
+        .put(&agent, "/v1/admin/desk-config", closed.clone())
+        .await;
+    assert_eq!(r.status(), 403);
+    let r = app
+        .put(
+            &admin,
+            "/v1/admin/desk-config",
+            json!({"business_hours": {"utc_offset": "+08:00", "days": {"mon": "18:00-09:00"}}}),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    assert!(app.get_json(&admin, "/v1/admin/desk-config").await["business_hours"].is_null());
+    // A desk that is never open: every hand-off happens "after hours".
+    let r = app
+        .put(&admin, "/v1/admin/desk-config", closed.clone())
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.get_json(&admin, "/v1/admin/desk-config").await, closed);
+
+    // Asked in words: the reply says so honestly and names the ticket.
+    let conv = app.new_conversation(&app.api_key, Some("night-1")).await;
+    let r = app
+        .send(&app.api_key, &conv, "我要转人工客服", None, true)
+        .await;
+    let v: Value = r.json().await.unwrap();
+    let reply = v["reply"]["content"].as_str().unwrap();
+    assert!(
+        reply.contains("非工作时间") && reply.contains("工单 #1"),
+        "{reply}"
+    );
+    let tickets = app
+        .get_json(&admin, &format!("/v1/tickets?conversation_id={conv}"))
+        .await;
+    assert_eq!(tickets["tickets"][0]["source"], "handoff", "{tickets}");
+    assert_eq!(tickets["tickets"][0]["number"], 1);
+    // Still in the queue for the morning.
+    let c = app
+        .get_json(&admin, &format!("/v1/conversations/{conv}"))
+        .await;
+    assert_eq!(c["handler"], "queued");
+
+    // The widget's button, in English: a system message tells the customer.
+    let conv = app.new_conversation(&app.api_key, Some("night-2")).await;
+    app.fake.push(Reply::text(&["Hello! How can I help?"]));
+    app.send(&app.api_key, &conv, "hello there", None, true)
+        .await;
+    let r = app
+        .post(
+            &app.api_key,
+            &format!("/v1/conversations/{conv}/handoff"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let messages = app.messages(&app.api_key, &conv, 0).await;
+    let last = messages.last().unwrap();
+    assert_eq!(last["role"], "system");
+    assert!(
+        last["content"]
+            .as_str()
+            .unwrap()
+            .contains("offline right now")
+            && last["content"].as_str().unwrap().contains("ticket #2"),
+        "{last}"
+    );
+}
