@@ -91,6 +91,9 @@ try {
   step("agent sees the brief");
   await agent.screenshot({ path: `${shots}/03-agent-brief.png` });
 
+  // A ticket from the brief's draft, for the follow-up.
+  await agent.click('[data-kefu="create-ticket"]');
+  await agent.waitForSelector('.toast:has-text("#1")');
   await agent.click('[data-kefu="accept"]');
   await agent.waitForFunction(() => document.querySelector('[data-kefu="status"]')?.dataset.handler === "agent");
   await agent.click('[data-kefu="use-suggestion"]');
@@ -120,6 +123,19 @@ try {
   await agent.screenshot({ path: `${shots}/06-agent-sees-rating.png` });
   step("agent sees the rating");
 
+  // The ticket: open it, note internally, wait for the customer (the SLA clock pauses).
+  await agent.click('[data-view="tickets"]');
+  await agent.click('[data-ticket]');
+  await agent.waitForSelector('[data-kefu="ticket-status"][data-status="open"]');
+  assert.match(await agent.locator('[data-kefu="ticket-status"]').innerText(), /退货运费/);
+  await agent.fill('[data-kefu="note"]', "已联系仓库确认 <b>运单</b>");
+  await agent.click('.reply button[type="submit"]');
+  await agent.waitForSelector('.line.system:has-text("已联系仓库确认 <b>运单</b>")');
+  await agent.click('[data-status="pending"]');
+  await agent.waitForSelector('[data-kefu="ticket-status"][data-status="pending"]');
+  await agent.screenshot({ path: `${shots}/07-agent-ticket.png` });
+  step("agent works the ticket");
+
   // --- The widget in English, and a reload resumes the same conversation.
   const en = await (await browser.newContext({ locale: "en-US" })).newPage();
   pages.push(["english", en]);
@@ -139,7 +155,7 @@ try {
   await en.click('[data-kefu="open"]');
   await en.waitForSelector('.kf-msg[data-role="customer"]:has-text("Do you ship to other countries?")', { timeout: 15000 });
   await en.waitForSelector('.kf-msg[data-role="assistant"] .kf-cite');
-  await en.screenshot({ path: `${shots}/07-english-resumed.png` });
+  await en.screenshot({ path: `${shots}/08-english-resumed.png` });
   step("english widget resumed after reload");
 } catch (e) {
   failed = true;

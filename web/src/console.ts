@@ -54,6 +54,25 @@ const T = {
     heldByOther: "该会话已被其他客服接入",
     anonymous: "匿名访客",
     lang: "English",
+    tickets: "工单",
+    settings: "设置",
+    createTicket: "创建工单",
+    ticketCreated: "已创建工单",
+    notes: "备注与回复",
+    addNote: "添加",
+    internal: "仅内部可见",
+    notePlaceholder: "写备注或给客户的回复…",
+    dueResponse: "首次响应截止",
+    dueResolution: "解决截止",
+    breached: "已超时",
+    paused: "计时暂停（等待客户）",
+    to: "改为",
+    hours: "人工客服工作时间",
+    offset: "UTC 偏移",
+    save: "保存",
+    saved: "已保存",
+    days: ["周一", "周二", "周三", "周四", "周五", "周六", "周日"],
+    hoursHint: "格式 09:00-18:00，留空表示休息；全部留空并保存则不限时间",
   },
   en: {
     title: "kefu agent console",
@@ -103,6 +122,25 @@ const T = {
     heldByOther: "Another agent has taken this conversation",
     anonymous: "Anonymous visitor",
     lang: "中文",
+    tickets: "Tickets",
+    settings: "Settings",
+    createTicket: "Create ticket",
+    ticketCreated: "Ticket created",
+    notes: "Notes and replies",
+    addNote: "Add",
+    internal: "Internal only",
+    notePlaceholder: "Write a note or a reply to the customer…",
+    dueResponse: "First response due",
+    dueResolution: "Resolution due",
+    breached: "breached",
+    paused: "clock paused (waiting for the customer)",
+    to: "Set",
+    hours: "Business hours",
+    offset: "UTC offset",
+    save: "Save",
+    saved: "Saved",
+    days: ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
+    hoursHint: "Format 09:00-18:00, empty = closed; all empty and saved = always open",
   },
 };
 type Lang = keyof typeof T;
@@ -138,7 +176,41 @@ interface Hit {
   citation: { label: string };
 }
 
-type View = "queue" | "mine" | "held";
+type View = "queue" | "mine" | "held" | "tickets" | "settings";
+
+interface Ticket {
+  id: string;
+  number: number;
+  conversation_id: string | null;
+  subject: string;
+  description: string;
+  department: string | null;
+  priority: string;
+  status: "open" | "pending" | "resolved" | "closed";
+  source: string;
+  external_ref: string | null;
+  created_at: string;
+  sla: {
+    first_response_due_at: string;
+    resolution_due_at: string;
+    first_response_breached: boolean;
+    resolution_breached: boolean;
+    paused: boolean;
+  } | null;
+}
+interface TicketNote {
+  body: string;
+  internal: boolean;
+  created_at: string;
+}
+
+/** The moves the ticket workflow allows from each status. */
+const NEXT: Record<Ticket["status"], Ticket["status"][]> = {
+  open: ["pending", "resolved"],
+  pending: ["open", "resolved"],
+  resolved: ["open", "closed"],
+  closed: [],
+};
 
 class Console {
   private lang: Lang = (localStorage.getItem("kefu-console-lang") as Lang) || (navigator.language.startsWith("zh") ? "zh" : "en");
@@ -228,7 +300,8 @@ class Console {
 
   private main() {
     const tabs = h("nav", { class: "tabs" });
-    const views: View[] = this.me && this.me.role !== "agent" ? ["queue", "mine", "held"] : ["queue", "mine"];
+    const views: View[] =
+      this.me && this.me.role !== "agent" ? ["queue", "mine", "held", "tickets", "settings"] : ["queue", "mine", "tickets"];
     for (const v of views) {
       const b = h("button", { type: "button", class: v === this.view ? "on" : "", "data-view": v }, this.t[v]);
       b.addEventListener("click", () => {
@@ -247,8 +320,16 @@ class Console {
     });
     const header = h("header", {}, h("b", {}, this.t.title), h("span", { class: "role" }, this.me?.role ?? ""), this.langButton(), logout);
     this.app.replaceChildren(header, h("main", {}, h("div", { class: "left" }, tabs, this.list), this.center, this.side));
-    this.refresh();
     clearInterval(this.poll);
+    if (this.view === "tickets") {
+      this.tickets();
+      return;
+    }
+    if (this.view === "settings") {
+      this.settings();
+      return;
+    }
+    this.refresh();
     // The queue is polled every few seconds; the open conversation itself is live over its event stream.
     this.poll = window.setInterval(() => this.refresh(), 3000);
     if (this.selected) this.open(this.selected);
@@ -278,6 +359,7 @@ class Console {
   }
 
   private async refresh() {
+    if (this.view === "tickets" || this.view === "settings") return;
     const r = await this.guard(this.api.call<{ conversations: DeskRow[] }>("GET", `/v1/desk/conversations?view=${this.view}`));
     if (!r) return;
     const items = r.conversations.map((row) => {
@@ -441,6 +523,18 @@ class Console {
       this.replyBox.value = b.suggested_reply;
       this.replyBox.focus();
     });
+    const create = h("button", { type: "button", class: "link", "data-kefu": "create-ticket" }, this.t.createTicket);
+    create.addEventListener("click", async () => {
+      const t = await this.guard(
+        this.api.call<Ticket>("POST", "/v1/tickets", {
+          subject: b.ticket.subject,
+          description: b.ticket.description,
+          priority: b.ticket.priority,
+          conversation_id: b.conversation.id,
+        }),
+      );
+      if (t) this.toast(`${this.t.ticketCreated} #${t.number}`);
+    });
     const attempts = h(
       "ol",
       { class: "attempts" },
@@ -473,13 +567,118 @@ class Console {
       attempts,
       h("h3", {}, this.t.suggested, " ", use),
       h("p", { class: "suggested", "data-kefu": "suggested" }, b.suggested_reply),
-      h("h3", {}, this.t.ticket),
+      h("h3", {}, this.t.ticket, " ", create),
       dl([
         ["#", b.ticket.subject],
         [this.t.priority, b.ticket.priority],
       ]),
     );
     this.side.replaceChildren(brief, this.kbSearch());
+  }
+
+  private async tickets(selected?: string) {
+    const r = await this.guard(this.api.call<{ tickets: Ticket[] }>("GET", "/v1/tickets?limit=100"));
+    if (!r) return;
+    const items = r.tickets.map((t) => {
+      const late = t.sla && (t.sla.first_response_breached || t.sla.resolution_breached);
+      const li = h(
+        "li",
+        { class: t.id === selected ? "on" : "", "data-ticket": t.id },
+        h("b", {}, `#${t.number} ${t.subject}`),
+        h("small", {}, `${t.status} · ${t.priority}${t.department ? " · " + t.department : ""}`),
+        late ? h("span", { class: "wait" }, this.t.breached) : null,
+      );
+      li.addEventListener("click", () => this.tickets(t.id));
+      return li;
+    });
+    this.list.replaceChildren(...(items.length ? items : [h("li", { class: "muted" }, this.t.empty)]));
+    this.side.replaceChildren();
+    if (selected) this.ticketDetail(selected);
+    else this.center.replaceChildren(h("p", { class: "muted" }, this.t.pick));
+  }
+
+  private async ticketDetail(id: string) {
+    const d = await this.guard(this.api.call<{ ticket: Ticket; notes: TicketNote[] }>("GET", `/v1/tickets/${id}`));
+    if (!d) return;
+    const t = d.ticket;
+    const when = (s: string) => new Date(s).toLocaleString(this.lang === "zh" ? "zh-CN" : "en-GB");
+    const moves = NEXT[t.status].map((to) => {
+      const b = h("button", { type: "button", "data-status": to }, `${this.t.to} ${to}`);
+      b.addEventListener("click", async () => {
+        if (await this.guard(this.api.call("PATCH", `/v1/tickets/${id}`, { status: to }))) this.tickets(id);
+      });
+      return b;
+    });
+    const sla = t.sla
+      ? h(
+          "dl",
+          {},
+          h("dt", {}, this.t.dueResponse),
+          h("dd", {}, when(t.sla.first_response_due_at), t.sla.first_response_breached ? h("b", { class: "late" }, ` ${this.t.breached}`) : null),
+          h("dt", {}, this.t.dueResolution),
+          h("dd", {}, when(t.sla.resolution_due_at), t.sla.resolution_breached ? h("b", { class: "late" }, ` ${this.t.breached}`) : null),
+          t.sla.paused ? h("dd", {}, this.t.paused) : null,
+        )
+      : null;
+    const body = h("textarea", { rows: "3", placeholder: this.t.notePlaceholder, "data-kefu": "note" });
+    const internal = h("input", { type: "checkbox", checked: true });
+    const add = h("button", { type: "submit" }, this.t.addNote);
+    const form = h("form", { class: "reply" }, body, h("label", {}, internal, this.t.internal), add);
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      if (!body.value.trim()) return;
+      const ok = await this.guard(this.api.call("POST", `/v1/tickets/${id}/notes`, { body: body.value, internal: internal.checked }));
+      if (ok) this.ticketDetail(id);
+    });
+    const notes = d.notes.map((n) =>
+      h("div", { class: `line ${n.internal ? "system" : "agent"}` }, h("span", { class: "who" }, `${when(n.created_at)}${n.internal ? " · " + this.t.internal : ""}`), h("div", { class: "text" }, n.body)),
+    );
+    this.center.replaceChildren(
+      h("div", { class: "status", "data-kefu": "ticket-status", "data-status": t.status }, `#${t.number} ${t.subject} · ${t.status} · ${t.priority}`),
+      h("div", { class: "actions" }, ...moves),
+      h(
+        "div",
+        { class: "thread" },
+        h("pre", { class: "desc" }, t.description),
+        t.external_ref ? h("p", {}, `ref: ${t.external_ref}`) : null,
+        sla,
+        h("h3", {}, this.t.notes),
+        ...notes,
+      ),
+      form,
+    );
+  }
+
+  private async settings() {
+    this.list.replaceChildren();
+    this.side.replaceChildren();
+    const cfg = await this.guard(
+      this.api.call<{ business_hours?: { utc_offset: string; days: Record<string, string> } | null }>("GET", "/v1/admin/desk-config"),
+    );
+    if (!cfg) return;
+    const keys = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    const offset = h("input", { value: cfg.business_hours?.utc_offset ?? "+08:00", "data-kefu": "offset" });
+    const inputs = keys.map((k) => h("input", { value: cfg.business_hours?.days?.[k] ?? "", placeholder: "09:00-18:00", "data-day": k }));
+    const form = h(
+      "form",
+      { class: "settings" },
+      h("h2", {}, this.t.hours),
+      h("p", { class: "muted" }, this.t.hoursHint),
+      h("label", {}, this.t.offset, offset),
+      ...keys.map((_, i) => h("label", {}, this.t.days[i], inputs[i])),
+      h("button", { type: "submit" }, this.t.save),
+    );
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const days: Record<string, string> = {};
+      keys.forEach((k, i) => {
+        if (inputs[i].value.trim()) days[k] = inputs[i].value.trim();
+      });
+      const any = Object.keys(days).length > 0;
+      const body = any ? { business_hours: { utc_offset: offset.value.trim(), days } } : {};
+      if (await this.guard(this.api.call("PUT", "/v1/admin/desk-config", body))) this.toast(this.t.saved);
+    });
+    this.center.replaceChildren(form);
   }
 
   private kbSearch() {

@@ -125,8 +125,10 @@ class Widget {
     this.input.placeholder = this.t.placeholder;
   }
 
+  /** One saved conversation per site, tenant and signed-in customer. The identity token is re-signed on every
+   *  page load, so the key is its subject (read, not verified: the server verifies the token itself). */
   private get storageKey() {
-    return `kefu:${this.base}:${this.tenant}:${this.identityToken ? "id:" + this.identityToken.slice(-16) : "anon"}`;
+    return `kefu:${this.base}:${this.tenant}:${this.identityToken ? "id:" + tokenSubject(this.identityToken) : "anon"}`;
   }
 
   mount() {
@@ -440,6 +442,16 @@ class Widget {
     this.log.append(again);
     this.scroll();
   }
+}
+
+function tokenSubject(token: string): string {
+  try {
+    const claims = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+    if (typeof claims.sub === "string") return claims.sub;
+  } catch {
+    // not a JWT: fall through
+  }
+  return token;
 }
 
 function CSS_escape(s: string): string {
