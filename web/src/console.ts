@@ -220,6 +220,7 @@ class Console {
   private selected: string | null = null;
   private source: EventSource | null = null;
   private poll: number | undefined;
+  private beat: number | undefined;
   private app = h("div", { id: "app" });
 
   private get t() {
@@ -249,6 +250,7 @@ class Console {
 
   private login(error?: string) {
     clearInterval(this.poll);
+    clearInterval(this.beat);
     const tenant = h("input", { name: "tenant", value: localStorage.getItem("kefu-console-tenant") ?? "demo", required: true });
     const email = h("input", { name: "email", type: "email", autocomplete: "username", required: true });
     const password = h("input", { name: "password", type: "password", autocomplete: "current-password", required: true });
@@ -299,6 +301,12 @@ class Console {
   private side = h("aside", { class: "side" });
 
   private main() {
+    // Presence: while the console is open the agent is online; a minute of silence and the conversations they
+    // hold go back to the queue.
+    clearInterval(this.beat);
+    const beat = () => this.api.call("POST", "/v1/desk/heartbeat").catch(() => undefined);
+    beat();
+    this.beat = window.setInterval(beat, 20000);
     const tabs = h("nav", { class: "tabs" });
     const views: View[] =
       this.me && this.me.role !== "agent" ? ["queue", "mine", "held", "tickets", "settings"] : ["queue", "mine", "tickets"];

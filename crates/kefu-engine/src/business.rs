@@ -543,8 +543,8 @@ impl Engine {
             reason,
         )
         .await?;
+        let now = Utc::now();
         if let Some(schedule) = self.desk_schedule(question.tenant_id).await {
-            let now = Utc::now();
             if !schedule.is_open(now) {
                 return Ok(self
                     .after_hours(
@@ -559,6 +559,8 @@ impl Engine {
                     .await);
             }
         }
+        self.auto_assign(question.tenant_id, question.conversation_id, now)
+            .await?;
         Ok(prompt::canned_reply(Canned::Handoff, zh).to_owned())
     }
 

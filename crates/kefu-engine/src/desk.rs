@@ -99,10 +99,12 @@ impl Engine {
             .set_handler(tenant, conversation, Handler::Queued, reason)
             .await?;
         let Some(schedule) = self.desk_schedule(tenant).await else {
+            self.auto_assign(tenant, conversation, Utc::now()).await?;
             return Ok(conv);
         };
         let now = Utc::now();
         if schedule.is_open(now) {
+            self.auto_assign(tenant, conversation, now).await?;
             return Ok(conv);
         }
         let recent = self
@@ -131,6 +133,78 @@ impl Engine {
         })
         .await?;
         Ok(conv)
+    }
+
+    /// The tenant's desk settings (default when unset or unreadable).
+    pub async fn desk_config(&self, tenant: Uuid) -> kefu_types::DeskConfig {
+        let Ok(Some(t)) = self.store.get_tenant(tenant).await else {
+            return Default::default();
+        };
+        t.desk_config
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default()
+    }
+
+    /// Gives a queued conversation to an online agent when the tenant assigns automatically. Returns the agent.
+    pub async fn auto_assign(
+        &self,
+        tenant: Uuid,
+        conversation: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Uuid>, EngineError> {
+        let cfg = self.desk_config(tenant).await;
+        let mode = Assignment::parse(cfg.assignment.as_deref()).unwrap_or(Assignment::Manual);
+        if mode == Assignment::Manual {
+            return Ok(None);
+        }
+        let agents = self.store.desk_agents(tenant).await?;
+        let capacity = cfg.agent_capacity.unwrap_or(DEFAULT_CAPACITY);
+        let Some(agent) = pick_agent(&agents, mode, capacity, now) else {
+            return Ok(None);
+        };
+        match self
+            .assign(tenant, conversation, agent, None, "auto_assigned")
+            .await
+        {
+            Ok(_) => Ok(Some(agent)),
+            // Someone accepted it first, or it closed: nothing to do.
+            Err(EngineError::HeldByAnother | EngineError::ConversationClosed) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The desk's housekeeping, run every few seconds by the server (on every node; each change is a
+    /// compare-and-set, so nodes do not fight): conversations held by agents whose console went silent return to
+    /// the queue, and queued conversations go to online agents where the tenant assigns automatically.
+    /// Returns (requeued, assigned).
+    pub async fn desk_sweep(&self, now: DateTime<Utc>) -> Result<(usize, usize), EngineError> {
+        let cutoff = now - chrono::Duration::seconds(ONLINE_WINDOW_SECS);
+        let mut requeued = 0;
+        for (tenant, conv, agent) in self.store.stale_holds(cutoff, 200).await? {
+            if let Some(ev) = self
+                .store
+                .requeue_conversation(tenant, conv, agent, "agent_disconnected")
+                .await?
+            {
+                self.hub.publish(ev);
+                requeued += 1;
+            }
+        }
+        let mut assigned = 0;
+        let mut manual = std::collections::HashSet::new();
+        for (tenant, conv) in self.store.queued_conversations(500).await? {
+            if manual.contains(&tenant) {
+                continue;
+            }
+            match self.auto_assign(tenant, conv, now).await? {
+                Some(_) => assigned += 1,
+                None => {
+                    // Manual tenants, or nobody free: skip the rest of this tenant's queue this round.
+                    manual.insert(tenant);
+                }
+            }
+        }
+        Ok((requeued, assigned))
     }
 
     /// Records the customer's rating (1–5; the caller checks the range) and tells subscribers.
@@ -510,6 +584,59 @@ pub(crate) fn clip(s: &str, n: usize) -> String {
     }
 }
 
+/// An agent counts as online this long after their console's last heartbeat.
+pub const ONLINE_WINDOW_SECS: i64 = 60;
+
+/// How queued conversations reach agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignment {
+    Manual,
+    LeastLoaded,
+    RoundRobin,
+}
+
+impl Assignment {
+    pub fn parse(s: Option<&str>) -> Result<Assignment, String> {
+        match s {
+            None | Some("manual") => Ok(Assignment::Manual),
+            Some("least_loaded") => Ok(Assignment::LeastLoaded),
+            Some("round_robin") => Ok(Assignment::RoundRobin),
+            Some(other) => Err(format!(
+                "`assignment` must be manual, least_loaded or round_robin, not {other:?}"
+            )),
+        }
+    }
+}
+
+pub const DEFAULT_CAPACITY: u32 = 5;
+
+pub fn is_online(a: &kefu_store::AgentLoad, now: DateTime<Utc>) -> bool {
+    a.last_seen_at
+        .is_some_and(|t| now - t <= chrono::Duration::seconds(ONLINE_WINDOW_SECS))
+}
+
+/// The agent to give the next queued conversation: online, below capacity, then by the mode's order. Pure.
+pub fn pick_agent(
+    agents: &[kefu_store::AgentLoad],
+    mode: Assignment,
+    capacity: u32,
+    now: DateTime<Utc>,
+) -> Option<Uuid> {
+    let eligible = agents
+        .iter()
+        .filter(|a| is_online(a, now) && a.held < i64::from(capacity));
+    // `None` (never assigned) sorts before any time: new agents get the next one.
+    match mode {
+        Assignment::Manual => None,
+        Assignment::LeastLoaded => eligible
+            .min_by_key(|a| (a.held, a.last_assigned_at, a.id))
+            .map(|a| a.id),
+        Assignment::RoundRobin => eligible
+            .min_by_key(|a| (a.last_assigned_at, a.id))
+            .map(|a| a.id),
+    }
+}
+
 /// Opening hours, checked: when a tenant's desk is staffed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Schedule {
@@ -753,6 +880,52 @@ mod tests {
         let never = Schedule::parse(&hours(&[])).unwrap();
         assert!(!never.is_open(at("2026-11-20T02:00:00Z")));
         assert_eq!(never.next_open(at("2026-11-20T02:00:00Z")), None);
+    }
+
+    fn load(
+        n: u8,
+        held: i64,
+        seen_secs_ago: Option<i64>,
+        assigned_secs_ago: Option<i64>,
+    ) -> kefu_store::AgentLoad {
+        let now = t_now();
+        kefu_store::AgentLoad {
+            id: Uuid::from_u128(u128::from(n)),
+            role: kefu_store::StaffRole::Agent,
+            display_name: None,
+            last_seen_at: seen_secs_ago.map(|s| now - chrono::Duration::seconds(s)),
+            last_assigned_at: assigned_secs_ago.map(|s| now - chrono::Duration::seconds(s)),
+            held,
+        }
+    }
+
+    fn t_now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-20T02:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn assignment_respects_presence_capacity_and_order() {
+        let agents = vec![
+            load(1, 1, Some(5), Some(30)),
+            load(2, 0, Some(10), Some(10)),
+            load(3, 0, Some(90), None),     // offline
+            load(4, 0, None, None),         // never used the console
+            load(5, 2, Some(1), Some(100)), // at capacity (2)
+        ];
+        let id = |n: u128| Some(Uuid::from_u128(n));
+        let now = t_now();
+        assert_eq!(pick_agent(&agents, Assignment::LeastLoaded, 2, now), id(2));
+        // Round robin: whoever was given one longest ago among the eligible (5 is full).
+        assert_eq!(pick_agent(&agents, Assignment::RoundRobin, 2, now), id(1));
+        assert_eq!(pick_agent(&agents, Assignment::RoundRobin, 3, now), id(5));
+        assert_eq!(pick_agent(&agents, Assignment::Manual, 2, now), None);
+        assert_eq!(
+            pick_agent(&agents[2..4], Assignment::LeastLoaded, 2, now),
+            None
+        );
+        assert!(Assignment::parse(Some("random")).is_err());
     }
 
     #[test]

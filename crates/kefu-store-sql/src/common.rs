@@ -872,6 +872,16 @@ macro_rules! sql_store {
                         query = query.bind(f.to_string());
                     }
                     let row = query.fetch_optional(&mut *tx).await.map_err(map_err)?;
+                    if row.is_some() {
+                        // Round-robin order: who was given a conversation longest ago goes next.
+                        sqlx::query("UPDATE staff_users SET last_assigned_at = $1 WHERE tenant_id = $2 AND id = $3")
+                            .bind(now)
+                            .bind(tenant.to_string())
+                            .bind(agent.to_string())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(map_err)?;
+                    }
                     let data = EventData::HandlerChanged {
                         handler: Handler::Agent,
                         reason: reason.to_owned(),
@@ -889,6 +899,103 @@ macro_rules! sql_store {
                         }
                     }
                     Ok((conv, event))
+                }
+
+                async fn touch_staff(&self, tenant: Uuid, user: Uuid) -> R<()> {
+                    let r = sqlx::query("UPDATE staff_users SET last_seen_at = $1 WHERE tenant_id = $2 AND id = $3")
+                        .bind(now_ms().timestamp_millis())
+                        .bind(tenant.to_string())
+                        .bind(user.to_string())
+                        .execute(&self.write)
+                        .await
+                        .map_err(map_err)?;
+                    if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+                }
+
+                async fn desk_agents(&self, tenant: Uuid) -> R<Vec<AgentLoad>> {
+                    let rows = sqlx::query(
+                        "SELECT s.id, s.role, s.display_name, s.last_seen_at, s.last_assigned_at, \
+                         (SELECT COUNT(*) FROM conversations c WHERE c.assignee_id = s.id AND c.status = 'open' \
+                          AND c.handler = 'agent') AS held \
+                         FROM staff_users s WHERE s.tenant_id = $1 ORDER BY s.created_at, s.id",
+                    )
+                    .bind(tenant.to_string())
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(map_err)?;
+                    rows.iter()
+                        .map(|r| {
+                            let role: String = get(r, "role")?;
+                            Ok(AgentLoad {
+                                id: uuid(&get::<String>(r, "id")?)?,
+                                role: StaffRole::parse(&role).ok_or_else(|| corrupt("role", &role))?,
+                                display_name: get(r, "display_name")?,
+                                last_seen_at: get::<Option<i64>>(r, "last_seen_at")?.map(from_ms),
+                                last_assigned_at: get::<Option<i64>>(r, "last_assigned_at")?.map(from_ms),
+                                held: get(r, "held")?,
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn stale_holds(&self, cutoff: chrono::DateTime<chrono::Utc>, limit: u32) -> R<Vec<(Uuid, Uuid, Uuid)>> {
+                    let rows = sqlx::query(
+                        "SELECT c.tenant_id, c.id, c.assignee_id FROM conversations c \
+                         JOIN staff_users s ON s.id = c.assignee_id AND s.tenant_id = c.tenant_id \
+                         WHERE c.status = 'open' AND c.handler = 'agent' \
+                         AND s.last_seen_at IS NOT NULL AND s.last_seen_at < $1 \
+                         ORDER BY c.updated_at LIMIT $2",
+                    )
+                    .bind(cutoff.timestamp_millis())
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(map_err)?;
+                    rows.iter()
+                        .map(|r| {
+                            Ok((
+                                uuid(&get::<String>(r, "tenant_id")?)?,
+                                uuid(&get::<String>(r, "id")?)?,
+                                uuid(&get::<String>(r, "assignee_id")?)?,
+                            ))
+                        })
+                        .collect()
+                }
+
+                async fn queued_conversations(&self, limit: u32) -> R<Vec<(Uuid, Uuid)>> {
+                    let rows = sqlx::query(
+                        "SELECT tenant_id, id FROM conversations WHERE status = 'open' AND handler = 'queued' \
+                         ORDER BY COALESCE(queued_at, updated_at), id LIMIT $1",
+                    )
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(map_err)?;
+                    rows.iter()
+                        .map(|r| Ok((uuid(&get::<String>(r, "tenant_id")?)?, uuid(&get::<String>(r, "id")?)?)))
+                        .collect()
+                }
+
+                async fn requeue_conversation(&self, tenant: Uuid, id: Uuid, agent: Uuid, reason: &str) -> R<Option<Event>> {
+                    let now_dt = now_ms();
+                    let now = now_dt.timestamp_millis();
+                    let mut tx = self.write.begin().await.map_err(map_err)?;
+                    let row = sqlx::query(
+                        "UPDATE conversations SET last_seq = last_seq + 1, handler = 'queued', assignee_id = NULL, \
+                         queued_at = $1, updated_at = $1 WHERE tenant_id = $2 AND id = $3 AND status = 'open' \
+                         AND handler = 'agent' AND assignee_id = $4 RETURNING last_seq",
+                    )
+                    .bind(now)
+                    .bind(tenant.to_string())
+                    .bind(id.to_string())
+                    .bind(agent.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    let data = EventData::HandlerChanged { handler: Handler::Queued, reason: reason.to_owned(), assignee: None };
+                    let event = Self::event_if_changed(&mut tx, row, tenant, id, data, now_dt).await?;
+                    tx.commit().await.map_err(map_err)?;
+                    Ok(event)
                 }
 
                 async fn rate_conversation(

@@ -42,6 +42,7 @@ checks!(
     desk_accept_has_one_winner_and_transfer_needs_the_holder,
     desk_lists_the_queue_longest_waiting_first,
     ratings_are_stored_even_after_close,
+    presence_finds_stale_holds_and_requeues_them_once,
     tickets_are_numbered_per_tenant_even_when_created_at_once,
     ticket_updates_follow_the_workflow_and_keep_the_sla_clock,
     ticket_notes_are_internal_or_replies,
@@ -853,6 +854,75 @@ async fn ratings_are_stored_even_after_close(store: Arc<dyn Store>) {
     let b = tenant(&store).await;
     let other = store.rate_conversation(b.id, c.id, 1, None).await;
     assert!(matches!(other, Err(StoreError::NotFound)), "{other:?}");
+}
+
+async fn presence_finds_stale_holds_and_requeues_them_once(store: Arc<dyn Store>) {
+    let a = tenant(&store).await;
+    let mk = |email: &str| NewStaffUser {
+        tenant_id: a.id,
+        email: email.into(),
+        display_name: None,
+        role: StaffRole::Agent,
+        password_hash: "x".into(),
+    };
+    let ann = store.create_staff(mk("ann@p.test")).await.unwrap();
+    let api_only = store.create_staff(mk("api@p.test")).await.unwrap();
+    let c1 = conversation(&store, &a).await;
+    let c2 = conversation(&store, &a).await;
+    store.touch_staff(a.id, ann.id).await.unwrap();
+    store
+        .assign_conversation(a.id, c1.id, ann.id, None, "accept")
+        .await
+        .unwrap();
+    store
+        .assign_conversation(a.id, c2.id, api_only.id, None, "accept")
+        .await
+        .unwrap();
+    let agents = store.desk_agents(a.id).await.unwrap();
+    let ann_load = agents.iter().find(|x| x.id == ann.id).unwrap();
+    assert!(ann_load.last_seen_at.is_some() && ann_load.last_assigned_at.is_some());
+    assert_eq!(ann_load.held, 1);
+    // Nothing is stale yet; later, only the agent who used presence and went silent is.
+    let now = now_ms();
+    assert!(store
+        .stale_holds(now - chrono::Duration::seconds(60), 10)
+        .await
+        .unwrap()
+        .iter()
+        .all(|h| h.0 != a.id));
+    let stale = store
+        .stale_holds(now + chrono::Duration::seconds(60), 100)
+        .await
+        .unwrap();
+    let mine: Vec<_> = stale.iter().filter(|h| h.0 == a.id).collect();
+    assert_eq!(mine, vec![&(a.id, c1.id, ann.id)]);
+    let ev = store
+        .requeue_conversation(a.id, c1.id, ann.id, "agent_disconnected")
+        .await
+        .unwrap();
+    assert!(matches!(
+        ev.map(|e| e.data),
+        Some(EventData::HandlerChanged {
+            handler: Handler::Queued,
+            assignee: None,
+            ..
+        })
+    ));
+    let again = store
+        .requeue_conversation(a.id, c1.id, ann.id, "agent_disconnected")
+        .await
+        .unwrap();
+    assert!(again.is_none(), "requeued once");
+    let c = store.get_conversation(a.id, c1.id).await.unwrap().unwrap();
+    assert_eq!((c.handler, c.assignee_id), (Handler::Queued, None));
+    let queued = store.queued_conversations(1000).await.unwrap();
+    assert!(queued.contains(&(a.id, c1.id)));
+    assert!(!queued.contains(&(a.id, c2.id)));
+    let other = tenant(&store).await;
+    assert!(matches!(
+        store.touch_staff(other.id, ann.id).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 fn new_ticket(tenant: Uuid, subject: &str) -> NewTicket {

@@ -149,7 +149,29 @@ pub trait Store: KnowledgeStore + Send + Sync + 'static {
         from: Option<Uuid>,
         reason: &str,
     ) -> Result<(Conversation, Option<Event>)>;
-    /// Records the customer's rating (1–5, checked by the caller) and appends a `conversation.rated` event; a later
+    /// Records an agent's heartbeat (their console is open).
+    async fn touch_staff(&self, tenant: Uuid, user: Uuid) -> Result<()>;
+    /// The tenant's staff with presence and how many open conversations each holds.
+    async fn desk_agents(&self, tenant: Uuid) -> Result<Vec<AgentLoad>>;
+    /// Open conversations held by agents whose last heartbeat is older than `cutoff` (agents who never sent one
+    /// are not included): (tenant, conversation, agent), across tenants.
+    async fn stale_holds(
+        &self,
+        cutoff: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, Uuid, Uuid)>>;
+    /// Queued open conversations across tenants, longest-waiting first: (tenant, conversation).
+    async fn queued_conversations(&self, limit: u32) -> Result<Vec<(Uuid, Uuid)>>;
+    /// Puts a conversation `agent` holds back in the queue (compare-and-set: nothing if someone else holds it
+    /// now), with a `conversation.handler_changed` event.
+    async fn requeue_conversation(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+        agent: Uuid,
+        reason: &str,
+    ) -> Result<Option<Event>>;
+    /// Records a customer's rating (1–5, checked by the caller) and appends a `conversation.rated` event; a later
     /// rating replaces an earlier one.
     async fn rate_conversation(
         &self,

@@ -194,6 +194,19 @@ pub struct Conversation {
     pub rating_comment: Option<String>,
 }
 
+/// An agent as the desk's assignment sees them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentLoad {
+    pub id: Uuid,
+    pub role: StaffRole,
+    pub display_name: Option<String>,
+    /// Last heartbeat from their console; `None` if they never used one.
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub last_assigned_at: Option<DateTime<Utc>>,
+    /// Open conversations they hold.
+    pub held: i64,
+}
+
 /// Which conversations a desk listing wants. `None` fields do not filter.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConversationQuery {

@@ -877,6 +877,14 @@ pub struct DeskConfig {
     /// when someone will be back and opens a ticket.
     #[serde(default)]
     pub business_hours: Option<BusinessHours>,
+    /// How queued conversations reach agents: `manual` (agents accept; the default), `least_loaded` (the online
+    /// agent holding the fewest, ties to whoever waited longest for one) or `round_robin` (online agents in turn).
+    /// Only agents whose console is open (heartbeat within a minute) and below capacity are given one.
+    #[serde(default)]
+    pub assignment: Option<String>,
+    /// Open conversations an agent holds at most before auto-assignment skips them (default 5).
+    #[serde(default)]
+    pub agent_capacity: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
@@ -886,6 +894,24 @@ pub struct BusinessHours {
     pub utc_offset: String,
     /// Opening hours per weekday (`mon` … `sun`) as `HH:MM-HH:MM`; a day not listed is closed.
     pub days: std::collections::BTreeMap<String, String>,
+}
+
+/// An agent on the desk: presence and load.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct DeskAgent {
+    pub id: Uuid,
+    pub display_name: Option<String>,
+    pub role: StaffRole,
+    /// Their console sent a heartbeat within the last minute.
+    pub online: bool,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    /// Open conversations they hold.
+    pub held: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct DeskAgentList {
+    pub agents: Vec<DeskAgent>,
 }
 
 /// Why the assistant answered what it did: one customer turn, as recorded by the engine. Staff only.

@@ -234,7 +234,26 @@ impl Application {
             stopping.stop_accepting();
         });
         let server = tokio::spawn(async move { serve.await });
+        // The desk's housekeeping: silent agents' conversations back to the queue, automatic assignment.
+        let sweeper = {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    match engine.desk_sweep(kefu_store::now_ms()).await {
+                        Ok((0, 0)) => {}
+                        Ok((requeued, assigned)) => {
+                            tracing::info!(requeued, assigned, "desk sweep")
+                        }
+                        Err(e) => tracing::warn!(error = %e, "desk sweep failed"),
+                    }
+                }
+            })
+        };
         let _ = stop_rx.await;
+        sweeper.abort();
         // Give HTTP requests the same grace as turns; long-lived connections were ended above.
         match tokio::time::timeout(grace + Duration::from_secs(2), server).await {
             Ok(r) => r.context("server task")?.context("serving")?,

@@ -434,6 +434,13 @@ pub(crate) async fn put_desk_config(
     if let Some(h) = &cfg.business_hours {
         kefu_engine::desk::Schedule::parse(h).map_err(ApiError::InvalidRequest)?;
     }
+    kefu_engine::desk::Assignment::parse(cfg.assignment.as_deref())
+        .map_err(ApiError::InvalidRequest)?;
+    if cfg.agent_capacity.is_some_and(|c| !(1..=100).contains(&c)) {
+        return Err(ApiError::InvalidRequest(
+            "`agent_capacity` must be 1 to 100".into(),
+        ));
+    }
     let value = serde_json::to_value(&cfg).map_err(|e| ApiError::Internal(e.to_string()))?;
     s.store
         .set_tenant_desk_config(p.tenant(), Some(value))

@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use kefu_store::{ConversationQuery, ConversationStatus, Handler, MessageRole};
 use kefu_types::{
-    DeskConversation, DeskList, HandoffBrief, HandoffRequest, RatingRequest, SendMessageRequest,
-    TransferRequest,
+    DeskAgent, DeskAgentList, DeskConversation, DeskList, HandoffBrief, HandoffRequest,
+    RatingRequest, SendMessageRequest, TransferRequest,
 };
 
 use crate::auth::{authorize, Action, Auth, Principal};
@@ -313,4 +313,43 @@ pub(crate) async fn rate_conversation(
         .rate(p.tenant(), conv.id, req.rating, comment)
         .await?;
     Ok(Json(convert::conversation(conv)))
+}
+
+/// The agent's console is open: call every 20 s or so. An agent silent for a minute is offline; the
+/// conversations they held go back to the queue.
+#[utoipa::path(post, path = "/v1/desk/heartbeat", tag = "desk", security(("bearer" = [])),
+    responses((status = 204, description = "Seen"), (status = 403, body = kefu_types::ErrorBody)))]
+pub(crate) async fn desk_heartbeat(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+) -> Result<StatusCode, ApiError> {
+    authorize(&p, Action::UseDesk)?;
+    let (user, _) = staff(&p)?;
+    s.store.touch_staff(p.tenant(), user).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who is on the desk: presence and how many conversations each holds (supervisors and admins).
+#[utoipa::path(get, path = "/v1/desk/agents", tag = "desk", security(("bearer" = [])),
+    responses((status = 200, body = DeskAgentList), (status = 403, body = kefu_types::ErrorBody)))]
+pub(crate) async fn desk_agents(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+) -> Result<Json<DeskAgentList>, ApiError> {
+    authorize(&p, Action::SuperviseDesk)?;
+    let now = kefu_store::now_ms();
+    let agents = s.store.desk_agents(p.tenant()).await?;
+    Ok(Json(DeskAgentList {
+        agents: agents
+            .iter()
+            .map(|a| DeskAgent {
+                id: a.id,
+                display_name: a.display_name.clone(),
+                role: convert::staff_role(a.role),
+                online: kefu_engine::desk::is_online(a, now),
+                last_seen_at: a.last_seen_at,
+                held: a.held,
+            })
+            .collect(),
+    }))
 }

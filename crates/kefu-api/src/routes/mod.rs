@@ -76,6 +76,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/conversations/{id}/turns", get(list_turns))
         .route("/v1/conversations/{id}/handler", put(set_handler))
         .route("/v1/desk/conversations", get(desk_conversations))
+        .route("/v1/desk/heartbeat", post(desk_heartbeat))
+        .route("/v1/desk/agents", get(desk_agents))
         .route("/v1/conversations/{id}/accept", post(accept_conversation))
         .route(
             "/v1/conversations/{id}/transfer",

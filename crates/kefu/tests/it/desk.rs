@@ -457,7 +457,10 @@ async fn outside_business_hours_the_customer_is_told_and_a_ticket_is_opened() {
         .put(&admin, "/v1/admin/desk-config", closed.clone())
         .await;
     assert_eq!(r.status(), 200);
-    assert_eq!(app.get_json(&admin, "/v1/admin/desk-config").await, closed);
+    assert_eq!(
+        app.get_json(&admin, "/v1/admin/desk-config").await["business_hours"],
+        closed["business_hours"]
+    );
 
     // Asked in words: the reply says so honestly and names the ticket.
     let conv = app.new_conversation(&app.api_key, Some("night-1")).await;
@@ -505,4 +508,99 @@ async fn outside_business_hours_the_customer_is_told_and_a_ticket_is_opened() {
             && last["content"].as_str().unwrap().contains("ticket #2"),
         "{last}"
     );
+}
+
+#[tokio::test]
+async fn online_agents_get_queued_conversations_and_silent_ones_lose_them() {
+    let app = spawn_app_with(Backend::Postgres, "").await;
+    let admin = app.admin_token().await;
+    let (ann, ann_id) = staff(&app, &admin, "ann@acme.test", "agent").await;
+    let (bob, bob_id) = staff(&app, &admin, "bob@acme.test", "agent").await;
+    let (_sue, _) = staff(&app, &admin, "sue@acme.test", "agent").await;
+    for (body, ok) in [
+        (json!({"assignment": "fastest"}), false),
+        (
+            json!({"assignment": "least_loaded", "agent_capacity": 0}),
+            false,
+        ),
+        (
+            json!({"assignment": "least_loaded", "agent_capacity": 2}),
+            true,
+        ),
+    ] {
+        let r = app.put(&admin, "/v1/admin/desk-config", body.clone()).await;
+        assert_eq!(r.status().is_success(), ok, "{body}");
+    }
+    // Ann and Bob have the console open; Sue does not.
+    for t in [&ann, &bob] {
+        let r = app.post(t, "/v1/desk/heartbeat", json!({})).await;
+        assert_eq!(r.status(), 204);
+    }
+    let agents = app.get_json(&admin, "/v1/desk/agents").await;
+    let online: Vec<&str> = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["online"] == true)
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(online.len(), 2);
+    assert_eq!(app.get(&ann, "/v1/desk/agents").await.status(), 403);
+
+    // Five customers press "talk to a human": least-loaded spreads them, capacity 2 each, the fifth waits.
+    let mut convs = Vec::new();
+    for i in 0..5 {
+        let conv = app
+            .new_conversation(&app.api_key, Some(&format!("q-{i}")))
+            .await;
+        let r = app
+            .post(
+                &app.api_key,
+                &format!("/v1/conversations/{conv}/handoff"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        convs.push(conv);
+    }
+    let held = |id: &str| {
+        let id = id.to_owned();
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let list = app.get_json(&admin, "/v1/desk/agents").await;
+            list["agents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["id"] == id.as_str())
+                .unwrap()["held"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    assert_eq!((held(&ann_id).await, held(&bob_id).await), (2, 2));
+    let queue = desk(&app, &admin, "queue").await;
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0]["conversation"]["id"], convs[4].as_str());
+
+    // A minute from now, with no heartbeat since, both consoles look closed: the sweep puts their four
+    // conversations back in the queue (Sue, who never opened the console, was never given any).
+    let later = kefu_store::now_ms() + chrono::Duration::seconds(61);
+    let (requeued, assigned) = app.engine.desk_sweep(later).await.unwrap();
+    assert_eq!((requeued, assigned), (4, 0));
+    assert_eq!((held(&ann_id).await, held(&bob_id).await), (0, 0));
+    assert_eq!(desk(&app, &admin, "queue").await.len(), 5);
+    let c = app
+        .get_json(&admin, &format!("/v1/conversations/{}", convs[0]))
+        .await;
+    assert_eq!(
+        (c["handler"].as_str(), c["assignee_id"].as_str()),
+        (Some("queued"), None)
+    );
+    // Back in the present both are online again: the sweep hands out four, longest-waiting first.
+    let (_, assigned) = app.engine.desk_sweep(kefu_store::now_ms()).await.unwrap();
+    assert_eq!(assigned, 4);
+    assert_eq!((held(&ann_id).await, held(&bob_id).await), (2, 2));
+    assert_eq!(desk(&app, &admin, "queue").await.len(), 1);
 }
