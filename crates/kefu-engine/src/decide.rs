@@ -194,6 +194,10 @@ pub struct Facts {
     pub personal: bool,
     /// Passages retrieved above the relevance threshold.
     pub passages: usize,
+    /// The tenant sends this topic (intent or word) to people.
+    pub human_topic: bool,
+    /// A customer of a tier the tenant serves with people first, and this message is upset or complicated.
+    pub vip_needs_care: bool,
 }
 
 /// The decision and its reasons, recorded with the turn.
@@ -249,6 +253,10 @@ pub fn before_retrieval(f: &Facts, p: &Policy) -> Option<Decision> {
         )
     } else if f.asks_for_human {
         fixed(Path::Handoff, "asked_for_human", None)
+    } else if f.human_topic {
+        fixed(Path::Handoff, "human_topic", None)
+    } else if f.vip_needs_care {
+        fixed(Path::Handoff, "vip_customer", None)
     } else if f.negative_streak >= p.handoff_negative_streak {
         fixed(Path::Handoff, "negative_streak", Some("upset_customer"))
     } else if f.anger >= p.handoff_angry_intensity && f.negative_streak >= 2 {
@@ -439,6 +447,42 @@ mod tests {
             assert_eq!(d.tier, Tier::None);
             assert!(!d.path.uses_model());
         }
+    }
+
+    #[test]
+    fn the_tenants_topics_and_vips_go_to_people_before_answers_and_flows() {
+        for (f, reason) in [
+            (
+                Facts {
+                    human_topic: true,
+                    flow_active: true,
+                    faq: Some(FaqCandidate { score: 1.0 }),
+                    ..facts()
+                },
+                "human_topic",
+            ),
+            (
+                Facts {
+                    vip_needs_care: true,
+                    faq: Some(FaqCandidate { score: 1.0 }),
+                    ..facts()
+                },
+                "vip_customer",
+            ),
+        ] {
+            let d = decide(&f, &Policy::default());
+            assert_eq!((d.path, d.reason), (Path::Handoff, reason));
+        }
+        // A blocked message is refused even on a hand-off topic.
+        let d = decide(
+            &Facts {
+                human_topic: true,
+                blocked: true,
+                ..facts()
+            },
+            &Policy::default(),
+        );
+        assert_eq!(d.path, Path::Blocked);
     }
 
     #[test]

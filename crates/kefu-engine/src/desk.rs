@@ -135,6 +135,17 @@ impl Engine {
         Ok(conv)
     }
 
+    /// The customer's tier from the business's profile tool, if it has one.
+    pub(crate) async fn customer_tier(
+        &self,
+        set: &crate::tools::ToolSet,
+        customer: &str,
+    ) -> Option<String> {
+        let tool = set.tool(set.business.profile_tool.as_deref()?)?;
+        let profile = set.call(tool, &Map::new(), customer).await.outcome.ok()?;
+        profile["tier"].as_str().map(str::to_owned)
+    }
+
     /// The tenant's desk settings (default when unset or unreadable).
     pub async fn desk_config(&self, tenant: Uuid) -> kefu_types::DeskConfig {
         let Ok(Some(t)) = self.store.get_tenant(tenant).await else {
@@ -582,6 +593,20 @@ pub(crate) fn clip(s: &str, n: usize) -> String {
         t.push('…');
         t
     }
+}
+
+/// Whether the tenant's rules send this message to people: its intent is listed, or it contains a listed word
+/// (case-insensitive).
+pub fn matches_topic(rules: &kefu_types::HandoffRules, intent: Option<&str>, text: &str) -> bool {
+    if intent.is_some_and(|i| rules.intents.iter().any(|x| x == i)) {
+        return true;
+    }
+    let lower = text.to_lowercase();
+    rules
+        .keywords
+        .iter()
+        .filter(|k| !k.trim().is_empty())
+        .any(|k| lower.contains(&k.to_lowercase()))
 }
 
 /// An agent counts as online this long after their console's last heartbeat.

@@ -16,7 +16,7 @@ use kefu_types::{TraceCache, TracePassage, TurnTrace};
 
 use crate::business::{Evidence, FlowOutcome};
 use crate::check::{self, ReplyFilter};
-use crate::decide::{self, Decision, Facts, FaqCandidate, Path, Tone};
+use crate::decide::{self, Decision, Facts, FaqCandidate, Path, Policy, Tone};
 use crate::hub::TurnGuard;
 use crate::prompt::{self, Canned, Passage};
 use crate::{Engine, EngineError};
@@ -226,6 +226,32 @@ impl Engine {
             extras.customer = self.customer_ref(tenant, conv.customer_id).await;
         }
         extras.flagged = conv.flagged;
+        // The tenant's own hand-off rules (only while the assistant answers).
+        let policy_owned;
+        let mut policy = policy;
+        if conv.handler == kefu_store::Handler::Bot {
+            let rules = self.desk_config(tenant).await.handoff;
+            facts.human_topic =
+                crate::desk::matches_topic(&rules, facts.intent.as_deref(), &question.content);
+            if let Some(n) = rules.negative_streak {
+                policy_owned = Policy {
+                    handoff_negative_streak: n.max(1),
+                    ..policy.clone()
+                };
+                policy = &policy_owned;
+            }
+            if !rules.vip_tiers.is_empty() && (facts.negative || facts.complex) {
+                if extras.customer.is_none() {
+                    extras.customer = self.customer_ref(tenant, conv.customer_id).await;
+                }
+                if let (Some(set), Some(c)) = (business.as_deref(), extras.customer.as_deref()) {
+                    facts.vip_needs_care = self
+                        .customer_tier(set, c)
+                        .await
+                        .is_some_and(|t| rules.vip_tiers.iter().any(|v| *v == t));
+                }
+            }
+        }
 
         // Decide what needs no retrieval first: people, blocks, injections, hand-offs and flows come before any
         // search.

@@ -885,6 +885,28 @@ pub struct DeskConfig {
     /// Open conversations an agent holds at most before auto-assignment skips them (default 5).
     #[serde(default)]
     pub agent_capacity: Option<u32>,
+    /// Hand-off rules beyond the built-in ones (asking for a person, an upset streak, unsure twice, a failed flow).
+    #[serde(default)]
+    pub handoff: HandoffRules,
+}
+
+/// A tenant's own reasons to bring people in.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffRules {
+    /// Intents that always go to people (e.g. `complaint`).
+    #[serde(default)]
+    pub intents: Vec<String>,
+    /// Words that always go to people, matched case-insensitively (e.g. `律师`, `起诉`, `chargeback`).
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// Customer tiers (from the shop's profile) whose upset or complicated messages go to people at once instead
+    /// of the assistant (e.g. `platinum`).
+    #[serde(default)]
+    pub vip_tiers: Vec<String>,
+    /// Hand off after this many negative customer turns in a row (default: the server's policy, 3).
+    #[serde(default)]
+    pub negative_streak: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]

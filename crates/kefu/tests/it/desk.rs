@@ -604,3 +604,68 @@ async fn online_agents_get_queued_conversations_and_silent_ones_lose_them() {
     assert_eq!((held(&ann_id).await, held(&bob_id).await), (2, 2));
     assert_eq!(desk(&app, &admin, "queue").await.len(), 1);
 }
+
+#[tokio::test]
+async fn the_tenants_own_hand_off_rules_topics_and_vip_tiers() {
+    let app = spawn_app_with(Backend::Sqlite, "[demo]\nshop = true\n").await;
+    let admin = app.admin_token().await;
+    let r = app
+        .put(
+            &admin,
+            "/v1/admin/desk-config",
+            json!({"handoff": {"keywords": ["律师", "Chargeback"], "vip_tiers": ["platinum"]}}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let handler = |conv: String| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            app.get_json(&admin, &format!("/v1/conversations/{conv}"))
+                .await["handler"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    // A listed word, in any case, goes to people without a model call.
+    let before = app.fake.request_count();
+    for (who, text) in [
+        ("C1002", "我要找律师处理这件事"),
+        ("C1001", "I will file a CHARGEBACK"),
+    ] {
+        let conv = app.new_conversation(&app.api_key, Some(who)).await;
+        app.send(&app.api_key, &conv, text, None, true).await;
+        assert_eq!(handler(conv.clone()).await, "queued", "{text}");
+        let turns: Vec<Value> = app
+            .get(&admin, &format!("/v1/conversations/{conv}/turns"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(turns[0]["trace"]["reason"], "human_topic");
+    }
+    assert_eq!(app.fake.request_count(), before);
+    // An upset platinum customer (C1003) goes to people at once; a regular one (C1002) gets the assistant.
+    let vip = app.new_conversation(&app.api_key, Some("C1003")).await;
+    app.send(
+        &app.api_key,
+        &vip,
+        "太差了！我非常生气，东西坏了",
+        None,
+        true,
+    )
+    .await;
+    assert_eq!(handler(vip).await, "queued");
+    app.fake.push(Reply::text(&["非常抱歉给您带来不便。"]));
+    let regular = app.new_conversation(&app.api_key, Some("C1002")).await;
+    app.send(
+        &app.api_key,
+        &regular,
+        "太差了！我非常生气，东西坏了",
+        None,
+        true,
+    )
+    .await;
+    assert_eq!(handler(regular).await, "bot");
+}
