@@ -248,7 +248,7 @@ impl Engine {
                     facts.vip_needs_care = self
                         .customer_tier(set, c)
                         .await
-                        .is_some_and(|t| rules.vip_tiers.iter().any(|v| *v == t));
+                        .is_some_and(|t| rules.vip_tiers.contains(&t));
                 }
             }
         }
