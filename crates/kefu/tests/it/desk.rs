@@ -669,3 +669,182 @@ async fn the_tenants_own_hand_off_rules_topics_and_vip_tiers() {
     .await;
     assert_eq!(handler(regular).await, "bot");
 }
+
+/// The role matrix of the desk, ticket and console endpoints: who gets in (any status but 401/403) and who gets
+/// `403 forbidden`.
+#[tokio::test]
+async fn every_console_endpoint_by_role() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let (agent, _) = staff(&app, &admin, "a@acme.test", "agent").await;
+    let (supervisor, _) = staff(&app, &admin, "s@acme.test", "supervisor").await;
+    let (customer, _) = app.customer_session(None).await;
+    let conv = app.new_conversation(&customer, None).await;
+    let ticket: Value = app
+        .post(
+            &admin,
+            "/v1/tickets",
+            json!({"subject": "s", "conversation_id": conv}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let tid = ticket["id"].as_str().unwrap().to_owned();
+    // (method, path, body, [agent, supervisor, admin, customer, api client])
+    let c = |p: &str| format!("/v1/conversations/{conv}/{p}");
+    let cases: Vec<(&str, String, Value, [bool; 5])> = vec![
+        (
+            "GET",
+            "/v1/desk/conversations".into(),
+            json!(null),
+            [true, true, true, false, false],
+        ),
+        (
+            "GET",
+            "/v1/desk/conversations?view=held".into(),
+            json!(null),
+            [false, true, true, false, false],
+        ),
+        (
+            "GET",
+            "/v1/desk/agents".into(),
+            json!(null),
+            [false, true, true, false, false],
+        ),
+        (
+            "POST",
+            "/v1/desk/heartbeat".into(),
+            json!({}),
+            [true, true, true, false, false],
+        ),
+        (
+            "GET",
+            c("brief"),
+            json!(null),
+            [true, true, true, false, false],
+        ),
+        (
+            "GET",
+            c("turns"),
+            json!(null),
+            [true, true, true, false, false],
+        ),
+        (
+            "GET",
+            "/v1/admin/desk-config".into(),
+            json!(null),
+            [false, true, true, false, false],
+        ),
+        (
+            "PUT",
+            "/v1/admin/desk-config".into(),
+            json!({}),
+            [false, true, true, false, false],
+        ),
+        (
+            "GET",
+            "/v1/admin/cache-stats".into(),
+            json!(null),
+            [false, true, true, false, false],
+        ),
+        (
+            "GET",
+            "/v1/admin/users".into(),
+            json!(null),
+            [false, false, true, false, false],
+        ),
+        (
+            "GET",
+            "/v1/tickets".into(),
+            json!(null),
+            [true, true, true, true, true],
+        ),
+        (
+            "GET",
+            format!("/v1/tickets/{tid}"),
+            json!(null),
+            [true, true, true, true, true],
+        ),
+        (
+            "POST",
+            "/v1/tickets".into(),
+            json!({"subject": "x"}),
+            [true, true, true, false, false],
+        ),
+        (
+            "PATCH",
+            format!("/v1/tickets/{tid}"),
+            json!({"priority": "low"}),
+            [true, true, true, false, false],
+        ),
+        (
+            "POST",
+            format!("/v1/tickets/{tid}/notes"),
+            json!({"body": "n"}),
+            [true, true, true, false, false],
+        ),
+        (
+            "POST",
+            c("rating"),
+            json!({"rating": 4}),
+            [false, false, false, true, true],
+        ),
+        (
+            "POST",
+            c("handoff"),
+            json!({}),
+            [false, false, false, true, true],
+        ),
+        (
+            "POST",
+            c("accept"),
+            json!({}),
+            [true, true, true, false, false],
+        ),
+        (
+            "POST",
+            c("agent-messages"),
+            json!({"content": "hi"}),
+            [true, true, true, false, false],
+        ),
+        (
+            "POST",
+            c("release"),
+            json!({}),
+            [true, true, true, false, false],
+        ),
+    ];
+    let tokens = [&agent, &supervisor, &admin, &customer, &app.api_key];
+    let names = ["agent", "supervisor", "admin", "customer", "api client"];
+    for (method, path, body, allowed) in &cases {
+        for (i, token) in tokens.iter().enumerate() {
+            let mut rb = app
+                .client
+                .request(method.parse().unwrap(), app.url(path))
+                .bearer_auth(token);
+            if !body.is_null() {
+                rb = rb.json(body);
+            }
+            let r = rb.send().await.unwrap();
+            let status = r.status().as_u16();
+            if allowed[i] {
+                assert!(
+                    status != 401 && status != 403,
+                    "{} {method} {path}: {status}",
+                    names[i]
+                );
+            } else {
+                assert_eq!(status, 403, "{} {method} {path}", names[i]);
+            }
+        }
+        // Nobody gets in without a token.
+        let r = app
+            .client
+            .request(method.parse().unwrap(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "anonymous {method} {path}");
+    }
+}
