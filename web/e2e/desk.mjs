@@ -96,6 +96,10 @@ try {
   await agent.waitForSelector('.toast:has-text("#1")');
   await agent.click('[data-kefu="accept"]');
   await agent.waitForFunction(() => document.querySelector('[data-kefu="status"]')?.dataset.handler === "agent");
+  // Typing shows on the customer's side while the agent writes.
+  await agent.type('[data-kefu="reply"]', "您好", { delay: 20 });
+  await customer.waitForSelector('[data-kefu="typing"].on', { timeout: 10000 });
+  await agent.fill('[data-kefu="reply"]', "");
   await agent.click('[data-kefu="use-suggestion"]');
   const reply = await agent.inputValue('[data-kefu="reply"]');
   assert.match(reply, /人工客服/);
@@ -107,6 +111,10 @@ try {
   // --- The customer sees it live, ends the chat and rates it.
   await customer.waitForSelector('.kf-msg[data-role="agent"]:has-text("退货运费由我们承担")', { timeout: 15000 });
   await customer.waitForSelector('.kf-note:has-text("人工客服已接入")');
+  assert.equal(await customer.locator('[data-kefu="typing"].on').count(), 0, "the indicator goes when the message comes");
+  // The customer has seen it: the agent's line gets a read mark.
+  await agent.waitForSelector('.line.agent [data-kefu="read"]', { timeout: 10000 });
+  step("typing and read receipts both ways");
   await customer.screenshot({ path: `${shots}/04-customer-sees-agent.png` });
   await customer.click('[data-kefu="end"]');
   await customer.waitForSelector('[data-kefu="rating"]');

@@ -73,7 +73,9 @@ export type StreamEvent =
   | { type: "conversation.status_changed"; seq: number; status: "open" | "closed" }
   | { type: "conversation.handler_changed"; seq: number; handler: "bot" | "queued" | "agent"; reason: string }
   | { type: "conversation.rated"; seq: number; rating: number; comment: string | null }
-  | { type: "conversation.flagged"; seq: number; reason: string };
+  | { type: "conversation.flagged"; seq: number; reason: string }
+  | { type: "conversation.typing"; role: Message["role"]; typing: boolean }
+  | { type: "conversation.read"; role: Message["role"]; seq: number };
 
 export const EVENT_NAMES = [
   "message.created",
@@ -83,4 +85,62 @@ export const EVENT_NAMES = [
   "conversation.handler_changed",
   "conversation.rated",
   "conversation.flagged",
+  "conversation.typing",
+  "conversation.read",
 ];
+
+/** Typing signals for one conversation: "on" at most every 3 s while typing, "off" 4 s after the last key or at
+ *  once on send. Failures are ignored (a signal is a nicety, never worth an error). */
+export class TypingSignal {
+  private last = 0;
+  private timer: number | undefined;
+  constructor(
+    private api: Api,
+    private conversation: () => string | null,
+  ) {}
+  private send(typing: boolean) {
+    const c = this.conversation();
+    if (c) this.api.call("POST", `/v1/conversations/${c}/typing`, { typing }).catch(() => undefined);
+  }
+  keystroke() {
+    const now = Date.now();
+    if (now - this.last > 3000) {
+      this.last = now;
+      this.send(true);
+    }
+    clearTimeout(this.timer);
+    this.timer = window.setTimeout(() => this.stop(), 4000);
+  }
+  stop() {
+    clearTimeout(this.timer);
+    if (this.last) {
+      this.last = 0;
+      this.send(false);
+    }
+  }
+}
+
+/** "Seen up to seq", sent once things settle (debounced), only ever forwards. */
+export class ReadSignal {
+  private sent = 0;
+  private want = 0;
+  private timer: number | undefined;
+  constructor(
+    private api: Api,
+    private conversation: () => string | null,
+  ) {}
+  seen(seq: number) {
+    this.want = Math.max(this.want, seq);
+    clearTimeout(this.timer);
+    this.timer = window.setTimeout(() => {
+      const c = this.conversation();
+      if (!c || this.want <= this.sent) return;
+      this.sent = this.want;
+      this.api.call("POST", `/v1/conversations/${c}/read`, { seq: this.want }).catch(() => undefined);
+    }, 400);
+  }
+  reset() {
+    this.sent = 0;
+    this.want = 0;
+  }
+}

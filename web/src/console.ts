@@ -2,7 +2,7 @@
 // accept / reply / give back to the assistant / close, knowledge search. Role-aware: supervisors and admins also
 // see every held conversation. Text is always rendered with textContent.
 
-import { Api, ApiError, Conversation, EVENT_NAMES, Message, StreamEvent } from "./api";
+import { Api, ApiError, Conversation, EVENT_NAMES, Message, ReadSignal, StreamEvent, TypingSignal } from "./api";
 import { h, richText } from "./dom";
 
 const T = {
@@ -52,6 +52,8 @@ const T = {
     statusBot: "AI 处理中",
     statusClosed: "已结束",
     heldByOther: "该会话已被其他客服接入",
+    customerTyping: "客户正在输入…",
+    readMark: "已读",
     anonymous: "匿名访客",
     lang: "English",
     tickets: "工单",
@@ -120,6 +122,8 @@ const T = {
     statusBot: "With the AI",
     statusClosed: "Closed",
     heldByOther: "Another agent has taken this conversation",
+    customerTyping: "The customer is typing…",
+    readMark: "Read",
     anonymous: "Anonymous visitor",
     lang: "中文",
     tickets: "Tickets",
@@ -395,6 +399,14 @@ class Console {
   private actions = h("div", { class: "actions" });
   private replyBox = h("textarea", { rows: "3", "data-kefu": "reply" });
   private statusLine = h("div", { class: "status", "data-kefu": "status" });
+  private typingEl = h("div", { class: "typing", "data-kefu": "typing" });
+  private typingTimer: number | undefined;
+  private typingSignal = new TypingSignal(this.api, () => (this.mine() ? this.selected : null));
+  private readSignal = new ReadSignal(this.api, () => (this.mine() ? this.selected : null));
+
+  private mine(): boolean {
+    return !!this.conv && this.conv.handler === "agent" && this.conv.assignee_id === this.me?.id && this.conv.id === this.selected;
+  }
 
   private async open(id: string) {
     this.selected = id;
@@ -409,13 +421,16 @@ class Console {
       e.preventDefault();
       this.send();
     });
+    this.replyBox.oninput = () => this.typingSignal.keystroke();
+    this.readSignal.reset();
+    this.typingEl.textContent = "";
     this.replyBox.onkeydown = (e) => {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
         e.preventDefault();
         this.send();
       }
     };
-    this.center.replaceChildren(this.statusLine, this.actions, this.thread, form);
+    this.center.replaceChildren(this.statusLine, this.actions, this.thread, this.typingEl, form);
     const conv = await this.guard(this.api.call<Conversation>("GET", `/v1/conversations/${id}`));
     if (!conv) return;
     this.setConv(conv);
@@ -471,8 +486,28 @@ class Console {
         }
         el.dataset.seq = String(m.seq);
         this.bySeq.set(m.seq, el);
+        if (m.role === "customer") {
+          this.typingEl.textContent = "";
+          this.readSignal.seen(m.seq);
+        }
         break;
       }
+      case "conversation.typing":
+        if (e.role === "customer") {
+          this.typingEl.textContent = e.typing ? this.t.customerTyping : "";
+          clearTimeout(this.typingTimer);
+          if (e.typing) this.typingTimer = window.setTimeout(() => (this.typingEl.textContent = ""), 8000);
+        }
+        break;
+      case "conversation.read":
+        if (e.role === "customer") {
+          for (const [seq, el] of this.bySeq) {
+            if (seq <= e.seq && el.dataset.role === "agent" && !el.querySelector(".readmark")) {
+              el.append(h("span", { class: "readmark", "data-kefu": "read" }, this.t.readMark));
+            }
+          }
+        }
+        break;
       case "message.delta": {
         let s = this.streaming.get(e.reply_to_seq);
         if (!s) {
@@ -517,6 +552,7 @@ class Console {
     const text = this.replyBox.value.trim();
     if (!text || !this.conv) return;
     const key = crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random();
+    this.typingSignal.stop();
     const ok = await this.guard(this.api.call("POST", `/v1/conversations/${this.conv.id}/agent-messages`, { content: text }, { "Idempotency-Key": key }));
     if (ok) this.replyBox.value = "";
   }

@@ -4,7 +4,7 @@
 // It keeps its session and conversation in localStorage, so a reload or a reconnect resumes where it left off
 // (events after the last one seen are replayed, including an answer still being written).
 
-import { Api, ApiError, Conversation, EVENT_NAMES, Message, StreamEvent } from "./api";
+import { Api, ApiError, Conversation, EVENT_NAMES, Message, ReadSignal, StreamEvent, TypingSignal } from "./api";
 import { h, richText, uuid } from "./dom";
 
 const T = {
@@ -32,6 +32,8 @@ const T = {
     agent: "人工客服",
     newChat: "开始新对话",
     error: "出错了：",
+    agentTyping: "客服正在输入…",
+    read: "已读",
   },
   en: {
     title: "Customer service",
@@ -57,6 +59,8 @@ const T = {
     agent: "Agent",
     newChat: "Start a new chat",
     error: "Something went wrong: ",
+    agentTyping: "The agent is typing…",
+    read: "Read",
   },
 };
 type Lang = keyof typeof T;
@@ -78,6 +82,8 @@ const CSS = `
 .kf-cite{font-size:11px;background:#eef2ff;color:#3730a3;border-radius:4px;padding:0 3px;margin:0 1px}
 .kf-note{text-align:center;color:#6b7280;font-size:12px;margin:8px 0}
 .kf-pending .kf-bubble{opacity:.6}
+.kf-typing{color:#6b7280;font-size:12px;margin:4px;display:none}.kf-typing.on{display:block}
+.kf-readmark{font-size:10px;color:#6b7280;margin:0 4px}
 .kf-quick{display:flex;flex-wrap:wrap;gap:6px;margin:6px 0}
 .kf-quick button{border:1px solid #1677ff;color:#1677ff;background:#fff;border-radius:14px;padding:3px 10px;cursor:pointer;font-size:12px}
 .kf-form{display:flex;gap:6px;padding:8px;border-top:1px solid #e5e7eb}
@@ -113,6 +119,10 @@ class Widget {
   private bySeq = new Map<number, HTMLElement>();
   private streaming = new Map<number, { el: HTMLElement; text: string }>();
   private ratingShown = false;
+  private typingEl = h("div", { class: "kf-typing", "data-kefu": "typing", "aria-live": "polite" });
+  private typingTimer: number | undefined;
+  private typing: TypingSignal;
+  private read: ReadSignal;
 
   constructor(
     private base: string,
@@ -123,6 +133,9 @@ class Widget {
     this.t = T[lang];
     this.api = new Api(base);
     this.input.placeholder = this.t.placeholder;
+    this.typingEl.textContent = this.t.agentTyping;
+    this.typing = new TypingSignal(this.api, () => this.conv?.id ?? null);
+    this.read = new ReadSignal(this.api, () => this.conv?.id ?? null);
   }
 
   /** One saved conversation per site, tenant and signed-in customer. The identity token is re-signed on every
@@ -155,13 +168,14 @@ class Widget {
       e.preventDefault();
       this.sendText(this.input.value);
     });
+    this.input.addEventListener("input", () => this.typing.keystroke());
     this.input.addEventListener("keydown", (e) => {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
         e.preventDefault();
         this.sendText(this.input.value);
       }
     });
-    this.panel.append(head, this.log, this.form);
+    this.panel.append(head, this.log, this.typingEl, this.form);
     this.root.append(this.panel);
     try {
       await this.start();
@@ -197,6 +211,7 @@ class Widget {
     this.streaming.clear();
     this.ratingShown = false;
     this.lastSeq = 0;
+    this.read.reset();
     const session = await new Api(this.base).call<{ access_token: string }>("POST", "/v1/customer-sessions", {
       tenant: this.tenant,
       identity_token: this.identityToken ?? undefined,
@@ -294,8 +309,30 @@ class Widget {
         this.root.querySelector(".kf-rate")?.remove();
         this.note(this.t.rated);
         break;
+      case "conversation.typing":
+        if (e.role === "agent") this.showTyping(e.typing);
+        break;
+      case "conversation.read":
+        if (e.role === "agent") this.markRead(e.seq);
+        break;
       case "conversation.flagged":
         break;
+    }
+  }
+
+  private showTyping(on: boolean) {
+    this.typingEl.classList.toggle("on", on);
+    clearTimeout(this.typingTimer);
+    // A lost "stopped typing" must not leave the indicator on.
+    if (on) this.typingTimer = window.setTimeout(() => this.typingEl.classList.remove("on"), 8000);
+  }
+
+  /** The agent has seen our messages up to `seq`. */
+  private markRead(seq: number) {
+    for (const [s, el] of this.bySeq) {
+      if (s <= seq && el.dataset.role === "customer" && !el.querySelector(".kf-readmark")) {
+        el.append(h("span", { class: "kf-readmark", "data-kefu": "read" }, this.t.read));
+      }
     }
   }
 
@@ -318,6 +355,10 @@ class Widget {
     el.dataset.seq = String(m.seq);
     el.dataset.role = m.role;
     this.bySeq.set(m.seq, el);
+    if (m.role === "agent") {
+      this.showTyping(false);
+      this.read.seen(m.seq);
+    }
     this.scroll();
   }
 
@@ -363,6 +404,7 @@ class Widget {
     const text = raw.trim();
     if (!text || !this.conv) return;
     this.input.value = "";
+    this.typing.stop();
     const key = uuid();
     const el = this.bubble("customer", text);
     el.classList.add("kf-pending");

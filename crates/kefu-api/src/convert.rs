@@ -65,17 +65,21 @@ pub fn conversation(c: s::Conversation) -> t::Conversation {
     }
 }
 
+fn message_role(r: s::MessageRole) -> t::MessageRole {
+    match r {
+        s::MessageRole::Customer => t::MessageRole::Customer,
+        s::MessageRole::Assistant => t::MessageRole::Assistant,
+        s::MessageRole::Agent => t::MessageRole::Agent,
+        s::MessageRole::System => t::MessageRole::System,
+    }
+}
+
 pub fn message(m: &s::Message) -> t::Message {
     t::Message {
         id: m.id,
         conversation_id: m.conversation_id,
         seq: m.seq,
-        role: match m.role {
-            s::MessageRole::Customer => t::MessageRole::Customer,
-            s::MessageRole::Assistant => t::MessageRole::Assistant,
-            s::MessageRole::Agent => t::MessageRole::Agent,
-            s::MessageRole::System => t::MessageRole::System,
-        },
+        role: message_role(m.role),
         content: m.content.clone(),
         reply_to_seq: m.reply_to_seq,
         idempotency_key: m.idempotency_key.clone(),
@@ -177,6 +181,18 @@ pub fn stream_event(p: &Principal, o: &kefu_engine::Outgoing) -> t::StreamEvent 
         Outgoing::Live(LiveEvent::Reset { reply_to }) => t::StreamEvent::Reset {
             reply_to_seq: *reply_to,
         },
+        Outgoing::Live(LiveEvent::Signal(kefu_engine::Signal::Typing { role, typing })) => {
+            t::StreamEvent::Typing {
+                role: message_role(*role),
+                typing: *typing,
+            }
+        }
+        Outgoing::Live(LiveEvent::Signal(kefu_engine::Signal::Read { role, seq })) => {
+            t::StreamEvent::Read {
+                role: message_role(*role),
+                seq: *seq,
+            }
+        }
         Outgoing::Shutdown => t::StreamEvent::Shutdown,
         Outgoing::Error { code, message } => t::StreamEvent::Error {
             code: (*code).to_owned(),

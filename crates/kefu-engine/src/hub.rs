@@ -25,6 +25,23 @@ pub enum LiveEvent {
     Reset {
         reply_to: i64,
     },
+    /// Ephemeral: who is typing, who has read up to where. Not stored; only live subscribers see it.
+    Signal(Signal),
+}
+
+/// Something the other side should see at once and never needs to replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// `role` (customer or agent) started or stopped typing.
+    Typing {
+        role: kefu_store::MessageRole,
+        typing: bool,
+    },
+    /// `role` has seen every message up to `seq`.
+    Read {
+        role: kefu_store::MessageRole,
+        seq: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +136,14 @@ impl EventHub {
             .lock()
             .get(&id)
             .and_then(|c| c.partial.lock().clone())
+    }
+
+    /// Sends an ephemeral signal to the conversation's current subscribers (none: nothing to do).
+    pub fn signal(&self, id: Uuid, signal: Signal) {
+        let ch = self.channels.lock().get(&id).cloned();
+        if let Some(ch) = ch {
+            let _ = ch.tx.send(LiveEvent::Signal(signal));
+        }
     }
 
     pub fn publish(&self, event: Event) {

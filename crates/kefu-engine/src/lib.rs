@@ -24,6 +24,6 @@ mod turn;
 
 pub use decide::{decide, Decision, Facts, Path, Policy, Tier, Tone};
 pub use engine::{Accepted, Engine, EngineError, EngineParts, EngineSettings, UnderstanderSource};
-pub use hub::{EventHub, LiveEvent};
+pub use hub::{EventHub, LiveEvent, Signal};
 pub use subscribe::Outgoing;
 pub use tools::ToolSet;

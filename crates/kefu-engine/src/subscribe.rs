@@ -153,6 +153,7 @@ impl Subscriber {
                         self.buffer.push_back(Outgoing::Live(ev));
                     }
                 }
+                Ok(ev @ LiveEvent::Signal(_)) => self.buffer.push_back(Outgoing::Live(ev)),
                 Err(RecvError::Lagged(n)) => {
                     tracing::debug!(conversation_id = %self.conversation, skipped = n, "subscriber lagged; resyncing");
                     if self.catch_up().await {

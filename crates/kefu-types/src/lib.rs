@@ -239,6 +239,12 @@ pub enum StreamEvent {
     /// The model stream broke and a retry started over: drop the partial text of this reply.
     #[serde(rename = "message.reset")]
     Reset { reply_to_seq: i64 },
+    /// The customer or the agent started or stopped typing (live only, never replayed).
+    #[serde(rename = "conversation.typing")]
+    Typing { role: MessageRole, typing: bool },
+    /// The customer or the agent has seen every message up to `seq` (live only, never replayed).
+    #[serde(rename = "conversation.read")]
+    Read { role: MessageRole, seq: i64 },
     /// The server is shutting down; reconnect with `after` to resume elsewhere.
     #[serde(rename = "server.shutdown")]
     Shutdown,
@@ -268,6 +274,8 @@ impl StreamEvent {
             StreamEvent::Rated { .. } => "conversation.rated",
             StreamEvent::Delta { .. } => "message.delta",
             StreamEvent::Reset { .. } => "message.reset",
+            StreamEvent::Typing { .. } => "conversation.typing",
+            StreamEvent::Read { .. } => "conversation.read",
             StreamEvent::Shutdown => "server.shutdown",
             StreamEvent::Error { .. } => "error",
         }
@@ -288,6 +296,26 @@ pub enum ClientFrame {
     /// `deny_unknown_fields` on unit variants of internally tagged enums.)
     #[serde(rename = "ping")]
     Ping {},
+    /// The sender started or stopped typing.
+    #[serde(rename = "typing")]
+    Typing { typing: bool },
+    /// The sender has seen every message up to `seq`.
+    #[serde(rename = "read")]
+    Read { seq: i64 },
+}
+
+/// Typing on or off (`POST /v1/conversations/{id}/typing`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TypingRequest {
+    pub typing: bool,
+}
+
+/// Seen up to `seq` (`POST /v1/conversations/{id}/read`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReadRequest {
+    pub seq: i64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]

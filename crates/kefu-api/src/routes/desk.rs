@@ -12,7 +12,7 @@ use uuid::Uuid;
 use kefu_store::{ConversationQuery, ConversationStatus, Handler, MessageRole};
 use kefu_types::{
     DeskAgent, DeskAgentList, DeskConversation, DeskList, HandoffBrief, HandoffRequest,
-    RatingRequest, SendMessageRequest, TransferRequest,
+    RatingRequest, ReadRequest, SendMessageRequest, TransferRequest, TypingRequest,
 };
 
 use crate::auth::{authorize, Action, Auth, Principal};
@@ -352,4 +352,75 @@ pub(crate) async fn desk_agents(
             })
             .collect(),
     }))
+}
+
+/// Who a typing or read signal is from: the customer side (customers and API clients), or the agent holding the
+/// conversation (other staff have nothing to signal to the customer).
+pub(crate) fn signal_role(
+    p: &Principal,
+    conv: &kefu_store::Conversation,
+) -> Result<MessageRole, ApiError> {
+    match p {
+        Principal::Customer { .. } | Principal::ApiClient { .. } => {
+            authorize(p, Action::SendCustomerMessage)?;
+            Ok(MessageRole::Customer)
+        }
+        Principal::Staff { user, .. } => {
+            authorize(p, Action::UseDesk)?;
+            if conv.handler == Handler::Agent && conv.assignee_id == Some(*user) {
+                Ok(MessageRole::Agent)
+            } else {
+                Err(ApiError::NotHolder)
+            }
+        }
+    }
+}
+
+/// Typing on or off; the other side sees `conversation.typing` on its stream (live only, nothing stored).
+#[utoipa::path(post, path = "/v1/conversations/{id}/typing", tag = "desk", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)), request_body = TypingRequest,
+    responses((status = 204, description = "Sent"), (status = 403, body = kefu_types::ErrorBody),
+              (status = 404, body = kefu_types::ErrorBody), (status = 409, body = kefu_types::ErrorBody)))]
+pub(crate) async fn send_typing(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<TypingRequest>,
+) -> Result<StatusCode, ApiError> {
+    let conv = load_conversation(&s, &p, &id).await?;
+    let role = signal_role(&p, &conv)?;
+    s.engine.hub().signal(
+        conv.id,
+        kefu_engine::Signal::Typing {
+            role,
+            typing: req.typing,
+        },
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Seen up to `seq`; the other side sees `conversation.read` on its stream (live only, nothing stored).
+#[utoipa::path(post, path = "/v1/conversations/{id}/read", tag = "desk", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)), request_body = ReadRequest,
+    responses((status = 204, description = "Sent"), (status = 403, body = kefu_types::ErrorBody),
+              (status = 404, body = kefu_types::ErrorBody), (status = 409, body = kefu_types::ErrorBody),
+              (status = 422, body = kefu_types::ErrorBody)))]
+pub(crate) async fn send_read(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ReadRequest>,
+) -> Result<StatusCode, ApiError> {
+    let conv = load_conversation(&s, &p, &id).await?;
+    if req.seq < 0 || req.seq > conv.last_seq {
+        return Err(ApiError::InvalidRequest(format!(
+            "`seq` must be 0 to {} (the conversation's last)",
+            conv.last_seq
+        )));
+    }
+    let role = signal_role(&p, &conv)?;
+    s.engine
+        .hub()
+        .signal(conv.id, kefu_engine::Signal::Read { role, seq: req.seq });
+    Ok(StatusCode::NO_CONTENT)
 }

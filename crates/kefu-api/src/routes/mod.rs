@@ -91,6 +91,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/conversations/{id}/brief", get(handoff_brief))
         .route("/v1/conversations/{id}/handoff", post(request_handoff))
         .route("/v1/conversations/{id}/rating", post(rate_conversation))
+        .route("/v1/conversations/{id}/typing", post(send_typing))
+        .route("/v1/conversations/{id}/read", post(send_read))
         .route("/v1/tickets", get(list_tickets).post(create_ticket))
         .route("/v1/tickets/{id}", get(get_ticket).patch(update_ticket))
         .route("/v1/tickets/{id}/notes", post(add_ticket_note))

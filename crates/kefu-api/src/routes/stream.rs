@@ -176,6 +176,28 @@ async fn handle_client_frame(
         serde_json::from_str(text).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     match frame {
         ClientFrame::Ping {} => Ok(()),
+        ClientFrame::Typing { typing } => {
+            let conv = load_conversation(s, p, &conversation.to_string()).await?;
+            let role = crate::routes::signal_role(p, &conv)?;
+            s.engine
+                .hub()
+                .signal(conv.id, kefu_engine::Signal::Typing { role, typing });
+            Ok(())
+        }
+        ClientFrame::Read { seq } => {
+            let conv = load_conversation(s, p, &conversation.to_string()).await?;
+            if seq < 0 || seq > conv.last_seq {
+                return Err(ApiError::InvalidRequest(format!(
+                    "`seq` must be 0 to {} (the conversation's last)",
+                    conv.last_seq
+                )));
+            }
+            let role = crate::routes::signal_role(p, &conv)?;
+            s.engine
+                .hub()
+                .signal(conv.id, kefu_engine::Signal::Read { role, seq });
+            Ok(())
+        }
         ClientFrame::SendMessage {
             content,
             idempotency_key,

@@ -848,3 +848,86 @@ async fn every_console_endpoint_by_role() {
         assert_eq!(r.status(), 401, "anonymous {method} {path}");
     }
 }
+
+#[tokio::test]
+async fn typing_and_read_signals_reach_the_other_side_live() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let (agent, _) = staff(&app, &admin, "tina@acme.test", "agent").await;
+    let (other, _) = staff(&app, &admin, "otis@acme.test", "agent").await;
+    let (customer, _) = app.customer_session(None).await;
+    let conv = app.new_conversation(&customer, None).await;
+    let r = app
+        .post(
+            &customer,
+            &format!("/v1/conversations/{conv}/handoff"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    // Only the agent holding it signals to the customer.
+    let typing = format!("/v1/conversations/{conv}/typing");
+    let r = app.post(&agent, &typing, json!({"typing": true})).await;
+    assert_eq!(r.status(), 409);
+    app.post(
+        &agent,
+        &format!("/v1/conversations/{conv}/accept"),
+        json!({}),
+    )
+    .await;
+    let last = app
+        .get_json(&customer, &format!("/v1/conversations/{conv}"))
+        .await["last_seq"]
+        .as_i64()
+        .unwrap();
+    let mut customer_events = app.sse(&customer, &conv, last, None).await;
+    let mut agent_events = app.sse(&agent, &conv, last, None).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    let r = app.post(&agent, &typing, json!({"typing": true})).await;
+    assert_eq!(r.status(), 204);
+    match next_event(&mut customer_events).await {
+        StreamEvent::Typing { role, typing } => {
+            assert_eq!((role, typing), (kefu_types::MessageRole::Agent, true))
+        }
+        e => panic!("unexpected {e:?}"),
+    }
+    assert_eq!(
+        app.post(&other, &typing, json!({"typing": true}))
+            .await
+            .status(),
+        409
+    );
+
+    // The customer read up to the last message; a seq beyond it is refused.
+    let read = format!("/v1/conversations/{conv}/read");
+    assert_eq!(
+        app.post(&customer, &read, json!({"seq": last + 5}))
+            .await
+            .status(),
+        422
+    );
+    assert_eq!(
+        app.post(&customer, &read, json!({"seq": last}))
+            .await
+            .status(),
+        204
+    );
+    // The agent's stream shows its own typing first (every subscriber sees every signal), then the read.
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        seen.push(next_event(&mut agent_events).await);
+    }
+    assert!(
+        seen.iter().any(|e| matches!(e,
+        StreamEvent::Read { role: kefu_types::MessageRole::Customer, seq } if *seq == last)),
+        "{seen:?}"
+    );
+    // Signals are not stored: a fresh subscription replays nothing.
+    let after = app
+        .get_json(&customer, &format!("/v1/conversations/{conv}"))
+        .await["last_seq"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(after, last);
+}
