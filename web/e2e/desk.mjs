@@ -165,6 +165,14 @@ try {
   await en.waitForSelector('.kf-msg[data-role="assistant"] .kf-cite');
   await en.screenshot({ path: `${shots}/08-english-resumed.png` });
   step("english widget resumed after reload");
+
+  // The same customer on another device (a fresh browser profile): the open conversation comes along.
+  const phone = await (await browser.newContext({ viewport: { width: 390, height: 780 }, locale: "en-US" })).newPage();
+  pages.push(["other-device", phone]);
+  await phone.goto(`${base}/demo/?customer=C1002&lang=en`);
+  await phone.click('[data-kefu="open"]');
+  await phone.waitForSelector('.kf-msg[data-role="customer"]:has-text("Do you ship to other countries?")', { timeout: 15000 });
+  step("resumed on another device");
 } catch (e) {
   failed = true;
   console.error(e);

@@ -202,10 +202,12 @@ class Widget {
         if (!(e instanceof ApiError)) throw e;
       }
     }
-    await this.newConversation();
+    await this.newConversation(true);
   }
 
-  private async newConversation() {
+  /** A new session; with `resumeOpen`, a signed-in customer's open conversation from another device or browser is
+   *  picked up instead of starting another. */
+  private async newConversation(resumeOpen = false) {
     this.log.replaceChildren();
     this.bySeq.clear();
     this.streaming.clear();
@@ -217,6 +219,16 @@ class Widget {
       identity_token: this.identityToken ?? undefined,
     });
     this.api.token = session.access_token;
+    if (resumeOpen && this.identityToken) {
+      const open = await this.api.call<{ conversations: Conversation[] }>("GET", "/v1/conversations?status=open&limit=1");
+      if (open.conversations.length) {
+        this.conv = open.conversations[0];
+        this.save();
+        this.welcome();
+        this.subscribe(0);
+        return;
+      }
+    }
     this.conv = await this.api.call<Conversation>("POST", "/v1/conversations", { channel: "web" });
     this.save();
     this.welcome();

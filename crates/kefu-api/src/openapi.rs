@@ -29,7 +29,7 @@ impl Modify for BearerAuth {
     paths(
         healthz, readyz,
         login, create_customer_session,
-        create_conversation, get_conversation, close_conversation, send_message, list_messages,
+        create_conversation, list_conversations, get_conversation, close_conversation, send_message, list_messages,
         conversation_events_sse, conversation_ws, list_turns, set_handler,
         get_tenant, cache_stats, list_api_keys, create_api_key, revoke_api_key, list_staff, create_staff,
         get_model_config, put_model_config, delete_model_config, get_customer_secret, rotate_customer_secret,

@@ -828,13 +828,15 @@ macro_rules! sql_store {
                     let rows = sqlx::query(&format!(
                         "SELECT {CONV_COLS} FROM conversations WHERE tenant_id = $1 \
                          AND ($2 IS NULL OR handler = $2) AND ($3 IS NULL OR status = $3) \
-                         AND ($4 IS NULL OR assignee_id = $4) ORDER BY {order} LIMIT $5"
+                         AND ($4 IS NULL OR assignee_id = $4) AND ($6 IS NULL OR customer_id = $6) \
+                         ORDER BY {order} LIMIT $5"
                     ))
                     .bind(tenant.to_string())
                     .bind(q.handler.map(Handler::as_str))
                     .bind(q.status.map(ConversationStatus::as_str))
                     .bind(q.assignee.map(|a| a.to_string()))
                     .bind(i64::from(q.limit.max(1)))
+                    .bind(q.customer.map(|c| c.to_string()))
                     .fetch_all(&self.read)
                     .await
                     .map_err(map_err)?;

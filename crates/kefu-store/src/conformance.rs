@@ -816,6 +816,35 @@ async fn desk_lists_the_queue_longest_waiting_first(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(all.len(), 3);
     assert!(all.iter().any(|c| c.id == bot.id));
+    let someone = store
+        .upsert_customer(a.id, Some("cust-2"), None)
+        .await
+        .unwrap();
+    let theirs = store
+        .create_conversation(NewConversation {
+            tenant_id: a.id,
+            customer_id: someone.id,
+            channel: "web".into(),
+            subject: None,
+            metadata: serde_json::json!({}),
+        })
+        .await
+        .unwrap();
+    let of_customer = store
+        .list_conversations(
+            a.id,
+            ConversationQuery {
+                customer: Some(someone.id),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        of_customer.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![theirs.id]
+    );
     // Another tenant sees none of them.
     let b = tenant(&store).await;
     let theirs = store

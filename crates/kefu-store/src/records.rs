@@ -213,6 +213,7 @@ pub struct ConversationQuery {
     pub handler: Option<Handler>,
     pub status: Option<ConversationStatus>,
     pub assignee: Option<Uuid>,
+    pub customer: Option<Uuid>,
     pub limit: u32,
 }
 

@@ -695,6 +695,11 @@ pub struct HandoffRequest {
     pub reason: Option<String>,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ConversationList {
+    pub conversations: Vec<Conversation>,
+}
+
 /// One row of the desk: a conversation with who it is and where it stands.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct DeskConversation {

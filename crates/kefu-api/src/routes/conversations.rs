@@ -127,6 +127,55 @@ pub(crate) async fn create_conversation(
     Ok((StatusCode::CREATED, Json(convert::conversation(conv))))
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct ConversationListQuery {
+    #[serde(default)]
+    status: Option<kefu_types::ConversationStatus>,
+    /// 1–100, default 20.
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// Conversations, most recently active first: a customer's own (so a customer who signs in on another device picks
+/// up where they left off), or the tenant's for staff and API clients.
+#[utoipa::path(get, path = "/v1/conversations", tag = "conversations", security(("bearer" = [])),
+    params(ConversationListQuery),
+    responses((status = 200, body = kefu_types::ConversationList), (status = 401, body = kefu_types::ErrorBody)))]
+pub(crate) async fn list_conversations(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiQuery(q): ApiQuery<ConversationListQuery>,
+) -> Result<Json<kefu_types::ConversationList>, ApiError> {
+    authorize(&p, Action::ReadConversation)?;
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::InvalidRequest("`limit` must be 1 to 100".into()));
+    }
+    let convs = s
+        .store
+        .list_conversations(
+            p.tenant(),
+            kefu_store::ConversationQuery {
+                status: q.status.map(|st| match st {
+                    kefu_types::ConversationStatus::Open => kefu_store::ConversationStatus::Open,
+                    kefu_types::ConversationStatus::Closed => {
+                        kefu_store::ConversationStatus::Closed
+                    }
+                }),
+                customer: match &p {
+                    Principal::Customer { customer, .. } => Some(*customer),
+                    _ => None,
+                },
+                limit,
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(Json(kefu_types::ConversationList {
+        conversations: convs.into_iter().map(convert::conversation).collect(),
+    }))
+}
+
 #[utoipa::path(get, path = "/v1/conversations/{id}", tag = "conversations", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = kefu_types::Conversation), (status = 404, body = kefu_types::ErrorBody)))]

@@ -78,6 +78,7 @@ pub(crate) async fn desk_conversations(
         },
         status: Some(ConversationStatus::Open),
         assignee: (q.view == DeskView::Mine).then_some(user),
+        customer: None,
         limit,
     };
     let convs = s.store.list_conversations(p.tenant(), query).await?;

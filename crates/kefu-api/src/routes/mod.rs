@@ -61,7 +61,10 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/v1/auth/login", post(login))
         .route("/v1/customer-sessions", post(create_customer_session))
-        .route("/v1/conversations", post(create_conversation))
+        .route(
+            "/v1/conversations",
+            post(create_conversation).get(list_conversations),
+        )
         .route("/v1/conversations/{id}", get(get_conversation))
         .route("/v1/conversations/{id}/close", post(close_conversation))
         .route(

@@ -931,3 +931,39 @@ async fn typing_and_read_signals_reach_the_other_side_live() {
         .unwrap();
     assert_eq!(after, last);
 }
+
+#[tokio::test]
+async fn a_customer_lists_only_their_own_conversations_to_resume_one() {
+    let app = spawn_app().await;
+    let (mine, _) = app.customer_session(None).await;
+    let (theirs, _) = app.customer_session(None).await;
+    let a = app.new_conversation(&mine, None).await;
+    let b = app.new_conversation(&mine, None).await;
+    app.new_conversation(&theirs, None).await;
+    app.post(&mine, &format!("/v1/conversations/{a}/close"), json!({}))
+        .await;
+    let open = app.get_json(&mine, "/v1/conversations?status=open").await;
+    let ids: Vec<&str> = open["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![b.as_str()]);
+    let all = app.get_json(&mine, "/v1/conversations").await;
+    assert_eq!(all["conversations"].as_array().unwrap().len(), 2);
+    let staff_view = app
+        .get_json(&app.admin_token().await, "/v1/conversations")
+        .await;
+    assert_eq!(staff_view["conversations"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        app.get(&mine, "/v1/conversations?limit=0").await.status(),
+        422
+    );
+    assert_eq!(
+        app.get(&mine, "/v1/conversations?status=gone")
+            .await
+            .status(),
+        422
+    );
+}
