@@ -4,7 +4,8 @@
 // English. Drives Debian's Chromium through playwright-core (no browser download).
 //
 // Run by `cargo xtask ci` through crates/kefu/tests/e2e.rs, which starts kefu with the demo and passes:
-//   KEFU_E2E_BASE, KEFU_E2E_TENANT, KEFU_E2E_AGENT_EMAIL, KEFU_E2E_AGENT_PASSWORD, KEFU_E2E_SCREENSHOTS
+//   KEFU_E2E_BASE, KEFU_E2E_TENANT, KEFU_E2E_AGENT_EMAIL, KEFU_E2E_AGENT_PASSWORD, KEFU_E2E_ADMIN_EMAIL,
+//   KEFU_E2E_ADMIN_PASSWORD, KEFU_E2E_SCREENSHOTS
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import assert from "node:assert/strict";
@@ -19,6 +20,8 @@ const tenant = env("KEFU_E2E_TENANT");
 const agentEmail = env("KEFU_E2E_AGENT_EMAIL");
 const agentPassword = env("KEFU_E2E_AGENT_PASSWORD");
 const shots = env("KEFU_E2E_SCREENSHOTS");
+const adminEmail = env("KEFU_E2E_ADMIN_EMAIL");
+const adminPassword = env("KEFU_E2E_ADMIN_PASSWORD");
 mkdirSync(shots, { recursive: true });
 
 const browser = await chromium.launch({
@@ -173,6 +176,32 @@ try {
   await phone.click('[data-kefu="open"]');
   await phone.waitForSelector('.kf-msg[data-role="customer"]:has-text("Do you ship to other countries?")', { timeout: 15000 });
   step("resumed on another device");
+
+  // --- An admin adds an FAQ entry in the console; customers get it word for word at once.
+  const adminPage = await (await browser.newContext({ viewport: { width: 1400, height: 900 }, locale: "zh-CN" })).newPage();
+  pages.push(["admin", adminPage]);
+  await adminPage.goto(`${base}/console/`);
+  await adminPage.fill('input[name="tenant"]', tenant);
+  await adminPage.fill('input[name="email"]', adminEmail);
+  await adminPage.fill('input[name="password"]', adminPassword);
+  await adminPage.click('button[type="submit"]');
+  await adminPage.click('[data-view="knowledge"]');
+  await adminPage.waitForSelector("[data-document]");
+  await adminPage.fill('[data-kefu="faq-question"]', "发票抬头开错了可以改吗？");
+  await adminPage.fill('[data-kefu="faq-answer"]', "可以，开票后 30 天内在订单详情页申请重开发票即可。");
+  await adminPage.fill('[data-kefu="faq-alternatives"]', "发票抬头写错了怎么办");
+  await adminPage.click('form.kb:has([data-kefu="faq-question"]) button[type="submit"]');
+  await adminPage.waitForSelector('[data-document] b:has-text("发票")', { timeout: 15000 });
+  await adminPage.screenshot({ path: `${shots}/09-admin-knowledge.png` });
+  const asker = await (await browser.newContext({ locale: "zh-CN" })).newPage();
+  pages.push(["faq-customer", asker]);
+  await asker.goto(`${base}/demo/?customer=anon&lang=zh`);
+  await asker.click('[data-kefu="open"]');
+  await asker.waitForSelector('[data-kefu="quick"]');
+  await asker.fill(".kf-form textarea", "发票抬头开错了可以改吗？");
+  await asker.click('[data-kefu="send"]');
+  await asker.waitForSelector('.kf-msg[data-role="assistant"]:has-text("30 天内")', { timeout: 30000 });
+  step("a new FAQ entry answers at once");
 } catch (e) {
   failed = true;
   console.error(e);

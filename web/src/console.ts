@@ -74,6 +74,17 @@ const T = {
     save: "保存",
     saved: "已保存",
     days: ["周一", "周二", "周三", "周四", "周五", "周六", "周日"],
+    knowledge: "知识库",
+    importFiles: "导入文件",
+    collection: "分类",
+    imported: "导入结果",
+    deleteDoc: "删除文档",
+    confirmDelete: "确定删除这个文档吗？",
+    newFaq: "新增 / 修改问答",
+    question: "问题",
+    answer: "答案",
+    alternatives: "相似问题（每行一个）",
+    chunks: "片段",
     hoursHint: "格式 09:00-18:00，留空表示休息；全部留空并保存则不限时间",
   },
   en: {
@@ -144,6 +155,17 @@ const T = {
     save: "Save",
     saved: "Saved",
     days: ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
+    knowledge: "Knowledge",
+    importFiles: "Import files",
+    collection: "Collection",
+    imported: "Import report",
+    deleteDoc: "Delete document",
+    confirmDelete: "Delete this document?",
+    newFaq: "Add / edit an FAQ entry",
+    question: "Question",
+    answer: "Answer",
+    alternatives: "Other phrasings (one per line)",
+    chunks: "Chunks",
     hoursHint: "Format 09:00-18:00, empty = closed; all empty and saved = always open",
   },
 };
@@ -180,7 +202,22 @@ interface Hit {
   citation: { label: string };
 }
 
-type View = "queue" | "mine" | "held" | "tickets" | "settings";
+type View = "queue" | "mine" | "held" | "tickets" | "knowledge" | "settings";
+
+interface KbDocument {
+  id: string;
+  collection: string;
+  source: string;
+  title: string;
+  format: string;
+  chunk_count: number;
+}
+interface KbChunk {
+  ord: number;
+  headings: string[];
+  text: string;
+  faq: { question: string; alternatives: string[]; answer: string } | null;
+}
 
 interface Ticket {
   id: string;
@@ -313,7 +350,9 @@ class Console {
     this.beat = window.setInterval(beat, 20000);
     const tabs = h("nav", { class: "tabs" });
     const views: View[] =
-      this.me && this.me.role !== "agent" ? ["queue", "mine", "held", "tickets", "settings"] : ["queue", "mine", "tickets"];
+      this.me && this.me.role !== "agent"
+        ? ["queue", "mine", "held", "tickets", "knowledge", "settings"]
+        : ["queue", "mine", "tickets", "knowledge"];
     for (const v of views) {
       const b = h("button", { type: "button", class: v === this.view ? "on" : "", "data-view": v }, this.t[v]);
       b.addEventListener("click", () => {
@@ -339,6 +378,10 @@ class Console {
     }
     if (this.view === "settings") {
       this.settings();
+      return;
+    }
+    if (this.view === "knowledge") {
+      this.knowledge();
       return;
     }
     this.refresh();
@@ -371,7 +414,7 @@ class Console {
   }
 
   private async refresh() {
-    if (this.view === "tickets" || this.view === "settings") return;
+    if (this.view === "tickets" || this.view === "settings" || this.view === "knowledge") return;
     const r = await this.guard(this.api.call<{ conversations: DeskRow[] }>("GET", `/v1/desk/conversations?view=${this.view}`));
     if (!r) return;
     const items = r.conversations.map((row) => {
@@ -693,6 +736,110 @@ class Console {
     );
   }
 
+  /** Knowledge base: browse documents and their chunks; supervisors and admins import files, delete documents and
+   *  add or edit single FAQ entries (each kept as a small FAQ document, so re-saving replaces it). */
+  private async knowledge(selected?: string) {
+    const docs = await this.guard(this.api.call<KbDocument[]>("GET", "/v1/admin/kb/documents?limit=200"));
+    if (!docs) return;
+    const items = docs.map((d) => {
+      const li = h(
+        "li",
+        { class: d.id === selected ? "on" : "", "data-document": d.id },
+        h("b", {}, d.title || d.source),
+        h("small", {}, `${d.collection} · ${d.format} · ${d.chunk_count} ${this.t.chunks}`),
+      );
+      li.addEventListener("click", () => this.knowledge(d.id));
+      return li;
+    });
+    this.list.replaceChildren(...(items.length ? items : [h("li", { class: "muted" }, this.t.empty)]));
+    const manage = this.me?.role !== "agent";
+    this.side.replaceChildren(this.kbSearch(), ...(manage ? [this.kbImport(), this.faqForm()] : []));
+    if (!selected) {
+      this.center.replaceChildren(h("p", { class: "muted" }, this.t.pick));
+      return;
+    }
+    const d = await this.guard(this.api.call<{ document: KbDocument; chunks: KbChunk[] }>("GET", `/v1/admin/kb/documents/${selected}`));
+    if (!d) return;
+    const del = h("button", { type: "button", "data-kefu": "delete-doc" }, this.t.deleteDoc);
+    del.addEventListener("click", async () => {
+      if (!confirm(this.t.confirmDelete)) return;
+      if ((await this.guard(this.api.call("DELETE", `/v1/admin/kb/documents/${selected}`))) !== undefined) this.knowledge();
+    });
+    const chunks = d.chunks.map((c) =>
+      c.faq
+        ? h("div", { class: "line agent" }, h("span", { class: "who" }, `Q: ${c.faq.question}`), h("div", { class: "text" }, c.faq.answer))
+        : h("div", { class: "line customer" }, h("span", { class: "who" }, c.headings.join(" › ")), h("div", { class: "text" }, c.text)),
+    );
+    this.center.replaceChildren(
+      h("div", { class: "status" }, `${d.document.title} · ${d.document.source}`),
+      h("div", { class: "actions" }, ...(manage ? [del] : [])),
+      h("div", { class: "thread", "data-kefu": "chunks" }, ...chunks),
+    );
+  }
+
+  private kbImport() {
+    const files = h("input", { type: "file", multiple: true, "data-kefu": "kb-files" });
+    const collection = h("input", { value: "help", "data-kefu": "kb-collection" });
+    const out = h("pre", { "data-kefu": "kb-report" });
+    const form = h("form", { class: "kb" }, h("h2", {}, this.t.importFiles), h("label", {}, this.t.collection, collection), files, h("button", { type: "submit" }, this.t.importFiles), out);
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const list = [...(files.files ?? [])];
+      if (!list.length) return;
+      const payload = await Promise.all(
+        list.map(async (f) => ({ source: f.name, content_base64: await toBase64(f) })),
+      );
+      const r = await this.guard(
+        this.api.call<{ files?: { source: string; status: string; chunks: number; error?: string | null }[] }>("POST", "/v1/admin/kb/imports", {
+          collection: collection.value.trim() || "default",
+          files: payload,
+        }),
+      );
+      if (!r) return;
+      out.textContent = (r.files ?? []).map((f) => `${f.source}: ${f.status} (${f.chunks})${f.error ? " " + f.error : ""}`).join("\n") || "…";
+      this.knowledge();
+    });
+    return form;
+  }
+
+  private faqForm() {
+    const q = h("input", { "data-kefu": "faq-question" });
+    const a = h("textarea", { rows: "3", "data-kefu": "faq-answer" });
+    const alt = h("textarea", { rows: "2", "data-kefu": "faq-alternatives" });
+    const form = h(
+      "form",
+      { class: "kb" },
+      h("h2", {}, this.t.newFaq),
+      h("label", {}, this.t.question, q),
+      h("label", {}, this.t.answer, a),
+      h("label", {}, this.t.alternatives, alt),
+      h("button", { type: "submit" }, this.t.save),
+    );
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      if (!q.value.trim() || !a.value.trim()) return;
+      const entry = {
+        question: q.value.trim(),
+        answer: a.value.trim(),
+        alternatives: alt.value.split("\n").map((x) => x.trim()).filter(Boolean),
+      };
+      // One document per question, named by it: saving the same question again replaces it.
+      const name = entry.question.replace(/[\\/:*?"<>|\s]+/g, " ").trim().slice(0, 80) || (await digest(entry.question));
+      const source = `console/faq/${name}.json`;
+      const ok = await this.guard(
+        this.api.call("POST", "/v1/admin/kb/imports", {
+          collection: "help",
+          files: [{ source, content: JSON.stringify([entry]), format: "faq_json" }],
+        }),
+      );
+      if (ok) {
+        this.toast(this.t.saved);
+        this.knowledge();
+      }
+    });
+    return form;
+  }
+
   private async settings() {
     this.list.replaceChildren();
     this.side.replaceChildren();
@@ -745,6 +892,20 @@ class Console {
     });
     return form;
   }
+}
+
+function toBase64(f: File): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const r = new FileReader();
+    r.onload = () => resolve(String(r.result).split(",", 2)[1] ?? "");
+    r.onerror = () => reject(r.error);
+    r.readAsDataURL(f);
+  });
+}
+
+async function digest(text: string): Promise<string> {
+  const bytes = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text.toLowerCase())));
+  return [...bytes.slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** One line per order: the shop's own summary in the console's language, else id and status. */

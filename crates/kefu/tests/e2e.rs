@@ -43,6 +43,8 @@ async fn a_customer_and_an_agent_in_the_browser() {
         .env("KEFU_E2E_TENANT", "demo")
         .env("KEFU_E2E_AGENT_EMAIL", get("KEFU_DEMO_AGENT_EMAIL"))
         .env("KEFU_E2E_AGENT_PASSWORD", get("KEFU_DEMO_AGENT_PASSWORD"))
+        .env("KEFU_E2E_ADMIN_EMAIL", get("KEFU_ADMIN_EMAIL"))
+        .env("KEFU_E2E_ADMIN_PASSWORD", get("KEFU_ADMIN_PASSWORD"))
         .env("KEFU_E2E_SCREENSHOTS", &shots);
     // The server keeps running on the runtime's workers while the browser test blocks this one.
     let status = tokio::task::spawn_blocking(move || node.status())
