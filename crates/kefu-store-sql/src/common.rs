@@ -1069,15 +1069,11 @@ macro_rules! sql_store {
                 }
 
                 async fn get_ticket(&self, tenant: Uuid, id: Uuid) -> R<Option<Ticket>> {
-                    let row = sqlx::query(&format!(
-                        "SELECT {TICKET_COLS} FROM tickets WHERE tenant_id = $1 AND id = $2"
-                    ))
-                    .bind(tenant.to_string())
-                    .bind(id.to_string())
-                    .fetch_optional(&self.read)
-                    .await
-                    .map_err(map_err)?;
-                    row.as_ref().map(ticket).transpose()
+                    match self.get_ticket_in(&self.read, tenant, id).await {
+                        Ok(t) => Ok(Some(t)),
+                        Err(StoreError::NotFound) => Ok(None),
+                        Err(e) => Err(e),
+                    }
                 }
 
                 async fn list_tickets(&self, tenant: Uuid, q: TicketQuery) -> R<Vec<Ticket>> {

@@ -53,6 +53,32 @@ fn staff(p: &Principal) -> Result<(Uuid, kefu_store::StaffRole), ApiError> {
     }
 }
 
+/// A desk action on one conversation: the caller must be staff; returns who they are and the conversation.
+async fn desk_conversation(
+    s: &AppState,
+    p: &Principal,
+    id: &str,
+) -> Result<(Uuid, kefu_store::Conversation), ApiError> {
+    authorize(p, Action::UseDesk)?;
+    let (user, _) = staff(p)?;
+    Ok((user, load_conversation(s, p, id).await?))
+}
+
+/// `422` unless `id` is a staff member of the caller's tenant (a transfer's target, a ticket's assignee).
+pub(crate) async fn check_staff_member(
+    s: &AppState,
+    p: &Principal,
+    field: &str,
+    id: Option<Uuid>,
+) -> Result<(), ApiError> {
+    if let Some(id) = id {
+        s.store.get_staff(p.tenant(), id).await?.ok_or_else(|| {
+            ApiError::InvalidRequest(format!("`{field}` is not a staff member of this tenant"))
+        })?;
+    }
+    Ok(())
+}
+
 /// The desk: the queue, the caller's conversations, or (supervisors) everyone's.
 #[utoipa::path(get, path = "/v1/desk/conversations", tag = "desk", security(("bearer" = [])), params(DeskQuery),
     responses((status = 200, body = DeskList), (status = 403, body = kefu_types::ErrorBody)))]
@@ -120,9 +146,7 @@ pub(crate) async fn accept_conversation(
     Auth(p): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<kefu_types::Conversation>, ApiError> {
-    authorize(&p, Action::UseDesk)?;
-    let (user, _) = staff(&p)?;
-    let conv = load_conversation(&s, &p, &id).await?;
+    let (user, conv) = desk_conversation(&s, &p, &id).await?;
     let conv = s
         .engine
         .assign(p.tenant(), conv.id, user, None, "agent_accepted")
@@ -143,10 +167,8 @@ pub(crate) async fn transfer_conversation(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<TransferRequest>,
 ) -> Result<Json<kefu_types::Conversation>, ApiError> {
-    authorize(&p, Action::UseDesk)?;
-    let (user, _) = staff(&p)?;
     check_opt_text("reason", req.reason.as_deref(), 200)?;
-    let conv = load_conversation(&s, &p, &id).await?;
+    let (user, conv) = desk_conversation(&s, &p, &id).await?;
     let holder = match conv.assignee_id {
         Some(h) if conv.handler == Handler::Agent => h,
         _ => return Err(ApiError::NotHolder),
@@ -154,12 +176,7 @@ pub(crate) async fn transfer_conversation(
     if holder != user {
         authorize(&p, Action::SuperviseDesk).map_err(|_| ApiError::NotHolder)?;
     }
-    s.store
-        .get_staff(p.tenant(), req.agent_id)
-        .await?
-        .ok_or_else(|| {
-            ApiError::InvalidRequest("`agent_id` is not a staff member of this tenant".into())
-        })?;
+    check_staff_member(&s, &p, "agent_id", Some(req.agent_id)).await?;
     let reason = req.reason.unwrap_or_else(|| "agent_transferred".into());
     let conv = s
         .engine
@@ -178,9 +195,7 @@ pub(crate) async fn release_conversation(
     Auth(p): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<kefu_types::Conversation>, ApiError> {
-    authorize(&p, Action::UseDesk)?;
-    let (user, _) = staff(&p)?;
-    let conv = load_conversation(&s, &p, &id).await?;
+    let (user, conv) = desk_conversation(&s, &p, &id).await?;
     if conv.assignee_id != Some(user) {
         authorize(&p, Action::SuperviseDesk).map_err(|_| ApiError::NotHolder)?;
     }
@@ -207,9 +222,7 @@ pub(crate) async fn send_agent_message(
     headers: HeaderMap,
     ApiJson(req): ApiJson<SendMessageRequest>,
 ) -> Result<Response, ApiError> {
-    authorize(&p, Action::UseDesk)?;
-    let (user, _) = staff(&p)?;
-    let conv = load_conversation(&s, &p, &id).await?;
+    let (user, conv) = desk_conversation(&s, &p, &id).await?;
     check_message(&req.content, s.settings.max_message_chars)?;
     let key = idempotency_key(&headers)?;
     let accepted = s

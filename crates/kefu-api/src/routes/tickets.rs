@@ -18,7 +18,7 @@ use crate::auth::{authorize, Action, Auth, Principal};
 use crate::convert;
 use crate::error::ApiError;
 use crate::extract::{check_opt_text, check_text, parse_id, ApiJson, ApiQuery};
-use crate::routes::load_conversation;
+use crate::routes::{check_staff_member, load_conversation};
 use crate::AppState;
 
 /// The ticket the caller may see: in the caller's tenant, and the caller's own when a customer.
@@ -44,15 +44,6 @@ fn staff_id(p: &Principal) -> Option<Uuid> {
     }
 }
 
-async fn check_assignee(s: &AppState, p: &Principal, a: Option<Uuid>) -> Result<(), ApiError> {
-    if let Some(a) = a {
-        s.store.get_staff(p.tenant(), a).await?.ok_or_else(|| {
-            ApiError::InvalidRequest("`assignee_id` is not a staff member of this tenant".into())
-        })?;
-    }
-    Ok(())
-}
-
 /// Open a ticket (staff), optionally for a conversation (its customer becomes the ticket's).
 #[utoipa::path(post, path = "/v1/tickets", tag = "tickets", security(("bearer" = [])), request_body = CreateTicketRequest,
     responses((status = 201, body = kefu_types::Ticket), (status = 403, body = kefu_types::ErrorBody),
@@ -72,7 +63,7 @@ pub(crate) async fn create_ticket(
     check_text("description", &req.description, 10_000)?;
     check_opt_text("department", req.department.as_deref(), 64)?;
     check_opt_text("external_ref", req.external_ref.as_deref(), 200)?;
-    check_assignee(&s, &p, req.assignee_id).await?;
+    check_staff_member(&s, &p, "assignee_id", req.assignee_id).await?;
     let (conversation_id, customer_id) = match req.conversation_id {
         Some(c) => {
             let conv = load_conversation(&s, &p, &c.to_string()).await?;
@@ -186,7 +177,7 @@ pub(crate) async fn update_ticket(
             "give `assignee_id` or `unassign`, not both".into(),
         ));
     }
-    check_assignee(&s, &p, req.assignee_id).await?;
+    check_staff_member(&s, &p, "assignee_id", req.assignee_id).await?;
     let t = load_ticket(&s, &p, &id).await?;
     let update = TicketUpdate {
         status: req.status.map(convert::ticket_status_in),

@@ -279,10 +279,15 @@ impl TestApp {
     }
 
     pub async fn login(&self, email: &str, password: &str) -> String {
+        self.login_to(&self.tenant, email, password).await
+    }
+
+    /// Signs in to any tenant (e.g. the one `other_tenant` made).
+    pub async fn login_to(&self, tenant: &str, email: &str, password: &str) -> String {
         let r = self
             .client
             .post(self.url("/v1/auth/login"))
-            .json(&json!({ "tenant": self.tenant, "email": email, "password": password }))
+            .json(&json!({ "tenant": tenant, "email": email, "password": password }))
             .send()
             .await
             .unwrap();
@@ -311,6 +316,12 @@ impl TestApp {
             v["access_token"].as_str().unwrap().to_owned(),
             v["customer"].clone(),
         )
+    }
+
+    /// The admin of the tenant `other_tenant` made.
+    pub async fn other_admin(&self, slug: &str) -> String {
+        self.login_to(slug, "boss@other.test", "other-password-123")
+            .await
     }
 
     /// Creates a second tenant directly in the store; returns (slug, api key).

@@ -69,19 +69,7 @@ async fn one_tenant_cannot_touch_anothers_data() {
     app.send(&app.api_key, &id, "my secret order", None, true)
         .await;
     let (other_slug, other_key) = app.other_tenant().await;
-    let other_admin = {
-        let r = app
-            .client
-            .post(app.url("/v1/auth/login"))
-            .json(&json!({"tenant": other_slug, "email": "boss@other.test", "password": "other-password-123"}))
-            .send()
-            .await
-            .unwrap();
-        r.json::<Value>().await.unwrap()["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let other_admin = app.other_admin(&other_slug).await;
     for token in [&other_key, &other_admin] {
         for (method, path) in [
             ("GET", format!("/v1/conversations/{id}")),

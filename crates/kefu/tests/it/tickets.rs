@@ -183,19 +183,7 @@ async fn ticket_endpoints_check_role_tenant_and_input() {
     }
     // Another tenant's staff: not found.
     let (other, _) = app.other_tenant().await;
-    let other_admin = {
-        let r = app
-            .client
-            .post(app.url("/v1/auth/login"))
-            .json(&json!({"tenant": other, "email": "boss@other.test", "password": "other-password-123"}))
-            .send()
-            .await
-            .unwrap();
-        r.json::<Value>().await.unwrap()["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let other_admin = app.other_admin(&other).await;
     assert_eq!(
         app.get(&other_admin, &format!("/v1/tickets/{id}"))
             .await
