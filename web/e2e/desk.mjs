@@ -111,6 +111,19 @@ try {
   await agent.waitForSelector('.line.agent:has-text("退货运费由我们承担")');
   step("agent replied");
 
+  // The customer sends a photo; the agent sees it.
+  const png = Buffer.from(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==",
+    "base64",
+  );
+  await customer.setInputFiles('[data-kefu="file"]', { name: "broken.png", mimeType: "image/png", buffer: png });
+  await agent.waitForFunction(
+    () => [...document.querySelectorAll(".line.customer img.kefu-image")].some((i) => i.naturalWidth === 1),
+    null,
+    { timeout: 15000 },
+  );
+  step("a photo from the customer reaches the agent");
+
   // --- The customer sees it live, ends the chat and rates it.
   await customer.waitForSelector('.kf-msg[data-role="agent"]:has-text("退货运费由我们承担")', { timeout: 15000 });
   await customer.waitForSelector('.kf-note:has-text("人工客服已接入")');

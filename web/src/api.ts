@@ -144,3 +144,43 @@ export class ReadSignal {
     this.want = 0;
   }
 }
+
+const IMAGE_MARKER = /^\[image:([0-9a-f-]{36})\]$/;
+export const MAX_IMAGE_BYTES = 5 * 1024 * 1024;
+export const IMAGE_TYPES = "image/png,image/jpeg,image/gif,image/webp";
+
+/** The attachment id when a message is an image (`[image:<id>]`). */
+export function imageId(text: string): string | null {
+  return IMAGE_MARKER.exec(text.trim())?.[1] ?? null;
+}
+
+/** An <img> for an attachment, fetched with the bearer token (never put in a URL). */
+export function imageElement(api: Api, id: string): HTMLImageElement {
+  const img = document.createElement("img");
+  img.alt = "image";
+  img.className = "kefu-image";
+  img.dataset.attachment = id;
+  fetch(`${api.base}/v1/attachments/${id}`, { headers: api.token ? { Authorization: `Bearer ${api.token}` } : {} })
+    .then((r) => (r.ok ? r.blob() : Promise.reject(new Error(String(r.status)))))
+    .then((b) => {
+      img.src = URL.createObjectURL(b);
+    })
+    .catch(() => {
+      img.alt = "image unavailable";
+    });
+  return img;
+}
+
+/** Sends an image file to a conversation (the server checks its type from its bytes). */
+export async function uploadImage(api: Api, conversation: string, file: File): Promise<void> {
+  if (file.size > MAX_IMAGE_BYTES) throw new ApiError(413, "payload_too_large", "max 5 MB");
+  const res = await fetch(`${api.base}/v1/conversations/${conversation}/attachments`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${api.token ?? ""}`, "Content-Type": file.type || "application/octet-stream" },
+    body: file,
+  });
+  if (!res.ok) {
+    const e = (await res.json().catch(() => null))?.error ?? {};
+    throw new ApiError(res.status, e.code ?? "http_" + res.status, e.message ?? res.statusText);
+  }
+}

@@ -2,7 +2,20 @@
 // accept / reply / give back to the assistant / close, knowledge search. Role-aware: supervisors and admins also
 // see every held conversation. Text is always rendered with textContent.
 
-import { Api, ApiError, Conversation, EVENT_NAMES, Message, ReadSignal, StreamEvent, TypingSignal } from "./api";
+import {
+  Api,
+  ApiError,
+  Conversation,
+  EVENT_NAMES,
+  IMAGE_TYPES,
+  Message,
+  ReadSignal,
+  StreamEvent,
+  TypingSignal,
+  imageElement,
+  imageId,
+  uploadImage,
+} from "./api";
 import { h, richText } from "./dom";
 
 const T = {
@@ -459,7 +472,15 @@ class Console {
     this.streaming.clear();
     this.thread.replaceChildren();
     this.replyBox.placeholder = this.t.replyPlaceholder;
-    const form = h("form", { class: "reply" }, this.replyBox, h("button", { type: "submit", "data-kefu": "send" }, this.t.reply));
+    const file = h("input", { type: "file", accept: IMAGE_TYPES, "data-kefu": "file", hidden: true });
+    const attach = h("button", { type: "button", "data-kefu": "attach", title: "image" }, "+");
+    attach.addEventListener("click", () => file.click());
+    file.addEventListener("change", async () => {
+      const f = file.files?.[0];
+      file.value = "";
+      if (f && this.conv) await this.guard(uploadImage(this.api, this.conv.id, f));
+    });
+    const form = h("form", { class: "reply" }, attach, file, this.replyBox, h("button", { type: "submit", "data-kefu": "send" }, this.t.reply));
     form.addEventListener("submit", (e) => {
       e.preventDefault();
       this.send();
@@ -586,7 +607,9 @@ class Console {
 
   private line(role: Message["role"], text: string): HTMLElement {
     const who = role === "customer" ? this.t.customer : role === "assistant" ? this.t.bot : role === "agent" ? this.t.agent : "";
-    const el = h("div", { class: `line ${role}`, "data-role": role }, who ? h("span", { class: "who" }, who) : null, h("div", { class: "text" }, richText(text)));
+    const image = imageId(text);
+    const body = image ? imageElement(this.api, image) : richText(text);
+    const el = h("div", { class: `line ${role}`, "data-role": role }, who ? h("span", { class: "who" }, who) : null, h("div", { class: "text" }, body));
     this.thread.append(el);
     return el;
   }

@@ -4,7 +4,20 @@
 // It keeps its session and conversation in localStorage, so a reload or a reconnect resumes where it left off
 // (events after the last one seen are replayed, including an answer still being written).
 
-import { Api, ApiError, Conversation, EVENT_NAMES, Message, ReadSignal, StreamEvent, TypingSignal } from "./api";
+import {
+  Api,
+  ApiError,
+  Conversation,
+  EVENT_NAMES,
+  IMAGE_TYPES,
+  Message,
+  ReadSignal,
+  StreamEvent,
+  TypingSignal,
+  imageElement,
+  imageId,
+  uploadImage,
+} from "./api";
 import { h, richText, uuid } from "./dom";
 
 const T = {
@@ -33,6 +46,8 @@ const T = {
     newChat: "开始新对话",
     error: "出错了：",
     agentTyping: "客服正在输入…",
+    attach: "发送图片",
+    tooBig: "图片不能超过 5 MB",
     read: "已读",
   },
   en: {
@@ -60,6 +75,8 @@ const T = {
     newChat: "Start a new chat",
     error: "Something went wrong: ",
     agentTyping: "The agent is typing…",
+    attach: "Send an image",
+    tooBig: "Images can be at most 5 MB",
     read: "Read",
   },
 };
@@ -84,6 +101,8 @@ const CSS = `
 .kf-pending .kf-bubble{opacity:.6}
 .kf-typing{color:#6b7280;font-size:12px;margin:4px;display:none}.kf-typing.on{display:block}
 .kf-readmark{font-size:10px;color:#6b7280;margin:0 4px}
+.kf-form .kf-attach{background:#fff;color:#1677ff;border:1px solid #d1d5db;padding:0 10px;font-size:16px}
+.kefu-image{max-width:100%;max-height:240px;border-radius:6px;display:block}
 .kf-quick{display:flex;flex-wrap:wrap;gap:6px;margin:6px 0}
 .kf-quick button{border:1px solid #1677ff;color:#1677ff;background:#fff;border-radius:14px;padding:3px 10px;cursor:pointer;font-size:12px}
 .kf-form{display:flex;gap:6px;padding:8px;border-top:1px solid #e5e7eb}
@@ -163,7 +182,20 @@ class Widget {
     end.addEventListener("click", () => this.end());
     const head = h("div", { class: "kf-head" }, h("b", {}, this.t.title), human, end);
     const send = h("button", { type: "submit", "data-kefu": "send" }, this.t.send);
-    this.form.append(this.input, send);
+    const file = h("input", { type: "file", accept: IMAGE_TYPES, hidden: true, "data-kefu": "file" });
+    const attach = h("button", { type: "button", class: "kf-attach", title: this.t.attach, "aria-label": this.t.attach, "data-kefu": "attach" }, "+");
+    attach.addEventListener("click", () => file.click());
+    file.addEventListener("change", async () => {
+      const f = file.files?.[0];
+      file.value = "";
+      if (!f || !this.conv) return;
+      try {
+        await uploadImage(this.api, this.conv.id, f);
+      } catch (e) {
+        this.note(e instanceof ApiError && e.status === 413 ? this.t.tooBig : this.t.error + (e as Error).message);
+      }
+    });
+    this.form.append(attach, file, this.input, send);
     this.form.addEventListener("submit", (e) => {
       e.preventDefault();
       this.sendText(this.input.value);
@@ -394,6 +426,11 @@ class Widget {
   /** Message text with links and citation labels like [1] set apart; never parsed as HTML. */
   private fill(el: Element, text: string) {
     el.replaceChildren();
+    const image = imageId(text);
+    if (image) {
+      el.append(imageElement(this.api, image));
+      return;
+    }
     const parts = text.split(/(\[\d{1,2}\])/);
     for (const p of parts) {
       if (/^\[\d{1,2}\]$/.test(p)) el.append(h("span", { class: "kf-cite" }, p));

@@ -36,7 +36,7 @@ impl Modify for BearerAuth {
         import_files, get_import, list_documents, get_document, delete_document, search,
         desk_conversations, accept_conversation, transfer_conversation, release_conversation, send_agent_message,
         handoff_brief, request_handoff, rate_conversation, desk_heartbeat, desk_agents,
-        send_typing, send_read,
+        send_typing, send_read, upload_attachment, get_attachment,
         create_ticket, list_tickets, get_ticket, update_ticket, add_ticket_note, get_desk_config, put_desk_config,
     ),
     components(schemas(kefu_types::ClientFrame, kefu_types::StreamEvent, kefu_types::ErrorBody)),

@@ -22,7 +22,7 @@ const CONSOLE_HTML: &str = include_str!("../../../web/dist/console.html");
 const DEMO_HTML: &str = include_str!("../../../web/dist/demo.html");
 
 /// Pages served only by the console and demo: scripts and connections from this origin only.
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; \
                    connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// The demo page's set-up: which tenant its widget talks to and which shop customers one can play.

@@ -218,6 +218,33 @@ impl Engine {
         Ok((requeued, assigned))
     }
 
+    /// Stores an image and the message that shows it (`[image:<id>]`), from the customer or the agent holding the
+    /// conversation (the caller checks who may). No turn runs for it: the assistant does not read images.
+    pub async fn post_attachment(
+        &self,
+        tenant: Uuid,
+        conversation: Uuid,
+        role: MessageRole,
+        content_type: &str,
+        data: &[u8],
+    ) -> Result<Accepted, EngineError> {
+        let att = self
+            .store
+            .add_attachment(tenant, conversation, content_type, data)
+            .await?;
+        self.store_and_publish(NewMessage {
+            tenant_id: tenant,
+            conversation_id: conversation,
+            role,
+            content: format!("[image:{}]", att.id),
+            idempotency_key: None,
+            reply_to_seq: None,
+            generation: Default::default(),
+            require_open: true,
+        })
+        .await
+    }
+
     /// Records the customer's rating (1–5; the caller checks the range) and tells subscribers.
     pub async fn rate(
         &self,

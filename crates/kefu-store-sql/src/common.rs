@@ -1026,6 +1026,61 @@ macro_rules! sql_store {
                     Ok((conv, Event { tenant_id: tenant, conversation_id: id, seq, data, created_at: now_dt }))
                 }
 
+                async fn add_attachment(&self, tenant: Uuid, conversation: Uuid, content_type: &str, data: &[u8]) -> R<Attachment> {
+                    let a = Attachment {
+                        id: Uuid::now_v7(),
+                        tenant_id: tenant,
+                        conversation_id: conversation,
+                        content_type: content_type.to_owned(),
+                        bytes: data.len() as i64,
+                        created_at: now_ms(),
+                    };
+                    // Only into a conversation of the same tenant.
+                    let r = sqlx::query(
+                        "INSERT INTO attachments (id, tenant_id, conversation_id, content_type, bytes, data, created_at) \
+                         SELECT $1, $2, $3, $4, $5, $6, $7 \
+                         WHERE EXISTS (SELECT 1 FROM conversations WHERE tenant_id = $2 AND id = $3)",
+                    )
+                    .bind(a.id.to_string())
+                    .bind(tenant.to_string())
+                    .bind(conversation.to_string())
+                    .bind(&a.content_type)
+                    .bind(a.bytes)
+                    .bind(data)
+                    .bind(a.created_at.timestamp_millis())
+                    .execute(&self.write)
+                    .await
+                    .map_err(map_err)?;
+                    if r.rows_affected() == 0 {
+                        return Err(StoreError::NotFound);
+                    }
+                    Ok(a)
+                }
+
+                async fn get_attachment(&self, tenant: Uuid, id: Uuid) -> R<Option<(Attachment, Vec<u8>)>> {
+                    let row = sqlx::query(
+                        "SELECT id, tenant_id, conversation_id, content_type, bytes, data, created_at FROM attachments \
+                         WHERE tenant_id = $1 AND id = $2",
+                    )
+                    .bind(tenant.to_string())
+                    .bind(id.to_string())
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(map_err)?;
+                    let Some(r) = row else { return Ok(None) };
+                    Ok(Some((
+                        Attachment {
+                            id: uuid(&get::<String>(&r, "id")?)?,
+                            tenant_id: uuid(&get::<String>(&r, "tenant_id")?)?,
+                            conversation_id: uuid(&get::<String>(&r, "conversation_id")?)?,
+                            content_type: get(&r, "content_type")?,
+                            bytes: get(&r, "bytes")?,
+                            created_at: from_ms(get(&r, "created_at")?),
+                        },
+                        get::<Vec<u8>>(&r, "data")?,
+                    )))
+                }
+
                 async fn create_ticket(&self, new: NewTicket) -> R<Ticket> {
                     // The next number is taken inside the insert; two creators racing for one number collide on
                     // UNIQUE (tenant_id, number) and the loser tries again.

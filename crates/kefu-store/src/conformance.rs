@@ -43,6 +43,7 @@ checks!(
     desk_lists_the_queue_longest_waiting_first,
     ratings_are_stored_even_after_close,
     presence_finds_stale_holds_and_requeues_them_once,
+    attachments_round_trip_their_bytes_within_the_tenant,
     tickets_are_numbered_per_tenant_even_when_created_at_once,
     ticket_updates_follow_the_workflow_and_keep_the_sla_clock,
     ticket_notes_are_internal_or_replies,
@@ -952,6 +953,23 @@ async fn presence_finds_stale_holds_and_requeues_them_once(store: Arc<dyn Store>
         store.touch_staff(other.id, ann.id).await,
         Err(StoreError::NotFound)
     ));
+}
+
+async fn attachments_round_trip_their_bytes_within_the_tenant(store: Arc<dyn Store>) {
+    let a = tenant(&store).await;
+    let c = conversation(&store, &a).await;
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let att = store
+        .add_attachment(a.id, c.id, "image/png", &bytes)
+        .await
+        .unwrap();
+    assert_eq!(att.bytes, 70_000);
+    let (got, data) = store.get_attachment(a.id, att.id).await.unwrap().unwrap();
+    assert_eq!((got, data), (att.clone(), bytes));
+    let b = tenant(&store).await;
+    assert!(store.get_attachment(b.id, att.id).await.unwrap().is_none());
+    let r = store.add_attachment(b.id, c.id, "image/png", b"x").await;
+    assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
 }
 
 fn new_ticket(tenant: Uuid, subject: &str) -> NewTicket {

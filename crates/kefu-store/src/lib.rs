@@ -181,6 +181,18 @@ pub trait Store: KnowledgeStore + Send + Sync + 'static {
         comment: Option<&str>,
     ) -> Result<(Conversation, Event)>;
 
+    // -- attachments
+    /// Stores an image of a conversation in this tenant (`NotFound` otherwise).
+    async fn add_attachment(
+        &self,
+        tenant: Uuid,
+        conversation: Uuid,
+        content_type: &str,
+        data: &[u8],
+    ) -> Result<Attachment>;
+    async fn get_attachment(&self, tenant: Uuid, id: Uuid)
+        -> Result<Option<(Attachment, Vec<u8>)>>;
+
     // -- tickets
     /// Stores a new ticket with the tenant's next number.
     async fn create_ticket(&self, new: NewTicket) -> Result<Ticket>;

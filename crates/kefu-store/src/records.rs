@@ -330,3 +330,14 @@ pub struct Event {
     pub data: EventData,
     pub created_at: DateTime<Utc>,
 }
+
+/// An image sent in a conversation; its bytes are read separately.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attachment {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub conversation_id: Uuid,
+    pub content_type: String,
+    pub bytes: i64,
+    pub created_at: DateTime<Utc>,
+}

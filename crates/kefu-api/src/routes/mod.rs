@@ -2,6 +2,7 @@
 //! the OpenAPI document, login and customer-session creation, which are how one gets a token).
 
 mod admin;
+mod attachments;
 mod auth;
 mod conversations;
 mod desk;
@@ -12,6 +13,7 @@ mod tickets;
 
 pub use admin::validate_model_config;
 pub(crate) use admin::*;
+pub(crate) use attachments::*;
 pub(crate) use auth::*;
 pub(crate) use conversations::*;
 pub(crate) use desk::*;
@@ -94,6 +96,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/conversations/{id}/brief", get(handoff_brief))
         .route("/v1/conversations/{id}/handoff", post(request_handoff))
         .route("/v1/conversations/{id}/rating", post(rate_conversation))
+        .route(
+            "/v1/conversations/{id}/attachments",
+            // Images carry their own limit, a little above the largest accepted so the handler can say why.
+            post(upload_attachment).layer(DefaultBodyLimit::max(MAX_ATTACHMENT_BYTES + 64 * 1024)),
+        )
+        .route("/v1/attachments/{id}", get(get_attachment))
         .route("/v1/conversations/{id}/typing", post(send_typing))
         .route("/v1/conversations/{id}/read", post(send_read))
         .route("/v1/tickets", get(list_tickets).post(create_ticket))

@@ -967,3 +967,84 @@ async fn a_customer_lists_only_their_own_conversations_to_resume_one() {
         422
     );
 }
+
+#[tokio::test]
+async fn images_are_checked_stored_and_shown_only_to_the_conversation() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let (agent, _) = staff(&app, &admin, "ivy@acme.test", "agent").await;
+    let (customer, _) = app.customer_session(None).await;
+    let (stranger, _) = app.customer_session(None).await;
+    let conv = app.new_conversation(&customer, None).await;
+    let png: Vec<u8> = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]
+        .into_iter()
+        .chain((0..2000).map(|i| (i % 251) as u8))
+        .collect();
+    let upload = |token: &str, ct: &str, body: Vec<u8>| {
+        app.client
+            .post(app.url(&format!("/v1/conversations/{conv}/attachments")))
+            .bearer_auth(token)
+            .header("content-type", ct)
+            .body(body)
+            .send()
+    };
+    let before = app.fake.request_count();
+    let r = upload(&customer, "image/png", png.clone()).await.unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let m: Value = r.json().await.unwrap();
+    assert_eq!(m["role"], "customer");
+    let content = m["content"].as_str().unwrap();
+    let id = content
+        .strip_prefix("[image:")
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap()
+        .to_owned();
+    // The customer and staff see it; another customer does not.
+    for token in [&customer, &admin] {
+        let r = app.get(token, &format!("/v1/attachments/{id}")).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "image/png");
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(r.bytes().await.unwrap().to_vec(), png);
+    }
+    assert_eq!(
+        app.get(&stranger, &format!("/v1/attachments/{id}"))
+            .await
+            .status(),
+        404
+    );
+    // Wrong types, lies about the type, empty and huge bodies are refused, and nothing is added.
+    let last = app
+        .get_json(&customer, &format!("/v1/conversations/{conv}"))
+        .await["last_seq"]
+        .clone();
+    let jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3];
+    for (ct, body, status) in [
+        ("image/png", jpeg.clone(), 422),
+        ("text/html", b"<script>alert(1)</script>".to_vec(), 422),
+        ("image/svg+xml", b"<svg onload=alert(1)>".to_vec(), 422),
+        ("image/png", Vec::new(), 422),
+        ("image/png", vec![0x89; 6 * 1024 * 1024], 413),
+    ] {
+        let r = upload(&customer, ct, body).await.unwrap();
+        assert_eq!(r.status(), status, "{ct}");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"]["code"].is_string(), "{v}");
+    }
+    let r = upload(&customer, "image/jpeg", jpeg).await.unwrap();
+    assert_eq!(r.status(), 201);
+    let now = app
+        .get_json(&customer, &format!("/v1/conversations/{conv}"))
+        .await["last_seq"]
+        .clone();
+    assert_eq!(now.as_i64(), last.as_i64().map(|l| l + 1));
+    // An agent must hold the conversation to send one; images never reach the model.
+    assert_eq!(
+        upload(&agent, "image/png", png.clone())
+            .await
+            .unwrap()
+            .status(),
+        409
+    );
+    assert_eq!(app.fake.request_count(), before);
+}
