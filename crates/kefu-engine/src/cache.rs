@@ -210,6 +210,9 @@ pub struct Entry {
     /// Prompt + completion tokens the original answer cost: what each reuse saves.
     pub tokens: i64,
     pub expires: Instant,
+    /// The conversations that got this answer (where it was written, then every reuse): a poor rating of any of
+    /// them drops it.
+    pub conversations: Vec<Uuid>,
 }
 
 /// A reuse.
@@ -299,12 +302,36 @@ impl AnswerCache {
         })
     }
 
-    /// Counts a hit that was served.
-    pub fn served(&self, tenant: Uuid, tokens: i64) {
-        let mut stats = self.stats.lock();
-        let s = stats.entry(tenant).or_default();
-        s.hits += 1;
-        s.tokens_saved += tokens;
+    /// Counts a hit that was served in `conversation`.
+    pub fn served(&self, hit: &CacheHit, conversation: Uuid) {
+        let (tenant, i, expires) = hit.key;
+        {
+            let mut stats = self.stats.lock();
+            let s = stats.entry(tenant).or_default();
+            s.hits += 1;
+            s.tokens_saved += hit.tokens;
+        }
+        let mut tenants = self.tenants.lock();
+        if let Some(e) = tenants
+            .get_mut(&tenant)
+            .and_then(|es| es.get_mut(i))
+            .filter(|e| e.expires == expires)
+        {
+            if !e.conversations.contains(&conversation) {
+                e.conversations.push(conversation);
+            }
+        }
+    }
+
+    /// The customer disliked a conversation (a poor rating): its answers are not reused. Returns how many left.
+    pub fn disliked(&self, tenant: Uuid, conversation: Uuid) -> usize {
+        let mut tenants = self.tenants.lock();
+        let Some(entries) = tenants.get_mut(&tenant) else {
+            return 0;
+        };
+        let before = entries.len();
+        entries.retain(|e| !e.conversations.contains(&conversation));
+        before - entries.len()
     }
 
     /// Drops the entry of a hit whose sources changed.
@@ -374,6 +401,47 @@ mod tests {
     }
 
     #[test]
+    fn a_poor_rating_drops_the_answers_that_conversation_got() {
+        let cache = AnswerCache::new(10);
+        let t = Uuid::new_v4();
+        let now = Instant::now();
+        let (writer, reuser) = (Uuid::new_v4(), Uuid::new_v4());
+        let entry = |q: &str, conv: Uuid| Entry {
+            language: "zh".into(),
+            intent: None,
+            question: q.into(),
+            vector: None,
+            answer: format!("answer to {q}"),
+            sources: vec![],
+            tokens: 100,
+            expires: now + Duration::from_secs(60),
+            conversations: vec![conv],
+        };
+        cache.insert(t, entry("退款多久能到账", writer));
+        cache.insert(t, entry("怎么开发票", writer));
+        cache.insert(t, entry("支持货到付款吗", Uuid::new_v4()));
+        let th = (0.9, 0.6);
+        let hit = cache
+            .lookup(t, "zh", "退款多久能到账呢", None, th, now)
+            .unwrap();
+        cache.served(&hit, reuser);
+        assert_eq!(cache.stats(t).hits, 1);
+        // The customer who got the reused answer rates the chat 1★: that answer goes, the others stay.
+        assert_eq!(cache.disliked(t, reuser), 1);
+        assert!(cache
+            .lookup(t, "zh", "退款多久能到账呢", None, th, now)
+            .is_none());
+        assert!(cache
+            .lookup(t, "zh", "怎么开发票呢", None, th, now)
+            .is_some());
+        assert_eq!(cache.disliked(t, writer), 1);
+        assert_eq!(cache.disliked(Uuid::new_v4(), writer), 0);
+        assert!(cache
+            .lookup(t, "zh", "支持货到付款吗", None, th, now)
+            .is_some());
+    }
+
+    #[test]
     fn the_cache_reuses_by_language_expires_and_invalidates() {
         let cache = AnswerCache::new(2);
         let t = Uuid::new_v4();
@@ -387,6 +455,7 @@ mod tests {
             sources: vec![],
             tokens: 100,
             expires: now + Duration::from_secs(60),
+            conversations: vec![Uuid::nil()],
         };
         cache.insert(t, entry("退款多久能到账", "zh"));
         let th = (0.9, 0.6);
@@ -420,7 +489,7 @@ mod tests {
         let hit = cache.lookup(t, "zh", "运费谁出", None, th, now).unwrap();
         cache.invalidate(&hit);
         assert!(cache.lookup(t, "zh", "运费谁出", None, th, now).is_none());
-        cache.served(t, 100);
+        cache.served(&hit, Uuid::new_v4());
         let s = cache.stats(t);
         assert_eq!((s.hits, s.tokens_saved, s.stored), (1, 100, 2));
     }

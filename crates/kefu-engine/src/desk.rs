@@ -28,6 +28,9 @@ pub struct BriefFacts {
     pub ticket: TicketDraft,
 }
 
+/// A rating this low (1–5) marks the conversation's answers as disliked.
+pub const DISLIKED_AT_MOST: i32 = 2;
+
 /// At most this many messages are read for a brief (the newest ones).
 const BRIEF_MESSAGES: u32 = 400;
 
@@ -258,6 +261,17 @@ impl Engine {
             .rate_conversation(tenant, conversation, rating, comment)
             .await?;
         self.hub.publish(event);
+        // A disliked conversation's answers are not reused for anyone else.
+        if rating <= DISLIKED_AT_MOST {
+            let dropped = self.cache.disliked(tenant, conversation);
+            if dropped > 0 {
+                tracing::info!(
+                    dropped,
+                    rating,
+                    "answers of a poorly rated conversation left the cache"
+                );
+            }
+        }
         Ok(conv)
     }
 

@@ -482,7 +482,7 @@ impl Engine {
             Path::Flow => extras.reply.take().unwrap_or_default(),
             Path::Cache => {
                 let hit = extras.cache_hit.take().expect("a cache decision has a hit");
-                self.cache.served(question.tenant_id, hit.tokens);
+                self.cache.served(&hit, question.conversation_id);
                 trace.grounded = Some(true);
                 trace.confidence = hit.score;
                 trace.cache = Some(TraceCache {
@@ -610,7 +610,7 @@ impl Engine {
                                     let tokens = generation.prompt_tokens.unwrap_or(0)
                                         + generation.completion_tokens.unwrap_or(0);
                                     self.remember(
-                                        question.tenant_id,
+                                        question,
                                         asked,
                                         &trace,
                                         (&g.text, tokens),
@@ -824,7 +824,7 @@ impl Engine {
     /// Keeps a verified answer for reuse.
     fn remember(
         &self,
-        tenant: uuid::Uuid,
+        question: &Message,
         asked: &str,
         trace: &TurnTrace,
         (answer, tokens): (&str, i64),
@@ -832,7 +832,7 @@ impl Engine {
         vector: Option<Vec<f32>>,
     ) {
         self.cache.insert(
-            tenant,
+            question.tenant_id,
             crate::cache::Entry {
                 language: trace.language.clone(),
                 intent: trace.intent.clone(),
@@ -849,6 +849,7 @@ impl Engine {
                 tokens,
                 expires: Instant::now()
                     + crate::cache::AnswerCache::ttl(&self.parts.policy, trace.intent.as_deref()),
+                conversations: vec![question.conversation_id],
             },
         );
     }

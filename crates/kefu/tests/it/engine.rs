@@ -316,6 +316,29 @@ async fn a_verified_answer_is_reused_until_its_source_changes() {
         "审核通过后，退款在1到2个工作日内原路退回[1]。"
     );
     assert_eq!(app.fake.request_count(), calls + 2);
+
+    // The new answer is reused once; that customer rates the chat 1★: it is not reused again.
+    let (third, _) = app.customer_session(None).await;
+    let conv4 = app.new_conversation(&third, None).await;
+    ask(&app, &third, &conv4, "退款多久能到账？").await;
+    assert_eq!(app.fake.request_count(), calls + 2, "reused");
+    let r = app
+        .post(
+            &third,
+            &format!("/v1/conversations/{conv4}/rating"),
+            json!({"rating": 1, "comment": "没用"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    app.fake
+        .push(Reply::text(&["退款在1到2个工作日内退回[1]。"]));
+    let conv5 = app.new_conversation(&third, None).await;
+    ask(&app, &third, &conv5, "退款多久能到账").await;
+    assert_eq!(
+        app.fake.request_count(),
+        calls + 3,
+        "a disliked answer is written afresh"
+    );
 }
 
 async fn app_tenant(app: &TestApp) -> uuid::Uuid {
