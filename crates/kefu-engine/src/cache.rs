@@ -400,14 +400,10 @@ mod tests {
         assert!(Scorer::Mean.score(&likeness("3天能到吗", "5天能到吗", Some(0.99))) > 0.5);
     }
 
-    #[test]
-    fn a_poor_rating_drops_the_answers_that_conversation_got() {
-        let cache = AnswerCache::new(10);
-        let t = Uuid::new_v4();
-        let now = Instant::now();
-        let (writer, reuser) = (Uuid::new_v4(), Uuid::new_v4());
-        let entry = |q: &str, conv: Uuid| Entry {
-            language: "zh".into(),
+    /// A cached answer to `q`, live for a minute from `now`, given in `conv`.
+    fn test_entry(q: &str, lang: &str, conv: Uuid, now: Instant) -> Entry {
+        Entry {
+            language: lang.into(),
             intent: None,
             question: q.into(),
             vector: None,
@@ -416,7 +412,16 @@ mod tests {
             tokens: 100,
             expires: now + Duration::from_secs(60),
             conversations: vec![conv],
-        };
+        }
+    }
+
+    #[test]
+    fn a_poor_rating_drops_the_answers_that_conversation_got() {
+        let cache = AnswerCache::new(10);
+        let t = Uuid::new_v4();
+        let now = Instant::now();
+        let (writer, reuser) = (Uuid::new_v4(), Uuid::new_v4());
+        let entry = |q: &str, conv: Uuid| test_entry(q, "zh", conv, now);
         cache.insert(t, entry("退款多久能到账", writer));
         cache.insert(t, entry("怎么开发票", writer));
         cache.insert(t, entry("支持货到付款吗", Uuid::new_v4()));
@@ -446,17 +451,7 @@ mod tests {
         let cache = AnswerCache::new(2);
         let t = Uuid::new_v4();
         let now = Instant::now();
-        let entry = |q: &str, lang: &str| Entry {
-            language: lang.into(),
-            intent: None,
-            question: q.into(),
-            vector: None,
-            answer: format!("answer to {q}"),
-            sources: vec![],
-            tokens: 100,
-            expires: now + Duration::from_secs(60),
-            conversations: vec![Uuid::nil()],
-        };
+        let entry = |q: &str, lang: &str| test_entry(q, lang, Uuid::nil(), now);
         cache.insert(t, entry("退款多久能到账", "zh"));
         let th = (0.9, 0.6);
         let hit = cache
