@@ -28,6 +28,13 @@ pub fn status(st: s::ConversationStatus) -> t::ConversationStatus {
     }
 }
 
+pub fn status_in(st: t::ConversationStatus) -> s::ConversationStatus {
+    match st {
+        t::ConversationStatus::Open => s::ConversationStatus::Open,
+        t::ConversationStatus::Closed => s::ConversationStatus::Closed,
+    }
+}
+
 pub fn handler(h: s::Handler) -> t::Handler {
     match h {
         s::Handler::Bot => t::Handler::Bot,

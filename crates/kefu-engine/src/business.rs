@@ -544,39 +544,23 @@ impl Engine {
         )
         .await?;
         let now = Utc::now();
-        if let Some(schedule) = self.desk_schedule(question.tenant_id).await {
-            if !schedule.is_open(now) {
-                return Ok(self
-                    .after_hours(
-                        question.tenant_id,
-                        question.conversation_id,
-                        &question.content,
-                        reason,
-                        &schedule,
-                        now,
-                        zh,
-                    )
-                    .await);
-            }
+        let cfg = self.desk_config(question.tenant_id).await;
+        if let Some(schedule) = crate::desk::Schedule::closed_now(&cfg, now) {
+            return Ok(self
+                .after_hours(
+                    question.tenant_id,
+                    question.conversation_id,
+                    &question.content,
+                    reason,
+                    &schedule,
+                    now,
+                    zh,
+                )
+                .await);
         }
-        self.auto_assign(question.tenant_id, question.conversation_id, now)
+        self.assign_with(&cfg, question.tenant_id, question.conversation_id, now)
             .await?;
         Ok(prompt::canned_reply(Canned::Handoff, zh).to_owned())
-    }
-
-    /// The tenant's business hours, if it set any (a bad stored value is logged and treated as "always open").
-    pub(crate) async fn desk_schedule(&self, tenant: Uuid) -> Option<crate::desk::Schedule> {
-        let t = self.store.get_tenant(tenant).await.ok()??;
-        let cfg: kefu_types::DeskConfig = match serde_json::from_value(t.desk_config?) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring the tenant's unreadable desk settings");
-                return None;
-            }
-        };
-        crate::desk::Schedule::parse(cfg.business_hours.as_ref()?)
-            .map_err(|e| tracing::warn!(error = %e, "ignoring the tenant's business hours"))
-            .ok()
     }
 
     /// Outside business hours: the conversation stays queued for the morning, a ticket makes sure it is followed

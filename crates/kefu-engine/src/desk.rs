@@ -101,15 +101,12 @@ impl Engine {
         let conv = self
             .set_handler(tenant, conversation, Handler::Queued, reason)
             .await?;
-        let Some(schedule) = self.desk_schedule(tenant).await else {
-            self.auto_assign(tenant, conversation, Utc::now()).await?;
+        let cfg = self.desk_config(tenant).await;
+        let now = Utc::now();
+        let Some(schedule) = Schedule::closed_now(&cfg, now) else {
+            self.assign_with(&cfg, tenant, conversation, now).await?;
             return Ok(conv);
         };
-        let now = Utc::now();
-        if schedule.is_open(now) {
-            self.auto_assign(tenant, conversation, now).await?;
-            return Ok(conv);
-        }
         let recent = self
             .store
             .list_messages(tenant, conversation, (conv.last_seq - 50).max(0), 50)
@@ -149,24 +146,29 @@ impl Engine {
         profile["tier"].as_str().map(str::to_owned)
     }
 
-    /// The tenant's desk settings (default when unset or unreadable).
+    /// The tenant's desk settings (default when unset; an unreadable stored value is logged and ignored).
     pub async fn desk_config(&self, tenant: Uuid) -> kefu_types::DeskConfig {
         let Ok(Some(t)) = self.store.get_tenant(tenant).await else {
             return Default::default();
         };
         t.desk_config
-            .and_then(|v| serde_json::from_value(v).ok())
+            .and_then(|v| {
+                serde_json::from_value(v)
+                    .map_err(|e| tracing::warn!(error = %e, "ignoring the tenant's unreadable desk settings"))
+                    .ok()
+            })
             .unwrap_or_default()
     }
 
-    /// Gives a queued conversation to an online agent when the tenant assigns automatically. Returns the agent.
-    pub async fn auto_assign(
+    /// Gives a queued conversation to an online agent when the tenant (settings `cfg`) assigns automatically.
+    /// Returns the agent.
+    pub(crate) async fn assign_with(
         &self,
+        cfg: &kefu_types::DeskConfig,
         tenant: Uuid,
         conversation: Uuid,
         now: DateTime<Utc>,
     ) -> Result<Option<Uuid>, EngineError> {
-        let cfg = self.desk_config(tenant).await;
         let mode = Assignment::parse(cfg.assignment.as_deref()).unwrap_or(Assignment::Manual);
         if mode == Assignment::Manual {
             return Ok(None);
@@ -205,16 +207,21 @@ impl Engine {
             }
         }
         let mut assigned = 0;
-        let mut manual = std::collections::HashSet::new();
+        // Each tenant's settings are read once per sweep; `None` once a tenant is manual or has nobody free, which
+        // skips the rest of its queue this round.
+        let mut tenants: std::collections::HashMap<Uuid, Option<kefu_types::DeskConfig>> =
+            Default::default();
         for (tenant, conv) in self.store.queued_conversations(500).await? {
-            if manual.contains(&tenant) {
-                continue;
+            if let std::collections::hash_map::Entry::Vacant(v) = tenants.entry(tenant) {
+                v.insert(Some(self.desk_config(tenant).await));
             }
-            match self.auto_assign(tenant, conv, now).await? {
+            let Some(Some(cfg)) = tenants.get(&tenant) else {
+                continue;
+            };
+            match self.assign_with(cfg, tenant, conv, now).await? {
                 Some(_) => assigned += 1,
                 None => {
-                    // Manual tenants, or nobody free: skip the rest of this tenant's queue this round.
-                    manual.insert(tenant);
+                    tenants.insert(tenant, None);
                 }
             }
         }
@@ -714,6 +721,15 @@ pub struct Schedule {
 const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 impl Schedule {
+    /// The tenant's hours when the desk is closed at `now`; `None` when it is open or has no hours (a stored value
+    /// that no longer parses is logged and treated as "always open").
+    pub fn closed_now(cfg: &kefu_types::DeskConfig, now: DateTime<Utc>) -> Option<Schedule> {
+        let schedule = Schedule::parse(cfg.business_hours.as_ref()?)
+            .map_err(|e| tracing::warn!(error = %e, "ignoring the tenant's business hours"))
+            .ok()?;
+        (!schedule.is_open(now)).then_some(schedule)
+    }
+
     pub fn parse(h: &kefu_types::BusinessHours) -> Result<Schedule, String> {
         let offset = parse_offset(&h.utc_offset)
             .ok_or_else(|| format!("`utc_offset` must look like +08:00, not {:?}", h.utc_offset))?;

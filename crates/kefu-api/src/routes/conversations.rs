@@ -156,12 +156,7 @@ pub(crate) async fn list_conversations(
         .list_conversations(
             p.tenant(),
             kefu_store::ConversationQuery {
-                status: q.status.map(|st| match st {
-                    kefu_types::ConversationStatus::Open => kefu_store::ConversationStatus::Open,
-                    kefu_types::ConversationStatus::Closed => {
-                        kefu_store::ConversationStatus::Closed
-                    }
-                }),
+                status: q.status.map(convert::status_in),
                 customer: match &p {
                     Principal::Customer { customer, .. } => Some(*customer),
                     _ => None,
