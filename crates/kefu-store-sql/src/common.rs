@@ -37,9 +37,13 @@ pub(crate) const TICKET_COLS: &str =
      source, created_by, assignee_id, external_ref, created_at, updated_at, first_response_due_at, \
      resolution_due_at, first_responded_at, resolved_at, paused_ms, paused_since, version";
 
+/// Hand-over conditions: the conversation is held by the agent bound as `$5`; or by no agent.
+pub(crate) const HELD_BY_FROM: &str = "handler = 'agent' AND assignee_id = $5";
+pub(crate) const HELD_BY_NOBODY: &str = "(handler <> 'agent' OR assignee_id IS NULL)";
+
 pub(crate) const CONV_COLS: &str =
     "id, tenant_id, customer_id, channel, status, handler, flagged, subject, metadata, last_seq, \
-     created_at, updated_at, closed_at, assignee_id, queued_at, rating, rating_comment";
+     created_at, updated_at, closed_at, assignee_id, queued_at, rating, rating_comment, team";
 
 /// Implements `kefu_store::Store` for a struct with `write` and `read` pools of database `$db`.
 #[macro_export]
@@ -52,7 +56,9 @@ macro_rules! sql_store {
             use kefu_store::*;
             use sqlx::Row;
             use uuid::Uuid;
-            use $crate::common::{corrupt, json, map_err, uuid, CONV_COLS, MSG_COLS, TICKET_COLS};
+            use $crate::common::{
+                corrupt, json, map_err, uuid, CONV_COLS, HELD_BY_FROM, HELD_BY_NOBODY, MSG_COLS, TICKET_COLS,
+            };
 
             type R<T> = kefu_store::Result<T>;
 
@@ -68,6 +74,7 @@ macro_rules! sql_store {
                     customer_secret: get(r, "customer_secret")?,
                     model_config: get::<Option<String>>(r, "model_config")?.as_deref().map(json).transpose()?,
                     desk_config: get::<Option<String>>(r, "desk_config")?.as_deref().map(json).transpose()?,
+                    moderation_config: get::<Option<String>>(r, "moderation_config")?.as_deref().map(json).transpose()?,
                     created_at: from_ms(get(r, "created_at")?),
                 })
             }
@@ -93,6 +100,7 @@ macro_rules! sql_store {
                     display_name: get(r, "display_name")?,
                     role: StaffRole::parse(&role).ok_or_else(|| corrupt("role", &role))?,
                     password_hash: get(r, "password_hash")?,
+                    teams: teams(&get::<String>(r, "teams")?)?,
                     created_at: from_ms(get(r, "created_at")?),
                 })
             }
@@ -128,7 +136,12 @@ macro_rules! sql_store {
                     queued_at: get::<Option<i64>>(r, "queued_at")?.map(from_ms),
                     rating: get::<Option<i32>>(r, "rating")?,
                     rating_comment: get(r, "rating_comment")?,
+                    team: get(r, "team")?,
                 })
+            }
+
+            fn teams(v: &str) -> R<Vec<String>> {
+                serde_json::from_str(v).map_err(|_| corrupt("teams", v))
             }
 
             fn opt_uuid(r: &$row, col: &str) -> R<Option<Uuid>> {
@@ -338,6 +351,47 @@ macro_rules! sql_store {
                     Ok(r.rows_affected() == 1)
                 }
 
+                /// A hand-over's compare-and-set UPDATE inside `tx`. `set` is the SET list, `cond` the condition on who
+                /// holds the conversation now; binds: `$1` the hand-over's own value, `$2` now (ms), `$3` tenant, `$4`
+                /// the conversation, `$5` the current holder when `from` is set (`cond` must then use it). The row
+                /// with the new `last_seq`, or `None` when the condition did not match.
+                #[allow(clippy::too_many_arguments)]
+                async fn hand_over(
+                    tx: &mut sqlx::Transaction<'_, $db>,
+                    set: &str,
+                    cond: &str,
+                    value: Option<String>,
+                    now: i64,
+                    tenant: Uuid,
+                    id: Uuid,
+                    from: Option<Uuid>,
+                ) -> R<Option<$row>> {
+                    let sql = format!(
+                        "UPDATE conversations SET last_seq = last_seq + 1, {set}, updated_at = $2 \
+                         WHERE tenant_id = $3 AND id = $4 AND status = 'open' AND {cond} RETURNING last_seq"
+                    );
+                    let mut query = sqlx::query(&sql)
+                        .bind(value)
+                        .bind(now)
+                        .bind(tenant.to_string())
+                        .bind(id.to_string());
+                    if let Some(f) = from {
+                        query = query.bind(f.to_string());
+                    }
+                    query.fetch_optional(&mut **tx).await.map_err(map_err)
+                }
+
+                /// Replaces one of the tenant's JSON settings columns (a fixed name, never user input).
+                async fn set_tenant_json(&self, id: Uuid, column: &'static str, config: Option<serde_json::Value>) -> R<()> {
+                    let r = sqlx::query(&format!("UPDATE tenants SET {column} = $1 WHERE id = $2"))
+                        .bind(config.map(|c| c.to_string()))
+                        .bind(id.to_string())
+                        .execute(&self.write)
+                        .await
+                        .map_err(map_err)?;
+                    if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+                }
+
                 async fn conversation_in(
                     tx: &mut sqlx::Transaction<'_, $db>,
                     tenant: Uuid,
@@ -457,6 +511,7 @@ macro_rules! sql_store {
                         customer_secret: new.customer_secret,
                         model_config: None,
                         desk_config: None,
+                        moderation_config: None,
                         created_at: now_ms(),
                     };
                     sqlx::query(
@@ -501,23 +556,15 @@ macro_rules! sql_store {
                 }
 
                 async fn set_tenant_model_config(&self, id: Uuid, config: Option<serde_json::Value>) -> R<()> {
-                    let r = sqlx::query("UPDATE tenants SET model_config = $1 WHERE id = $2")
-                        .bind(config.map(|c| c.to_string()))
-                        .bind(id.to_string())
-                        .execute(&self.write)
-                        .await
-                        .map_err(map_err)?;
-                    if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+                    self.set_tenant_json(id, "model_config", config).await
                 }
 
                 async fn set_tenant_desk_config(&self, id: Uuid, config: Option<serde_json::Value>) -> R<()> {
-                    let r = sqlx::query("UPDATE tenants SET desk_config = $1 WHERE id = $2")
-                        .bind(config.map(|c| c.to_string()))
-                        .bind(id.to_string())
-                        .execute(&self.write)
-                        .await
-                        .map_err(map_err)?;
-                    if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+                    self.set_tenant_json(id, "desk_config", config).await
+                }
+
+                async fn set_tenant_moderation_config(&self, id: Uuid, config: Option<serde_json::Value>) -> R<()> {
+                    self.set_tenant_json(id, "moderation_config", config).await
                 }
 
                 async fn set_tenant_customer_secret(&self, id: Uuid, secret: &str) -> R<()> {
@@ -592,11 +639,12 @@ macro_rules! sql_store {
                         display_name: new.display_name,
                         role: new.role,
                         password_hash: new.password_hash,
+                        teams: new.teams,
                         created_at: now_ms(),
                     };
                     sqlx::query(
-                        "INSERT INTO staff_users (id, tenant_id, email, display_name, role, password_hash, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        "INSERT INTO staff_users (id, tenant_id, email, display_name, role, password_hash, created_at, teams) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     )
                     .bind(u.id.to_string())
                     .bind(u.tenant_id.to_string())
@@ -605,6 +653,7 @@ macro_rules! sql_store {
                     .bind(u.role.as_str())
                     .bind(&u.password_hash)
                     .bind(u.created_at.timestamp_millis())
+                    .bind(serde_json::to_string(&u.teams).expect("strings serialise"))
                     .execute(&self.write)
                     .await
                     .map_err(map_err)?;
@@ -638,6 +687,30 @@ macro_rules! sql_store {
                         .await
                         .map_err(map_err)?;
                     rows.iter().map(staff).collect()
+                }
+
+                async fn update_staff(&self, tenant: Uuid, id: Uuid, u: StaffUpdate) -> R<StaffUser> {
+                    // One statement: absent fields keep their value (`$n IS NULL`), so concurrent updates of
+                    // different fields do not undo each other.
+                    let r = sqlx::query(
+                        "UPDATE staff_users SET \
+                         display_name = CASE WHEN $1 THEN $2 ELSE display_name END, \
+                         role = COALESCE($3, role), teams = COALESCE($4, teams) \
+                         WHERE tenant_id = $5 AND id = $6",
+                    )
+                    .bind(u.display_name.is_some())
+                    .bind(u.display_name.flatten())
+                    .bind(u.role.map(StaffRole::as_str))
+                    .bind(u.teams.map(|t| serde_json::to_string(&t).expect("strings serialise")))
+                    .bind(tenant.to_string())
+                    .bind(id.to_string())
+                    .execute(&self.write)
+                    .await
+                    .map_err(map_err)?;
+                    if r.rows_affected() == 0 {
+                        return Err(StoreError::NotFound);
+                    }
+                    self.get_staff(tenant, id).await?.ok_or(StoreError::NotFound)
                 }
 
                 async fn upsert_customer(
@@ -696,11 +769,12 @@ macro_rules! sql_store {
                         queued_at: None,
                         rating: None,
                         rating_comment: None,
+                        team: None,
                     };
                     // The customer must belong to the same tenant: insert only when it does.
                     let r = sqlx::query(&format!(
                         "INSERT INTO conversations ({CONV_COLS}) \
-                         SELECT $1, $2, $3, $4, 'open', 'bot', FALSE, $5, $6, 0, $7, $7, NULL, NULL, NULL, NULL, NULL \
+                         SELECT $1, $2, $3, $4, 'open', 'bot', FALSE, $5, $6, 0, $7, $7, NULL, NULL, NULL, NULL, NULL, NULL \
                          WHERE EXISTS (SELECT 1 FROM customers WHERE tenant_id = $2 AND id = $3)"
                     ))
                     .bind(c.id.to_string())
@@ -797,7 +871,7 @@ macro_rules! sql_store {
                     let queued_at = (handler == Handler::Queued).then_some(now);
                     let row = sqlx::query(
                         "UPDATE conversations SET last_seq = last_seq + 1, handler = $1, updated_at = $2, \
-                         assignee_id = NULL, queued_at = COALESCE($5, queued_at) \
+                         assignee_id = NULL, queued_at = COALESCE($5, queued_at), team = NULL \
                          WHERE tenant_id = $3 AND id = $4 AND status = 'open' AND handler <> $1 RETURNING last_seq",
                     )
                     .bind(handler.as_str())
@@ -829,6 +903,7 @@ macro_rules! sql_store {
                         "SELECT {CONV_COLS} FROM conversations WHERE tenant_id = $1 \
                          AND ($2 IS NULL OR handler = $2) AND ($3 IS NULL OR status = $3) \
                          AND ($4 IS NULL OR assignee_id = $4) AND ($6 IS NULL OR customer_id = $6) \
+                         AND ($7 = 0 OR ($7 = 1 AND team IS NULL) OR ($7 = 2 AND team = $8)) \
                          ORDER BY {order} LIMIT $5"
                     ))
                     .bind(tenant.to_string())
@@ -837,6 +912,15 @@ macro_rules! sql_store {
                     .bind(q.assignee.map(|a| a.to_string()))
                     .bind(i64::from(q.limit.max(1)))
                     .bind(q.customer.map(|c| c.to_string()))
+                    .bind(match &q.team {
+                        None => 0_i32,
+                        Some(TeamFilter::General) => 1,
+                        Some(TeamFilter::Team(_)) => 2,
+                    })
+                    .bind(match &q.team {
+                        Some(TeamFilter::Team(t)) => Some(t.clone()),
+                        _ => None,
+                    })
                     .fetch_all(&self.read)
                     .await
                     .map_err(map_err)?;
@@ -855,25 +939,12 @@ macro_rules! sql_store {
                     let now = now_dt.timestamp_millis();
                     let mut tx = self.write.begin().await.map_err(map_err)?;
                     // The condition is the whole race: one UPDATE wins, the other matches no row.
-                    let cond = if from.is_some() {
-                        "handler = 'agent' AND assignee_id = $5"
-                    } else {
-                        "(handler <> 'agent' OR assignee_id IS NULL)"
-                    };
-                    let sql = format!(
-                        "UPDATE conversations SET last_seq = last_seq + 1, handler = 'agent', assignee_id = $1, \
-                         updated_at = $2 WHERE tenant_id = $3 AND id = $4 AND status = 'open' AND {cond} \
-                         AND (assignee_id IS NULL OR assignee_id <> $1) RETURNING last_seq"
+                    let cond = format!(
+                        "{} AND (assignee_id IS NULL OR assignee_id <> $1)",
+                        if from.is_some() { HELD_BY_FROM } else { HELD_BY_NOBODY }
                     );
-                    let mut query = sqlx::query(&sql)
-                        .bind(agent.to_string())
-                        .bind(now)
-                        .bind(tenant.to_string())
-                        .bind(id.to_string());
-                    if let Some(f) = from {
-                        query = query.bind(f.to_string());
-                    }
-                    let row = query.fetch_optional(&mut *tx).await.map_err(map_err)?;
+                    let set = "handler = 'agent', assignee_id = $1";
+                    let row = Self::hand_over(&mut tx, set, &cond, Some(agent.to_string()), now, tenant, id, from).await?;
                     if row.is_some() {
                         // Round-robin order: who was given a conversation longest ago goes next.
                         sqlx::query("UPDATE staff_users SET last_assigned_at = $1 WHERE tenant_id = $2 AND id = $3")
@@ -916,7 +987,7 @@ macro_rules! sql_store {
 
                 async fn desk_agents(&self, tenant: Uuid) -> R<Vec<AgentLoad>> {
                     let rows = sqlx::query(
-                        "SELECT s.id, s.role, s.display_name, s.last_seen_at, s.last_assigned_at, \
+                        "SELECT s.id, s.role, s.display_name, s.last_seen_at, s.last_assigned_at, s.teams, \
                          (SELECT COUNT(*) FROM conversations c WHERE c.assignee_id = s.id AND c.status = 'open' \
                           AND c.handler = 'agent') AS held \
                          FROM staff_users s WHERE s.tenant_id = $1 ORDER BY s.created_at, s.id",
@@ -935,6 +1006,7 @@ macro_rules! sql_store {
                                 last_seen_at: get::<Option<i64>>(r, "last_seen_at")?.map(from_ms),
                                 last_assigned_at: get::<Option<i64>>(r, "last_assigned_at")?.map(from_ms),
                                 held: get(r, "held")?,
+                                teams: teams(&get::<String>(r, "teams")?)?,
                             })
                         })
                         .collect()
@@ -964,9 +1036,9 @@ macro_rules! sql_store {
                         .collect()
                 }
 
-                async fn queued_conversations(&self, limit: u32) -> R<Vec<(Uuid, Uuid)>> {
+                async fn queued_conversations(&self, limit: u32) -> R<Vec<QueuedRef>> {
                     let rows = sqlx::query(
-                        "SELECT tenant_id, id FROM conversations WHERE status = 'open' AND handler = 'queued' \
+                        "SELECT tenant_id, id, team FROM conversations WHERE status = 'open' AND handler = 'queued' \
                          ORDER BY COALESCE(queued_at, updated_at), id LIMIT $1",
                     )
                     .bind(i64::from(limit))
@@ -974,8 +1046,51 @@ macro_rules! sql_store {
                     .await
                     .map_err(map_err)?;
                     rows.iter()
-                        .map(|r| Ok((uuid(&get::<String>(r, "tenant_id")?)?, uuid(&get::<String>(r, "id")?)?)))
+                        .map(|r| {
+                            Ok(QueuedRef {
+                                tenant_id: uuid(&get::<String>(r, "tenant_id")?)?,
+                                id: uuid(&get::<String>(r, "id")?)?,
+                                team: get(r, "team")?,
+                            })
+                        })
                         .collect()
+                }
+
+                async fn route_conversation(
+                    &self,
+                    tenant: Uuid,
+                    id: Uuid,
+                    team: Option<&str>,
+                    from: Option<Uuid>,
+                    reason: &str,
+                ) -> R<(Conversation, Option<Event>)> {
+                    let now_dt = now_ms();
+                    let now = now_dt.timestamp_millis();
+                    let mut tx = self.write.begin().await.map_err(map_err)?;
+                    // Like an accept, the condition is the whole race.
+                    let cond = if from.is_some() {
+                        HELD_BY_FROM.to_owned()
+                    } else {
+                        format!("{HELD_BY_NOBODY} AND NOT (handler = 'queued' AND COALESCE(team, '') = COALESCE($1, ''))")
+                    };
+                    // A queued one keeps its place in the queue.
+                    let set = "queued_at = CASE WHEN handler = 'queued' THEN COALESCE(queued_at, $2) ELSE $2 END, \
+                               handler = 'queued', assignee_id = NULL, team = $1";
+                    let row = Self::hand_over(&mut tx, set, &cond, team.map(str::to_owned), now, tenant, id, from).await?;
+                    let data = EventData::HandlerChanged { handler: Handler::Queued, reason: reason.to_owned(), assignee: None };
+                    let event = Self::event_if_changed(&mut tx, row, tenant, id, data, now_dt).await?;
+                    let conv = Self::conversation_in(&mut tx, tenant, id).await?;
+                    tx.commit().await.map_err(map_err)?;
+                    if event.is_none() {
+                        if conv.status == ConversationStatus::Closed {
+                            return Err(StoreError::ConversationClosed);
+                        }
+                        let already = from.is_none() && conv.handler == Handler::Queued && conv.team.as_deref() == team;
+                        if !already {
+                            return Err(StoreError::Conflict("the conversation is held by another agent".into()));
+                        }
+                    }
+                    Ok((conv, event))
                 }
 
                 async fn requeue_conversation(&self, tenant: Uuid, id: Uuid, agent: Uuid, reason: &str) -> R<Option<Event>> {

@@ -43,6 +43,9 @@ checks!(
     desk_lists_the_queue_longest_waiting_first,
     ratings_are_stored_even_after_close,
     presence_finds_stale_holds_and_requeues_them_once,
+    staff_teams_are_updated_in_place,
+    routing_to_a_team_queues_and_transfers_by_compare_and_set,
+    moderation_config_round_trips,
     attachments_round_trip_their_bytes_within_the_tenant,
     tickets_are_numbered_per_tenant_even_when_created_at_once,
     ticket_updates_follow_the_workflow_and_keep_the_sla_clock,
@@ -213,6 +216,7 @@ async fn staff_emails_are_unique_per_tenant(store: Arc<dyn Store>) {
         display_name: Some("李".into()),
         role: StaffRole::Supervisor,
         password_hash: "$argon2id$x".into(),
+        teams: vec![],
     };
     let ua = store.create_staff(new(&a)).await.unwrap();
     let dup = store.create_staff(new(&a)).await;
@@ -894,6 +898,7 @@ async fn presence_finds_stale_holds_and_requeues_them_once(store: Arc<dyn Store>
         display_name: None,
         role: StaffRole::Agent,
         password_hash: "x".into(),
+        teams: vec![],
     };
     let ann = store.create_staff(mk("ann@p.test")).await.unwrap();
     let api_only = store.create_staff(mk("api@p.test")).await.unwrap();
@@ -945,7 +950,13 @@ async fn presence_finds_stale_holds_and_requeues_them_once(store: Arc<dyn Store>
     assert!(again.is_none(), "requeued once");
     let c = store.get_conversation(a.id, c1.id).await.unwrap().unwrap();
     assert_eq!((c.handler, c.assignee_id), (Handler::Queued, None));
-    let queued = store.queued_conversations(1000).await.unwrap();
+    let queued: Vec<_> = store
+        .queued_conversations(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| (q.tenant_id, q.id))
+        .collect();
     assert!(queued.contains(&(a.id, c1.id)));
     assert!(!queued.contains(&(a.id, c2.id)));
     let other = tenant(&store).await;
@@ -953,6 +964,219 @@ async fn presence_finds_stale_holds_and_requeues_them_once(store: Arc<dyn Store>
         store.touch_staff(other.id, ann.id).await,
         Err(StoreError::NotFound)
     ));
+}
+
+async fn staff_teams_are_updated_in_place(store: Arc<dyn Store>) {
+    let a = tenant(&store).await;
+    let u = store
+        .create_staff(NewStaffUser {
+            tenant_id: a.id,
+            email: "wu@t.test".into(),
+            display_name: Some("吴".into()),
+            role: StaffRole::Agent,
+            password_hash: "x".into(),
+            teams: vec!["售后".into()],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_staff(a.id, u.id).await.unwrap().unwrap().teams,
+        vec!["售后"]
+    );
+    let teams = vec!["售后".to_string(), "vip".to_string()];
+    let changed = store
+        .update_staff(
+            a.id,
+            u.id,
+            StaffUpdate {
+                teams: Some(teams.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Fields not named stay as they were.
+    assert_eq!(
+        (
+            changed.teams.clone(),
+            changed.role,
+            changed.display_name.as_deref()
+        ),
+        (teams.clone(), StaffRole::Agent, Some("吴"))
+    );
+    let changed = store
+        .update_staff(
+            a.id,
+            u.id,
+            StaffUpdate {
+                display_name: Some(None),
+                role: Some(StaffRole::Supervisor),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (changed.teams, changed.role, changed.display_name),
+        (teams.clone(), StaffRole::Supervisor, None)
+    );
+    let load = store.desk_agents(a.id).await.unwrap();
+    assert_eq!(load[0].teams, teams);
+    // Another tenant's staff member is not found and keeps its teams.
+    let b = tenant(&store).await;
+    let other = store.update_staff(b.id, u.id, StaffUpdate::default()).await;
+    assert!(matches!(other, Err(StoreError::NotFound)), "{other:?}");
+}
+
+async fn routing_to_a_team_queues_and_transfers_by_compare_and_set(store: Arc<dyn Store>) {
+    let a = tenant(&store).await;
+    let c = conversation(&store, &a).await;
+    // A hand-off routed to a team: queued, with the team, and one event.
+    let (conv, ev) = store
+        .route_conversation(a.id, c.id, Some("售后"), None, "asked_for_human")
+        .await
+        .unwrap();
+    assert_eq!(
+        (conv.handler, conv.team.as_deref()),
+        (Handler::Queued, Some("售后"))
+    );
+    let queued_at = conv.queued_at.expect("queued");
+    assert!(matches!(
+        ev.map(|e| e.data),
+        Some(EventData::HandlerChanged {
+            handler: Handler::Queued,
+            ..
+        })
+    ));
+    // The same routing again changes nothing; another team keeps the place in the queue.
+    let (_, none) = store
+        .route_conversation(a.id, c.id, Some("售后"), None, "asked_for_human")
+        .await
+        .unwrap();
+    assert!(none.is_none());
+    let (conv, ev) = store
+        .route_conversation(a.id, c.id, Some("billing"), None, "rerouted")
+        .await
+        .unwrap();
+    assert!(ev.is_some());
+    assert_eq!(
+        (conv.team.as_deref(), conv.queued_at),
+        (Some("billing"), Some(queued_at))
+    );
+    let q = |team: Option<TeamFilter>| ConversationQuery {
+        handler: Some(Handler::Queued),
+        team,
+        limit: 50,
+        ..Default::default()
+    };
+    let ids = |v: Vec<Conversation>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    let general = conversation(&store, &a).await;
+    store
+        .set_conversation_handler(a.id, general.id, Handler::Queued, "customer_button")
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(store
+            .list_conversations(a.id, q(Some(TeamFilter::Team("billing".into()))))
+            .await
+            .unwrap()),
+        vec![c.id]
+    );
+    assert_eq!(
+        ids(store
+            .list_conversations(a.id, q(Some(TeamFilter::General)))
+            .await
+            .unwrap()),
+        vec![general.id]
+    );
+    assert_eq!(
+        ids(store.list_conversations(a.id, q(None)).await.unwrap()).len(),
+        2
+    );
+    let sweep = store.queued_conversations(10_000).await.unwrap();
+    let mine = sweep.iter().find(|r| r.id == c.id).unwrap();
+    assert_eq!(
+        (mine.tenant_id, mine.team.as_deref()),
+        (a.id, Some("billing"))
+    );
+
+    // Held: only the holder's transfer moves it; a hand-off cannot take it from the agent.
+    let (ann, bob) = (Uuid::now_v7(), Uuid::now_v7());
+    store
+        .assign_conversation(a.id, c.id, ann, None, "accept")
+        .await
+        .unwrap();
+    let stolen = store
+        .route_conversation(a.id, c.id, None, None, "asked_for_human")
+        .await;
+    assert!(matches!(stolen, Err(StoreError::Conflict(_))), "{stolen:?}");
+    let wrong = store
+        .route_conversation(a.id, c.id, Some("vip"), Some(bob), "transfer")
+        .await;
+    assert!(matches!(wrong, Err(StoreError::Conflict(_))), "{wrong:?}");
+    let (conv, ev) = store
+        .route_conversation(a.id, c.id, Some("vip"), Some(ann), "transferred_to_team")
+        .await
+        .unwrap();
+    assert!(ev.is_some());
+    assert_eq!(
+        (conv.handler, conv.assignee_id, conv.team.as_deref()),
+        (Handler::Queued, None, Some("vip"))
+    );
+    // A plain hand-off (an integration's) goes to the general queue.
+    store
+        .set_conversation_handler(a.id, c.id, Handler::Bot, "released")
+        .await
+        .unwrap();
+    let (conv, _) = store
+        .set_conversation_handler(a.id, c.id, Handler::Queued, "integration")
+        .await
+        .unwrap();
+    assert_eq!(conv.team, None);
+    store
+        .set_conversation_status(a.id, c.id, ConversationStatus::Closed)
+        .await
+        .unwrap();
+    let closed = store
+        .route_conversation(a.id, c.id, Some("vip"), None, "late")
+        .await;
+    assert!(
+        matches!(closed, Err(StoreError::ConversationClosed)),
+        "{closed:?}"
+    );
+    let b = tenant(&store).await;
+    let other = store
+        .route_conversation(b.id, general.id, None, None, "x")
+        .await;
+    assert!(matches!(other, Err(StoreError::NotFound)), "{other:?}");
+}
+
+async fn moderation_config_round_trips(store: Arc<dyn Store>) {
+    let a = tenant(&store).await;
+    let cfg = serde_json::json!({"words": "退款骗子\tabuse\tblock\n", "default_action": "mask"});
+    store
+        .set_tenant_moderation_config(a.id, Some(cfg.clone()))
+        .await
+        .unwrap();
+    let t = store.get_tenant(a.id).await.unwrap().unwrap();
+    assert_eq!((t.moderation_config, t.desk_config), (Some(cfg), None));
+    store
+        .set_tenant_moderation_config(a.id, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_tenant(a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .moderation_config,
+        None
+    );
+    let missing = store
+        .set_tenant_moderation_config(Uuid::now_v7(), None)
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
 }
 
 async fn attachments_round_trip_their_bytes_within_the_tenant(store: Arc<dyn Store>) {

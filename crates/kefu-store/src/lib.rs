@@ -82,6 +82,11 @@ pub trait Store: KnowledgeStore + Send + Sync + 'static {
         tenant: Uuid,
         config: Option<serde_json::Value>,
     ) -> Result<()>;
+    async fn set_tenant_moderation_config(
+        &self,
+        tenant: Uuid,
+        config: Option<serde_json::Value>,
+    ) -> Result<()>;
 
     // -- API keys
     async fn create_api_key(&self, new: NewApiKey) -> Result<ApiKey>;
@@ -96,6 +101,8 @@ pub trait Store: KnowledgeStore + Send + Sync + 'static {
     async fn get_staff(&self, tenant: Uuid, id: Uuid) -> Result<Option<StaffUser>>;
     async fn get_staff_by_email(&self, tenant: Uuid, email: &str) -> Result<Option<StaffUser>>;
     async fn list_staff(&self, tenant: Uuid) -> Result<Vec<StaffUser>>;
+    /// Changes a staff member of this tenant (`NotFound` otherwise).
+    async fn update_staff(&self, tenant: Uuid, id: Uuid, u: StaffUpdate) -> Result<StaffUser>;
 
     // -- customers
     /// Finds the customer with this external id, or creates it. `external_id = None` creates an anonymous customer.
@@ -160,8 +167,21 @@ pub trait Store: KnowledgeStore + Send + Sync + 'static {
         cutoff: chrono::DateTime<chrono::Utc>,
         limit: u32,
     ) -> Result<Vec<(Uuid, Uuid, Uuid)>>;
-    /// Queued open conversations across tenants, longest-waiting first: (tenant, conversation).
-    async fn queued_conversations(&self, limit: u32) -> Result<Vec<(Uuid, Uuid)>>;
+    /// Queued open conversations across tenants, longest-waiting first.
+    async fn queued_conversations(&self, limit: u32) -> Result<Vec<QueuedRef>>;
+    /// Routes a conversation to a desk team's queue (`None`: the general queue) with a
+    /// `conversation.handler_changed` event (handler `queued`). Compare-and-set: with `from = Some(a)` (a transfer)
+    /// only a conversation `a` holds; with `from = None` (a hand-off, or re-routing a queued one) only one no agent
+    /// holds. Otherwise `Conflict`. A queued conversation keeps its place in the queue; routing one already queued
+    /// for that team changes nothing (no event).
+    async fn route_conversation(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+        team: Option<&str>,
+        from: Option<Uuid>,
+        reason: &str,
+    ) -> Result<(Conversation, Option<Event>)>;
     /// Puts a conversation `agent` holds back in the queue (compare-and-set: nothing if someone else holds it
     /// now), with a `conversation.handler_changed` event.
     async fn requeue_conversation(

@@ -30,6 +30,8 @@ pub struct Tenant {
     pub model_config: Option<serde_json::Value>,
     /// The desk's settings (business hours), as set through the admin API.
     pub desk_config: Option<serde_json::Value>,
+    /// The tenant's own sensitive-word list (added to the server's), as set through the admin API.
+    pub moderation_config: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -87,6 +89,8 @@ pub struct NewStaffUser {
     pub role: StaffRole,
     /// PHC-format argon2 hash.
     pub password_hash: String,
+    /// The desk teams (skills) they work in; empty: a generalist.
+    pub teams: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -97,7 +101,16 @@ pub struct StaffUser {
     pub display_name: Option<String>,
     pub role: StaffRole,
     pub password_hash: String,
+    pub teams: Vec<String>,
     pub created_at: DateTime<Utc>,
+}
+
+/// Changes to a staff member; `None` fields stay.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StaffUpdate {
+    pub display_name: Option<Option<String>>,
+    pub role: Option<StaffRole>,
+    pub teams: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -192,6 +205,8 @@ pub struct Conversation {
     /// The customer's end-of-chat rating (CSAT 1–5) and comment.
     pub rating: Option<i32>,
     pub rating_comment: Option<String>,
+    /// The desk team (queue) it was routed to on its last hand-off; `None`: the general queue.
+    pub team: Option<String>,
 }
 
 /// An agent as the desk's assignment sees them.
@@ -205,6 +220,24 @@ pub struct AgentLoad {
     pub last_assigned_at: Option<DateTime<Utc>>,
     /// Open conversations they hold.
     pub held: i64,
+    /// The teams they work in; empty: a generalist.
+    pub teams: Vec<String>,
+}
+
+/// A queued conversation as the desk's sweep sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedRef {
+    pub tenant_id: Uuid,
+    pub id: Uuid,
+    pub team: Option<String>,
+}
+
+/// Which queue a desk listing wants.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TeamFilter {
+    /// Conversations routed to no team.
+    General,
+    Team(String),
 }
 
 /// Which conversations a desk listing wants. `None` fields do not filter.
@@ -214,6 +247,7 @@ pub struct ConversationQuery {
     pub status: Option<ConversationStatus>,
     pub assignee: Option<Uuid>,
     pub customer: Option<Uuid>,
+    pub team: Option<TeamFilter>,
     pub limit: u32,
 }
 
