@@ -215,6 +215,47 @@ try {
   await asker.click('[data-kefu="send"]');
   await asker.waitForSelector('.kf-msg[data-role="assistant"]:has-text("30 天内")', { timeout: 30000 });
   step("a new FAQ entry answers at once");
+
+  // --- The admin's settings pages: a sensitive word (tried, then in force for customers), a team, an agent's team.
+  await adminPage.click('[data-view="settings"]');
+  await adminPage.click('[data-page="words"]');
+  await adminPage.fill('[data-kefu="words"]', "竞品A\tcompetitor\tblock\n");
+  await adminPage.click('[data-kefu="settings-form"] button[type="submit"]');
+  await adminPage.waitForSelector('[data-kefu="word-counts"]:has-text("competitor 1")');
+  await adminPage.fill('[data-kefu="word-test"]', "竞品Ａ的更便宜");
+  await adminPage.click('form.kb button[type="submit"]');
+  await adminPage.waitForSelector('[data-kefu="word-verdict"]:has-text("block")');
+  await adminPage.screenshot({ path: `${shots}/10-admin-words.png` });
+  await asker.fill(".kf-form textarea", "竞品A的更便宜");
+  await asker.click('[data-kefu="send"]');
+  await asker.waitForSelector('.kf-msg[data-role="assistant"]:has-text("不适当")', { timeout: 30000 });
+  step("a sensitive word set in the console blocks at once");
+  await adminPage.click('[data-page="teams"]');
+  await adminPage.click('[data-kefu="add-team"]');
+  await adminPage.fill('[data-kefu="team-name"]', "售后");
+  await adminPage.fill('[data-kefu="team-keywords"]', "退货, refund");
+  const putDesk = adminPage.waitForResponse((r) => r.url().endsWith("/v1/admin/desk-config") && r.request().method() === "PUT");
+  await adminPage.click('[data-kefu="settings-form"] button[type="submit"]');
+  assert.equal((await putDesk).status(), 200);
+  await adminPage.click('[data-page="agents"]');
+  const agentRow = adminPage.locator(`fieldset[data-user="${agentEmail}"]`);
+  await agentRow.locator('input[type="checkbox"][value="售后"]').check();
+  const patch = adminPage.waitForResponse((r) => r.url().includes("/v1/admin/users/") && r.request().method() === "PATCH");
+  await agentRow.locator('[data-kefu="save-user"]').click();
+  assert.equal((await patch).status(), 200);
+  const users = await adminPage.evaluate(async () => {
+    const r = await fetch("/v1/admin/users", { headers: { authorization: `Bearer ${sessionStorage.getItem("kefu-console-token")}` } });
+    return r.json();
+  });
+  assert.deepEqual(users.find((u) => u.email === agentEmail).teams, ["售后"]);
+  await adminPage.click('[data-page="models"]');
+  await adminPage.waitForSelector('[data-kefu="persona"]');
+  await adminPage.screenshot({ path: `${shots}/11-admin-models.png` });
+  step("teams and an agent's team set in the console");
+  // The supervisor's view of the desk: the agent is online (their console is open), with the new team.
+  await adminPage.click('[data-view="held"]');
+  await adminPage.waitForSelector('[data-kefu="presence"] .on:has-text("售后")', { timeout: 10000 });
+  step("agents' presence and teams");
 } catch (e) {
   failed = true;
   console.error(e);

@@ -62,6 +62,7 @@ export interface Conversation {
   queued_at?: string | null;
   rating?: number | null;
   rating_comment?: string | null;
+  team?: string | null;
   created_at: string;
   updated_at: string;
 }

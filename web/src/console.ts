@@ -69,6 +69,10 @@ const T = {
     readMark: "已读",
     anonymous: "匿名访客",
     lang: "English",
+    agents: "客服在线情况",
+    online: "在线",
+    offline: "离线",
+    holding: "处理中",
     tickets: "工单",
     settings: "设置",
     createTicket: "创建工单",
@@ -99,6 +103,60 @@ const T = {
     alternatives: "相似问题（每行一个）",
     chunks: "片段",
     hoursHint: "格式 09:00-18:00，留空表示休息；全部留空并保存则不限时间",
+    pageHours: "工作时间",
+    pageHandoff: "转人工与分配",
+    pageTeams: "技能组",
+    pageWords: "敏感词",
+    pageAgents: "客服与技能组",
+    pageModels: "模型",
+    assignment: "分配方式",
+    manual: "手动接入",
+    leastLoaded: "最少会话优先",
+    roundRobin: "轮流分配",
+    capacity: "每人最多会话数",
+    handoffIntents: "必须转人工的意图",
+    handoffKeywords: "必须转人工的关键词",
+    vipTiers: "优先人工的会员等级",
+    streak: "连续负面几次后转人工",
+    listHint: "多个值用逗号或换行分隔",
+    teamName: "名称",
+    keywords: "关键词",
+    intents: "意图",
+    tiers: "会员等级",
+    languages: "语言",
+    addTeam: "添加技能组",
+    remove: "删除",
+    teamsHint: "转人工时按顺序匹配第一个符合的技能组，都不符合则进入通用队列。",
+    role: "角色",
+    teamsOf: "技能组",
+    allTeams: "全部队列",
+    myTeams: "我的技能组",
+    general: "通用队列",
+    transferTo: "转给技能组",
+    transfer: "转接",
+    words: "敏感词列表",
+    wordsHint: "每行一个：词 或 词<Tab>分类<Tab>动作（block 拦截 / mask 打码 / flag 记录）。忽略大小写、全半角、繁简体和夹杂的符号。",
+    defaultAction: "默认动作",
+    entries: "条",
+    active: "生效总数（含服务器列表）",
+    tryText: "试一试",
+    check: "检测",
+    verdict: "结果",
+    none: "无",
+    source: "当前来源",
+    sources: { tenant: "本租户的设置", default: "服务器默认", none: "未配置" } as Record<string, string>,
+    providers: "模型服务",
+    baseUrl: "Base URL",
+    apiKey: "API Key",
+    chain: "调用顺序（失败时依次降级）",
+    provider: "服务",
+    model: "模型",
+    temperature: "温度",
+    maxTokens: "最大输出 token",
+    persona: "人设（系统提示词）",
+    add: "添加",
+    useDefault: "恢复服务器默认",
+    keepKey: "留空或 *** 表示保留原 Key",
   },
   en: {
     title: "kefu agent console",
@@ -150,6 +208,10 @@ const T = {
     readMark: "Read",
     anonymous: "Anonymous visitor",
     lang: "中文",
+    agents: "Agents",
+    online: "online",
+    offline: "offline",
+    holding: "holding",
     tickets: "Tickets",
     settings: "Settings",
     createTicket: "Create ticket",
@@ -180,6 +242,60 @@ const T = {
     alternatives: "Other phrasings (one per line)",
     chunks: "Chunks",
     hoursHint: "Format 09:00-18:00, empty = closed; all empty and saved = always open",
+    pageHours: "Business hours",
+    pageHandoff: "Hand-off & assignment",
+    pageTeams: "Teams",
+    pageWords: "Sensitive words",
+    pageAgents: "Agents & teams",
+    pageModels: "Models",
+    assignment: "Assignment",
+    manual: "Agents accept",
+    leastLoaded: "Least loaded",
+    roundRobin: "Round robin",
+    capacity: "Conversations per agent",
+    handoffIntents: "Intents that go to people",
+    handoffKeywords: "Words that go to people",
+    vipTiers: "Tiers served by people first",
+    streak: "Hand off after negative turns",
+    listHint: "Separate values with commas or new lines",
+    teamName: "Name",
+    keywords: "Words",
+    intents: "Intents",
+    tiers: "Tiers",
+    languages: "Languages",
+    addTeam: "Add team",
+    remove: "Remove",
+    teamsHint: "A hand-off goes to the first team whose rule matches, else to the general queue.",
+    role: "Role",
+    teamsOf: "Teams",
+    allTeams: "All queues",
+    myTeams: "My teams",
+    general: "General queue",
+    transferTo: "To team",
+    transfer: "Transfer",
+    words: "Sensitive words",
+    wordsHint: "One per line: word, or word<Tab>category<Tab>action (block / mask / flag). Case, full/half width, traditional/simplified Chinese and symbols in between are ignored.",
+    defaultAction: "Default action",
+    entries: "entries",
+    active: "In force (with the server's list)",
+    tryText: "Try a text",
+    check: "Check",
+    verdict: "Result",
+    none: "none",
+    source: "In use",
+    sources: { tenant: "this tenant's own", default: "the server's default", none: "none set" } as Record<string, string>,
+    providers: "Providers",
+    baseUrl: "Base URL",
+    apiKey: "API key",
+    chain: "Chain (next one on failure)",
+    provider: "Provider",
+    model: "Model",
+    temperature: "Temperature",
+    maxTokens: "Max tokens",
+    persona: "Persona (system prompt)",
+    add: "Add",
+    useDefault: "Use the server default",
+    keepKey: "Empty or *** keeps the stored key",
   },
 };
 type Lang = keyof typeof T;
@@ -216,6 +332,37 @@ interface Hit {
 }
 
 type View = "queue" | "mine" | "held" | "tickets" | "knowledge" | "settings";
+type SettingsPage = "hours" | "handoff" | "teams" | "words" | "agents" | "models";
+
+interface TeamRule {
+  name: string;
+  intents: string[];
+  keywords: string[];
+  tiers: string[];
+  languages: string[];
+}
+interface DeskConfig {
+  business_hours?: { utc_offset: string; days: Record<string, string> } | null;
+  assignment?: string | null;
+  agent_capacity?: number | null;
+  handoff?: { intents: string[]; keywords: string[]; vip_tiers: string[]; negative_streak?: number | null };
+  teams?: TeamRule[];
+}
+interface ModelConfig {
+  providers: { name: string; base_url: string; api_key: string | null }[];
+  chain: { provider: string; model: string }[];
+  temperature: number | null;
+  max_tokens: number | null;
+  system_prompt: string | null;
+}
+
+/** A comma- or line-separated list, trimmed, without empties. */
+function splitList(v: string): string[] {
+  return v
+    .split(/[,，\n]/)
+    .map((x) => x.trim())
+    .filter(Boolean);
+}
 
 interface KbDocument {
   id: string;
@@ -271,6 +418,9 @@ class Console {
   private api = new Api(location.origin, sessionStorage.getItem("kefu-console-token"));
   private me: { id: string; role: string; tenant: string } | null = null;
   private view: View = "queue";
+  private settingsPage: SettingsPage = "hours";
+  private teamFilter = localStorage.getItem("kefu-console-team") ?? "all";
+  private teams: { teams: string[]; mine: string[] } = { teams: [], mine: [] };
   private selected: string | null = null;
   private source: EventSource | null = null;
   private poll: number | undefined;
@@ -397,6 +547,7 @@ class Console {
       this.knowledge();
       return;
     }
+    this.loadTeams();
     this.refresh();
     // The queue is polled every few seconds; the open conversation itself is live over its event stream.
     this.poll = window.setInterval(() => this.refresh(), 3000);
@@ -426,9 +577,37 @@ class Console {
     setTimeout(() => el.remove(), 4000);
   }
 
+  /** The desk's teams (for the queue filter and transfers), once per visit to the desk. */
+  private async loadTeams() {
+    const r = await this.guard(this.api.call<{ teams: string[]; mine: string[] }>("GET", "/v1/desk/teams"));
+    if (!r) return;
+    this.teams = r;
+    if (this.teamFilter !== "all" && this.teamFilter !== "mine" && this.teamFilter !== "general" && !r.teams.includes(this.teamFilter))
+      this.teamFilter = "all";
+    const left = this.app.querySelector(".left");
+    left?.querySelector(".team-filter")?.remove();
+    if (!r.teams.length || !left) return;
+    const sel = h("select", { class: "team-filter", "data-kefu": "team-filter" });
+    const opts: [string, string][] = [
+      ["all", this.t.allTeams],
+      ...(r.mine.length ? ([["mine", this.t.myTeams]] as [string, string][]) : []),
+      ["general", this.t.general],
+      ...r.teams.map((t) => [t, t] as [string, string]),
+    ];
+    for (const [v, label] of opts) sel.append(h("option", { value: v, selected: v === this.teamFilter }, label));
+    sel.addEventListener("change", () => {
+      this.teamFilter = sel.value;
+      localStorage.setItem("kefu-console-team", sel.value);
+      this.refresh();
+    });
+    this.list.before(sel);
+    if (this.conv) this.setConv(this.conv);
+  }
+
   private async refresh() {
     if (this.view === "tickets" || this.view === "settings" || this.view === "knowledge") return;
-    const r = await this.guard(this.api.call<{ conversations: DeskRow[] }>("GET", `/v1/desk/conversations?view=${this.view}`));
+    const team = this.teamFilter === "all" ? "" : `&team=${encodeURIComponent(this.teamFilter)}`;
+    const r = await this.guard(this.api.call<{ conversations: DeskRow[] }>("GET", `/v1/desk/conversations?view=${this.view}${team}`));
     if (!r) return;
     const items = r.conversations.map((row) => {
       const c = row.conversation;
@@ -438,6 +617,7 @@ class Console {
         "li",
         { class: c.id === this.selected ? "on" : "", "data-conversation": c.id },
         h("b", {}, who),
+        c.team ? h("span", { class: "team", "data-kefu": "team" }, c.team) : null,
         waited !== null && c.handler === "queued" ? h("span", { class: "wait" }, `${this.t.waiting} ${waited} ${this.t.minutes}`) : null,
         h("small", {}, row.last_customer_message ?? ""),
         row.handoff_reason ? h("em", {}, row.handoff_reason) : null,
@@ -446,6 +626,31 @@ class Console {
       return li;
     });
     this.list.replaceChildren(...(items.length ? items : [h("li", { class: "muted" }, this.t.empty)]));
+    if (this.view === "held") this.presence();
+  }
+
+  /** Supervisors: who is online, how many conversations each holds, their teams. */
+  private async presence() {
+    const r = await this.guard(
+      this.api.call<{ agents: { id: string; display_name: string | null; online: boolean; held: number; teams: string[] }[] }>("GET", "/v1/desk/agents"),
+    );
+    if (!r || this.view !== "held") return;
+    const left = this.app.querySelector(".left");
+    left?.querySelector(".presence")?.remove();
+    left?.append(
+      h(
+        "div",
+        { class: "presence", "data-kefu": "presence" },
+        h("h3", {}, this.t.agents),
+        ...r.agents.map((a) =>
+          h(
+            "div",
+            { class: a.online ? "on" : "" },
+            `${a.online ? "●" : "○"} ${a.display_name ?? a.id.slice(0, 8)} · ${a.online ? this.t.online : this.t.offline} · ${this.t.holding} ${a.held}${a.teams.length ? " · " + a.teams.join(", ") : ""}`,
+          ),
+        ),
+      ),
+    );
   }
 
   private thread = h("div", { class: "thread", "data-kefu": "thread" });
@@ -530,6 +735,20 @@ class Console {
     if (c.status === "open" && (mine || (c.handler === "agent" && this.me?.role !== "agent")))
       add(this.t.release, "release", () => this.api.call("POST", `/v1/conversations/${c.id}/release`));
     if (c.status === "open") add(this.t.close, "close", () => this.api.call("POST", `/v1/conversations/${c.id}/close`));
+    // To a team's queue: the holder, or a supervisor for a queued or held one.
+    const supervisor = this.me?.role !== "agent";
+    if (this.teams.teams.length && c.status === "open" && (mine || (supervisor && c.handler !== "bot"))) {
+      const sel = h("select", { "data-kefu": "transfer-team", "aria-label": this.t.transferTo });
+      sel.append(h("option", { value: "" }, this.t.general));
+      for (const t of this.teams.teams) sel.append(h("option", { value: t, selected: t === c.team }, t));
+      const go = h("button", { type: "button", "data-kefu": "transfer" }, this.t.transfer);
+      go.addEventListener("click", async () => {
+        const r = await this.guard(this.api.call<Conversation>("POST", `/v1/conversations/${c.id}/transfer`, { team: sel.value }));
+        if (r) this.setConv(r);
+        this.refresh();
+      });
+      buttons.push(h("span", { class: "transfer" }, sel, go));
+    }
     this.actions.replaceChildren(...buttons);
     this.replyBox.disabled = !mine || c.status !== "open";
   }
@@ -864,35 +1083,323 @@ class Console {
   }
 
   private async settings() {
-    this.list.replaceChildren();
     this.side.replaceChildren();
-    const cfg = await this.guard(
-      this.api.call<{ business_hours?: { utc_offset: string; days: Record<string, string> } | null }>("GET", "/v1/admin/desk-config"),
+    const admin = this.me?.role === "admin";
+    const pages: SettingsPage[] = ["hours", "handoff", "teams", "words", ...(admin ? (["agents", "models"] as SettingsPage[]) : [])];
+    if (!pages.includes(this.settingsPage)) this.settingsPage = "hours";
+    const label: Record<SettingsPage, string> = {
+      hours: this.t.pageHours,
+      handoff: this.t.pageHandoff,
+      teams: this.t.pageTeams,
+      words: this.t.pageWords,
+      agents: this.t.pageAgents,
+      models: this.t.pageModels,
+    };
+    this.list.replaceChildren(
+      ...pages.map((p) => {
+        const li = h("li", { class: p === this.settingsPage ? "on" : "", "data-page": p }, h("b", {}, label[p]));
+        li.addEventListener("click", () => {
+          this.settingsPage = p;
+          this.settings();
+        });
+        return li;
+      }),
     );
+    const page = this.settingsPage;
+    if (page === "words") return this.wordsPage();
+    if (page === "agents") return this.agentsPage();
+    if (page === "models") return this.modelsPage();
+    const cfg = await this.guard(this.api.call<DeskConfig>("GET", "/v1/admin/desk-config"));
     if (!cfg) return;
+    if (page === "hours") this.hoursPage(cfg);
+    else if (page === "handoff") this.handoffPage(cfg);
+    else this.teamsPage(cfg);
+  }
+
+  /** Saves the whole desk configuration (the API replaces it): each page changes its part of what it read. */
+  private async saveDesk(cfg: DeskConfig) {
+    if (await this.guard(this.api.call("PUT", "/v1/admin/desk-config", cfg))) this.toast(this.t.saved);
+  }
+
+  private settingsForm(title: string, hint: string | null, ...fields: (Node | null)[]) {
+    const form = h("form", { class: "settings", "data-kefu": "settings-form" }, h("h2", {}, title), hint ? h("p", { class: "muted" }, hint) : null, ...fields);
+    this.center.replaceChildren(form);
+    return form;
+  }
+
+  private hoursPage(cfg: DeskConfig) {
     const keys = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
     const offset = h("input", { value: cfg.business_hours?.utc_offset ?? "+08:00", "data-kefu": "offset" });
     const inputs = keys.map((k) => h("input", { value: cfg.business_hours?.days?.[k] ?? "", placeholder: "09:00-18:00", "data-day": k }));
-    const form = h(
-      "form",
-      { class: "settings" },
-      h("h2", {}, this.t.hours),
-      h("p", { class: "muted" }, this.t.hoursHint),
+    const form = this.settingsForm(
+      this.t.hours,
+      this.t.hoursHint,
       h("label", {}, this.t.offset, offset),
       ...keys.map((_, i) => h("label", {}, this.t.days[i], inputs[i])),
       h("button", { type: "submit" }, this.t.save),
     );
-    form.addEventListener("submit", async (e) => {
+    form.addEventListener("submit", (e) => {
       e.preventDefault();
       const days: Record<string, string> = {};
       keys.forEach((k, i) => {
         if (inputs[i].value.trim()) days[k] = inputs[i].value.trim();
       });
       const any = Object.keys(days).length > 0;
-      const body = any ? { business_hours: { utc_offset: offset.value.trim(), days } } : {};
-      if (await this.guard(this.api.call("PUT", "/v1/admin/desk-config", body))) this.toast(this.t.saved);
+      this.saveDesk({ ...cfg, business_hours: any ? { utc_offset: offset.value.trim(), days } : null });
     });
-    this.center.replaceChildren(form);
+  }
+
+  private handoffPage(cfg: DeskConfig) {
+    const mode = h("select", { "data-kefu": "assignment" });
+    for (const [v, l] of [
+      ["manual", this.t.manual],
+      ["least_loaded", this.t.leastLoaded],
+      ["round_robin", this.t.roundRobin],
+    ])
+      mode.append(h("option", { value: v, selected: (cfg.assignment ?? "manual") === v }, l));
+    const capacity = h("input", { type: "number", min: "1", max: "100", value: String(cfg.agent_capacity ?? 5), "data-kefu": "capacity" });
+    const rules = cfg.handoff ?? { intents: [], keywords: [], vip_tiers: [] };
+    const area = (v: string[], key: string) => h("textarea", { rows: "2", "data-kefu": key }, v.join("\n"));
+    const intents = area(rules.intents, "handoff-intents");
+    const keywords = area(rules.keywords, "handoff-keywords");
+    const tiers = area(rules.vip_tiers, "vip-tiers");
+    const streak = h("input", { type: "number", min: "1", max: "20", value: rules.negative_streak ? String(rules.negative_streak) : "", placeholder: "3", "data-kefu": "streak" });
+    const form = this.settingsForm(
+      this.t.pageHandoff,
+      this.t.listHint,
+      h("label", {}, this.t.assignment, mode),
+      h("label", {}, this.t.capacity, capacity),
+      h("label", {}, this.t.handoffIntents, intents),
+      h("label", {}, this.t.handoffKeywords, keywords),
+      h("label", {}, this.t.vipTiers, tiers),
+      h("label", {}, this.t.streak, streak),
+      h("button", { type: "submit" }, this.t.save),
+    );
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.saveDesk({
+        ...cfg,
+        assignment: mode.value,
+        agent_capacity: Number(capacity.value) || null,
+        handoff: {
+          intents: splitList(intents.value),
+          keywords: splitList(keywords.value),
+          vip_tiers: splitList(tiers.value),
+          negative_streak: Number(streak.value) || null,
+        },
+      });
+    });
+  }
+
+  private teamsPage(cfg: DeskConfig) {
+    const rows: { el: HTMLElement; read: () => TeamRule }[] = [];
+    const box = h("div", { class: "teams" });
+    const addRow = (t: TeamRule) => {
+      const name = h("input", { value: t.name, required: true, maxlength: "40", "data-kefu": "team-name" });
+      const field = (v: string[], key: string) => h("input", { value: v.join(", "), "data-kefu": key });
+      const keywords = field(t.keywords, "team-keywords");
+      const intents = field(t.intents, "team-intents");
+      const tiers = field(t.tiers, "team-tiers");
+      const languages = field(t.languages, "team-languages");
+      const remove = h("button", { type: "button", class: "link" }, this.t.remove);
+      const el = h(
+        "fieldset",
+        { class: "team-rule" },
+        h("label", {}, this.t.teamName, name),
+        h("label", {}, this.t.keywords, keywords),
+        h("label", {}, this.t.intents, intents),
+        h("label", {}, this.t.tiers, tiers),
+        h("label", {}, this.t.languages, languages),
+        remove,
+      );
+      const row = {
+        el,
+        read: (): TeamRule => ({
+          name: name.value.trim(),
+          keywords: splitList(keywords.value),
+          intents: splitList(intents.value),
+          tiers: splitList(tiers.value),
+          languages: splitList(languages.value),
+        }),
+      };
+      remove.addEventListener("click", () => {
+        rows.splice(rows.indexOf(row), 1);
+        el.remove();
+      });
+      rows.push(row);
+      box.append(el);
+    };
+    for (const t of cfg.teams ?? []) addRow(t);
+    const add = h("button", { type: "button", "data-kefu": "add-team" }, this.t.addTeam);
+    add.addEventListener("click", () => addRow({ name: "", keywords: [], intents: [], tiers: [], languages: [] }));
+    const form = this.settingsForm(this.t.pageTeams, `${this.t.teamsHint} ${this.t.listHint}`, box, add, h("button", { type: "submit" }, this.t.save));
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.saveDesk({ ...cfg, teams: rows.map((r) => r.read()) });
+    });
+  }
+
+  private async agentsPage() {
+    const [users, cfg] = await Promise.all([
+      this.guard(this.api.call<{ id: string; email: string; display_name: string | null; role: string; teams: string[] }[]>("GET", "/v1/admin/users")),
+      this.guard(this.api.call<DeskConfig>("GET", "/v1/admin/desk-config")),
+    ]);
+    if (!users || !cfg) return;
+    const teamNames = (cfg.teams ?? []).map((t) => t.name);
+    const rows = users.map((u) => {
+      const role = h("select", { "data-kefu": "user-role" });
+      for (const r of ["agent", "supervisor", "admin"]) role.append(h("option", { value: r, selected: r === u.role }, r));
+      const boxes = teamNames.map((t) => {
+        const cb = h("input", { type: "checkbox", value: t, checked: u.teams.includes(t) });
+        return { cb, label: h("label", { class: "check" }, cb, t) };
+      });
+      const save = h("button", { type: "button", "data-kefu": "save-user" }, this.t.save);
+      save.addEventListener("click", async () => {
+        const body = { role: role.value, teams: boxes.filter((b) => b.cb.checked).map((b) => b.cb.value) };
+        if (await this.guard(this.api.call("PATCH", `/v1/admin/users/${u.id}`, body))) this.toast(this.t.saved);
+      });
+      return h(
+        "fieldset",
+        { class: "user", "data-user": u.email },
+        h("legend", {}, `${u.display_name ?? ""} ${u.email}`.trim()),
+        h("label", {}, this.t.role, role),
+        teamNames.length ? h("div", { class: "checks" }, h("span", {}, this.t.teamsOf), ...boxes.map((b) => b.label)) : null,
+        save,
+      );
+    });
+    this.settingsForm(this.t.pageAgents, teamNames.length ? null : this.t.teamsHint, ...rows);
+  }
+
+  private async wordsPage() {
+    const cur = await this.guard(
+      this.api.call<{ words: string; default_action: string; entries: number; categories: Record<string, number>; active_entries: number }>(
+        "GET",
+        "/v1/admin/moderation",
+      ),
+    );
+    if (!cur) return;
+    const words = h("textarea", { rows: "14", class: "mono", spellcheck: "false", "data-kefu": "words" }, cur.words);
+    const action = h("select", { "data-kefu": "default-action" });
+    for (const a of ["flag", "mask", "block"]) action.append(h("option", { value: a, selected: a === cur.default_action }, a));
+    const counts = h("p", { class: "muted", "data-kefu": "word-counts" });
+    const showCounts = (c: typeof cur) => {
+      const cats = Object.entries(c.categories)
+        .map(([k, n]) => `${k} ${n}`)
+        .join(" · ");
+      counts.textContent = `${c.entries} ${this.t.entries}${cats ? " (" + cats + ")" : ""} · ${this.t.active}: ${c.active_entries}`;
+    };
+    showCounts(cur);
+    const form = this.settingsForm(
+      this.t.words,
+      this.t.wordsHint,
+      words,
+      h("label", {}, this.t.defaultAction, action),
+      counts,
+      h("button", { type: "submit" }, this.t.save),
+    );
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const r = await this.guard(this.api.call<typeof cur>("PUT", "/v1/admin/moderation", { words: words.value, default_action: action.value }));
+      if (r) {
+        showCounts(r);
+        this.toast(this.t.saved);
+      }
+    });
+    // Try a text against the lists in force.
+    const text = h("textarea", { rows: "3", "data-kefu": "word-test" });
+    const out = h("div", { class: "verdict", "data-kefu": "word-verdict" });
+    const tryForm = h("form", { class: "kb" }, h("h2", {}, this.t.tryText), text, h("button", { type: "submit" }, this.t.check), out);
+    tryForm.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      if (!text.value.trim()) return;
+      const r = await this.guard(
+        this.api.call<{ action: string | null; hits: { word: string; category: string; action: string; matched: string }[]; text: string }>(
+          "POST",
+          "/v1/admin/moderation/check",
+          { text: text.value },
+        ),
+      );
+      if (!r) return;
+      out.replaceChildren(
+        h("p", {}, `${this.t.verdict}: ${r.action ?? this.t.none}`),
+        h("ul", {}, ...r.hits.map((x) => h("li", {}, `${x.matched} → ${x.word} · ${x.category} · ${x.action}`))),
+        h("pre", {}, r.text),
+      );
+    });
+    this.side.replaceChildren(tryForm);
+  }
+
+  private async modelsPage() {
+    const cur = await this.guard(this.api.call<{ source: string; config: ModelConfig }>("GET", "/v1/admin/model-config"));
+    if (!cur) return;
+    const c = cur.config;
+    const providers = h("div", { class: "rows" });
+    const chain = h("div", { class: "rows" });
+    const provRows: (() => ModelConfig["providers"][number])[] = [];
+    const chainRows: (() => ModelConfig["chain"][number])[] = [];
+    const row = <T,>(box: HTMLElement, list: (() => T)[], cells: HTMLInputElement[], read: () => T) => {
+      const remove = h("button", { type: "button", class: "link" }, this.t.remove);
+      const el = h("div", { class: "row" }, ...cells, remove);
+      list.push(read);
+      remove.addEventListener("click", () => {
+        list.splice(list.indexOf(read), 1);
+        el.remove();
+      });
+      box.append(el);
+    };
+    const addProvider = (p: ModelConfig["providers"][number]) => {
+      const name = h("input", { value: p.name, placeholder: this.t.provider, "data-kefu": "provider-name" });
+      const url = h("input", { value: p.base_url, placeholder: "https://…/v1", "data-kefu": "provider-url" });
+      const key = h("input", { type: "password", value: p.api_key ?? "", placeholder: this.t.apiKey, autocomplete: "off", title: this.t.keepKey });
+      row(providers, provRows, [name, url, key], () => ({ name: name.value.trim(), base_url: url.value.trim(), api_key: key.value || null }));
+    };
+    const addLink = (l: ModelConfig["chain"][number]) => {
+      const provider = h("input", { value: l.provider, placeholder: this.t.provider, "data-kefu": "chain-provider" });
+      const model = h("input", { value: l.model, placeholder: this.t.model, "data-kefu": "chain-model" });
+      row(chain, chainRows, [provider, model], () => ({ provider: provider.value.trim(), model: model.value.trim() }));
+    };
+    c.providers.forEach(addProvider);
+    c.chain.forEach(addLink);
+    const addP = h("button", { type: "button", class: "link" }, `+ ${this.t.providers}`);
+    addP.addEventListener("click", () => addProvider({ name: "", base_url: "", api_key: null }));
+    const addL = h("button", { type: "button", class: "link" }, `+ ${this.t.chain}`);
+    addL.addEventListener("click", () => addLink({ provider: "", model: "" }));
+    const temperature = h("input", { type: "number", step: "0.1", min: "0", max: "2", value: c.temperature === null ? "" : String(c.temperature) });
+    const maxTokens = h("input", { type: "number", min: "1", value: c.max_tokens === null ? "" : String(c.max_tokens) });
+    const persona = h("textarea", { rows: "5", "data-kefu": "persona" }, c.system_prompt ?? "");
+    const reset = h("button", { type: "button", class: "link", "data-kefu": "model-default" }, this.t.useDefault);
+    reset.addEventListener("click", async () => {
+      if ((await this.guard(this.api.call("DELETE", "/v1/admin/model-config"))) !== undefined) this.modelsPage();
+    });
+    const form = this.settingsForm(
+      this.t.pageModels,
+      `${this.t.source}: ${this.t.sources[cur.source] ?? cur.source}`,
+      h("h3", {}, this.t.providers),
+      providers,
+      addP,
+      h("h3", {}, this.t.chain),
+      chain,
+      addL,
+      h("label", {}, this.t.temperature, temperature),
+      h("label", {}, this.t.maxTokens, maxTokens),
+      h("label", {}, this.t.persona, persona),
+      h("button", { type: "submit" }, this.t.save),
+      reset,
+    );
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const body: ModelConfig = {
+        providers: provRows.map((r) => r()),
+        chain: chainRows.map((r) => r()),
+        temperature: temperature.value === "" ? null : Number(temperature.value),
+        max_tokens: maxTokens.value === "" ? null : Number(maxTokens.value),
+        system_prompt: persona.value.trim() || null,
+      };
+      if (await this.guard(this.api.call("PUT", "/v1/admin/model-config", body))) {
+        this.toast(this.t.saved);
+        this.modelsPage();
+      }
+    });
   }
 
   private kbSearch() {

@@ -91,6 +91,8 @@ pub enum Action {
     ReadTickets,
     /// Set the desk's business hours.
     ManageDesk,
+    /// Set the tenant's sensitive words and try them.
+    ManageModeration,
 }
 
 /// The role matrix. Ownership (a customer only sees their own conversations) is checked where the row is loaded.
@@ -104,9 +106,9 @@ pub fn authorize(p: &Principal, action: Action) -> Result<(), ApiError> {
         ) => true,
         (
             Principal::Customer { .. },
-            ManageTickets | ManageDesk | ReadTenant | ManageApiKeys | ManageStaff | ManageModels
-            | ManageCustomerSecret | SearchKnowledge | ManageKnowledge | ReadTurnTraces
-            | SetHandler | ReadStats | UseDesk | SuperviseDesk,
+            ManageTickets | ManageDesk | ManageModeration | ReadTenant | ManageApiKeys
+            | ManageStaff | ManageModels | ManageCustomerSecret | SearchKnowledge | ManageKnowledge
+            | ReadTurnTraces | SetHandler | ReadStats | UseDesk | SuperviseDesk,
         ) => false,
         // An integration speaks for its customers, including asking for a person and relaying their rating.
         (
@@ -118,7 +120,7 @@ pub fn authorize(p: &Principal, action: Action) -> Result<(), ApiError> {
         (Principal::ApiClient { .. }, UseDesk | SuperviseDesk) => false,
         // An integration may read tickets (e.g. to show them in the shop's account pages), not work them.
         (Principal::ApiClient { .. }, ReadTickets) => true,
-        (Principal::ApiClient { .. }, ManageTickets | ManageDesk) => false,
+        (Principal::ApiClient { .. }, ManageTickets | ManageDesk | ManageModeration) => false,
         // Supervisors run the desk with admins.
         (Principal::Staff { role, .. }, ManageDesk) => *role != StaffRole::Agent,
         (Principal::Staff { .. }, ManageTickets | ReadTickets) => true,
@@ -141,6 +143,8 @@ pub fn authorize(p: &Principal, action: Action) -> Result<(), ApiError> {
         (Principal::Staff { .. }, SearchKnowledge) => true,
         // Supervisors curate knowledge with admins.
         (Principal::Staff { role, .. }, ManageKnowledge) => *role != StaffRole::Agent,
+        // So do they the content policy.
+        (Principal::Staff { role, .. }, ManageModeration) => *role != StaffRole::Agent,
         (Principal::Staff { .. }, ReadConversation | CloseConversation | ReadTenant) => true,
         // Staff do not speak as the customer; agents reply through the desk (later).
         (Principal::Staff { .. }, CreateConversation | SendCustomerMessage) => false,

@@ -69,6 +69,7 @@ pub fn conversation(c: s::Conversation) -> t::Conversation {
         queued_at: c.queued_at,
         rating: c.rating,
         rating_comment: c.rating_comment,
+        team: c.team,
     }
 }
 
@@ -140,6 +141,7 @@ pub fn staff(u: s::StaffUser) -> t::StaffUser {
         email: u.email,
         display_name: u.display_name,
         role: staff_role(u.role),
+        teams: u.teams,
         created_at: u.created_at,
     }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use kefu_llm::{ChatEvent, ChatMessage, ChatRequest, ToolChoice, ToolSpec};
 use kefu_nlu::{Understander, Vault};
-use kefu_store::{Handler, Message, MessageRole};
+use kefu_store::{Message, MessageRole};
 use kefu_types::{TraceTool, TurnTrace};
 
 use crate::flows::{self, Applied, Choice, FlowDef, FlowState, Next, Stage};
@@ -529,27 +529,34 @@ impl Engine {
         out
     }
 
-    /// Hands the conversation to people (a flow gave up, a tool the customer needs failed).
+    /// Hands the conversation to people (a flow gave up, a tool the customer needs failed), in the queue of the
+    /// team the tenant's rules route it to.
     pub(crate) async fn hand_off(
         &self,
         question: &Message,
         reason: &'static str,
+        understood: (Option<&str>, &str),
         zh: bool,
     ) -> Result<String, EngineError> {
-        self.set_handler(
-            question.tenant_id,
-            question.conversation_id,
-            Handler::Queued,
-            reason,
-        )
-        .await?;
+        let (tenant, conversation) = (question.tenant_id, question.conversation_id);
+        let cfg = self.desk_config(tenant).await;
+        let conv = self
+            .store
+            .get_conversation(tenant, conversation)
+            .await?
+            .ok_or(EngineError::ConversationNotFound)?;
+        let hint = crate::desk::RouteHint {
+            intent: understood.0.map(str::to_owned),
+            text: question.content.clone(),
+            language: Some(understood.1.to_owned()).filter(|l| !l.is_empty()),
+        };
+        let conv = self.queue_for_people(&cfg, &conv, reason, &hint).await?;
         let now = Utc::now();
-        let cfg = self.desk_config(question.tenant_id).await;
         if let Some(schedule) = crate::desk::Schedule::closed_now(&cfg, now) {
             return Ok(self
                 .after_hours(
-                    question.tenant_id,
-                    question.conversation_id,
+                    tenant,
+                    conversation,
                     &question.content,
                     reason,
                     &schedule,
@@ -558,7 +565,7 @@ impl Engine {
                 )
                 .await);
         }
-        self.assign_with(&cfg, question.tenant_id, question.conversation_id, now)
+        self.assign_with(&cfg, tenant, conversation, conv.team.as_deref(), now)
             .await?;
         Ok(prompt::canned_reply(Canned::Handoff, zh).to_owned())
     }

@@ -45,14 +45,22 @@ impl Engine {
         from: Option<Uuid>,
         reason: &str,
     ) -> Result<Conversation, EngineError> {
-        let (conv, event) = self
+        let r = self
             .store
             .assign_conversation(tenant, conversation, agent, from, reason)
-            .await
-            .map_err(|e| match e {
-                kefu_store::StoreError::Conflict(_) => EngineError::HeldByAnother,
-                e => e.into(),
-            })?;
+            .await;
+        self.handed_over(r)
+    }
+
+    /// A hand-over's outcome: its event published; a lost compare-and-set is `HeldByAnother`.
+    fn handed_over(
+        &self,
+        r: kefu_store::Result<(Conversation, Option<kefu_store::Event>)>,
+    ) -> Result<Conversation, EngineError> {
+        let (conv, event) = r.map_err(|e| match e {
+            kefu_store::StoreError::Conflict(_) => EngineError::HeldByAnother,
+            e => e.into(),
+        })?;
         if let Some(ev) = event {
             self.hub.publish(ev);
         }
@@ -90,8 +98,9 @@ impl Engine {
         .await
     }
 
-    /// The customer asked for a person (the widget's button): the conversation joins the queue. Outside business
-    /// hours the customer is also told, in a message, when people are back, and a ticket is opened.
+    /// The customer asked for a person (the widget's button): the conversation joins the queue of the team its
+    /// conversation so far routes to. Outside business hours the customer is also told, in a message, when people
+    /// are back, and a ticket is opened. A conversation an agent already holds stays with them.
     pub async fn request_human(
         &self,
         tenant: Uuid,
@@ -99,14 +108,10 @@ impl Engine {
         reason: &str,
     ) -> Result<Conversation, EngineError> {
         let conv = self
-            .set_handler(tenant, conversation, Handler::Queued, reason)
-            .await?;
-        let cfg = self.desk_config(tenant).await;
-        let now = Utc::now();
-        let Some(schedule) = Schedule::closed_now(&cfg, now) else {
-            self.assign_with(&cfg, tenant, conversation, now).await?;
-            return Ok(conv);
-        };
+            .store
+            .get_conversation(tenant, conversation)
+            .await?
+            .ok_or(EngineError::ConversationNotFound)?;
         let recent = self
             .store
             .list_messages(tenant, conversation, (conv.last_seq - 50).max(0), 50)
@@ -117,7 +122,36 @@ impl Engine {
             .find(|m| m.role == MessageRole::Customer)
             .map(|m| m.content.clone())
             .unwrap_or_default();
-        let zh = last.is_empty() || last.chars().any(is_han);
+        // What the assistant last understood of the customer (intent, language), from its recorded turn.
+        let understood = recent
+            .iter()
+            .rev()
+            .filter(|m| m.role == MessageRole::Assistant)
+            .find_map(|m| serde_json::from_value::<TurnTrace>(m.generation.trace.clone()?).ok());
+        let zh = match &understood {
+            Some(t) if !t.language.is_empty() => t.language == "zh",
+            _ => last.is_empty() || last.chars().any(is_han),
+        };
+        let cfg = self.desk_config(tenant).await;
+        let hint = RouteHint {
+            intent: understood.as_ref().and_then(|t| t.intent.clone()),
+            text: last.clone(),
+            language: Some(if zh { "zh" } else { "en" }.to_owned()),
+        };
+        let conv = match self.queue_for_people(&cfg, &conv, reason, &hint).await {
+            Ok(c) => c,
+            // An agent has it already: the customer is with a person.
+            Err(EngineError::HeldByAnother) => {
+                return self.conversation(tenant, conversation).await
+            }
+            Err(e) => return Err(e),
+        };
+        let now = Utc::now();
+        let Some(schedule) = Schedule::closed_now(&cfg, now) else {
+            self.assign_with(&cfg, tenant, conversation, conv.team.as_deref(), now)
+                .await?;
+            return self.conversation(tenant, conversation).await;
+        };
         let text = self
             .after_hours(tenant, conversation, &last, reason, &schedule, now, zh)
             .await;
@@ -133,6 +167,59 @@ impl Engine {
         })
         .await?;
         Ok(conv)
+    }
+
+    async fn conversation(&self, tenant: Uuid, id: Uuid) -> Result<Conversation, EngineError> {
+        self.store
+            .get_conversation(tenant, id)
+            .await?
+            .ok_or(EngineError::ConversationNotFound)
+    }
+
+    /// Puts a conversation no agent holds in the queue of the team the tenant's rules route it to (or the general
+    /// queue) and tells subscribers. `HeldByAnother` when an agent holds it.
+    pub(crate) async fn queue_for_people(
+        &self,
+        cfg: &kefu_types::DeskConfig,
+        conv: &Conversation,
+        reason: &str,
+        hint: &RouteHint,
+    ) -> Result<Conversation, EngineError> {
+        let mut tier = None;
+        if cfg.teams.iter().any(|t| !t.tiers.is_empty()) {
+            if let (Some(set), Some(customer)) = (
+                self.parts.business.as_deref(),
+                self.customer_ref(conv.tenant_id, conv.customer_id).await,
+            ) {
+                tier = self.customer_tier(set, &customer).await;
+            }
+        }
+        let team = route_team(
+            &cfg.teams,
+            hint.intent.as_deref(),
+            &hint.text,
+            hint.language.as_deref(),
+            tier.as_deref(),
+        );
+        self.route(conv.tenant_id, conv.id, team, None, reason)
+            .await
+    }
+
+    /// Moves a conversation to a team's queue (`None`: the general queue): a transfer by the agent holding it
+    /// (`from`), or re-routing a queued one (`from = None`).
+    pub async fn route(
+        &self,
+        tenant: Uuid,
+        conversation: Uuid,
+        team: Option<&str>,
+        from: Option<Uuid>,
+        reason: &str,
+    ) -> Result<Conversation, EngineError> {
+        let r = self
+            .store
+            .route_conversation(tenant, conversation, team, from, reason)
+            .await;
+        self.handed_over(r)
     }
 
     /// The customer's tier from the business's profile tool, if it has one.
@@ -160,13 +247,14 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// Gives a queued conversation to an online agent when the tenant (settings `cfg`) assigns automatically.
-    /// Returns the agent.
+    /// Gives a queued conversation (routed to `team`) to an online agent when the tenant (settings `cfg`)
+    /// assigns automatically. Returns the agent.
     pub(crate) async fn assign_with(
         &self,
         cfg: &kefu_types::DeskConfig,
         tenant: Uuid,
         conversation: Uuid,
+        team: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Option<Uuid>, EngineError> {
         let mode = Assignment::parse(cfg.assignment.as_deref()).unwrap_or(Assignment::Manual);
@@ -175,7 +263,7 @@ impl Engine {
         }
         let agents = self.store.desk_agents(tenant).await?;
         let capacity = cfg.agent_capacity.unwrap_or(DEFAULT_CAPACITY);
-        let Some(agent) = pick_agent(&agents, mode, capacity, now) else {
+        let Some(agent) = pick_agent(&agents, mode, capacity, team, now) else {
             return Ok(None);
         };
         match self
@@ -207,21 +295,27 @@ impl Engine {
             }
         }
         let mut assigned = 0;
-        // Each tenant's settings are read once per sweep; `None` once a tenant is manual or has nobody free, which
-        // skips the rest of its queue this round.
-        let mut tenants: std::collections::HashMap<Uuid, Option<kefu_types::DeskConfig>> =
+        // Each tenant's settings are read once per sweep. A team's queue is skipped for the rest of the round once
+        // nobody could take one of its conversations; a manual tenant's at once.
+        let mut tenants: std::collections::HashMap<Uuid, kefu_types::DeskConfig> =
             Default::default();
-        for (tenant, conv) in self.store.queued_conversations(500).await? {
-            if let std::collections::hash_map::Entry::Vacant(v) = tenants.entry(tenant) {
-                v.insert(Some(self.desk_config(tenant).await));
-            }
-            let Some(Some(cfg)) = tenants.get(&tenant) else {
+        let mut stuck: std::collections::HashSet<(Uuid, Option<String>)> = Default::default();
+        for q in self.store.queued_conversations(500).await? {
+            let key = (q.tenant_id, q.team.clone());
+            if stuck.contains(&key) {
                 continue;
-            };
-            match self.assign_with(cfg, tenant, conv, now).await? {
+            }
+            if let std::collections::hash_map::Entry::Vacant(v) = tenants.entry(q.tenant_id) {
+                v.insert(self.desk_config(q.tenant_id).await);
+            }
+            let cfg = &tenants[&q.tenant_id];
+            match self
+                .assign_with(cfg, q.tenant_id, q.id, q.team.as_deref(), now)
+                .await?
+            {
                 Some(_) => assigned += 1,
                 None => {
-                    tenants.insert(tenant, None);
+                    stuck.insert(key);
                 }
             }
         }
@@ -657,6 +751,39 @@ pub fn matches_topic(rules: &kefu_types::HandoffRules, intent: Option<&str>, tex
         .any(|k| lower.contains(&k.to_lowercase()))
 }
 
+/// What a hand-off is routed by.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouteHint {
+    pub intent: Option<String>,
+    /// The customer's latest message.
+    pub text: String,
+    pub language: Option<String>,
+}
+
+/// The first team whose rule matches (any listed intent, word, tier or language), or `None` (the general queue).
+/// Pure.
+pub fn route_team<'a>(
+    teams: &'a [kefu_types::TeamRule],
+    intent: Option<&str>,
+    text: &str,
+    language: Option<&str>,
+    tier: Option<&str>,
+) -> Option<&'a str> {
+    let lower = text.to_lowercase();
+    teams
+        .iter()
+        .find(|t| {
+            intent.is_some_and(|i| t.intents.iter().any(|x| x == i))
+                || t.keywords
+                    .iter()
+                    .filter(|k| !k.trim().is_empty())
+                    .any(|k| lower.contains(&k.to_lowercase()))
+                || tier.is_some_and(|x| t.tiers.iter().any(|y| y == x))
+                || language.is_some_and(|l| t.languages.iter().any(|y| y == l))
+        })
+        .map(|t| t.name.as_str())
+}
+
 /// An agent counts as online this long after their console's last heartbeat.
 pub const ONLINE_WINDOW_SECS: i64 = 60;
 
@@ -688,16 +815,42 @@ pub fn is_online(a: &kefu_store::AgentLoad, now: DateTime<Utc>) -> bool {
         .is_some_and(|t| now - t <= chrono::Duration::seconds(ONLINE_WINDOW_SECS))
 }
 
-/// The agent to give the next queued conversation: online, below capacity, then by the mode's order. Pure.
+/// The agent to give the next queued conversation: online, below capacity, then by the mode's order. A team's
+/// conversation goes to its members first, then to generalists (agents in no team); when nobody belongs to the
+/// team, to anyone. Pure.
 pub fn pick_agent(
     agents: &[kefu_store::AgentLoad],
     mode: Assignment,
     capacity: u32,
+    team: Option<&str>,
     now: DateTime<Utc>,
 ) -> Option<Uuid> {
-    let eligible = agents
-        .iter()
-        .filter(|a| is_online(a, now) && a.held < i64::from(capacity));
+    let free = |a: &&kefu_store::AgentLoad| is_online(a, now) && a.held < i64::from(capacity);
+    match team {
+        Some(t) if agents.iter().any(|a| a.teams.iter().any(|x| x == t)) => {
+            let members: Vec<_> = agents
+                .iter()
+                .filter(|a| a.teams.iter().any(|x| x == t))
+                .filter(free)
+                .collect();
+            if let Some(a) = pick_from(members, mode) {
+                return Some(a);
+            }
+            pick_from(
+                agents
+                    .iter()
+                    .filter(|a| a.teams.is_empty())
+                    .filter(free)
+                    .collect(),
+                mode,
+            )
+        }
+        _ => pick_from(agents.iter().filter(free).collect(), mode),
+    }
+}
+
+fn pick_from(eligible: Vec<&kefu_store::AgentLoad>, mode: Assignment) -> Option<Uuid> {
+    let eligible = eligible.into_iter();
     // `None` (never assigned) sorts before any time: new agents get the next one.
     match mode {
         Assignment::Manual => None,
@@ -978,6 +1131,7 @@ mod tests {
             last_seen_at: seen_secs_ago.map(|s| now - chrono::Duration::seconds(s)),
             last_assigned_at: assigned_secs_ago.map(|s| now - chrono::Duration::seconds(s)),
             held,
+            teams: vec![],
         }
     }
 
@@ -998,16 +1152,90 @@ mod tests {
         ];
         let id = |n: u128| Some(Uuid::from_u128(n));
         let now = t_now();
-        assert_eq!(pick_agent(&agents, Assignment::LeastLoaded, 2, now), id(2));
-        // Round robin: whoever was given one longest ago among the eligible (5 is full).
-        assert_eq!(pick_agent(&agents, Assignment::RoundRobin, 2, now), id(1));
-        assert_eq!(pick_agent(&agents, Assignment::RoundRobin, 3, now), id(5));
-        assert_eq!(pick_agent(&agents, Assignment::Manual, 2, now), None);
         assert_eq!(
-            pick_agent(&agents[2..4], Assignment::LeastLoaded, 2, now),
+            pick_agent(&agents, Assignment::LeastLoaded, 2, None, now),
+            id(2)
+        );
+        // Round robin: whoever was given one longest ago among the eligible (5 is full).
+        assert_eq!(
+            pick_agent(&agents, Assignment::RoundRobin, 2, None, now),
+            id(1)
+        );
+        assert_eq!(
+            pick_agent(&agents, Assignment::RoundRobin, 3, None, now),
+            id(5)
+        );
+        assert_eq!(pick_agent(&agents, Assignment::Manual, 2, None, now), None);
+        assert_eq!(
+            pick_agent(&agents[2..4], Assignment::LeastLoaded, 2, None, now),
             None
         );
         assert!(Assignment::parse(Some("random")).is_err());
+    }
+
+    #[test]
+    fn a_teams_conversation_goes_to_members_then_generalists() {
+        let member = |n, held, team: &str| kefu_store::AgentLoad {
+            teams: vec![team.to_owned()],
+            ..load(n, held, Some(5), Some(30))
+        };
+        let agents = vec![
+            member(1, 0, "billing"),
+            member(2, 1, "售后"),
+            load(3, 0, Some(5), Some(60)), // a generalist
+            member(4, 0, "售后"),
+        ];
+        let id = |n: u128| Some(Uuid::from_u128(n));
+        let now = t_now();
+        let pick = |agents: &[kefu_store::AgentLoad], team| {
+            pick_agent(agents, Assignment::LeastLoaded, 2, team, now)
+        };
+        assert_eq!(pick(&agents, Some("售后")), id(4));
+        // Members full: a generalist, never another team's member.
+        let full = [member(2, 2, "售后"), agents[0].clone(), agents[2].clone()];
+        assert_eq!(pick(&full, Some("售后")), id(3));
+        assert_eq!(pick(&full[..2], Some("售后")), None);
+        // A team nobody is in, and the general queue: anyone (3 waited longest for one).
+        assert_eq!(pick(&agents, Some("vip")), id(3));
+        assert_eq!(pick(&agents, None), id(3));
+    }
+
+    #[test]
+    fn hand_offs_go_to_the_first_matching_team() {
+        let team = |name: &str, f: &dyn Fn(&mut kefu_types::TeamRule)| {
+            let mut t = kefu_types::TeamRule {
+                name: name.into(),
+                ..Default::default()
+            };
+            f(&mut t);
+            t
+        };
+        let teams = vec![
+            team("vip", &|t| t.tiers = vec!["gold".into()]),
+            team("售后", &|t| {
+                t.intents = vec!["return_request".into()];
+                t.keywords = vec!["退货".into(), "Refund".into()];
+            }),
+            team("english", &|t| t.languages = vec!["en".into()]),
+        ];
+        let route = |intent, text, lang, tier| route_team(&teams, intent, text, lang, tier);
+        assert_eq!(route(None, "我要退货", Some("zh"), None), Some("售后"));
+        assert_eq!(
+            route(None, "I want a REFUND", Some("en"), None),
+            Some("售后")
+        );
+        assert_eq!(
+            route(Some("return_request"), "人工", Some("zh"), None),
+            Some("售后")
+        );
+        // Order matters: a gold customer's return goes to the VIP team.
+        assert_eq!(
+            route(None, "我要退货", Some("zh"), Some("gold")),
+            Some("vip")
+        );
+        assert_eq!(route(None, "hello", Some("en"), None), Some("english"));
+        assert_eq!(route(None, "你好", Some("zh"), Some("silver")), None);
+        assert_eq!(route_team(&[], Some("x"), "退货", None, None), None);
     }
 
     #[test]

@@ -84,6 +84,8 @@ impl From<StoreError> for EngineError {
 #[async_trait::async_trait]
 pub trait UnderstanderSource: Send + Sync + 'static {
     async fn understander(&self, tenant: Uuid) -> Arc<Understander>;
+    /// The tenant's settings changed (e.g. its word list): the next `understander` call reads them again.
+    fn invalidate(&self, _tenant: Uuid) {}
 }
 
 /// One set-up for every tenant.
@@ -285,6 +287,30 @@ impl Engine {
         match tokio::time::timeout(timeout, wait).await {
             Ok(r) => r,
             Err(_) => Ok(self.store.find_reply(tenant, conversation, seq).await?),
+        }
+    }
+
+    /// The tenant's understanding set-up (PII, word lists, intent model) as the next turn will use it.
+    pub async fn understander(&self, tenant: Uuid) -> Arc<Understander> {
+        self.parts.understanding.understander(tenant).await
+    }
+
+    /// The tenant's understanding settings changed on this node: the next turn reads them again (other nodes
+    /// within their refresh interval).
+    pub fn understanding_changed(&self, tenant: Uuid) {
+        self.parts.understanding.invalidate(tenant);
+    }
+
+    /// What moderation makes of `text` with the tenant's current lists (none: nothing is listed).
+    pub async fn moderate(&self, tenant: Uuid, text: &str) -> kefu_types::ModerationCheck {
+        let u = self.understander(tenant).await;
+        match u.moderator() {
+            Some(m) => crate::words::check_view(text, m.check(text)),
+            None => kefu_types::ModerationCheck {
+                action: None,
+                hits: Vec::new(),
+                text: text.to_owned(),
+            },
         }
     }
 

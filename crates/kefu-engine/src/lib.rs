@@ -21,6 +21,7 @@ pub mod prompt;
 mod subscribe;
 pub mod tools;
 mod turn;
+pub mod words;
 
 pub use decide::{decide, Decision, Facts, Path, Policy, Tier, Tone};
 pub use engine::{Accepted, Engine, EngineError, EngineParts, EngineSettings, UnderstanderSource};

@@ -478,7 +478,16 @@ impl Engine {
             Path::HumanHeld => unreachable!("handled before"),
             Path::Blocked => prompt::canned_reply(Canned::Blocked, zh).to_owned(),
             Path::Injection => prompt::canned_reply(Canned::Injection, zh).to_owned(),
-            Path::Handoff => self.hand_off(question, d.reason, zh).await?,
+            Path::Handoff => {
+                let understood = (trace.intent.clone(), trace.language.clone());
+                self.hand_off(
+                    question,
+                    d.reason,
+                    (understood.0.as_deref(), &understood.1),
+                    zh,
+                )
+                .await?
+            }
             Path::Flow => extras.reply.take().unwrap_or_default(),
             Path::Cache => {
                 let hit = extras.cache_hit.take().expect("a cache decision has a hit");

@@ -166,6 +166,11 @@ impl Moderator {
         self.entries.len()
     }
 
+    /// The compiled entries (one per distinct word, with its strongest action).
+    pub fn entries(&self) -> &[WordEntry] {
+        &self.entries
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

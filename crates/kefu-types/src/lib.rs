@@ -141,6 +141,9 @@ pub struct Conversation {
     pub rating: Option<i32>,
     #[serde(default)]
     pub rating_comment: Option<String>,
+    /// The desk team (queue) its last hand-off was routed to; absent: the general queue.
+    #[serde(default)]
+    pub team: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -349,6 +352,22 @@ pub struct CreateStaffRequest {
     pub role: StaffRole,
     #[serde(default)]
     pub display_name: Option<String>,
+    /// Desk teams (skills) they work in, each one of the desk settings' `teams`; empty: a generalist.
+    #[serde(default)]
+    pub teams: Vec<String>,
+}
+
+/// Fields to change on a staff member; absent ones stay. `display_name: ""` clears it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateStaffRequest {
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub role: Option<StaffRole>,
+    /// Replaces their teams (each one of the desk settings' `teams`).
+    #[serde(default)]
+    pub teams: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -357,6 +376,9 @@ pub struct StaffUser {
     pub email: String,
     pub display_name: Option<String>,
     pub role: StaffRole,
+    /// Desk teams (skills); empty: a generalist.
+    #[serde(default)]
+    pub teams: Vec<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -670,7 +692,12 @@ pub struct SetHandlerRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransferRequest {
-    pub agent_id: Uuid,
+    /// The agent to hand it to; or
+    #[serde(default)]
+    pub agent_id: Option<Uuid>,
+    /// the team whose queue it goes back to (one of the desk settings' `teams`). Exactly one of the two.
+    #[serde(default)]
+    pub team: Option<String>,
     #[serde(default)]
     pub reason: Option<String>,
 }
@@ -921,6 +948,30 @@ pub struct DeskConfig {
     /// Hand-off rules beyond the built-in ones (asking for a person, an upset streak, unsure twice, a failed flow).
     #[serde(default)]
     pub handoff: HandoffRules,
+    /// Desk teams (queues by skill), in order: a hand-off goes to the first team whose rule matches it, or to the
+    /// general queue. Automatic assignment gives a team's conversations to its members first, then to generalists
+    /// (agents in no team); a team nobody belongs to is served by everyone.
+    #[serde(default)]
+    pub teams: Vec<TeamRule>,
+}
+
+/// One desk team and which hand-offs it takes: any listed intent, word (case-insensitive), customer tier or
+/// language matches.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TeamRule {
+    /// 1–40 characters, unique (e.g. `售后`, `billing`, `vip`).
+    pub name: String,
+    #[serde(default)]
+    pub intents: Vec<String>,
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// Customer tiers from the shop's profile (e.g. `gold`).
+    #[serde(default)]
+    pub tiers: Vec<String>,
+    /// The customer's language (`zh`, `en`, …).
+    #[serde(default)]
+    pub languages: Vec<String>,
 }
 
 /// A tenant's own reasons to bring people in.
@@ -962,11 +1013,75 @@ pub struct DeskAgent {
     pub last_seen_at: Option<DateTime<Utc>>,
     /// Open conversations they hold.
     pub held: i64,
+    /// Their teams; empty: a generalist.
+    #[serde(default)]
+    pub teams: Vec<String>,
+}
+
+/// The desk's team names (in routing order) and the caller's.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct DeskTeams {
+    pub teams: Vec<String>,
+    pub mine: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 pub struct DeskAgentList {
     pub agents: Vec<DeskAgent>,
+}
+
+/// A tenant's own sensitive words, added to the server's list.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModerationConfig {
+    /// One entry per line: `word`, `word<TAB or comma>category` or `word<TAB or comma>category<TAB or
+    /// comma>action` (`block`, `mask` or `flag`); blank lines and lines starting with `#` are skipped. Matching
+    /// ignores case, full-width/half-width, traditional/simplified Chinese and symbols between letters.
+    #[serde(default)]
+    pub words: String,
+    /// The action of entries that name none (default `flag`).
+    #[serde(default)]
+    pub default_action: Option<String>,
+}
+
+/// The tenant's list as stored, with what it holds.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ModerationSettings {
+    pub words: String,
+    pub default_action: String,
+    /// Entries in the tenant's list.
+    pub entries: usize,
+    /// Entries per category.
+    pub categories: std::collections::BTreeMap<String, usize>,
+    /// Distinct words in force: the server's list and the tenant's together.
+    pub active_entries: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModerationCheckRequest {
+    /// Up to 10,000 characters.
+    pub text: String,
+}
+
+/// What moderation makes of a text with the tenant's and the server's lists.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ModerationCheck {
+    /// The strongest action among the hits (`block`, `mask`, `flag`), if any.
+    pub action: Option<String>,
+    pub hits: Vec<ModerationHit>,
+    /// The text as a customer would see it (masked words as `*`).
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct ModerationHit {
+    /// The listed word that matched.
+    pub word: String,
+    pub category: String,
+    pub action: String,
+    /// What the text held there.
+    pub matched: String,
 }
 
 /// Why the assistant answered what it did: one customer turn, as recorded by the engine. Staff only.

@@ -49,6 +49,7 @@ pub async fn create_tenant(
             display_name: Some("Administrator".into()),
             role: StaffRole::Admin,
             password_hash,
+            teams: vec![],
         })
         .await?;
     let (secret, prefix, key_hash) = new_api_key();
@@ -115,6 +116,7 @@ pub async fn first_start(
                 display_name: Some("小王 Wang".into()),
                 role: StaffRole::Agent,
                 password_hash,
+                teams: vec![],
             })
             .await?;
         body.push_str(&format!(

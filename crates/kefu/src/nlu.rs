@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use std::collections::HashMap;
 
@@ -17,8 +18,10 @@ use uuid::Uuid;
 
 use crate::Settings;
 
-/// Each tenant's understanding set-up for the engine: the server's PII detector and word list, plus the tenant's
-/// current intent model from the [`ModelStore`] (reloaded when `kefu nlu train` or `kefu nlu use` moves `current`).
+/// Each tenant's understanding set-up for the engine: the server's PII detector and word list plus the tenant's own
+/// words (from its record, set through the admin API) and its current intent model from the [`ModelStore`]
+/// (reloaded when `kefu nlu train` or `kefu nlu use` moves `current`). The tenant's record is read again at most
+/// every [`REFRESH`] (at once on the node that changed it), so other nodes pick a new word list up within seconds.
 pub struct TenantUnderstanding {
     data_dir: PathBuf,
     store: Arc<dyn Store>,
@@ -26,11 +29,17 @@ pub struct TenantUnderstanding {
     cache: parking_lot::Mutex<HashMap<Uuid, Loaded>>,
 }
 
-/// A tenant's slug (names its model directory), the model version loaded (`None`: no model) and the set-up built
-/// with it.
+/// How long a tenant's record is trusted before it is read again.
+pub const REFRESH: Duration = Duration::from_secs(5);
+
+/// A tenant's slug (names its model directory), its stored word list, the model version loaded (`None`: no model)
+/// and the set-up built with them.
 struct Loaded {
     slug: String,
+    words: Option<serde_json::Value>,
     version: Option<u32>,
+    /// When the tenant's record was last read; `None`: read it again now.
+    read_at: Option<Instant>,
     understander: Arc<Understander>,
 }
 
@@ -48,12 +57,39 @@ impl TenantUnderstanding {
         }
     }
 
-    fn build(&self, store: &ModelStore, version: u32) -> anyhow::Result<Understander> {
+    fn build(
+        &self,
+        words: Option<&serde_json::Value>,
+        models: Option<(&ModelStore, u32)>,
+    ) -> anyhow::Result<Understander> {
+        let mut u = (*self.base).clone();
+        if let Some(entries) = kefu_engine::words::stored_entries(words) {
+            if !entries.is_empty() {
+                let m = kefu_engine::words::combined(self.base.moderator().map(|m| &**m), entries)
+                    .map_err(anyhow::Error::msg)?;
+                u = u.with_moderator(Arc::new(m));
+            }
+        }
+        let Some((store, version)) = models else {
+            return Ok(u);
+        };
+        // A model that cannot serve leaves the words in force.
+        match Self::intent(store, version) {
+            Ok(c) => Ok(u.with_intent(c)),
+            Err(e) => {
+                tracing::warn!(version, error = %e, "intent model not loaded; answering without intents");
+                Ok(u)
+            }
+        }
+    }
+
+    fn intent(store: &ModelStore, version: u32) -> anyhow::Result<IntentClassifier> {
         let (_, model) = store.load(Some(version))?;
         if !model.info.encoders.is_empty() {
             // Serving loads no second copy of an embedding model per tenant; n-gram models serve everywhere.
             bail!(
-                "intent model v{version} needs sentence encoders ({}); the server serves n-gram models only —                  retrain with --encoders none",
+                "intent model v{version} needs sentence encoders ({}); the server serves n-gram models only: \
+                 retrain with --encoders none",
                 model
                     .info
                     .encoders
@@ -63,55 +99,63 @@ impl TenantUnderstanding {
                     .join(", ")
             );
         }
-        Ok((*self.base)
-            .clone()
-            .with_intent(IntentClassifier::new(model, Vec::new())?))
+        Ok(IntentClassifier::new(model, Vec::new())?)
     }
 }
 
 #[async_trait::async_trait]
 impl kefu_engine::UnderstanderSource for TenantUnderstanding {
     async fn understander(&self, tenant: Uuid) -> Arc<Understander> {
-        // Slugs do not change: one database read per tenant, then only the model directory's `current` file.
-        let cached = self.cache.lock().get(&tenant).map(|l| l.slug.clone());
-        let slug = match cached {
-            Some(slug) => slug,
-            None => match self.store.get_tenant(tenant).await {
-                Ok(Some(t)) => t.slug,
+        let known = self.cache.lock().get(&tenant).map(|l| {
+            let fresh = l.read_at.is_some_and(|t| t.elapsed() < REFRESH);
+            (l.slug.clone(), fresh.then(|| l.words.clone()))
+        });
+        let (slug, words) = match known {
+            Some((slug, Some(words))) => (slug, words),
+            _ => match self.store.get_tenant(tenant).await {
+                Ok(Some(t)) => {
+                    if let Some(l) = self.cache.lock().get_mut(&tenant) {
+                        l.read_at = Some(Instant::now());
+                    }
+                    (t.slug, t.moderation_config)
+                }
                 _ => return self.base.clone(),
             },
         };
-        let Ok(models) = ModelStore::new(&self.data_dir, &slug) else {
-            return self.base.clone();
-        };
-        let current = models.current();
+        let models = ModelStore::new(&self.data_dir, &slug).ok();
+        let current = models.as_ref().and_then(ModelStore::current);
         if let Some(l) = self.cache.lock().get(&tenant) {
-            if l.version == current {
+            if l.version == current && l.words == words {
                 return l.understander.clone();
             }
         }
-        let built = match current {
-            None => self.base.clone(),
-            Some(v) => match self.build(&models, v) {
-                Ok(u) => {
-                    tracing::info!(tenant = %slug, version = v, "intent model loaded");
-                    Arc::new(u)
-                }
-                Err(e) => {
-                    tracing::warn!(tenant = %slug, error = %e, "intent model not loaded; answering without intents");
-                    self.base.clone()
-                }
-            },
+        let built = match self.build(words.as_ref(), models.as_ref().zip(current)) {
+            Ok(u) => {
+                tracing::info!(tenant = %slug, version = ?current, "understanding set-up loaded");
+                Arc::new(u)
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %slug, error = %e, "understanding set-up not loaded; using the server's");
+                self.base.clone()
+            }
         };
         self.cache.lock().insert(
             tenant,
             Loaded {
                 slug,
+                words,
                 version: current,
+                read_at: Some(Instant::now()),
                 understander: built.clone(),
             },
         );
         built
+    }
+
+    fn invalidate(&self, tenant: Uuid) {
+        if let Some(l) = self.cache.lock().get_mut(&tenant) {
+            l.read_at = None;
+        }
     }
 }
 

@@ -4,10 +4,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 
-use kefu_store::{NewApiKey, NewStaffUser, StoreError};
+use kefu_store::{NewApiKey, NewStaffUser, StaffUpdate, StoreError};
 use kefu_types::{
     ApiKey, CreateApiKeyRequest, CreateStaffRequest, CreatedApiKey, CustomerSecret, DeskConfig,
-    ModelConfig, ModelConfigResponse, StaffUser, TenantInfo,
+    ModelConfig, ModelConfigResponse, StaffUser, TenantInfo, UpdateStaffRequest,
 };
 
 use crate::auth::{authorize, hash_password, new_api_key, random_secret, Action, Auth};
@@ -164,6 +164,7 @@ pub(crate) async fn create_staff(
             "`password` must be 10 to 1024 characters".into(),
         ));
     }
+    let teams = check_staff_teams(&s, p.tenant(), req.teams).await?;
     let password = req.password;
     let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
         .await
@@ -176,6 +177,7 @@ pub(crate) async fn create_staff(
             display_name: req.display_name,
             role: convert::staff_role_in(req.role),
             password_hash,
+            teams,
         })
         .await
         .map_err(|e| match e {
@@ -185,6 +187,69 @@ pub(crate) async fn create_staff(
             e => e.into(),
         })?;
     Ok((StatusCode::CREATED, Json(convert::staff(u))))
+}
+
+/// Change a staff member's name, role or desk teams (admins).
+#[utoipa::path(patch, path = "/v1/admin/users/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)), request_body = UpdateStaffRequest,
+    responses((status = 200, body = StaffUser), (status = 403, body = kefu_types::ErrorBody),
+              (status = 404, body = kefu_types::ErrorBody), (status = 422, body = kefu_types::ErrorBody)))]
+pub(crate) async fn update_staff(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateStaffRequest>,
+) -> Result<Json<StaffUser>, ApiError> {
+    authorize(&p, Action::ManageStaff)?;
+    let id = parse_id(&id, ApiError::NotFound("user"))?;
+    check_opt_text("display_name", req.display_name.as_deref(), 200)?;
+    let teams = match req.teams {
+        Some(t) => Some(check_staff_teams(&s, p.tenant(), t).await?),
+        None => None,
+    };
+    let u = s
+        .store
+        .update_staff(
+            p.tenant(),
+            id,
+            StaffUpdate {
+                display_name: req
+                    .display_name
+                    .map(|n| Some(n.trim().to_owned()).filter(|n| !n.is_empty())),
+                role: req.role.map(convert::staff_role_in),
+                teams,
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::NotFound("user"),
+            e => e.into(),
+        })?;
+    Ok(Json(convert::staff(u)))
+}
+
+/// A staff member's teams, checked: each one of the desk settings' teams, listed once.
+async fn check_staff_teams(
+    s: &AppState,
+    tenant: uuid::Uuid,
+    teams: Vec<String>,
+) -> Result<Vec<String>, ApiError> {
+    if teams.is_empty() {
+        return Ok(teams);
+    }
+    let known = s.engine.desk_config(tenant).await.teams;
+    let mut out: Vec<String> = Vec::new();
+    for t in teams {
+        if !known.iter().any(|k| k.name == t) {
+            return Err(ApiError::InvalidRequest(format!(
+                "`teams`: {t:?} is not one of the desk's teams (set them in /v1/admin/desk-config)"
+            )));
+        }
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    Ok(out)
 }
 
 fn redact(mut c: ModelConfig) -> ModelConfig {
@@ -399,6 +464,40 @@ pub(crate) async fn rotate_customer_secret(
     }))
 }
 
+/// Team names: 1–40 characters without control characters, unique; at most 50 teams and 200 entries per list.
+fn check_teams(teams: &[kefu_types::TeamRule]) -> Result<(), ApiError> {
+    if teams.len() > 50 {
+        return Err(ApiError::InvalidRequest("at most 50 `teams`".into()));
+    }
+    for (i, t) in teams.iter().enumerate() {
+        let n = t.name.chars().count();
+        if n == 0 || n > 40 || t.name.trim() != t.name || t.name.chars().any(char::is_control) {
+            return Err(ApiError::InvalidRequest(format!(
+                "`teams[{i}].name` must be 1 to 40 characters, no control characters or outer spaces"
+            )));
+        }
+        if teams[..i].iter().any(|o| o.name == t.name) {
+            return Err(ApiError::InvalidRequest(format!(
+                "`teams[{i}].name` {:?} is listed twice",
+                t.name
+            )));
+        }
+        for (field, list) in [
+            ("intents", &t.intents),
+            ("keywords", &t.keywords),
+            ("tiers", &t.tiers),
+            ("languages", &t.languages),
+        ] {
+            if list.len() > 200 || list.iter().any(|x| x.chars().count() > 100) {
+                return Err(ApiError::InvalidRequest(format!(
+                    "`teams[{i}].{field}`: at most 200 entries of up to 100 characters"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The desk's settings (business hours); empty when none are set (people always there).
 #[utoipa::path(get, path = "/v1/admin/desk-config", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = DeskConfig), (status = 403, body = kefu_types::ErrorBody)))]
@@ -441,6 +540,7 @@ pub(crate) async fn put_desk_config(
             "`agent_capacity` must be 1 to 100".into(),
         ));
     }
+    check_teams(&cfg.teams)?;
     let value = serde_json::to_value(&cfg).map_err(|e| ApiError::Internal(e.to_string()))?;
     s.store
         .set_tenant_desk_config(p.tenant(), Some(value))

@@ -9,9 +9,9 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use kefu_store::{ConversationQuery, ConversationStatus, Handler, MessageRole};
+use kefu_store::{ConversationQuery, ConversationStatus, Handler, MessageRole, TeamFilter};
 use kefu_types::{
-    DeskAgent, DeskAgentList, DeskConversation, DeskList, HandoffBrief, HandoffRequest,
+    DeskAgent, DeskAgentList, DeskConversation, DeskList, DeskTeams, HandoffBrief, HandoffRequest,
     RatingRequest, ReadRequest, SendMessageRequest, TransferRequest, TypingRequest,
 };
 
@@ -44,6 +44,10 @@ pub(crate) struct DeskQuery {
     /// At most this many (1–200, default 50).
     #[serde(default)]
     limit: Option<u32>,
+    /// Which team's queue: absent or `all` (every team's), `mine` (the caller's teams and the general queue;
+    /// everything for an agent in no team), `general` (routed to no team) or a team's name.
+    #[serde(default)]
+    team: Option<String>,
 }
 
 fn staff(p: &Principal) -> Result<(Uuid, kefu_store::StaffRole), ApiError> {
@@ -96,18 +100,50 @@ pub(crate) async fn desk_conversations(
     if !(1..=200).contains(&limit) {
         return Err(ApiError::InvalidRequest("`limit` must be 1 to 200".into()));
     }
-    let query = ConversationQuery {
-        handler: match q.view {
-            DeskView::Queue => Some(Handler::Queued),
-            DeskView::Mine | DeskView::Held => Some(Handler::Agent),
-            DeskView::All => None,
-        },
-        status: Some(ConversationStatus::Open),
-        assignee: (q.view == DeskView::Mine).then_some(user),
-        customer: None,
-        limit,
+    let teams: Vec<Option<TeamFilter>> = match q.team.as_deref() {
+        None | Some("all") => vec![None],
+        Some("general") => vec![Some(TeamFilter::General)],
+        Some("mine") => {
+            let me = s
+                .store
+                .get_staff(p.tenant(), user)
+                .await?
+                .map(|u| u.teams)
+                .unwrap_or_default();
+            if me.is_empty() {
+                vec![None]
+            } else {
+                me.into_iter()
+                    .map(|t| Some(TeamFilter::Team(t)))
+                    .chain([Some(TeamFilter::General)])
+                    .collect()
+            }
+        }
+        Some(t) => vec![Some(TeamFilter::Team(t.to_owned()))],
     };
-    let convs = s.store.list_conversations(p.tenant(), query).await?;
+    let mut convs = Vec::new();
+    for team in teams {
+        let query = ConversationQuery {
+            handler: match q.view {
+                DeskView::Queue => Some(Handler::Queued),
+                DeskView::Mine | DeskView::Held => Some(Handler::Agent),
+                DeskView::All => None,
+            },
+            status: Some(ConversationStatus::Open),
+            assignee: (q.view == DeskView::Mine).then_some(user),
+            customer: None,
+            team,
+            limit,
+        };
+        convs.extend(s.store.list_conversations(p.tenant(), query).await?);
+    }
+    // Several queues merged in the store's order: the longest-waiting first, or the most recent.
+    if q.view == DeskView::Queue {
+        convs.sort_by_key(|c| (c.queued_at.unwrap_or(c.updated_at), c.id));
+    } else {
+        convs.sort_by_key(|c| (std::cmp::Reverse(c.updated_at), c.id));
+    }
+    convs.truncate(limit as usize);
     let mut out = Vec::with_capacity(convs.len());
     for c in convs {
         let customer = s
@@ -169,20 +205,53 @@ pub(crate) async fn transfer_conversation(
 ) -> Result<Json<kefu_types::Conversation>, ApiError> {
     check_opt_text("reason", req.reason.as_deref(), 200)?;
     let (user, conv) = desk_conversation(&s, &p, &id).await?;
-    let holder = match conv.assignee_id {
-        Some(h) if conv.handler == Handler::Agent => h,
-        _ => return Err(ApiError::NotHolder),
+    let held = match conv.assignee_id {
+        Some(h) if conv.handler == Handler::Agent => Some(h),
+        _ => None,
     };
-    if holder != user {
-        authorize(&p, Action::SuperviseDesk).map_err(|_| ApiError::NotHolder)?;
+    match (req.agent_id, req.team) {
+        (Some(agent), None) => {
+            let holder = held.ok_or(ApiError::NotHolder)?;
+            if holder != user {
+                authorize(&p, Action::SuperviseDesk).map_err(|_| ApiError::NotHolder)?;
+            }
+            check_staff_member(&s, &p, "agent_id", Some(agent)).await?;
+            let reason = req.reason.unwrap_or_else(|| "agent_transferred".into());
+            let conv = s
+                .engine
+                .assign(p.tenant(), conv.id, agent, Some(holder), &reason)
+                .await?;
+            Ok(Json(convert::conversation(conv)))
+        }
+        (None, Some(team)) => {
+            // The holder gives it to a team's queue; supervisors may also move anyone's, or re-route a queued
+            // one.
+            match held {
+                Some(h) if h == user => {}
+                Some(_) => authorize(&p, Action::SuperviseDesk).map_err(|_| ApiError::NotHolder)?,
+                None if conv.handler == Handler::Queued => authorize(&p, Action::SuperviseDesk)?,
+                None => return Err(ApiError::NotHolder),
+            }
+            let team = Some(team).filter(|t| !t.is_empty());
+            if let Some(t) = &team {
+                let known = s.engine.desk_config(p.tenant()).await.teams;
+                if !known.iter().any(|k| &k.name == t) {
+                    return Err(ApiError::InvalidRequest(format!(
+                        "`team`: {t:?} is not one of the desk's teams"
+                    )));
+                }
+            }
+            let reason = req.reason.unwrap_or_else(|| "transferred_to_team".into());
+            let conv = s
+                .engine
+                .route(p.tenant(), conv.id, team.as_deref(), held, &reason)
+                .await?;
+            Ok(Json(convert::conversation(conv)))
+        }
+        _ => Err(ApiError::InvalidRequest(
+            "give exactly one of `agent_id` and `team`".into(),
+        )),
     }
-    check_staff_member(&s, &p, "agent_id", Some(req.agent_id)).await?;
-    let reason = req.reason.unwrap_or_else(|| "agent_transferred".into());
-    let conv = s
-        .engine
-        .assign(p.tenant(), conv.id, req.agent_id, Some(holder), &reason)
-        .await?;
-    Ok(Json(convert::conversation(conv)))
 }
 
 /// Give a held conversation back to the assistant. The holder may; supervisors and admins may for anyone.
@@ -363,8 +432,31 @@ pub(crate) async fn desk_agents(
                 online: kefu_engine::desk::is_online(a, now),
                 last_seen_at: a.last_seen_at,
                 held: a.held,
+                teams: a.teams.clone(),
             })
             .collect(),
+    }))
+}
+
+/// The desk's teams, and the caller's: what a transfer may name and what `team=mine` lists.
+#[utoipa::path(get, path = "/v1/desk/teams", tag = "desk", security(("bearer" = [])),
+    responses((status = 200, body = DeskTeams), (status = 403, body = kefu_types::ErrorBody)))]
+pub(crate) async fn desk_teams(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+) -> Result<Json<DeskTeams>, ApiError> {
+    authorize(&p, Action::UseDesk)?;
+    let (user, _) = staff(&p)?;
+    let teams = s.engine.desk_config(p.tenant()).await.teams;
+    let mine = s
+        .store
+        .get_staff(p.tenant(), user)
+        .await?
+        .map(|u| u.teams)
+        .unwrap_or_default();
+    Ok(Json(DeskTeams {
+        teams: teams.into_iter().map(|t| t.name).collect(),
+        mine,
     }))
 }
 

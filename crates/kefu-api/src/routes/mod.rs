@@ -8,6 +8,7 @@ mod conversations;
 mod desk;
 mod health;
 mod knowledge;
+mod moderation;
 mod stream;
 mod tickets;
 
@@ -19,11 +20,12 @@ pub(crate) use conversations::*;
 pub(crate) use desk::*;
 pub(crate) use health::*;
 pub(crate) use knowledge::*;
+pub(crate) use moderation::*;
 pub(crate) use stream::*;
 pub(crate) use tickets::*;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use axum::Router;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -83,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/desk/conversations", get(desk_conversations))
         .route("/v1/desk/heartbeat", post(desk_heartbeat))
         .route("/v1/desk/agents", get(desk_agents))
+        .route("/v1/desk/teams", get(desk_teams))
         .route("/v1/conversations/{id}/accept", post(accept_conversation))
         .route(
             "/v1/conversations/{id}/transfer",
@@ -119,6 +122,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/admin/api-keys/{id}", delete(revoke_api_key))
         .route("/v1/admin/users", get(list_staff).post(create_staff))
+        .route("/v1/admin/users/{id}", patch(update_staff))
+        .route(
+            "/v1/admin/moderation",
+            // A large list is a large body: its own limit (JSON escaping can double the text).
+            get(get_moderation)
+                .put(put_moderation)
+                .layer(DefaultBodyLimit::max(MAX_LIST_CHARS * 3 * 2 + 64 * 1024)),
+        )
+        .route("/v1/admin/moderation/check", post(check_moderation))
         .route(
             "/v1/admin/model-config",
             get(get_model_config)

@@ -676,7 +676,7 @@ async fn the_tenants_own_hand_off_rules_topics_and_vip_tiers() {
 async fn every_console_endpoint_by_role() {
     let app = spawn_app().await;
     let admin = app.admin_token().await;
-    let (agent, _) = staff(&app, &admin, "a@acme.test", "agent").await;
+    let (agent, agent_id) = staff(&app, &admin, "a@acme.test", "agent").await;
     let (supervisor, _) = staff(&app, &admin, "s@acme.test", "supervisor").await;
     let (customer, _) = app.customer_session(None).await;
     let conv = app.new_conversation(&customer, None).await;
@@ -813,6 +813,48 @@ async fn every_console_endpoint_by_role() {
             c("release"),
             json!({}),
             [true, true, true, false, false],
+        ),
+        (
+            "POST",
+            c("transfer"),
+            json!({"team": ""}),
+            [true, true, true, false, false],
+        ),
+        (
+            "GET",
+            "/v1/desk/teams".into(),
+            json!(null),
+            [true, true, true, false, false],
+        ),
+        (
+            "PATCH",
+            format!("/v1/admin/users/{agent_id}"),
+            json!({"teams": []}),
+            [false, false, true, false, false],
+        ),
+        (
+            "GET",
+            "/v1/admin/moderation".into(),
+            json!(null),
+            [false, true, true, false, false],
+        ),
+        (
+            "PUT",
+            "/v1/admin/moderation".into(),
+            json!({"words": ""}),
+            [false, true, true, false, false],
+        ),
+        (
+            "POST",
+            "/v1/admin/moderation/check".into(),
+            json!({"text": "x"}),
+            [false, true, true, false, false],
+        ),
+        (
+            "GET",
+            "/v1/admin/model-config".into(),
+            json!(null),
+            [false, false, true, false, false],
         ),
     ];
     let tokens = [&agent, &supervisor, &admin, &customer, &app.api_key];
@@ -1047,4 +1089,332 @@ async fn images_are_checked_stored_and_shown_only_to_the_conversation() {
         409
     );
     assert_eq!(app.fake.request_count(), before);
+}
+
+/// Creates a staff member in some teams and signs in; returns (token, user id).
+async fn member(app: &TestApp, admin: &str, email: &str, teams: &[&str]) -> (String, String) {
+    let r = app
+        .post(
+            admin,
+            "/v1/admin/users",
+            json!({"email": email, "password": "a-long-password-1", "role": "agent", "teams": teams}),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (app.login(email, "a-long-password-1").await, id)
+}
+
+#[tokio::test]
+async fn hand_offs_are_routed_to_teams_and_given_to_their_members_first() {
+    let app = spawn_app_with(Backend::Sqlite, "").await;
+    let admin = app.admin_token().await;
+    // Bad team lists change nothing.
+    for bad in [
+        json!({"teams": [{"name": "售后"}, {"name": "售后"}]}),
+        json!({"teams": [{"name": ""}]}),
+        json!({"teams": [{"name": " padded "}]}),
+        json!({"teams": [{"name": "x", "colour": "red"}]}),
+    ] {
+        let r = app.put(&admin, "/v1/admin/desk-config", bad.clone()).await;
+        assert_eq!(r.status(), 422, "{bad}");
+    }
+    assert_eq!(
+        app.get_json(&admin, "/v1/admin/desk-config").await["teams"],
+        json!([])
+    );
+    let cfg = json!({
+        "assignment": "least_loaded",
+        "agent_capacity": 1,
+        "handoff": {"keywords": ["退货", "refund"]},
+        "teams": [
+            {"name": "售后", "keywords": ["退货", "refund"]},
+            {"name": "english", "languages": ["en"]},
+        ],
+    });
+    let r = app.put(&admin, "/v1/admin/desk-config", cfg).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // Staff teams must be the desk's.
+    let r = app
+        .post(
+            &admin,
+            "/v1/admin/users",
+            json!({"email": "x@acme.test", "password": "a-long-password-1", "role": "agent", "teams": ["vip"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let (ann, ann_id) = member(&app, &admin, "ann@acme.test", &["售后"]).await;
+    let (bob, bob_id) = member(&app, &admin, "bob@acme.test", &[]).await;
+    let (sue, _) = staff(&app, &admin, "sue@acme.test", "supervisor").await;
+    let teams = app.get_json(&ann, "/v1/desk/teams").await;
+    assert_eq!(
+        teams,
+        json!({"teams": ["售后", "english"], "mine": ["售后"]})
+    );
+    for t in [&ann, &bob] {
+        assert_eq!(
+            app.post(t, "/v1/desk/heartbeat", json!({})).await.status(),
+            204
+        );
+    }
+    let conv_of = |conv: String| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            app.get_json(&admin, &format!("/v1/conversations/{conv}"))
+                .await
+        }
+    };
+
+    // A return in Chinese goes to 售后 (the assistant's own hand-off: a listed word, no model call) and to Ann,
+    // its member, although Bob holds fewer.
+    let before = app.fake.request_count();
+    let ret = app.new_conversation(&app.api_key, Some("r-1")).await;
+    app.send(&app.api_key, &ret, "我要退货，耳机坏了", None, true)
+        .await;
+    let c = conv_of(ret.clone()).await;
+    assert_eq!(
+        (c["team"].as_str(), c["assignee_id"].as_str()),
+        (Some("售后"), Some(ann_id.as_str()))
+    );
+    assert_eq!(app.fake.request_count(), before);
+    // An English customer's "talk to a human": team english has no members, so anyone free: Bob.
+    app.fake.push(Reply::text(&["Hello, how can I help?"]));
+    let en = app.new_conversation(&app.api_key, Some("e-1")).await;
+    app.send(&app.api_key, &en, "Hello, my parcel is late", None, true)
+        .await;
+    let r = app
+        .post(
+            &app.api_key,
+            &format!("/v1/conversations/{en}/handoff"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let c = conv_of(en.clone()).await;
+    assert_eq!(
+        (c["team"].as_str(), c["assignee_id"].as_str()),
+        (Some("english"), Some(bob_id.as_str()))
+    );
+    // Both full (capacity 1): the next return waits in 售后's queue.
+    let waiting = app.new_conversation(&app.api_key, Some("r-2")).await;
+    app.send(&app.api_key, &waiting, "I want a REFUND", None, true)
+        .await;
+    let c = conv_of(waiting.clone()).await;
+    assert_eq!(
+        (c["handler"].as_str(), c["team"].as_str()),
+        (Some("queued"), Some("售后"))
+    );
+    let ids = |rows: Vec<Value>| {
+        rows.iter()
+            .map(|r| r["conversation"]["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(desk(&app, &ann, "queue&team=售后").await),
+        vec![waiting.clone()]
+    );
+    assert_eq!(
+        ids(desk(&app, &ann, "queue&team=mine").await),
+        vec![waiting.clone()]
+    );
+    assert!(desk(&app, &ann, "queue&team=general").await.is_empty());
+    assert!(desk(&app, &ann, "queue&team=english").await.is_empty());
+    // A generalist's "mine" is every queue.
+    assert_eq!(
+        ids(desk(&app, &bob, "queue&team=mine").await),
+        vec![waiting.clone()]
+    );
+
+    // Transfers to a team: exactly one target, a known team, only by the holder (or a supervisor).
+    let transfer = |token: String, conv: String, body: Value| {
+        let app = &app;
+        async move {
+            app.post(&token, &format!("/v1/conversations/{conv}/transfer"), body)
+                .await
+        }
+    };
+    let r = transfer(ann.clone(), ret.clone(), json!({"team": "vip"})).await;
+    assert_eq!(r.status(), 422);
+    let r = transfer(
+        ann.clone(),
+        ret.clone(),
+        json!({"team": "english", "agent_id": bob_id}),
+    )
+    .await;
+    assert_eq!(r.status(), 422);
+    let r = transfer(bob.clone(), ret.clone(), json!({"team": "english"})).await;
+    assert_error(&r.json().await.unwrap(), "not_assigned");
+    let r = transfer(bob.clone(), waiting.clone(), json!({"team": "english"})).await;
+    assert_eq!(r.status(), 403, "an agent does not re-route the queue");
+    let r = transfer(ann.clone(), ret.clone(), json!({"team": "english"})).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let c: Value = r.json().await.unwrap();
+    assert_eq!(
+        (
+            c["handler"].as_str(),
+            c["team"].as_str(),
+            c["assignee_id"].as_str()
+        ),
+        (Some("queued"), Some("english"), None)
+    );
+    // A supervisor re-routes a queued one to the general queue.
+    let r = transfer(sue.clone(), waiting.clone(), json!({"team": ""})).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(r.json::<Value>().await.unwrap()["team"], Value::Null);
+    assert_eq!(
+        ids(desk(&app, &ann, "queue&team=general").await),
+        vec![waiting.clone()]
+    );
+
+    // Ann now holds nothing. The sweep, longest-waiting first: the general one to her; then english's (no
+    // members, so anyone) finds everyone full and waits.
+    let (_, assigned) = app.engine.desk_sweep(kefu_store::now_ms()).await.unwrap();
+    assert_eq!(assigned, 1);
+    assert_eq!(
+        conv_of(waiting.clone()).await["assignee_id"],
+        ann_id.as_str()
+    );
+    assert_eq!(ids(desk(&app, &sue, "queue").await), vec![ret.clone()]);
+    let agents = app.get_json(&sue, "/v1/desk/agents").await;
+    let ann_row = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == ann_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(ann_row["teams"], json!(["售后"]));
+
+    // An admin changes Ann's teams; unknown teams are refused and change nothing.
+    let r = app
+        .client
+        .patch(app.url(&format!("/v1/admin/users/{ann_id}")))
+        .bearer_auth(&admin)
+        .json(&json!({"teams": ["nope"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let r = app
+        .client
+        .patch(app.url(&format!("/v1/admin/users/{ann_id}")))
+        .bearer_auth(&admin)
+        .json(&json!({"teams": ["english", "售后", "english"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["teams"],
+        json!(["english", "售后"])
+    );
+    let r = app
+        .client
+        .patch(app.url(&format!("/v1/admin/users/{}", uuid::Uuid::now_v7())))
+        .bearer_auth(&admin)
+        .json(&json!({"teams": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn a_tenants_sensitive_words_apply_at_once_and_bad_lists_change_nothing() {
+    let app = spawn_app_with(Backend::Sqlite, "").await;
+    let admin = app.admin_token().await;
+    let (sue, _) = staff(&app, &admin, "sue@acme.test", "supervisor").await;
+    let empty = app.get_json(&sue, "/v1/admin/moderation").await;
+    assert_eq!(
+        (empty["entries"].as_u64(), empty["words"].as_str()),
+        (Some(0), Some(""))
+    );
+    for (bad, names) in [
+        (json!({"words": "fine\n***\n"}), "***"),
+        (json!({"words": "word,cat,delete\n"}), "delete"),
+        (
+            json!({"words": "word\n", "default_action": "ban"}),
+            "default_action",
+        ),
+    ] {
+        let r = app.put(&sue, "/v1/admin/moderation", bad.clone()).await;
+        assert_eq!(r.status(), 422, "{bad}");
+        let body: Value = r.json().await.unwrap();
+        assert_error(&body, "invalid_request");
+        assert!(body.to_string().contains(names), "{body}");
+    }
+    assert_eq!(
+        app.get_json(&sue, "/v1/admin/moderation").await["entries"],
+        0
+    );
+
+    let r = app
+        .put(
+            &sue,
+            "/v1/admin/moderation",
+            json!({"words": "# 我们的词表\n竞品A\tcompetitor\tblock\n垃圾店\n", "default_action": "mask"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let set: Value = r.json().await.unwrap();
+    assert_eq!(set["entries"], 2);
+    assert_eq!(set["categories"], json!({"competitor": 1, "custom": 1}));
+    assert_eq!(set["default_action"], "mask");
+
+    // Try a text: full-width letters and symbols in between still match.
+    let r = app
+        .post(
+            &sue,
+            "/v1/admin/moderation/check",
+            json!({"text": "你们比竞品Ａ差多了，垃-圾-店"}),
+        )
+        .await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["action"], "block");
+    let words: Vec<&str> = v["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["word"].as_str().unwrap())
+        .collect();
+    assert_eq!(words, vec!["竞品A", "垃圾店"]);
+
+    // A customer naming the blocked word reaches no model; the masked word in a model's reply never reaches the
+    // customer.
+    let before = app.fake.request_count();
+    let conv = app.new_conversation(&app.api_key, Some("w-1")).await;
+    app.send(&app.api_key, &conv, "竞品A比你们便宜", None, true)
+        .await;
+    assert_eq!(app.fake.request_count(), before);
+    let turns: Vec<Value> = app
+        .get(&sue, &format!("/v1/conversations/{conv}/turns"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(turns[0]["trace"]["path"], "blocked");
+    app.fake
+        .push(Reply::text(&["这家垃圾", "店的东西不行，我们的更好"]));
+    let other = app.new_conversation(&app.api_key, Some("w-2")).await;
+    app.send(&app.api_key, &other, "你们的耳机怎么样", None, true)
+        .await;
+    let msgs = app.messages(&app.api_key, &other, 0).await;
+    let reply = msgs.last().unwrap()["content"].as_str().unwrap().to_owned();
+    assert!(
+        !reply.contains("垃圾店") && reply.contains("***"),
+        "{reply}"
+    );
+
+    // Another tenant's customers are not affected.
+    let (slug, key) = app.other_tenant().await;
+    let _ = slug;
+    let before = app.fake.request_count();
+    app.fake.push(Reply::text(&["好的"]));
+    let theirs = app.new_conversation(&key, Some("w-3")).await;
+    app.send(&key, &theirs, "竞品A比你们便宜", None, true).await;
+    assert_eq!(app.fake.request_count(), before + 1);
 }
