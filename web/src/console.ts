@@ -149,6 +149,9 @@ const T = {
     baseUrl: "Base URL",
     apiKey: "API Key",
     chain: "调用顺序（失败时依次降级）",
+    cheapChain: "简单问题用的低价模型（可留空）",
+    currency: "币种",
+    prices: "每百万 token 价格：输入 / 输出",
     provider: "服务",
     model: "模型",
     temperature: "温度",
@@ -288,6 +291,9 @@ const T = {
     baseUrl: "Base URL",
     apiKey: "API key",
     chain: "Chain (next one on failure)",
+    cheapChain: "Cheap chain for simple questions (optional)",
+    currency: "Currency",
+    prices: "Price per million tokens: input / output",
     provider: "Provider",
     model: "Model",
     temperature: "Temperature",
@@ -348,9 +354,17 @@ interface DeskConfig {
   handoff?: { intents: string[]; keywords: string[]; vip_tiers: string[]; negative_streak?: number | null };
   teams?: TeamRule[];
 }
+interface ChainEntry {
+  provider: string;
+  model: string;
+  input_price?: number | null;
+  output_price?: number | null;
+}
 interface ModelConfig {
   providers: { name: string; base_url: string; api_key: string | null }[];
-  chain: { provider: string; model: string }[];
+  chain: ChainEntry[];
+  cheap_chain?: ChainEntry[];
+  currency?: string | null;
   temperature: number | null;
   max_tokens: number | null;
   system_prompt: string | null;
@@ -1335,8 +1349,10 @@ class Console {
     const c = cur.config;
     const providers = h("div", { class: "rows" });
     const chain = h("div", { class: "rows" });
+    const cheap = h("div", { class: "rows" });
     const provRows: (() => ModelConfig["providers"][number])[] = [];
-    const chainRows: (() => ModelConfig["chain"][number])[] = [];
+    const chainRows: (() => ChainEntry)[] = [];
+    const cheapRows: (() => ChainEntry)[] = [];
     const row = <T,>(box: HTMLElement, list: (() => T)[], cells: HTMLInputElement[], read: () => T) => {
       const remove = h("button", { type: "button", class: "link" }, this.t.remove);
       const el = h("div", { class: "row" }, ...cells, remove);
@@ -1353,17 +1369,33 @@ class Console {
       const key = h("input", { type: "password", value: p.api_key ?? "", placeholder: this.t.apiKey, autocomplete: "off", title: this.t.keepKey });
       row(providers, provRows, [name, url, key], () => ({ name: name.value.trim(), base_url: url.value.trim(), api_key: key.value || null }));
     };
-    const addLink = (l: ModelConfig["chain"][number]) => {
-      const provider = h("input", { value: l.provider, placeholder: this.t.provider, "data-kefu": "chain-provider" });
-      const model = h("input", { value: l.model, placeholder: this.t.model, "data-kefu": "chain-model" });
-      row(chain, chainRows, [provider, model], () => ({ provider: provider.value.trim(), model: model.value.trim() }));
+    const price = (v: number | null | undefined) =>
+      h("input", { type: "number", min: "0", step: "any", value: v === null || v === undefined ? "" : String(v), title: this.t.prices, class: "price" });
+    const num = (el: HTMLInputElement) => (el.value === "" ? null : Number(el.value));
+    const addLink = (box: HTMLElement, rows: (() => ChainEntry)[], key: string) => (l: ChainEntry) => {
+      const provider = h("input", { value: l.provider, placeholder: this.t.provider, "data-kefu": `${key}-provider` });
+      const model = h("input", { value: l.model, placeholder: this.t.model, "data-kefu": `${key}-model` });
+      const pin = price(l.input_price);
+      const pout = price(l.output_price);
+      row(box, rows, [provider, model, pin, pout], () => ({
+        provider: provider.value.trim(),
+        model: model.value.trim(),
+        input_price: num(pin),
+        output_price: num(pout),
+      }));
     };
+    const addMain = addLink(chain, chainRows, "chain");
+    const addCheap = addLink(cheap, cheapRows, "cheap");
     c.providers.forEach(addProvider);
-    c.chain.forEach(addLink);
+    c.chain.forEach(addMain);
+    (c.cheap_chain ?? []).forEach(addCheap);
     const addP = h("button", { type: "button", class: "link" }, `+ ${this.t.providers}`);
     addP.addEventListener("click", () => addProvider({ name: "", base_url: "", api_key: null }));
     const addL = h("button", { type: "button", class: "link" }, `+ ${this.t.chain}`);
-    addL.addEventListener("click", () => addLink({ provider: "", model: "" }));
+    addL.addEventListener("click", () => addMain({ provider: "", model: "" }));
+    const addC = h("button", { type: "button", class: "link", "data-kefu": "add-cheap" }, `+ ${this.t.cheapChain}`);
+    addC.addEventListener("click", () => addCheap({ provider: "", model: "" }));
+    const currency = h("input", { value: c.currency ?? "", placeholder: "CNY", maxlength: "8", "data-kefu": "currency" });
     const temperature = h("input", { type: "number", step: "0.1", min: "0", max: "2", value: c.temperature === null ? "" : String(c.temperature) });
     const maxTokens = h("input", { type: "number", min: "1", value: c.max_tokens === null ? "" : String(c.max_tokens) });
     const persona = h("textarea", { rows: "5", "data-kefu": "persona" }, c.system_prompt ?? "");
@@ -1378,8 +1410,13 @@ class Console {
       providers,
       addP,
       h("h3", {}, this.t.chain),
+      h("p", { class: "muted" }, this.t.prices),
       chain,
       addL,
+      h("h3", {}, this.t.cheapChain),
+      cheap,
+      addC,
+      h("label", {}, this.t.currency, currency),
       h("label", {}, this.t.temperature, temperature),
       h("label", {}, this.t.maxTokens, maxTokens),
       h("label", {}, this.t.persona, persona),
@@ -1391,6 +1428,8 @@ class Console {
       const body: ModelConfig = {
         providers: provRows.map((r) => r()),
         chain: chainRows.map((r) => r()),
+        cheap_chain: cheapRows.map((r) => r()),
+        currency: currency.value.trim() || null,
         temperature: temperature.value === "" ? null : Number(temperature.value),
         max_tokens: maxTokens.value === "" ? null : Number(maxTokens.value),
         system_prompt: persona.value.trim() || null,

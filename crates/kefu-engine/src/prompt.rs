@@ -57,6 +57,89 @@ pub fn select_history(history: &[Message], budget: usize, max_messages: usize) -
     &history[start..]
 }
 
+/// The older turns that no longer fit the history budget, folded into a few lines without a model call: the
+/// customer's earlier questions (clipped; the newest few) and the order, tracking and other numbers mentioned, so a
+/// follow-up like "and the other order?" still has its context. `None` when nothing worth keeping was dropped. The
+/// caller masks PII in it like any other prompt text.
+pub fn rolling_summary(dropped: &[Message], zh: bool) -> Option<String> {
+    const QUESTIONS: usize = 6;
+    const IDS: usize = 8;
+    let asked: Vec<String> = dropped
+        .iter()
+        .filter(|m| m.role == MessageRole::Customer && !m.content.starts_with("[image:"))
+        .map(|m| {
+            let t = m.content.split_whitespace().collect::<Vec<_>>().join(" ");
+            if t.chars().count() > 60 {
+                t.chars().take(60).collect::<String>() + "…"
+            } else {
+                t
+            }
+        })
+        .filter(|t| !t.is_empty())
+        .collect();
+    let mut ids: Vec<String> = Vec::new();
+    for m in dropped.iter().filter(|m| !m.content.starts_with("[image:")) {
+        for token in m
+            .content
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .map(|t| t.trim_matches('-'))
+        {
+            let digits = token.chars().filter(char::is_ascii_digit).count();
+            if token.len() >= 4 && digits >= 3 && !ids.iter().any(|x| x == token) {
+                ids.push(token.to_owned());
+            }
+        }
+    }
+    if asked.is_empty() && ids.is_empty() {
+        return None;
+    }
+    let skipped = asked.len().saturating_sub(QUESTIONS);
+    let recent = &asked[skipped..];
+    let ids = &ids[ids.len().saturating_sub(IDS)..];
+    let mut s = String::new();
+    if zh {
+        s.push_str("此前对话摘要（较早的消息已不在下方）：");
+        if !recent.is_empty() {
+            s.push_str("客户问过");
+            if skipped > 0 {
+                s.push_str(&format!("（另有 {skipped} 条更早的）"));
+            }
+            s.push('：');
+            s.push_str(
+                &recent
+                    .iter()
+                    .map(|q| format!("「{q}」"))
+                    .collect::<Vec<_>>()
+                    .join("；"),
+            );
+            s.push('。');
+        }
+        if !ids.is_empty() {
+            s.push_str(&format!("提到的编号：{}。", ids.join("，")));
+        }
+    } else {
+        s.push_str("Summary of earlier messages (no longer shown below):");
+        if !recent.is_empty() {
+            s.push_str(" the customer asked ");
+            if skipped > 0 {
+                s.push_str(&format!("({skipped} more before) "));
+            }
+            s.push_str(
+                &recent
+                    .iter()
+                    .map(|q| format!("\"{q}\""))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            );
+            s.push('.');
+        }
+        if !ids.is_empty() {
+            s.push_str(&format!(" Numbers mentioned: {}.", ids.join(", ")));
+        }
+    }
+    Some(s)
+}
+
 /// The messages sent to the model: the persona first, then the conversation in order.
 pub fn build_messages(system_prompt: &str, history: &[Message]) -> Vec<ChatMessage> {
     let texts: Vec<&str> = history.iter().map(|m| m.content.as_str()).collect();
@@ -217,6 +300,51 @@ mod tests {
         assert!(fallback_reply("我的订单到哪里了？").starts_with("抱歉"));
         assert!(fallback_reply("Where is my order KF-1001?").starts_with("Sorry"));
         assert!(fallback_reply("订单 KF-1001 status").starts_with("抱歉"));
+    }
+
+    #[test]
+    fn dropped_turns_fold_into_a_summary_of_questions_and_numbers() {
+        let dropped = vec![
+            msg(1, MessageRole::Customer, "我的订单 KF-1001 还没到"),
+            msg(
+                2,
+                MessageRole::Assistant,
+                "订单 KF-1001 已发货，运单号 SF1234567890。",
+            ),
+            msg(3, MessageRole::Customer, "[image:0195]"),
+            msg(4, MessageRole::Customer, &"很长的问题".repeat(20)),
+        ];
+        let s = rolling_summary(&dropped, true).unwrap();
+        assert!(s.starts_with("此前对话摘要"), "{s}");
+        assert!(s.contains("「我的订单 KF-1001 还没到」"), "{s}");
+        assert!(s.contains("…」") && !s.contains("[image:"), "{s}");
+        assert!(s.contains("提到的编号：KF-1001，SF1234567890。"), "{s}");
+        let en = rolling_summary(
+            &[msg(1, MessageRole::Customer, "where is order 20241101?")],
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            en,
+            "Summary of earlier messages (no longer shown below): the customer asked \"where is order 20241101?\". \
+             Numbers mentioned: 20241101."
+        );
+        // Only the newest questions are kept, with a count of the rest.
+        let many: Vec<Message> = (0..9)
+            .map(|i| msg(i, MessageRole::Customer, &format!("question {i}")))
+            .collect();
+        let s = rolling_summary(&many, false).unwrap();
+        assert!(
+            s.contains("(3 more before)")
+                && !s.contains("question 2\"")
+                && s.contains("question 8"),
+            "{s}"
+        );
+        assert_eq!(
+            rolling_summary(&[msg(1, MessageRole::Assistant, "hello")], false),
+            None
+        );
+        assert_eq!(rolling_summary(&[], true), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use kefu_types::{TraceCache, TracePassage, TurnTrace};
 
 use crate::business::{Evidence, FlowOutcome};
 use crate::check::{self, ReplyFilter};
-use crate::decide::{self, Decision, Facts, FaqCandidate, Path, Policy, Tone};
+use crate::decide::{self, Decision, Facts, FaqCandidate, Path, Policy, Tier, Tone};
 use crate::hub::TurnGuard;
 use crate::prompt::{self, Canned, Passage};
 use crate::{Engine, EngineError};
@@ -52,6 +52,9 @@ struct Generated {
     generation: Generation,
     output_moderation: Option<String>,
     output_blocked: bool,
+    /// `cheap` or `main`: the chain that answered.
+    chain: &'static str,
+    cost: Option<f64>,
 }
 
 /// What retrieval found: the mode, the passages offered to the model, and the best FAQ entry among them (its
@@ -576,6 +579,8 @@ impl Engine {
                         let t = Instant::now();
                         generation = g.generation;
                         trace.output_moderation = g.output_moderation.clone();
+                        trace.chain = Some(g.chain.to_owned());
+                        trace.cost = g.cost;
                         let text = if g.output_blocked {
                             turn.reset(question.seq);
                             prompt::canned_reply(Canned::OutputBlocked, zh).to_owned()
@@ -731,6 +736,14 @@ impl Engine {
             system.push_str("\n\n");
             system.push_str(&understander.mask_with(p, &mut vault));
         }
+        // What no longer fits the budget is not simply forgotten: a summary of it, masked like the rest.
+        let dropped = &history[..history.len() - kept.len()];
+        if let Some(summary) =
+            prompt::rolling_summary(dropped, prompt::looks_chinese(&question.content))
+        {
+            system.push_str("\n\n");
+            system.push_str(&understander.mask_with(&summary, &mut vault));
+        }
         let request = ChatRequest {
             model: String::new(),
             messages: prompt::build_messages_with(&system, kept, &texts),
@@ -742,7 +755,9 @@ impl Engine {
         };
         let moderator = understander.moderator().map(|m| &**m);
         let mut filter = ReplyFilter::new(&vault, moderator);
-        let mut stream = resolved.chain.stream(request);
+        // The tier decides the chain: simple, confident turns go to the cheap one when the tenant has one.
+        let (chain, which) = resolved.pick(d.tier == Tier::Cheap);
+        let mut stream = chain.stream(request);
         let mut text = String::new();
         let mut generation = Generation::default();
         let show = |shown: String, text: &mut String| {
@@ -780,12 +795,22 @@ impl Engine {
                 "the model returned an empty answer".into(),
             ));
         }
+        let cost = match (
+            &generation.model,
+            generation.prompt_tokens,
+            generation.completion_tokens,
+        ) {
+            (Some(m), Some(p), Some(c)) => resolved.cost(m, p, c),
+            _ => None,
+        };
         Ok(Generated {
             personal: !vault.is_empty() || profile.is_some() || !evidence.is_empty(),
             text,
             generation,
             output_moderation: filter.action.map(|a| serde_plain(&a)),
             output_blocked: blocked,
+            chain: which,
+            cost,
         })
     }
 }

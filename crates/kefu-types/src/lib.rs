@@ -414,6 +414,12 @@ pub struct ProviderConfig {
 pub struct ChainEntry {
     pub provider: String,
     pub model: String,
+    /// Price per million prompt tokens, in the setup's `currency` (for cost reports; optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_price: Option<f64>,
+    /// Price per million completion tokens, in the setup's `currency`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_price: Option<f64>,
 }
 
 /// A tenant's model setup: providers and the ordered fallback chain. Takes effect on the next message.
@@ -430,6 +436,13 @@ pub struct ModelConfig {
     /// System prompt (persona) for the assistant.
     #[serde(default)]
     pub system_prompt: Option<String>,
+    /// A cheaper chain for simple, confident turns (the engine's `cheap` tier: a clear, calm, single question);
+    /// upset, complex, sensitive or uncertain turns keep `chain`. Empty: `chain` answers everything.
+    #[serde(default)]
+    pub cheap_chain: Vec<ChainEntry>,
+    /// The currency of the prices (e.g. `CNY`, `USD`).
+    #[serde(default)]
+    pub currency: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -1128,6 +1141,12 @@ pub struct TurnTrace {
     pub model: Option<String>,
     pub prompt_tokens: Option<i64>,
     pub completion_tokens: Option<i64>,
+    /// Which chain answered: `cheap` (the tenant's cheap chain, for the `cheap` tier) or `main`.
+    #[serde(default)]
+    pub chain: Option<String>,
+    /// What the model call cost, from the answering model's prices and the tokens (absent without prices).
+    #[serde(default)]
+    pub cost: Option<f64>,
     /// Milliseconds per stage.
     pub stages: TraceStages,
     /// The conversation was flagged for review with this reason.

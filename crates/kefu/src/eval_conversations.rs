@@ -44,6 +44,34 @@ pub struct ConversationsArgs {
     pub json: bool,
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Prices per million prompt,completion tokens of the strong (main) model, for the cost report. The defaults
+    /// are examples, not any vendor's list price: pass your own.
+    #[arg(long, default_value = "2,8", value_parser = parse_price)]
+    pub strong_price: (f64, f64),
+    /// The same for the cheap model that answers simple, confident turns (extractive stand-in only).
+    #[arg(long, default_value = "0.15,0.6", value_parser = parse_price)]
+    pub cheap_price: (f64, f64),
+    /// No cheap chain: every model turn goes to the strong model (to compare).
+    #[arg(long)]
+    pub no_routing: bool,
+    /// Train an n-gram intent model from these labelled examples (e.g. demo/intents/shop-intents.csv) for the
+    /// tenant first; without one no turn is confident enough for the cheap tier.
+    #[arg(long)]
+    pub intents: Option<PathBuf>,
+}
+
+fn parse_price(s: &str) -> Result<(f64, f64), String> {
+    let (a, b) = s
+        .split_once(',')
+        .ok_or_else(|| format!("{s:?}: give prompt,completion prices per million tokens"))?;
+    let p = |x: &str| {
+        x.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| format!("{x:?} is not a price"))
+    };
+    Ok((p(a)?, p(b)?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +132,17 @@ pub struct Report {
     pub turn_ms_p99: f64,
     pub tokens_per_resolved: f64,
     pub resolved: usize,
+    /// Model answers by the chain that gave them (`cheap`, `main`).
+    pub model_turns_by_chain: BTreeMap<String, usize>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    /// Answers reused from the cache, and the tokens those saved.
+    pub cache_hits: usize,
+    pub tokens_saved: i64,
+    /// What the model calls cost (each turn's recorded cost), and what the same work would have cost on the strong
+    /// model alone with no cache (the saved tokens priced with this run's prompt/completion mix).
+    pub cost: f64,
+    pub cost_strong_no_cache: f64,
     pub by_category: BTreeMap<String, (usize, usize)>,
     /// Median turn time (ms) per path taken.
     pub p50_ms_by_path: BTreeMap<String, f64>,
@@ -135,13 +174,38 @@ pub async fn run(settings: Settings, args: ConversationsArgs) -> anyhow::Result<
         dir.display().to_string()
     );
     let llm = match args.model.as_str() {
-        "extractive" => extractive_llm().await?,
+        "extractive" => {
+            let mut llm = extractive_llm().await?;
+            let (si, so) = args.strong_price;
+            llm = llm.replace(
+                r#"model = "extractive" }]"#,
+                &format!(r#"model = "extractive", input_price = {si}, output_price = {so} }}]"#),
+            );
+            if !args.no_routing {
+                let (ci, co) = args.cheap_price;
+                llm.push_str(&format!(
+                    "\ncheap_chain = [{{ provider = \"extractive\", model = \"extractive-cheap\", \
+                     input_price = {ci}, output_price = {co} }}]"
+                ));
+            }
+            llm
+        }
         "local" => {
             models.push_str(&format!("chat = {:?}\n", settings.models.chat));
             String::new()
         }
         other => bail!("unknown model {other:?}: extractive or local"),
     };
+    if let Some(path) = &args.intents {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let name = path.display().to_string();
+        let examples = kefu_nlu::intent::parse_examples(&name, &bytes)?;
+        let model = tokio::task::spawn_blocking(move || {
+            kefu_nlu::IntentModel::train(&examples, None, &[], &kefu_nlu::TrainConfig::default())
+        })
+        .await??;
+        crate::nlu::ModelStore::new(&work, "eval")?.save(&model)?;
+    }
     let demo = DemoApp::start(&work, &llm, &models, "eval", 300).await?;
     let base = demo.base.clone();
     let result = replay(&base, &work, &args, &suite).await;
@@ -334,8 +398,21 @@ async fn replay(
             if let Some(ms) = conv_times.get(i) {
                 by_path.entry(path.to_owned()).or_default().push(*ms);
             }
-            conv_tokens += trace["prompt_tokens"].as_i64().unwrap_or(0)
-                + trace["completion_tokens"].as_i64().unwrap_or(0);
+            let (pt, ct) = (
+                trace["prompt_tokens"].as_i64().unwrap_or(0),
+                trace["completion_tokens"].as_i64().unwrap_or(0),
+            );
+            conv_tokens += pt + ct;
+            r.prompt_tokens += pt;
+            r.completion_tokens += ct;
+            r.cost += trace["cost"].as_f64().unwrap_or(0.0);
+            if let Some(chain) = trace["chain"].as_str() {
+                *r.model_turns_by_chain.entry(chain.to_owned()).or_default() += 1;
+            }
+            if trace["cache"]["decision"] == "hit" {
+                r.cache_hits += 1;
+                r.tokens_saved += trace["cache"]["tokens_saved"].as_i64().unwrap_or(0);
+            }
             if trace["model"].is_string() && matches!(path, "tool" | "rag" | "chat") {
                 r.model_answers += 1;
                 if trace["grounded"] == true && trace["unsure"] != true {
@@ -422,6 +499,15 @@ async fn replay(
     let q = |p: f64| times[((times.len() as f64 - 1.0) * p).round() as usize];
     r.turn_ms_p50 = q(0.5);
     r.turn_ms_p99 = q(0.99);
+    // The baseline: every token on the strong model, and the cache's saved tokens paid again (split between prompt
+    // and completion as this run's were).
+    let (si, so) = args.strong_price;
+    let all = (r.prompt_tokens + r.completion_tokens).max(1) as f64;
+    let prompt_share = r.prompt_tokens as f64 / all;
+    let saved = r.tokens_saved as f64;
+    r.cost_strong_no_cache = ((r.prompt_tokens as f64 + saved * prompt_share) * si
+        + (r.completion_tokens as f64 + saved * (1.0 - prompt_share)) * so)
+        / 1e6;
     r.tokens_per_resolved = if r.resolved == 0 {
         0.0
     } else {
@@ -451,6 +537,29 @@ fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
         r.turn_ms_p50,
         r.turn_ms_p99,
         r.tokens_per_resolved
+    );
+    let chains: Vec<String> = r
+        .model_turns_by_chain
+        .iter()
+        .map(|(c, n)| format!("{c} {n}"))
+        .collect();
+    println!(
+        "\nmodel answers by chain: {}; tokens {} prompt + {} completion; cache hits {} saving {} tokens",
+        if chains.is_empty() { "none".to_owned() } else { chains.join(", ") },
+        r.prompt_tokens,
+        r.completion_tokens,
+        r.cache_hits,
+        r.tokens_saved
+    );
+    println!(
+        "cost {:.6} vs {:.6} on the strong model alone without the cache ({:.1} % saved; prices per million tokens as given)",
+        r.cost,
+        r.cost_strong_no_cache,
+        if r.cost_strong_no_cache > 0.0 {
+            100.0 * (1.0 - r.cost / r.cost_strong_no_cache)
+        } else {
+            0.0
+        }
     );
     let paths: Vec<String> = r
         .p50_ms_by_path

@@ -37,18 +37,22 @@ pub fn default_model_config(l: &LlmSettings) -> Option<ModelConfig> {
                 api_key: p.api_key.as_ref().map(|k| k.expose_secret().to_owned()),
             })
             .collect(),
-        chain: l
-            .chain
-            .iter()
-            .map(|c| ChainEntry {
-                provider: c.provider.clone(),
-                model: c.model.clone(),
-            })
-            .collect(),
+        chain: l.chain.iter().map(chain_entry).collect(),
         temperature: l.temperature,
         max_tokens: l.max_tokens,
         system_prompt: None,
+        cheap_chain: l.cheap_chain.iter().map(chain_entry).collect(),
+        currency: l.currency.clone(),
     })
+}
+
+fn chain_entry(c: &crate::settings::ChainSettings) -> ChainEntry {
+    ChainEntry {
+        provider: c.provider.clone(),
+        model: c.model.clone(),
+        input_price: c.input_price,
+        output_price: c.output_price,
+    }
 }
 
 pub struct ModelRegistry {
@@ -113,10 +117,37 @@ impl ModelRegistry {
     }
 
     fn build(&self, cfg: &ModelConfig) -> ResolvedModels {
+        let mut prices = HashMap::new();
+        let main = self.links(cfg, &cfg.chain, &mut prices);
+        let cheap = (!cfg.cheap_chain.is_empty()).then(|| {
+            Arc::new(FallbackChain::new(
+                self.links(cfg, &cfg.cheap_chain, &mut prices),
+                self.retry.clone(),
+            ))
+        });
+        ResolvedModels {
+            chain: Arc::new(FallbackChain::new(main, self.retry.clone())),
+            cheap,
+            params: GenerationParams {
+                temperature: cfg.temperature,
+                max_tokens: cfg.max_tokens,
+                system_prompt: cfg.system_prompt.clone(),
+            },
+            prices: Arc::new(prices),
+        }
+    }
+
+    /// The links of one chain of `cfg` (entries naming no provider are skipped; the API refuses them), and their
+    /// prices by the label the chain reports.
+    fn links(
+        &self,
+        cfg: &ModelConfig,
+        chain: &[ChainEntry],
+        prices: &mut HashMap<String, kefu_llm::Price>,
+    ) -> Vec<ChainLink> {
         let providers: HashMap<&str, &ProviderConfig> =
             cfg.providers.iter().map(|p| (p.name.as_str(), p)).collect();
-        let links = cfg
-            .chain
+        chain
             .iter()
             .filter_map(|entry| {
                 let p = providers.get(entry.provider.as_str())?;
@@ -128,21 +159,23 @@ impl ModelRegistry {
                         timeouts: self.timeouts,
                     },
                 );
-                Some(ChainLink {
+                let link = ChainLink {
                     provider: Arc::new(chat),
                     model: entry.model.clone(),
                     breaker: self.breaker(&p.base_url),
-                })
+                };
+                if entry.input_price.is_some() || entry.output_price.is_some() {
+                    prices.insert(
+                        link.label(),
+                        kefu_llm::Price {
+                            input: entry.input_price.unwrap_or(0.0),
+                            output: entry.output_price.unwrap_or(0.0),
+                        },
+                    );
+                }
+                Some(link)
             })
-            .collect();
-        ResolvedModels {
-            chain: Arc::new(FallbackChain::new(links, self.retry.clone())),
-            params: GenerationParams {
-                temperature: cfg.temperature,
-                max_tokens: cfg.max_tokens,
-                system_prompt: cfg.system_prompt.clone(),
-            },
-        }
+            .collect()
     }
 }
 
@@ -179,10 +212,10 @@ impl ModelDirectory for ModelRegistry {
         let resolved = match own.or_else(|| self.default.clone()) {
             Some(cfg) => self.build(&cfg),
             None => match &self.local {
-                Some(link) => ResolvedModels {
-                    chain: Arc::new(FallbackChain::new(vec![link.clone()], self.retry.clone())),
-                    params: GenerationParams::default(),
-                },
+                Some(link) => ResolvedModels::single(
+                    Arc::new(FallbackChain::new(vec![link.clone()], self.retry.clone())),
+                    GenerationParams::default(),
+                ),
                 None => return Err(LlmError::NotConfigured),
             },
         };

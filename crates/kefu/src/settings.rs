@@ -101,6 +101,11 @@ pub struct ProviderSettings {
 pub struct ChainSettings {
     pub provider: String,
     pub model: String,
+    /// Price per million prompt / completion tokens, in `llm.currency` (for cost reports).
+    #[serde(default)]
+    pub input_price: Option<f64>,
+    #[serde(default)]
+    pub output_price: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,6 +126,11 @@ pub struct LlmSettings {
     pub max_tokens: Option<u32>,
     pub providers: Vec<ProviderSettings>,
     pub chain: Vec<ChainSettings>,
+    /// The default chain for simple, confident turns (empty: `chain` answers everything).
+    #[serde(default)]
+    pub cheap_chain: Vec<ChainSettings>,
+    #[serde(default)]
+    pub currency: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -302,7 +302,29 @@ pub fn validate_model_config(c: &ModelConfig) -> Result<(), String> {
     if c.chain.is_empty() || c.chain.len() > 10 {
         return Err("`chain` must have 1 to 10 entries".into());
     }
-    for e in &c.chain {
+    if c.cheap_chain.len() > 10 {
+        return Err("`cheap_chain` must have at most 10 entries".into());
+    }
+    if c.currency
+        .as_deref()
+        .is_some_and(|x| x.is_empty() || x.len() > 8 || !x.bytes().all(|b| b.is_ascii_alphabetic()))
+    {
+        return Err("`currency` must be 1-8 letters, e.g. CNY".into());
+    }
+    for e in c.chain.iter().chain(&c.cheap_chain) {
+        for (name, price) in [
+            ("input_price", e.input_price),
+            ("output_price", e.output_price),
+        ] {
+            if price.is_some_and(|p| !p.is_finite() || !(0.0..=1e6).contains(&p)) {
+                return Err(format!(
+                    "chain entry {:?}: `{name}` must be 0 to 1000000 per million tokens",
+                    e.model
+                ));
+            }
+        }
+    }
+    for e in c.chain.iter().chain(&c.cheap_chain) {
         if !names.contains(e.provider.as_str()) {
             return Err(format!(
                 "chain entry names unknown provider {:?}",
@@ -364,6 +386,8 @@ pub(crate) async fn get_model_config(
                     temperature: None,
                     max_tokens: None,
                     system_prompt: None,
+                    cheap_chain: vec![],
+                    currency: None,
                 },
             },
         },

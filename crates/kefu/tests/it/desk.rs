@@ -637,12 +637,7 @@ async fn the_tenants_own_hand_off_rules_topics_and_vip_tiers() {
         let conv = app.new_conversation(&app.api_key, Some(who)).await;
         app.send(&app.api_key, &conv, text, None, true).await;
         assert_eq!(handler(conv.clone()).await, "queued", "{text}");
-        let turns: Vec<Value> = app
-            .get(&admin, &format!("/v1/conversations/{conv}/turns"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let turns = app.turns(&admin, &conv).await;
         assert_eq!(turns[0]["trace"]["reason"], "human_topic");
     }
     assert_eq!(app.fake.request_count(), before);
@@ -1390,12 +1385,7 @@ async fn a_tenants_sensitive_words_apply_at_once_and_bad_lists_change_nothing() 
     app.send(&app.api_key, &conv, "竞品A比你们便宜", None, true)
         .await;
     assert_eq!(app.fake.request_count(), before);
-    let turns: Vec<Value> = app
-        .get(&sue, &format!("/v1/conversations/{conv}/turns"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let turns = app.turns(&sue, &conv).await;
     assert_eq!(turns[0]["trace"]["path"], "blocked");
     app.fake
         .push(Reply::text(&["这家垃圾", "店的东西不行，我们的更好"]));

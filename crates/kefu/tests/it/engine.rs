@@ -349,3 +349,36 @@ async fn app_tenant(app: &TestApp) -> uuid::Uuid {
         .unwrap()
         .id
 }
+
+/// Turns beyond the history budget are summarised into the prompt (questions and numbers), with PII still masked.
+#[tokio::test]
+async fn older_turns_are_summarised_into_the_prompt_with_pii_masked() {
+    let app = spawn_app_with(Backend::Sqlite, "[engine]\nhistory_max_messages = 2\n").await;
+    let conv = app.new_conversation(&app.api_key, Some("u-sum")).await;
+    for (say, answer) in [
+        (
+            "我的订单 KF-1001 还没到，手机 13812345678",
+            "抱歉，我帮您看看。",
+        ),
+        ("另外想问问发票", "好的。"),
+        ("那个订单现在到哪了", "我查一下。"),
+    ] {
+        app.fake.push(Reply::text(&[answer]));
+        let r = app.send(&app.api_key, &conv, say, None, true).await;
+        assert_eq!(r.status(), 201);
+    }
+    let requests = app.fake.requests();
+    let last = &requests[requests.len() - 1];
+    let system = last["messages"][0]["content"].as_str().unwrap();
+    // Only the newest two messages are sent as messages; the first question survives in the summary.
+    assert_eq!(last["messages"].as_array().unwrap().len(), 3, "{last}");
+    assert!(system.contains("此前对话摘要"), "{system}");
+    assert!(system.contains("KF-1001"), "{system}");
+    assert!(
+        system.contains("[PHONE_1]") && !system.contains("13812345678"),
+        "{system}"
+    );
+    // The first turn had nothing to summarise.
+    let first = requests[0]["messages"][0]["content"].as_str().unwrap();
+    assert!(!first.contains("此前对话摘要"), "{first}");
+}

@@ -274,6 +274,15 @@ impl TestApp {
         v["messages"].as_array().unwrap().clone()
     }
 
+    /// The recorded turns of a conversation (staff).
+    pub async fn turns(&self, token: &str, conv: &str) -> Vec<Value> {
+        let r = self
+            .get(token, &format!("/v1/conversations/{conv}/turns"))
+            .await;
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
     pub async fn admin_token(&self) -> String {
         self.login(&self.admin_email, &self.admin_password).await
     }

@@ -249,3 +249,113 @@ async fn health_and_readiness() {
         .unwrap();
     assert!(doc["paths"]["/v1/conversations/{id}/messages"]["post"].is_object());
 }
+
+/// Simple, confident turns go to the tenant's cheap chain, upset ones to the main chain; each records which chain
+/// answered and what it cost at the configured prices.
+#[tokio::test]
+async fn confident_simple_turns_take_the_cheap_chain_and_every_turn_records_its_cost() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    // A small intent model for the tenant, so greetings are recognised with confidence.
+    let mut csv = String::from("text,intent\n");
+    for (intent, texts) in [
+        (
+            "greeting",
+            ["你好", "您好", "在吗", "hello", "hi there", "good morning"],
+        ),
+        (
+            "complaint",
+            [
+                "我要投诉",
+                "太差了我要投诉你们",
+                "服务太烂了",
+                "I want to complain",
+                "this is terrible service",
+                "worst shop ever",
+            ],
+        ),
+        (
+            "track_order",
+            [
+                "我的快递到哪了",
+                "订单什么时候到",
+                "物流怎么不动了",
+                "where is my order",
+                "track my parcel",
+                "my package is late",
+            ],
+        ),
+    ] {
+        for t in texts {
+            csv.push_str(&format!("{t},{intent}\n"));
+        }
+    }
+    let examples = kefu_nlu::intent::parse_examples("intents.csv", csv.as_bytes()).unwrap();
+    let model =
+        kefu_nlu::IntentModel::train(&examples, None, &[], &kefu_nlu::TrainConfig::default())
+            .unwrap();
+    kefu::nlu::ModelStore::new(&app.data_dir, &app.tenant)
+        .unwrap()
+        .save(&model)
+        .unwrap();
+
+    let base = app.fake.base_url();
+    let cfg = json!({
+        "providers": [{"name": "p", "base_url": base}],
+        "chain": [{"provider": "p", "model": "big", "input_price": 2.0, "output_price": 8.0}],
+        "cheap_chain": [{"provider": "p", "model": "small", "input_price": 0.2, "output_price": 0.5}],
+        "currency": "CNY"
+    });
+    let r = app.put(&admin, "/v1/admin/model-config", cfg).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    for bad in [
+        json!({"providers": [{"name": "p", "base_url": base}], "chain": [{"provider": "p", "model": "m"}],
+               "cheap_chain": [{"provider": "nope", "model": "m"}]}),
+        json!({"providers": [{"name": "p", "base_url": base}], "chain": [{"provider": "p", "model": "m", "input_price": -1}]}),
+        json!({"providers": [{"name": "p", "base_url": base}], "chain": [{"provider": "p", "model": "m"}], "currency": "¥"}),
+    ] {
+        let r = app.put(&admin, "/v1/admin/model-config", bad.clone()).await;
+        assert_eq!(r.status(), 422, "{bad}");
+    }
+
+    let conv = app.new_conversation(&app.api_key, Some("u-route")).await;
+    app.fake.push(Reply::text(&["您好！请问有什么可以帮您？"]));
+    app.send(&app.api_key, &conv, "你好", None, true).await;
+    app.fake
+        .push(Reply::text(&["非常抱歉给您带来不好的体验。"]));
+    app.send(
+        &app.api_key,
+        &conv,
+        "太差了！我非常生气，我要投诉你们！",
+        None,
+        true,
+    )
+    .await;
+    let models: Vec<String> = app
+        .fake
+        .requests()
+        .iter()
+        .map(|r| r["model"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(models, vec!["small", "big"]);
+    let turns = app.turns(&admin, &conv).await;
+    let t0 = &turns[0]["trace"];
+    let t1 = &turns[1]["trace"];
+    assert_eq!(
+        (t0["tier"].as_str(), t0["chain"].as_str()),
+        (Some("cheap"), Some("cheap"))
+    );
+    assert_eq!(
+        (t1["tier"].as_str(), t1["chain"].as_str()),
+        (Some("strong"), Some("main"))
+    );
+    for (t, (pin, pout)) in [(t0, (0.2, 0.5)), (t1, (2.0, 8.0))] {
+        let (p, c) = (
+            t["prompt_tokens"].as_f64().unwrap(),
+            t["completion_tokens"].as_f64().unwrap(),
+        );
+        let want = (p * pin + c * pout) / 1e6;
+        let got = t["cost"].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+    }
+}
