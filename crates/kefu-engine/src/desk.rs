@@ -247,6 +247,16 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// The names of the tenant's desk teams, in routing order.
+    pub async fn desk_team_names(&self, tenant: Uuid) -> Vec<String> {
+        self.desk_config(tenant)
+            .await
+            .teams
+            .into_iter()
+            .map(|t| t.name)
+            .collect()
+    }
+
     /// Gives a queued conversation (routed to `team`) to an online agent when the tenant (settings `cfg`)
     /// assigns automatically. Returns the agent.
     pub(crate) async fn assign_with(

@@ -10,26 +10,32 @@ use kefu_types::{ModerationCheck, ModerationConfig, ModerationHit};
 /// The category of entries that name none.
 pub const DEFAULT_CATEGORY: &str = "custom";
 
-/// The entries of a tenant's list, or why it cannot be used (naming the line).
-pub fn tenant_entries(cfg: &ModerationConfig) -> Result<Vec<WordEntry>, String> {
+/// The entries of a tenant's list as written (parsed, not compiled), or why they cannot be read.
+pub fn parse_entries(cfg: &ModerationConfig) -> Result<Vec<WordEntry>, String> {
     let action = match cfg.default_action.as_deref() {
         None => Action::Flag,
         Some(a) => Action::parse(a)
             .ok_or_else(|| format!("`default_action` must be block, mask or flag, not {a:?}"))?,
     };
-    let entries =
-        parse_word_list(&cfg.words, DEFAULT_CATEGORY, action).map_err(|e| e.to_string())?;
+    parse_word_list(&cfg.words, DEFAULT_CATEGORY, action).map_err(|e| e.to_string())
+}
+
+/// The entries of a tenant's list, or why it cannot be used (naming the line): parsed and compiled, the check a
+/// list passes before it is stored.
+pub fn tenant_entries(cfg: &ModerationConfig) -> Result<Vec<WordEntry>, String> {
+    let entries = parse_entries(cfg)?;
     // Compiling is the rest of the check (a word of symbols only has nothing to match).
     Moderator::new(entries.clone()).map_err(|e| e.to_string())?;
     Ok(entries)
 }
 
-/// The tenant's stored list (a JSON value), or `None` when it is absent or unreadable (logged).
+/// The tenant's stored list (a JSON value), or `None` when it is absent or unreadable (logged). Parsed only: it
+/// was compiled once on the way in, and the caller compiles it with the server's list anyway.
 pub fn stored_entries(value: Option<&serde_json::Value>) -> Option<Vec<WordEntry>> {
     let cfg: ModerationConfig = serde_json::from_value(value?.clone())
         .map_err(|e| tracing::warn!(error = %e, "ignoring the tenant's unreadable word list"))
         .ok()?;
-    tenant_entries(&cfg)
+    parse_entries(&cfg)
         .map_err(|e| tracing::warn!(error = %e, "ignoring the tenant's word list"))
         .ok()
 }

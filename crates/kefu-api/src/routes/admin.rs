@@ -237,10 +237,10 @@ async fn check_staff_teams(
     if teams.is_empty() {
         return Ok(teams);
     }
-    let known = s.engine.desk_config(tenant).await.teams;
+    let known = s.engine.desk_team_names(tenant).await;
     let mut out: Vec<String> = Vec::new();
     for t in teams {
-        if !known.iter().any(|k| k.name == t) {
+        if !known.contains(&t) {
             return Err(ApiError::InvalidRequest(format!(
                 "`teams`: {t:?} is not one of the desk's teams (set them in /v1/admin/desk-config)"
             )));

@@ -234,8 +234,7 @@ pub(crate) async fn transfer_conversation(
             }
             let team = Some(team).filter(|t| !t.is_empty());
             if let Some(t) = &team {
-                let known = s.engine.desk_config(p.tenant()).await.teams;
-                if !known.iter().any(|k| &k.name == t) {
+                if !s.engine.desk_team_names(p.tenant()).await.contains(t) {
                     return Err(ApiError::InvalidRequest(format!(
                         "`team`: {t:?} is not one of the desk's teams"
                     )));
@@ -447,17 +446,14 @@ pub(crate) async fn desk_teams(
 ) -> Result<Json<DeskTeams>, ApiError> {
     authorize(&p, Action::UseDesk)?;
     let (user, _) = staff(&p)?;
-    let teams = s.engine.desk_config(p.tenant()).await.teams;
+    let teams = s.engine.desk_team_names(p.tenant()).await;
     let mine = s
         .store
         .get_staff(p.tenant(), user)
         .await?
         .map(|u| u.teams)
         .unwrap_or_default();
-    Ok(Json(DeskTeams {
-        teams: teams.into_iter().map(|t| t.name).collect(),
-        mine,
-    }))
+    Ok(Json(DeskTeams { teams, mine }))
 }
 
 /// Who a typing or read signal is from: the customer side (customers and API clients), or the agent holding the

@@ -25,8 +25,8 @@ async fn settings(s: &AppState, tenant: uuid::Uuid) -> Result<ModerationSettings
         .transpose()
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .unwrap_or_default();
-    // A stored list was checked on the way in; should it fail now, it is shown as holding nothing.
-    let entries = kefu_engine::words::tenant_entries(&cfg).unwrap_or_default();
+    // A stored list was checked on the way in: counting needs no second compile.
+    let entries = kefu_engine::words::parse_entries(&cfg).unwrap_or_default();
     let active = s
         .engine
         .understander(tenant)
