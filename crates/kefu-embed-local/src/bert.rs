@@ -133,9 +133,15 @@ impl Encoder {
         Ok(x.matmul(w)?.broadcast_add(b)?)
     }
 
-    /// Mean-pooled hidden states, one `[H]` row per segment (not normalised). Each segment is a full model input
-    /// (special tokens included) of at most `max_positions` tokens.
-    pub fn forward(&self, segments: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    /// Mean-pooled hidden states (not normalised) after each of `layers` (0 = the embedding output, `i` = after
+    /// layer `i`), concatenated shallowest first: one `[H × distinct layers]` row per segment. Each segment is a full
+    /// model input (special tokens included) of at most `max_positions` tokens. Layers past the deepest one asked
+    /// for are not run, so pooling an early layer alone is a smaller, faster encoder.
+    pub fn forward_pooled(
+        &self,
+        segments: &[Vec<u32>],
+        layers: &[usize],
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         if segments.is_empty() {
             return Ok(Vec::new());
         }
@@ -152,8 +158,29 @@ impl Encoder {
         let h = self.hidden;
         let head_dim = h / self.heads;
         let scale = 1.0 / (head_dim as f64).sqrt();
+        let deepest = layers.iter().copied().max().unwrap_or(0);
+        if deepest > self.layers.len() {
+            return Err(EmbedError::Model(format!(
+                "layer {deepest} asked for; the model has {}",
+                self.layers.len()
+            )));
+        }
+        let mut pooled = vec![Vec::with_capacity(h * layers.len()); segments.len()];
         let mut x = self.embed_tokens(segments)?;
-        for layer in &self.layers {
+        let pool =
+            |x: &Tensor, index: usize, pooled: &mut Vec<Vec<f32>>| -> Result<(), EmbedError> {
+                if layers.contains(&index) {
+                    let mut offset = 0;
+                    for (seg, out) in segments.iter().zip(pooled.iter_mut()) {
+                        let mean = x.narrow(0, offset, seg.len())?.mean(0)?;
+                        offset += seg.len();
+                        out.extend(mean.to_dtype(DType::F32)?.to_vec1::<f32>()?);
+                    }
+                }
+                Ok(())
+            };
+        pool(&x, 0, &mut pooled)?;
+        for (index, layer) in self.layers.iter().enumerate().take(deepest) {
             let qkv = self.project(&x, &layer.qkv_w, &layer.qkv_b)?;
             let mut contexts = Vec::with_capacity(segments.len());
             let mut offset = 0;
@@ -192,13 +219,7 @@ impl Encoder {
                 &layer.out_ln.1,
                 self.eps,
             )?;
-        }
-        let mut pooled = Vec::with_capacity(segments.len());
-        let mut offset = 0;
-        for seg in segments {
-            let mean = x.narrow(0, offset, seg.len())?.mean(0)?;
-            offset += seg.len();
-            pooled.push(mean.to_dtype(DType::F32)?.to_vec1::<f32>()?);
+            pool(&x, index + 1, &mut pooled)?;
         }
         Ok(pooled)
     }
@@ -206,13 +227,15 @@ impl Encoder {
 
 /// Splits a tokenised text into model inputs of at most `max_positions` tokens (`bos`, content, `eos`), runs them
 /// in batches of about `batch_tokens` tokens, and combines each text's windows weighted by their content length;
-/// the result is L2-normalised. A text that fits one window is a plain single pass.
+/// each layer's pooled block (see [`Encoder::forward_pooled`]) is L2-normalised on its own. A text that fits one
+/// window is a plain single pass.
 pub(crate) fn embed_windows(
     encoder: &Encoder,
     contents: &[Vec<u32>],
     bos: u32,
     eos: u32,
     batch_tokens: usize,
+    layers: &[usize],
 ) -> Result<Vec<Vec<f32>>, EmbedError> {
     let window = encoder.max_positions - 2;
     // Every window as a model input, and which text it belongs to with what weight.
@@ -234,7 +257,11 @@ pub(crate) fn embed_windows(
         }
     }
     let h = encoder.hidden;
-    let mut sums = vec![vec![0f32; h]; contents.len()];
+    let mut distinct = layers.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let width = h * distinct.len();
+    let mut sums = vec![vec![0f32; width]; contents.len()];
     let mut weights = vec![0f32; contents.len()];
     let mut start = 0;
     while start < segments.len() {
@@ -245,7 +272,7 @@ pub(crate) fn embed_windows(
             tokens += segments[end].len();
             end += 1;
         }
-        let pooled = encoder.forward(&segments[start..end])?;
+        let pooled = encoder.forward_pooled(&segments[start..end], &distinct)?;
         for ((text, weight), mean) in owners[start..end].iter().zip(pooled) {
             for (acc, v) in sums[*text].iter_mut().zip(mean) {
                 *acc += weight * v;
@@ -256,7 +283,7 @@ pub(crate) fn embed_windows(
     }
     for (sum, weight) in sums.iter_mut().zip(weights) {
         sum.iter_mut().for_each(|v| *v /= weight);
-        kefu_llm::normalise(sum);
+        sum.chunks_mut(h).for_each(kefu_llm::normalise);
     }
     Ok(sums)
 }

@@ -83,9 +83,34 @@ impl Understander {
         self.pii.mask_with(text, vault)
     }
 
+    /// The sentence encoders the intent classifier uses (their ids; empty without one, or for n-grams only).
+    pub fn intent_encoders(&self) -> Vec<&str> {
+        self.intent
+            .as_ref()
+            .map(IntentClassifier::encoder_ids)
+            .unwrap_or_default()
+    }
+
+    /// The text the intent classifier reads from a message: control characters removed, PII masked, at most 2,000
+    /// characters (what a sentence vector handed to [`Understander::understand_with`] must be computed from).
+    pub fn intent_text(&self, text: &str) -> String {
+        let masked = self.pii.mask(&strip_controls(text));
+        crate::text::clip(&masked.text, 2000).to_owned()
+    }
+
     /// Understands one message. Empty (or whitespace- and control-only) messages and messages over
     /// [`MAX_MESSAGE_BYTES`] are errors; control characters are removed first.
     pub fn understand(&self, text: &str) -> Result<Understanding, NluError> {
+        self.understand_with(text, &[])
+    }
+
+    /// [`Understander::understand`] with sentence vectors of [`Understander::intent_text`] the caller already has
+    /// (`(encoder id, vector)`), so an encoder shared with knowledge search runs once per message.
+    pub fn understand_with(
+        &self,
+        text: &str,
+        vectors: &[(&str, &[f32])],
+    ) -> Result<Understanding, NluError> {
         let started = Instant::now();
         if text.len() > MAX_MESSAGE_BYTES {
             return Err(NluError::MessageTooLong {
@@ -101,7 +126,7 @@ impl Understander {
         // The classifier sees the masked text: placeholders generalise better than the numbers they replace, and
         // nothing downstream ever holds raw PII.
         let intent = match &self.intent {
-            Some(c) => Some(c.predict(&masked.text)?),
+            Some(c) => Some(c.predict_with(&masked.text, vectors)?),
             None => None,
         };
         Ok(Understanding {

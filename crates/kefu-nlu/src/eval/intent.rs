@@ -6,11 +6,11 @@
 //! - CLINC150 (`data_full.json`): train on `train` + `oos_train`, calibrate the temperature and choose the one
 //!   out-of-scope threshold on `val` + `oos_val`, report in-scope accuracy (an in-scope query rejected as out of
 //!   scope counts as wrong) and out-of-scope recall on `test` + `oos_test`.
-//! - SMP2017 (`smp2017_task1/{train,develop,test}/<split>_<domain>.txt`): train on `train`, calibrate on
-//!   `develop`, report test accuracy.
+//! - SMP2017 (`smp2017_task1/{train,develop,test}/<split>_<domain>.txt`): train on `train` + `develop` (a
+//!   stratified tenth held out to calibrate, then refitted), report test accuracy.
 //!
 //! `dev` evaluates on the development data instead of the test set (for choosing settings): the calibration
-//! tenth of BANKING77's train split, CLINC's `val`, SMP's `develop`.
+//! tenth of BANKING77's train split, CLINC's `val`, SMP's `develop` (trained on `train` alone).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -171,16 +171,20 @@ pub fn load(dataset: IntentDataset, path: &Path, dev: bool) -> Result<Splits, Nl
             }
         }
         IntentDataset::Smp2017 => {
-            let train = load_smp_split(path, "train")?;
+            // The final model learns from train + develop (a stratified tenth held out to calibrate, then refitted),
+            // with settings fixed beforehand; `dev` trains on train alone and reports on develop.
+            let mut train = load_smp_split(path, "train")?;
             let develop = load_smp_split(path, "develop")?;
             let test = if dev {
-                develop.clone()
+                develop
             } else {
+                train.extend(develop);
+                crate::intent::dedupe(&mut train);
                 load_smp_split(path, "test")?
             };
             Ok(Splits {
                 train,
-                calibration: Some(develop),
+                calibration: None,
                 test,
             })
         }

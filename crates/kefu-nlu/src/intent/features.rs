@@ -50,6 +50,8 @@ impl Default for FeatureConfig {
 pub(crate) fn terms(text: &str, cfg: &FeatureConfig) -> (Vec<String>, Vec<String>) {
     let folded = fold_str(&strip_controls(text));
     let mut words: Vec<String> = Vec::new();
+    // Letter and digit runs as they stand (Chinese not cut into words), for the character n-grams.
+    let mut runs: Vec<String> = Vec::new();
     let mut run = String::new();
     let mut run_cjk = false;
     let flush = |run: &mut String, cjk: bool, words: &mut Vec<String>| {
@@ -59,7 +61,7 @@ pub(crate) fn terms(text: &str, cfg: &FeatureConfig) -> (Vec<String>, Vec<String
         if cjk {
             words.extend(
                 jieba()
-                    .cut(run, true)
+                    .cut_for_search(run, true)
                     .into_iter()
                     .map(|t| t.word.to_owned()),
             );
@@ -68,6 +70,7 @@ pub(crate) fn terms(text: &str, cfg: &FeatureConfig) -> (Vec<String>, Vec<String
         }
         run.clear();
     };
+    let mut whole = String::new();
     for c in folded.chars() {
         if c.is_alphanumeric() {
             let cjk = is_cjk(c);
@@ -76,11 +79,18 @@ pub(crate) fn terms(text: &str, cfg: &FeatureConfig) -> (Vec<String>, Vec<String
                 run_cjk = cjk;
             }
             run.push(c);
+            whole.push(c);
         } else {
+            if !whole.is_empty() {
+                runs.push(std::mem::take(&mut whole));
+            }
             flush(&mut run, run_cjk, &mut words);
         }
     }
     flush(&mut run, run_cjk, &mut words);
+    if !whole.is_empty() {
+        runs.push(whole);
+    }
 
     let mut word_terms = Vec::with_capacity(words.len() * cfg.word_ngrams.max(1));
     for n in 1..=cfg.word_ngrams.max(1) {
@@ -89,10 +99,11 @@ pub(crate) fn terms(text: &str, cfg: &FeatureConfig) -> (Vec<String>, Vec<String
         }
     }
 
-    // Character n-grams over the words joined by single spaces, with a space at each end so prefixes and
-    // suffixes are their own grams.
+    // Character n-grams over the letter and digit runs joined by single spaces, with a space at each end so
+    // prefixes and suffixes are their own grams. Chinese stays as written: joining its jieba words with spaces
+    // would break every gram that crosses a word boundary (SMP2017: −1 point, bench/RESULTS.md).
     let joined: Vec<char> = std::iter::once(' ')
-        .chain(words.join(" ").chars())
+        .chain(runs.join(" ").chars())
         .chain(std::iter::once(' '))
         .collect();
     let mut char_terms = Vec::new();
