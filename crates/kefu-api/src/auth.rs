@@ -46,6 +46,14 @@ pub enum Principal {
 }
 
 impl Principal {
+    /// The staff member acting (`None` for API keys and customers).
+    pub fn staff_id(&self) -> Option<Uuid> {
+        match self {
+            Principal::Staff { user, .. } => Some(*user),
+            _ => None,
+        }
+    }
+
     pub fn tenant(&self) -> Uuid {
         match self {
             Principal::Staff { tenant, .. }
@@ -93,6 +101,8 @@ pub enum Action {
     ManageDesk,
     /// Set the tenant's sensitive words and try them.
     ManageModeration,
+    /// Train, switch, delete and try the tenant's intent classifiers.
+    ManageIntents,
 }
 
 /// The role matrix. Ownership (a customer only sees their own conversations) is checked where the row is loaded.
@@ -106,9 +116,9 @@ pub fn authorize(p: &Principal, action: Action) -> Result<(), ApiError> {
         ) => true,
         (
             Principal::Customer { .. },
-            ManageTickets | ManageDesk | ManageModeration | ReadTenant | ManageApiKeys
-            | ManageStaff | ManageModels | ManageCustomerSecret | SearchKnowledge | ManageKnowledge
-            | ReadTurnTraces | SetHandler | ReadStats | UseDesk | SuperviseDesk,
+            ManageTickets | ManageDesk | ManageModeration | ManageIntents | ReadTenant
+            | ManageApiKeys | ManageStaff | ManageModels | ManageCustomerSecret | SearchKnowledge
+            | ManageKnowledge | ReadTurnTraces | SetHandler | ReadStats | UseDesk | SuperviseDesk,
         ) => false,
         // An integration speaks for its customers, including asking for a person and relaying their rating.
         (
@@ -120,7 +130,10 @@ pub fn authorize(p: &Principal, action: Action) -> Result<(), ApiError> {
         (Principal::ApiClient { .. }, UseDesk | SuperviseDesk) => false,
         // An integration may read tickets (e.g. to show them in the shop's account pages), not work them.
         (Principal::ApiClient { .. }, ReadTickets) => true,
-        (Principal::ApiClient { .. }, ManageTickets | ManageDesk | ManageModeration) => false,
+        (
+            Principal::ApiClient { .. },
+            ManageTickets | ManageDesk | ManageModeration | ManageIntents,
+        ) => false,
         // Supervisors run the desk with admins.
         (Principal::Staff { role, .. }, ManageDesk) => *role != StaffRole::Agent,
         (Principal::Staff { .. }, ManageTickets | ReadTickets) => true,
@@ -143,8 +156,10 @@ pub fn authorize(p: &Principal, action: Action) -> Result<(), ApiError> {
         (Principal::Staff { .. }, SearchKnowledge) => true,
         // Supervisors curate knowledge with admins.
         (Principal::Staff { role, .. }, ManageKnowledge) => *role != StaffRole::Agent,
-        // So do they the content policy.
-        (Principal::Staff { role, .. }, ManageModeration) => *role != StaffRole::Agent,
+        // So do they the content policy, and what the assistant understands.
+        (Principal::Staff { role, .. }, ManageModeration | ManageIntents) => {
+            *role != StaffRole::Agent
+        }
         (Principal::Staff { .. }, ReadConversation | CloseConversation | ReadTenant) => true,
         // Staff do not speak as the customer; agents reply through the desk (later).
         (Principal::Staff { .. }, CreateConversation | SendCustomerMessage) => false,

@@ -64,6 +64,12 @@ pub enum ApiError {
     ShuttingDown,
     #[error("the service is temporarily unavailable")]
     Unavailable(String),
+    /// Intent-training examples or settings that cannot be used; the message names the row or field.
+    #[error("invalid training data: {0}")]
+    InvalidTrainingData(String),
+    /// A sentence encoder asked for that this server cannot load.
+    #[error("sentence encoder unavailable: {0}")]
+    EncoderUnavailable(String),
     /// A file the knowledge base cannot import; the code names why (`empty_file`, `corrupt_file`, …).
     #[error("{1}")]
     FileRejected(&'static str, String),
@@ -93,6 +99,8 @@ impl ApiError {
             | ApiError::InvalidRequest(_)
             | ApiError::EmptyMessage
             | ApiError::MessageTooLong(_)
+            | ApiError::InvalidTrainingData(_)
+            | ApiError::EncoderUnavailable(_)
             | ApiError::FileRejected(..) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::InvalidIdempotencyKey | ApiError::InvalidJson(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -131,6 +139,8 @@ impl ApiError {
             ApiError::NotHolder => "not_assigned",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::InvalidTrainingData(_) => "invalid_training_data",
+            ApiError::EncoderUnavailable(_) => "encoder_unavailable",
             ApiError::FileRejected(code, _) => code,
             ApiError::Internal(_) => "internal",
         }

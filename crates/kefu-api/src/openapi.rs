@@ -33,6 +33,7 @@ impl Modify for BearerAuth {
         conversation_events_sse, conversation_ws, list_turns, set_handler,
         get_tenant, cache_stats, list_api_keys, create_api_key, revoke_api_key, list_staff, create_staff,
         update_staff, get_moderation, put_moderation, check_moderation,
+        list_intent_models, train_intent_model, get_intent_model, set_intent_model, delete_intent_model, predict_intents,
         get_model_config, put_model_config, delete_model_config, get_customer_secret, rotate_customer_secret,
         import_files, get_import, list_documents, get_document, delete_document, search,
         desk_conversations, accept_conversation, transfer_conversation, release_conversation, send_agent_message,

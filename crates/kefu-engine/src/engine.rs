@@ -84,8 +84,22 @@ impl From<StoreError> for EngineError {
 #[async_trait::async_trait]
 pub trait UnderstanderSource: Send + Sync + 'static {
     async fn understander(&self, tenant: Uuid) -> Arc<Understander>;
-    /// The tenant's settings changed (e.g. its word list): the next `understander` call reads them again.
+    /// The tenant's settings changed (e.g. its word list or intent model): the next `understander` call reads
+    /// them again.
     fn invalidate(&self, _tenant: Uuid) {}
+    /// Sentence encoders by name, for training intent classifiers (`None`: the server's default; empty: none).
+    /// Without any, only n-gram models can be trained.
+    async fn encoders(
+        &self,
+        names: Option<&[String]>,
+    ) -> Result<Vec<Arc<dyn kefu_nlu::SentenceEncoder>>, String> {
+        match names {
+            Some(n) if !n.is_empty() => Err(format!(
+                "this server has no sentence encoders to load {n:?}; train with none"
+            )),
+            _ => Ok(Vec::new()),
+        }
+    }
 }
 
 /// One set-up for every tenant.
@@ -299,6 +313,42 @@ impl Engine {
     /// within their refresh interval).
     pub fn understanding_changed(&self, tenant: Uuid) {
         self.parts.understanding.invalidate(tenant);
+    }
+
+    /// Trains an intent classifier for the tenant with the named encoders (`None`: the server's default) and
+    /// stores it as the next version; with `activate`, every node serves it within seconds (at once here).
+    pub async fn train_intent_model(
+        &self,
+        tenant: Uuid,
+        examples: Vec<kefu_nlu::Example>,
+        encoders: Option<&[String]>,
+        config: kefu_nlu::TrainConfig,
+        created_by: Option<Uuid>,
+        activate: bool,
+    ) -> Result<
+        (kefu_store::IntentModelRecord, kefu_nlu::intent::ModelInfo),
+        crate::intents::TrainError,
+    > {
+        let encoders = self
+            .parts
+            .understanding
+            .encoders(encoders)
+            .await
+            .map_err(crate::intents::TrainError::Encoders)?;
+        let r = crate::intents::train_and_store(
+            self.store.as_ref(),
+            tenant,
+            crate::intents::TrainRequest {
+                examples,
+                encoders,
+                config,
+                created_by,
+                activate,
+            },
+        )
+        .await?;
+        self.understanding_changed(tenant);
+        Ok(r)
     }
 
     /// What moderation makes of `text` with the tenant's current lists (none: nothing is listed).

@@ -17,6 +17,7 @@ pub mod desk;
 mod engine;
 pub mod flows;
 pub mod hub;
+pub mod intents;
 pub mod prompt;
 mod subscribe;
 pub mod tools;

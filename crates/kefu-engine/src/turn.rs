@@ -188,7 +188,7 @@ impl Engine {
         // Understand.
         let t = Instant::now();
         let understander = self.parts.understanding.understander(tenant).await;
-        let understood = understander.understand(&question.content).ok();
+        let (understood, query_vector) = self.understand(&understander, &question.content).await;
         let window = (self.settings.history_max_messages as i64) * 2 + 8;
         let history: Vec<Message> = self
             .store
@@ -309,7 +309,7 @@ impl Engine {
                 let masked = understood
                     .as_ref()
                     .map_or(question.content.as_str(), |u| u.masked.text.as_str());
-                let retrieved = self.retrieve(tenant, masked).await;
+                let retrieved = self.retrieve(tenant, masked, query_vector).await;
                 trace.stages.retrieve_ms = ms(t);
                 if let Some(r) = &retrieved {
                     trace.retrieval_mode = Some(r.mode.clone());
@@ -413,13 +413,65 @@ impl Engine {
         f
     }
 
-    /// Searches the knowledge base with the masked message. Returns the mode, the passages offered to the model,
-    /// and the best FAQ entry among them with its match score.
-    async fn retrieve(&self, tenant: uuid::Uuid, masked: &str) -> Option<Retrieved> {
+    /// The understanding step. When the tenant's intent classifier reads the knowledge embedder's sentence vectors,
+    /// the message's query vector is computed here once and returned for knowledge search to reuse; a classifier
+    /// with sentence encoders runs off the async workers.
+    async fn understand(
+        &self,
+        understander: &Arc<Understander>,
+        text: &str,
+    ) -> (Option<Understanding>, Option<Vec<f32>>) {
+        let encoders: Vec<String> = understander
+            .intent_encoders()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        if encoders.is_empty() {
+            return (understander.understand(text).ok(), None);
+        }
+        let shared = self.parts.knowledge.as_ref().and_then(|k| {
+            let id = k.embedder_id()?;
+            encoders.iter().any(|e| e == id).then(|| (k, id.to_owned()))
+        });
+        let vector = match shared {
+            Some((k, id)) => k
+                .embed_query(&understander.intent_text(text))
+                .await
+                .map(|v| (id, v)),
+            None => None,
+        };
+        let (u, text) = (understander.clone(), text.to_owned());
+        let given = vector.clone();
+        let understood = tokio::task::spawn_blocking(move || {
+            let given: Vec<(&str, &[f32])> = given
+                .iter()
+                .map(|(id, v)| (id.as_str(), v.as_slice()))
+                .collect();
+            u.understand_with(&text, &given)
+        })
+        .await
+        .ok()
+        .and_then(|r| {
+            r.map_err(|e| tracing::warn!(error = %e, "understanding failed"))
+                .ok()
+        });
+        (understood, vector.map(|(_, v)| v))
+    }
+
+    /// Searches the knowledge base with the masked message (and its vector, when the understanding step computed
+    /// it). Returns the mode, the passages offered to the model, and the best FAQ entry among them with its match
+    /// score.
+    async fn retrieve(
+        &self,
+        tenant: uuid::Uuid,
+        masked: &str,
+        vector: Option<Vec<f32>>,
+    ) -> Option<Retrieved> {
         let knowledge = self.parts.knowledge.as_ref()?;
         let req = SearchRequest {
             query: masked.chars().take(2000).collect(),
             k: Some(PASSAGES),
+            vector,
             ..Default::default()
         };
         let res = match knowledge.search(tenant, &req).await {

@@ -179,6 +179,10 @@ pub struct SearchRequest {
     pub lang: Option<String>,
     pub tags: Vec<String>,
     pub k: Option<usize>,
+    /// The query's vector from this service's embedder, when the caller already has it
+    /// ([`Knowledge::embed_query`]); otherwise the query is embedded here.
+    #[serde(skip)]
+    pub vector: Option<Vec<f32>>,
 }
 
 /// An optional second stage that reorders the fused candidates (e.g. a cross-encoder).
@@ -665,6 +669,19 @@ impl Knowledge {
     }
 
     /// Hybrid search within a tenant, with citations.
+    /// The query vector [`Knowledge::search`] would compute for `query` (`None` without an embedder or when it
+    /// fails, which is logged: search then falls back to keywords).
+    pub async fn embed_query(&self, query: &str) -> Option<Vec<f32>> {
+        let e = self.embedder.as_ref()?;
+        match e.embed(EmbedKind::Query, &[query.trim().to_owned()]).await {
+            Ok(mut v) => v.pop(),
+            Err(err) => {
+                tracing::warn!(error = %err, "query embedding failed; searching keywords only");
+                None
+            }
+        }
+    }
+
     pub async fn search(
         &self,
         tenant: Uuid,
@@ -690,15 +707,11 @@ impl Knowledge {
         }
         // A few extra so identical chunks from several documents can be collapsed and still fill k.
         params.k += 5;
-        let vector = match &self.embedder {
-            Some(e) => match e.embed(EmbedKind::Query, &[query.to_owned()]).await {
-                Ok(mut v) => v.pop(),
-                Err(err) => {
-                    tracing::warn!(error = %err, "query embedding failed; searching keywords only");
-                    None
-                }
-            },
-            None => None,
+        let vector = match &req.vector {
+            Some(v) if self.embedder.as_ref().is_some_and(|e| e.dim() == v.len()) => {
+                Some(v.clone())
+            }
+            _ => self.embed_query(query).await,
         };
         let filter = Filter {
             tenant,

@@ -66,6 +66,17 @@ macro_rules! sql_store {
                 r.try_get::<T, _>(col).map_err(map_err)
             }
 
+            fn intent_model_record(r: &$row) -> R<IntentModelRecord> {
+                Ok(IntentModelRecord {
+                    tenant_id: uuid(&get::<String>(r, "tenant_id")?)?,
+                    version: get(r, "version")?,
+                    info: json(&get::<String>(r, "info")?)?,
+                    bytes: get(r, "bytes")?,
+                    created_by: get::<Option<String>>(r, "created_by")?.as_deref().map(uuid).transpose()?,
+                    created_at: from_ms(get(r, "created_at")?),
+                })
+            }
+
             fn tenant(r: &$row) -> R<Tenant> {
                 Ok(Tenant {
                     id: uuid(&get::<String>(r, "id")?)?,
@@ -75,6 +86,7 @@ macro_rules! sql_store {
                     model_config: get::<Option<String>>(r, "model_config")?.as_deref().map(json).transpose()?,
                     desk_config: get::<Option<String>>(r, "desk_config")?.as_deref().map(json).transpose()?,
                     moderation_config: get::<Option<String>>(r, "moderation_config")?.as_deref().map(json).transpose()?,
+                    intent_model: get::<Option<i32>>(r, "intent_model")?,
                     created_at: from_ms(get(r, "created_at")?),
                 })
             }
@@ -512,6 +524,7 @@ macro_rules! sql_store {
                         model_config: None,
                         desk_config: None,
                         moderation_config: None,
+                        intent_model: None,
                         created_at: now_ms(),
                     };
                     sqlx::query(
@@ -565,6 +578,120 @@ macro_rules! sql_store {
 
                 async fn set_tenant_moderation_config(&self, id: Uuid, config: Option<serde_json::Value>) -> R<()> {
                     self.set_tenant_json(id, "moderation_config", config).await
+                }
+
+                async fn add_intent_model(
+                    &self,
+                    tenant: Uuid,
+                    info: serde_json::Value,
+                    data: &[u8],
+                    created_by: Option<Uuid>,
+                    activate: bool,
+                ) -> R<IntentModelRecord> {
+                    // The next version is taken inside the insert; two trainers racing for one number collide on the
+                    // primary key and the loser tries again.
+                    for _ in 0..5 {
+                        let created_at = now_ms();
+                        let mut tx = self.write.begin().await.map_err(map_err)?;
+                        let r = sqlx::query(
+                            "INSERT INTO intent_models (tenant_id, version, info, bytes, data, created_by, created_at) \
+                             SELECT $1, COALESCE((SELECT MAX(version) FROM intent_models WHERE tenant_id = $1), 0) + 1, \
+                             $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $1) RETURNING version",
+                        )
+                        .bind(tenant.to_string())
+                        .bind(info.to_string())
+                        .bind(data.len() as i64)
+                        .bind(data)
+                        .bind(created_by.map(|u| u.to_string()))
+                        .bind(created_at.timestamp_millis())
+                        .fetch_optional(&mut *tx)
+                        .await;
+                        let version: i32 = match r {
+                            Ok(Some(row)) => get(&row, "version")?,
+                            Ok(None) => return Err(StoreError::NotFound),
+                            Err(e) => match map_err(e) {
+                                StoreError::Conflict(_) => continue,
+                                e => return Err(e),
+                            },
+                        };
+                        if activate {
+                            sqlx::query("UPDATE tenants SET intent_model = $1 WHERE id = $2")
+                                .bind(version)
+                                .bind(tenant.to_string())
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(map_err)?;
+                        }
+                        tx.commit().await.map_err(map_err)?;
+                        return Ok(IntentModelRecord {
+                            tenant_id: tenant,
+                            version,
+                            info,
+                            bytes: data.len() as i64,
+                            created_by,
+                            created_at,
+                        });
+                    }
+                    Err(StoreError::Conflict("could not number the model; try again".into()))
+                }
+
+                async fn list_intent_models(&self, tenant: Uuid) -> R<Vec<IntentModelRecord>> {
+                    let rows = sqlx::query(
+                        "SELECT tenant_id, version, info, bytes, created_by, created_at FROM intent_models \
+                         WHERE tenant_id = $1 ORDER BY version DESC",
+                    )
+                    .bind(tenant.to_string())
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(map_err)?;
+                    rows.iter().map(intent_model_record).collect()
+                }
+
+                async fn get_intent_model(&self, tenant: Uuid, version: i32) -> R<Option<(IntentModelRecord, Vec<u8>)>> {
+                    let row = sqlx::query(
+                        "SELECT tenant_id, version, info, bytes, data, created_by, created_at FROM intent_models \
+                         WHERE tenant_id = $1 AND version = $2",
+                    )
+                    .bind(tenant.to_string())
+                    .bind(version)
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(map_err)?;
+                    let Some(r) = row else { return Ok(None) };
+                    Ok(Some((intent_model_record(&r)?, get::<Vec<u8>>(&r, "data")?)))
+                }
+
+                async fn set_intent_model(&self, tenant: Uuid, version: Option<i32>) -> R<()> {
+                    // Only a version this tenant has (or none).
+                    let r = sqlx::query(
+                        "UPDATE tenants SET intent_model = $1 WHERE id = $2 AND ($1 IS NULL OR EXISTS \
+                         (SELECT 1 FROM intent_models WHERE tenant_id = $2 AND version = $1))",
+                    )
+                    .bind(version)
+                    .bind(tenant.to_string())
+                    .execute(&self.write)
+                    .await
+                    .map_err(map_err)?;
+                    if r.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+                }
+
+                async fn delete_intent_model(&self, tenant: Uuid, version: i32) -> R<()> {
+                    let r = sqlx::query(
+                        "DELETE FROM intent_models WHERE tenant_id = $1 AND version = $2 AND NOT EXISTS \
+                         (SELECT 1 FROM tenants WHERE id = $1 AND intent_model = $2)",
+                    )
+                    .bind(tenant.to_string())
+                    .bind(version)
+                    .execute(&self.write)
+                    .await
+                    .map_err(map_err)?;
+                    if r.rows_affected() > 0 {
+                        return Ok(());
+                    }
+                    match self.get_intent_model(tenant, version).await? {
+                        Some(_) => Err(StoreError::Conflict(format!("version {version} is in use"))),
+                        None => Err(StoreError::NotFound),
+                    }
                 }
 
                 async fn set_tenant_customer_secret(&self, id: Uuid, secret: &str) -> R<()> {

@@ -46,6 +46,7 @@ checks!(
     staff_teams_are_updated_in_place,
     routing_to_a_team_queues_and_transfers_by_compare_and_set,
     moderation_config_round_trips,
+    intent_models_are_numbered_per_tenant_and_switched,
     attachments_round_trip_their_bytes_within_the_tenant,
     tickets_are_numbered_per_tenant_even_when_created_at_once,
     ticket_updates_follow_the_workflow_and_keep_the_sla_clock,
@@ -1175,6 +1176,107 @@ async fn moderation_config_round_trips(store: Arc<dyn Store>) {
     );
     let missing = store
         .set_tenant_moderation_config(Uuid::now_v7(), None)
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+}
+
+async fn intent_models_are_numbered_per_tenant_and_switched(store: Arc<dyn Store>) {
+    let (a, b) = (tenant(&store).await, tenant(&store).await);
+    assert_eq!(
+        store.get_tenant(a.id).await.unwrap().unwrap().intent_model,
+        None
+    );
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    let info = serde_json::json!({"labels": ["退款", "track_order"]});
+    // Trained at once, several models still get distinct consecutive versions.
+    let tasks: Vec<_> = (0..4)
+        .map(|i| {
+            let (store, info, bytes) = (store.clone(), info.clone(), bytes.clone());
+            tokio_spawn(async move {
+                store
+                    .add_intent_model(a.id, info, &bytes, None, i == 0)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut saved = Vec::new();
+    for t in tasks {
+        saved.push(t.await);
+    }
+    let mut versions: Vec<i32> = saved.iter().map(|m| m.version).collect();
+    versions.sort_unstable();
+    assert_eq!(versions, vec![1, 2, 3, 4]);
+    let first_active = saved[0].version;
+    assert_eq!(
+        store.get_tenant(a.id).await.unwrap().unwrap().intent_model,
+        Some(first_active)
+    );
+    // Another tenant numbers from 1 and sees none of them.
+    let staff = store
+        .create_staff(NewStaffUser {
+            tenant_id: b.id,
+            email: "trainer@example.com".into(),
+            display_name: Some("Trainer".into()),
+            role: StaffRole::Admin,
+            password_hash: "x".into(),
+            teams: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let other = store
+        .add_intent_model(b.id, info.clone(), b"tiny", Some(staff.id), false)
+        .await
+        .unwrap();
+    assert_eq!((other.version, other.created_by), (1, Some(staff.id)));
+    assert_eq!(
+        store.get_tenant(b.id).await.unwrap().unwrap().intent_model,
+        None
+    );
+    assert_eq!(store.list_intent_models(b.id).await.unwrap().len(), 1);
+    assert!(store.get_intent_model(b.id, 2).await.unwrap().is_none());
+    // Bytes and info round-trip; the list is newest first and carries no bytes.
+    let (rec, data) = store.get_intent_model(a.id, 3).await.unwrap().unwrap();
+    assert_eq!(
+        (data, rec.info, rec.bytes),
+        (bytes.clone(), info.clone(), 100_000)
+    );
+    let listed: Vec<i32> = store
+        .list_intent_models(a.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    assert_eq!(listed, vec![4, 3, 2, 1]);
+    // Switching: only to a version of this tenant.
+    store.set_intent_model(a.id, Some(2)).await.unwrap();
+    assert_eq!(
+        store.get_tenant(a.id).await.unwrap().unwrap().intent_model,
+        Some(2)
+    );
+    let foreign = store.set_intent_model(b.id, Some(4)).await;
+    assert!(matches!(foreign, Err(StoreError::NotFound)), "{foreign:?}");
+    // The version in use cannot be deleted; others can, once.
+    let in_use = store.delete_intent_model(a.id, 2).await;
+    assert!(matches!(in_use, Err(StoreError::Conflict(_))), "{in_use:?}");
+    store.delete_intent_model(a.id, 4).await.unwrap();
+    let again = store.delete_intent_model(a.id, 4).await;
+    assert!(matches!(again, Err(StoreError::NotFound)), "{again:?}");
+    store.set_intent_model(a.id, None).await.unwrap();
+    store.delete_intent_model(a.id, 2).await.unwrap();
+    assert_eq!(
+        store.get_tenant(a.id).await.unwrap().unwrap().intent_model,
+        None
+    );
+    // The next version keeps counting from the highest left.
+    let next = store
+        .add_intent_model(a.id, info, b"x", None, false)
+        .await
+        .unwrap();
+    assert_eq!(next.version, 4);
+    let missing = store
+        .add_intent_model(Uuid::now_v7(), serde_json::json!({}), b"x", None, false)
         .await;
     assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
 }

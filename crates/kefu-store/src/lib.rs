@@ -88,6 +88,29 @@ pub trait Store: KnowledgeStore + Send + Sync + 'static {
         config: Option<serde_json::Value>,
     ) -> Result<()>;
 
+    // -- intent models
+    /// Stores a trained intent classifier as the tenant's next version (`NotFound` for an unknown tenant); with
+    /// `activate`, it becomes the one in use in the same transaction.
+    async fn add_intent_model(
+        &self,
+        tenant: Uuid,
+        info: serde_json::Value,
+        data: &[u8],
+        created_by: Option<Uuid>,
+        activate: bool,
+    ) -> Result<IntentModelRecord>;
+    /// The tenant's models, newest first, without their bytes.
+    async fn list_intent_models(&self, tenant: Uuid) -> Result<Vec<IntentModelRecord>>;
+    async fn get_intent_model(
+        &self,
+        tenant: Uuid,
+        version: i32,
+    ) -> Result<Option<(IntentModelRecord, Vec<u8>)>>;
+    /// Puts a version in use (`None`: no intent model); `NotFound` when this tenant has no such version.
+    async fn set_intent_model(&self, tenant: Uuid, version: Option<i32>) -> Result<()>;
+    /// Deletes a version; `Conflict` while it is in use, `NotFound` when there is no such version.
+    async fn delete_intent_model(&self, tenant: Uuid, version: i32) -> Result<()>;
+
     // -- API keys
     async fn create_api_key(&self, new: NewApiKey) -> Result<ApiKey>;
     /// Looks a key up by the hash of its secret, across tenants (the key names its tenant). Revoked keys included.

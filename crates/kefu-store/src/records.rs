@@ -32,6 +32,22 @@ pub struct Tenant {
     pub desk_config: Option<serde_json::Value>,
     /// The tenant's own sensitive-word list (added to the server's), as set through the admin API.
     pub moderation_config: Option<serde_json::Value>,
+    /// The version of the tenant's intent classifier in use (`None`: none).
+    pub intent_model: Option<i32>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A stored intent classifier (its bytes are read separately: they can be megabytes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntentModelRecord {
+    pub tenant_id: Uuid,
+    /// 1, 2, … per tenant.
+    pub version: i32,
+    /// What the model says about itself (labels, encoders, examples, calibration), as JSON.
+    pub info: serde_json::Value,
+    pub bytes: i64,
+    /// The staff member who trained it (`None`: the command line or the first start).
+    pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -1237,3 +1237,100 @@ pub struct TurnRecord {
     pub trace: TurnTrace,
     pub created_at: DateTime<Utc>,
 }
+
+/// One labelled example for the intent classifier.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IntentExample {
+    pub text: String,
+    /// The intent's name; `oos` (or `out_of_scope`, `其他`) marks examples of what the business does not handle.
+    pub intent: String,
+}
+
+/// Train an intent classifier: give `examples`, or `data` (a training file's text: CSV with a `text,intent`
+/// header, JSON or JSON lines), not both.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrainIntentModelRequest {
+    #[serde(default)]
+    pub examples: Vec<IntentExample>,
+    pub data: Option<String>,
+    /// The format of `data`: `csv`, `json` or `jsonl` (default: guessed from its first character).
+    pub format: Option<String>,
+    /// Sentence encoders whose vectors join the n-grams (names as in `kefu model list`). Omitted: the server's
+    /// embedder (its query vector is then shared with knowledge search); `[]`: n-grams only.
+    pub encoders: Option<Vec<String>>,
+    /// Training settings merged over the defaults, e.g. `{"linear": {"c": 30}}`.
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<serde_json::Value>,
+    /// Put the new version in use at once (default true).
+    pub activate: Option<bool>,
+}
+
+/// A stored intent classifier.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct IntentModelView {
+    pub version: i32,
+    /// Whether the tenant's conversations use it.
+    pub active: bool,
+    pub labels: Vec<String>,
+    pub out_of_scope_label: Option<String>,
+    pub encoders: Vec<String>,
+    pub examples: usize,
+    /// Out-of-scope threshold on the confidence × support score.
+    pub threshold: f32,
+    /// Accuracy on the held-out calibration examples, and out-of-scope recall there (0–1).
+    pub calibration_accuracy: Option<f32>,
+    pub calibration_oos_recall: Option<f32>,
+    pub bytes: i64,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct IntentModels {
+    /// The version in use (`null`: none).
+    pub current: Option<i32>,
+    /// Newest first.
+    pub models: Vec<IntentModelView>,
+}
+
+/// Which version the tenant's conversations use (`null`: none).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetIntentModel {
+    pub version: Option<i32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntentPredictRequest {
+    /// 1 to 20 messages.
+    pub texts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct IntentScore {
+    pub intent: String,
+    pub probability: f32,
+}
+
+/// What the tenant's classifier in use makes of one message.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct IntentPredictionView {
+    pub text: String,
+    /// `null` when out of scope.
+    pub intent: Option<String>,
+    pub confidence: f32,
+    pub out_of_scope: bool,
+    /// Cosine to the nearest training example of the best intent (with sentence encoders).
+    pub support: Option<f32>,
+    pub top: Vec<IntentScore>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct IntentPredictions {
+    /// The version that answered (`null`: the tenant has no intent model in use).
+    pub version: Option<i32>,
+    pub predictions: Vec<IntentPredictionView>,
+}

@@ -76,9 +76,14 @@ impl Application {
             .start(knowledge_stop.clone())
             .await
             .context("building the knowledge index")?;
+        let encoders = Arc::new(crate::nlu::Encoders::new(
+            &settings,
+            embedding.encoder.clone(),
+        ));
         if bootstrap_file.is_some() && settings.demo.shop {
             seed_demo_knowledge(store.as_ref(), &knowledge, &settings.bootstrap.tenant_slug)
                 .await?;
+            seed_demo_intents(store.as_ref(), &encoders, &settings.bootstrap.tenant_slug).await;
         }
         let models: Arc<dyn ModelDirectory> = Arc::new(registry);
         let mut engine_settings = EngineSettings {
@@ -125,8 +130,8 @@ impl Application {
         let business = load_business(&settings, shop.as_ref().map(|(_, t)| t.as_str()), port)?;
         let parts = kefu_engine::EngineParts {
             understanding: Arc::new(crate::nlu::TenantUnderstanding::new(
-                &data_dir,
                 store.clone(),
+                encoders,
                 moderator,
             )),
             knowledge: Some(knowledge.clone()),
@@ -311,6 +316,40 @@ async fn seed_demo_knowledge(
         tracing::info!(source, status = %report.status, "demo knowledge imported");
     }
     Ok(())
+}
+
+/// The demo shop's intents (`demo/intents/shop-intents.csv`), built into the binary.
+const DEMO_INTENTS: &[u8] = include_bytes!("../../../demo/intents/shop-intents.csv");
+
+/// On the first start with the demo on, the first tenant gets an intent classifier trained on the demo shop's
+/// intents with the server's embedder (seconds), so intent-based hand-off and team rules and the cheap model tier
+/// work at once. A failure is logged: the demo then answers without intents.
+async fn seed_demo_intents(store: &dyn Store, encoders: &crate::nlu::Encoders, slug: &str) {
+    let result = async {
+        let Some(tenant) = store.get_tenant_by_slug(slug).await? else {
+            return Ok(());
+        };
+        let examples = kefu_nlu::intent::parse_examples("shop-intents.csv", DEMO_INTENTS)?;
+        let req = kefu_engine::intents::TrainRequest {
+            examples,
+            encoders: encoders.get(None).await?,
+            config: kefu_nlu::TrainConfig::default(),
+            created_by: None,
+            activate: true,
+        };
+        let (record, info) = kefu_engine::intents::train_and_store(store, tenant.id, req).await?;
+        tracing::info!(
+            version = record.version,
+            intents = info.labels.len(),
+            encoders = ?info.encoders.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            "demo intent model trained"
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %format!("{e:#}"), "the demo intent model was not trained");
+    }
 }
 
 /// The demo shop's tools and flows, built into the binary.

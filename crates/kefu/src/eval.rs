@@ -302,7 +302,7 @@ pub struct IntentArgs {
     /// `none` (default: models.embedder).
     #[arg(long, value_delimiter = ',')]
     pub encoders: Vec<String>,
-    /// Training settings as JSON, merged over the defaults (e.g. '{"linear":{"epochs":20}}').
+    /// Training settings as JSON, merged over the defaults (e.g. '{"linear":{"c":30}}').
     #[arg(long)]
     pub train_config: Option<String>,
     /// Print JSON instead of a table.
@@ -353,29 +353,14 @@ fn with_cache(
     (cached, as_dyn)
 }
 
-/// Merges a JSON object over a serialisable default (objects merge key by key).
-pub fn merged_config<T: serde::Serialize + serde::de::DeserializeOwned>(
-    base: &T,
-    overrides: Option<&str>,
-) -> anyhow::Result<T> {
-    fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
-        match (a, b) {
-            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
-                for (k, v) in b {
-                    merge(a.entry(k).or_insert(serde_json::Value::Null), v);
-                }
-            }
-            (a, b) => *a = b,
-        }
-    }
-    let mut v = serde_json::to_value(base)?;
-    if let Some(o) = overrides {
-        merge(
-            &mut v,
-            serde_json::from_str(o).context("--train-config is not JSON")?,
-        );
-    }
-    Ok(serde_json::from_value(v)?)
+/// The training settings: the defaults with `--train-config` (JSON) merged over them.
+pub fn train_config(overrides: Option<&str>) -> anyhow::Result<kefu_nlu::TrainConfig> {
+    Ok(match overrides {
+        Some(o) => kefu_nlu::TrainConfig::with_overrides(
+            &serde_json::from_str(o).context("--train-config is not JSON")?,
+        )?,
+        None => kefu_nlu::TrainConfig::default(),
+    })
 }
 
 pub async fn intent(settings: Settings, args: IntentArgs) -> anyhow::Result<()> {
@@ -393,10 +378,7 @@ pub async fn intent(settings: Settings, args: IntentArgs) -> anyhow::Result<()> 
     let splits = load(dataset, &path, args.dev)?;
     let live = load_encoders(&settings, &args.encoders).await?;
     let (cached, encoders) = with_cache(&settings, &live);
-    let config = merged_config(
-        &kefu_nlu::TrainConfig::default(),
-        args.train_config.as_deref(),
-    )?;
+    let config = train_config(args.train_config.as_deref())?;
     eprintln!(
         "training on {} examples of {} ({} encoders)…",
         splits.train.len(),

@@ -54,10 +54,11 @@ pub struct ConversationsArgs {
     /// No cheap chain: every model turn goes to the strong model (to compare).
     #[arg(long)]
     pub no_routing: bool,
-    /// Train an n-gram intent model from these labelled examples (e.g. demo/intents/shop-intents.csv) for the
-    /// tenant first; without one no turn is confident enough for the cheap tier.
+    /// The intent classifier: by default the demo's (trained on demo/intents/shop-intents.csv with the embedder at
+    /// the first start); a labelled file to train another one through the admin API; `none` for none (then no
+    /// turn is confident enough for the cheap tier).
     #[arg(long)]
-    pub intents: Option<PathBuf>,
+    pub intents: Option<String>,
 }
 
 fn parse_price(s: &str) -> Result<(f64, f64), String> {
@@ -196,16 +197,6 @@ pub async fn run(settings: Settings, args: ConversationsArgs) -> anyhow::Result<
         }
         other => bail!("unknown model {other:?}: extractive or local"),
     };
-    if let Some(path) = &args.intents {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let name = path.display().to_string();
-        let examples = kefu_nlu::intent::parse_examples(&name, &bytes)?;
-        let model = tokio::task::spawn_blocking(move || {
-            kefu_nlu::IntentModel::train(&examples, None, &[], &kefu_nlu::TrainConfig::default())
-        })
-        .await??;
-        crate::nlu::ModelStore::new(&work, "eval")?.save(&model)?;
-    }
     let demo = DemoApp::start(&work, &llm, &models, "eval", 300).await?;
     let base = demo.base.clone();
     let result = replay(&base, &work, &args, &suite).await;
@@ -286,6 +277,33 @@ async fn replay(
         )
         .await?;
     let admin = login["access_token"].as_str().context("login")?.to_owned();
+    match args.intents.as_deref() {
+        None => {}
+        Some("none") => {
+            c.call(
+                reqwest::Method::PUT,
+                "/v1/admin/intent-models/current",
+                &admin,
+                Some(json!({ "version": null })),
+            )
+            .await?;
+        }
+        Some(path) => {
+            let data = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+            let format = match Path::new(path).extension().and_then(|e| e.to_str()) {
+                Some("json") => "json",
+                Some("jsonl") => "jsonl",
+                _ => "csv",
+            };
+            c.call(
+                reqwest::Method::POST,
+                "/v1/admin/intent-models",
+                &admin,
+                Some(json!({ "data": data, "format": format })),
+            )
+            .await?;
+        }
+    }
     // The knowledge base, one file at a time.
     let mut files: Vec<PathBuf> = std::fs::read_dir(&args.knowledge)
         .with_context(|| format!("reading {}", args.knowledge.display()))?

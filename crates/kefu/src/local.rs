@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use kefu_embed_local::LocalEmbedder;
+use kefu_embed_local::{LayerEncoder, LocalEmbedder};
 use kefu_llm::Embedder;
 use kefu_llm_local::{LocalChat, LocalConfig};
 use kefu_types::ReadinessCheck;
@@ -208,6 +208,8 @@ pub async fn prepare(settings: &Settings) -> LocalModel {
 /// The local embedding model (knowledge-base search), or why there is none.
 pub struct LocalEmbedding {
     pub embedder: Option<Arc<dyn Embedder>>,
+    /// The same model as the intent classifier's sentence encoder.
+    pub encoder: Option<Arc<dyn kefu_nlu::SentenceEncoder>>,
     pub check: Option<ReadinessCheck>,
 }
 
@@ -216,6 +218,7 @@ pub async fn prepare_embedder(settings: &Settings) -> LocalEmbedding {
     if name.is_empty() {
         return LocalEmbedding {
             embedder: None,
+            encoder: None,
             check: None,
         };
     }
@@ -227,6 +230,7 @@ pub async fn prepare_embedder(settings: &Settings) -> LocalEmbedding {
         tracing::warn!("{detail}");
         LocalEmbedding {
             embedder: None,
+            encoder: None,
             check: Some(failed_check("embedding_model", name, detail)),
         }
     };
@@ -236,10 +240,14 @@ pub async fn prepare_embedder(settings: &Settings) -> LocalEmbedding {
     };
     let (label, load_path) = (name.to_owned(), path.clone());
     match tokio::task::spawn_blocking(move || LocalEmbedder::load(load_path, &label)).await {
-        Ok(Ok(e)) => LocalEmbedding {
-            embedder: Some(Arc::new(e)),
-            check: Some(ok_check("embedding_model", name, &path)),
-        },
+        Ok(Ok(e)) => {
+            let e = Arc::new(e);
+            LocalEmbedding {
+                embedder: Some(e.clone()),
+                encoder: Some(e),
+                check: Some(ok_check("embedding_model", name, &path)),
+            }
+        }
         Ok(Err(e)) => failed(format!(
             "the local embedding model could not be loaded: {e}. {how}"
         )),
@@ -247,16 +255,23 @@ pub async fn prepare_embedder(settings: &Settings) -> LocalEmbedding {
     }
 }
 
-/// Loads the named embedding model (a manifest name such as `e5-small`, or a path) as the intent classifier's
-/// sentence encoder, pulling it first when `models.auto_pull` allows.
-pub async fn load_encoder(settings: &Settings, name: &str) -> anyhow::Result<Arc<LocalEmbedder>> {
-    let path = resolve(settings, name, kefu_models::Kind::Embedding)
+/// Loads the named embedding model (a manifest name such as `e5-small`, or a path; `<model>@<layers>` for chosen
+/// layers, see [`LayerEncoder`]) as the intent classifier's sentence encoder, pulling it first when
+/// `models.auto_pull` allows.
+pub async fn load_encoder(
+    settings: &Settings,
+    name: &str,
+) -> anyhow::Result<Arc<dyn kefu_nlu::SentenceEncoder>> {
+    let (model, layers) = LayerEncoder::parse_name(name).map_err(anyhow::Error::msg)?;
+    let path = resolve(settings, model, kefu_models::Kind::Embedding)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}. Get it with `kefu model pull {name}`"))?;
-    let label = name.to_owned();
-    Ok(Arc::new(
-        tokio::task::spawn_blocking(move || LocalEmbedder::load(path, &label)).await??,
-    ))
+        .map_err(|e| anyhow::anyhow!("{e}. Get it with `kefu model pull {model}`"))?;
+    let label = model.to_owned();
+    let loaded = tokio::task::spawn_blocking(move || LocalEmbedder::load(path, &label)).await??;
+    Ok(match layers {
+        None => Arc::new(loaded),
+        Some(layers) => Arc::new(LayerEncoder::new(loaded, layers)?),
+    })
 }
 
 #[cfg(test)]

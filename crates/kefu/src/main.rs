@@ -101,46 +101,50 @@ enum KbCommand {
 
 #[derive(Subcommand)]
 enum NluCommand {
-    /// Train an intent classifier from labelled examples (CSV `text,intent`, JSON or JSON lines) and store it as
-    /// the tenant's next version.
+    /// Train an intent classifier from labelled examples (CSV `text,intent`, JSON or JSON lines), store it in the
+    /// database as the tenant's next version and put it in use (running servers switch within seconds).
     Train {
         #[arg(long)]
         data: PathBuf,
-        #[arg(long, default_value = "default")]
-        tenant: String,
+        /// Tenant slug (default: the first-start tenant).
+        #[arg(long)]
+        tenant: Option<String>,
         /// Sentence encoders whose embeddings join the features (default: models.embedder; `none` for n-grams only).
         #[arg(long, value_delimiter = ',')]
         encoders: Vec<String>,
         /// Training settings as JSON, merged over the defaults.
         #[arg(long)]
         train_config: Option<String>,
+        /// Store the new version without putting it in use.
         #[arg(long)]
-        data_dir: Option<PathBuf>,
+        keep_current: bool,
+        #[command(flatten)]
+        storage: StorageArgs,
     },
     /// Stored versions, with the one in use marked.
     List {
-        #[arg(long, default_value = "default")]
-        tenant: String,
         #[arg(long)]
-        data_dir: Option<PathBuf>,
+        tenant: Option<String>,
+        #[command(flatten)]
+        storage: StorageArgs,
     },
-    /// Put a stored version in use.
+    /// Put a stored version in use (`none`: answer without intents).
     Use {
-        version: u32,
-        #[arg(long, default_value = "default")]
-        tenant: String,
+        version: String,
         #[arg(long)]
-        data_dir: Option<PathBuf>,
+        tenant: Option<String>,
+        #[command(flatten)]
+        storage: StorageArgs,
     },
     /// Classify messages with the current (or a given) version and print the full understanding.
     Predict {
         texts: Vec<String>,
-        #[arg(long, default_value = "default")]
-        tenant: String,
         #[arg(long)]
-        version: Option<u32>,
+        tenant: Option<String>,
         #[arg(long)]
-        data_dir: Option<PathBuf>,
+        version: Option<i32>,
+        #[command(flatten)]
+        storage: StorageArgs,
     },
 }
 
@@ -464,23 +468,39 @@ async fn model_command(
 }
 
 async fn nlu_command(config: Option<&std::path::Path>, command: NluCommand) -> anyhow::Result<()> {
-    let data_dir = match &command {
-        NluCommand::Train { data_dir, .. }
-        | NluCommand::List { data_dir, .. }
-        | NluCommand::Use { data_dir, .. }
-        | NluCommand::Predict { data_dir, .. } => data_dir.clone(),
+    let (storage, tenant) = match &command {
+        NluCommand::Train {
+            storage, tenant, ..
+        }
+        | NluCommand::List { storage, tenant }
+        | NluCommand::Use {
+            storage, tenant, ..
+        }
+        | NluCommand::Predict {
+            storage, tenant, ..
+        } => (storage, tenant.clone()),
     };
-    let settings = settings_with_data_dir(config, &data_dir)?;
-    let data_dir = settings.server.data_dir.clone();
+    let settings = Settings::load(
+        config,
+        &Overrides {
+            data_dir: storage.data_dir.clone(),
+            database_url: storage.database_url.clone(),
+            ..Default::default()
+        },
+    )?;
+    let store = kefu_store_sql::connect(&settings.database_url(), 2)
+        .await
+        .context("opening the database")?;
+    let slug = tenant.unwrap_or_else(|| settings.bootstrap.tenant_slug.clone());
+    let tenant = kefu::kb::tenant_id(store.as_ref(), &slug).await?;
     match command {
         NluCommand::Train {
             data,
-            tenant,
             encoders,
             train_config,
+            keep_current,
             ..
         } => {
-            let store = kefu::nlu::ModelStore::new(&data_dir, &tenant)?;
             let bytes =
                 std::fs::read(&data).with_context(|| format!("reading {}", data.display()))?;
             let name = data
@@ -490,24 +510,25 @@ async fn nlu_command(config: Option<&std::path::Path>, command: NluCommand) -> a
                 .to_owned();
             let examples = kefu_nlu::intent::parse_examples(&name, &bytes)?;
             let encoders = kefu::eval::load_encoders(&settings, &encoders).await?;
-            let cfg = kefu::eval::merged_config(
-                &kefu_nlu::TrainConfig::default(),
-                train_config.as_deref(),
-            )?;
             let started = std::time::Instant::now();
-            let model = tokio::task::spawn_blocking(move || {
-                kefu_nlu::IntentModel::train(&examples, None, &encoders, &cfg)
-            })
-            .await??;
-            let version = store.save(&model)?;
-            let i = &model.info;
+            let req = kefu_engine::intents::TrainRequest {
+                examples,
+                encoders,
+                config: kefu::eval::train_config(train_config.as_deref())?,
+                created_by: None,
+                activate: !keep_current,
+            };
+            let (record, i) =
+                kefu_engine::intents::train_and_store(store.as_ref(), tenant, req).await?;
             println!(
-                "trained version {version} for tenant {tenant} in {:.1} s: {} examples, {} intents{}, encoders {:?}",
+                "trained version {} for tenant {slug} in {:.1} s: {} examples, {} intents{}, encoders {:?}{}",
+                record.version,
                 started.elapsed().as_secs_f64(),
                 i.examples,
                 i.labels.len(),
                 i.out_of_scope_label.as_ref().map_or(String::new(), |l| format!(" (out of scope: {l})")),
-                i.encoders.iter().map(|e| e.id.as_str()).collect::<Vec<_>>()
+                i.encoders.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+                if keep_current { "" } else { "; now in use" }
             );
             println!(
                 "held-out accuracy {:.1} %{}; out-of-scope threshold {:.3}",
@@ -520,36 +541,58 @@ async fn nlu_command(config: Option<&std::path::Path>, command: NluCommand) -> a
             );
             Ok(())
         }
-        NluCommand::List { tenant, .. } => {
-            let store = kefu::nlu::ModelStore::new(&data_dir, &tenant)?;
-            let current = store.current();
-            for v in store.versions() {
-                let i = store.info(v)?;
+        NluCommand::List { .. } => {
+            let current = store.get_tenant(tenant).await?.and_then(|t| t.intent_model);
+            for m in store.list_intent_models(tenant).await? {
+                let i: kefu_nlu::intent::ModelInfo = serde_json::from_value(m.info)?;
                 println!(
-                    "{} v{v}: {} intents, {} examples, data sha256 {}",
-                    if Some(v) == current { "*" } else { " " },
+                    "{} v{}: {} intents, {} examples, encoders {:?}, {} KB, {}",
+                    if Some(m.version) == current { "*" } else { " " },
+                    m.version,
                     i.labels.len(),
                     i.examples,
-                    &i.data_sha256[..12]
+                    i.encoders.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+                    m.bytes / 1024,
+                    m.created_at.format("%Y-%m-%d %H:%M")
                 );
             }
             Ok(())
         }
-        NluCommand::Use {
-            version, tenant, ..
-        } => {
-            kefu::nlu::ModelStore::new(&data_dir, &tenant)?.set_current(version)?;
-            println!("tenant {tenant} now uses intent model v{version}");
+        NluCommand::Use { version, .. } => {
+            let v = match version.as_str() {
+                "none" => None,
+                v => Some(
+                    v.trim_start_matches('v')
+                        .parse::<i32>()
+                        .context("a version number or `none`")?,
+                ),
+            };
+            store
+                .set_intent_model(tenant, v)
+                .await
+                .map_err(|e| match e {
+                    kefu_store::StoreError::NotFound => {
+                        anyhow::anyhow!("tenant {slug} has no version {version}")
+                    }
+                    e => e.into(),
+                })?;
+            println!("tenant {slug} now uses intent model {version}");
             Ok(())
         }
-        NluCommand::Predict {
-            texts,
-            tenant,
-            version,
-            ..
-        } => {
-            let (v, model) = kefu::nlu::ModelStore::new(&data_dir, &tenant)?.load(version)?;
-            let clf = kefu::nlu::classifier(&settings, model).await?;
+        NluCommand::Predict { texts, version, .. } => {
+            let Some(v) = version.or(store.get_tenant(tenant).await?.and_then(|t| t.intent_model))
+            else {
+                anyhow::bail!("tenant {slug} has no intent model in use: train one with `kefu nlu train --data FILE`");
+            };
+            let model = kefu_engine::intents::load(store.as_ref(), tenant, v)
+                .await?
+                .with_context(|| format!("tenant {slug} has no version {v}"))?;
+            let names: Vec<String> = model.info.encoders.iter().map(|e| e.id.clone()).collect();
+            let mut encoders = Vec::new();
+            for n in &names {
+                encoders.push(kefu::local::load_encoder(&settings, n).await?);
+            }
+            let clf = kefu_nlu::IntentClassifier::new(model, encoders)?;
             let u = kefu_nlu::Understander::new(kefu_nlu::PiiDetector::new()).with_intent(clf);
             for t in texts {
                 let r = u.understand(&t)?;

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -28,7 +28,7 @@ pub struct Settings {
     pub log: LogSettings,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     pub bind: String,
@@ -36,14 +36,14 @@ pub struct ServerSettings {
     pub shutdown_grace_secs: u64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     pub url: String,
     pub max_connections: u32,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     pub jwt_secret: Option<SecretString>,
@@ -51,7 +51,7 @@ pub struct AuthSettings {
     pub customer_token_ttl_secs: u64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSettings {
     pub max_body_bytes: usize,
@@ -64,7 +64,7 @@ pub struct LimitSettings {
     pub max_wait_secs: u64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngineSection {
     pub history_max_messages: usize,
@@ -81,7 +81,7 @@ pub struct EngineSection {
     pub business: Option<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DemoSettings {
     /// Serve the built-in demo shop and use its tools and flows.
@@ -108,7 +108,7 @@ pub struct ChainSettings {
     pub output_price: Option<f64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LlmSettings {
     pub connect_timeout_ms: u64,
@@ -133,7 +133,7 @@ pub struct LlmSettings {
     pub currency: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelsSettings {
     pub index_url: String,
@@ -151,7 +151,7 @@ pub struct ModelsSettings {
 /// 100 English out-of-scope queries and 38 of 100 Chinese chit-chat utterances fall below 0.86 (bench/RESULTS.md).
 const E5_SMALL_FLOOR: f32 = 0.86;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KnowledgeSettings {
     pub max_file_mb: u64,
@@ -209,7 +209,7 @@ impl KnowledgeSettings {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BootstrapSettings {
     pub tenant_slug: String,
@@ -218,7 +218,7 @@ pub struct BootstrapSettings {
     pub admin_password: Option<SecretString>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
     pub format: String,

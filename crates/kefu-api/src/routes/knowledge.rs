@@ -324,6 +324,7 @@ pub(crate) async fn search(
                 lang: req.lang,
                 tags: req.tags,
                 k: req.k,
+                vector: None,
             },
         )
         .await?;

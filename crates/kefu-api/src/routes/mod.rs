@@ -7,6 +7,7 @@ mod auth;
 mod conversations;
 mod desk;
 mod health;
+mod intents;
 mod knowledge;
 mod moderation;
 mod stream;
@@ -19,6 +20,7 @@ pub(crate) use auth::*;
 pub(crate) use conversations::*;
 pub(crate) use desk::*;
 pub(crate) use health::*;
+pub(crate) use intents::*;
 pub(crate) use knowledge::*;
 pub(crate) use moderation::*;
 pub(crate) use stream::*;
@@ -131,6 +133,19 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(MAX_LIST_CHARS * 3 * 2 + 64 * 1024)),
         )
         .route("/v1/admin/moderation/check", post(check_moderation))
+        .route(
+            "/v1/admin/intent-models",
+            // Training data is a whole file: its own limit (JSON escaping can double the text).
+            get(list_intent_models)
+                .post(train_intent_model)
+                .layer(DefaultBodyLimit::max(MAX_TRAINING_CHARS * 2 + 64 * 1024)),
+        )
+        .route("/v1/admin/intent-models/current", put(set_intent_model))
+        .route("/v1/admin/intent-models/predict", post(predict_intents))
+        .route(
+            "/v1/admin/intent-models/{version}",
+            get(get_intent_model).delete(delete_intent_model),
+        )
         .route(
             "/v1/admin/model-config",
             get(get_model_config)

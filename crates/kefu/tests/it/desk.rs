@@ -851,6 +851,42 @@ async fn every_console_endpoint_by_role() {
             json!(null),
             [false, false, true, false, false],
         ),
+        (
+            "GET",
+            "/v1/admin/intent-models".into(),
+            json!(null),
+            [false, true, true, false, false],
+        ),
+        (
+            "POST",
+            "/v1/admin/intent-models".into(),
+            json!({"examples": []}),
+            [false, true, true, false, false],
+        ),
+        (
+            "GET",
+            "/v1/admin/intent-models/1".into(),
+            json!(null),
+            [false, true, true, false, false],
+        ),
+        (
+            "DELETE",
+            "/v1/admin/intent-models/1".into(),
+            json!(null),
+            [false, true, true, false, false],
+        ),
+        (
+            "PUT",
+            "/v1/admin/intent-models/current".into(),
+            json!({"version": null}),
+            [false, true, true, false, false],
+        ),
+        (
+            "POST",
+            "/v1/admin/intent-models/predict".into(),
+            json!({"texts": ["x"]}),
+            [false, true, true, false, false],
+        ),
     ];
     let tokens = [&agent, &supervisor, &admin, &customer, &app.api_key];
     let names = ["agent", "supervisor", "admin", "customer", "api client"];

@@ -7,6 +7,7 @@ mod conversations;
 mod desk;
 mod engine;
 mod helpers;
+mod intents;
 mod knowledge;
 mod local;
 mod resilience;

@@ -290,14 +290,14 @@ async fn confident_simple_turns_take_the_cheap_chain_and_every_turn_records_its_
             csv.push_str(&format!("{t},{intent}\n"));
         }
     }
-    let examples = kefu_nlu::intent::parse_examples("intents.csv", csv.as_bytes()).unwrap();
-    let model =
-        kefu_nlu::IntentModel::train(&examples, None, &[], &kefu_nlu::TrainConfig::default())
-            .unwrap();
-    kefu::nlu::ModelStore::new(&app.data_dir, &app.tenant)
-        .unwrap()
-        .save(&model)
-        .unwrap();
+    let r = app
+        .post(
+            &admin,
+            "/v1/admin/intent-models",
+            json!({ "data": csv, "encoders": [] }),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
 
     let base = app.fake.base_url();
     let cfg = json!({
