@@ -67,7 +67,7 @@ impl Application {
             kefu_knowledge::Knowledge::new(
                 store.clone(),
                 embedding.embedder.clone(),
-                settings.knowledge.options_for(&settings.models.embedder),
+                settings.knowledge_options(),
             )
             .context("creating the knowledge index")?,
         );

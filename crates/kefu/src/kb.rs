@@ -26,7 +26,7 @@ pub async fn open(settings: &Settings) -> anyhow::Result<(Arc<dyn Store>, Arc<Kn
     let knowledge = Knowledge::new(
         store.clone(),
         embedding.embedder,
-        settings.knowledge.options_for(&settings.models.embedder),
+        settings.knowledge_options(),
     )?;
     Ok((store, Arc::new(knowledge)))
 }

@@ -214,6 +214,9 @@ pub struct LocalEmbedding {
 }
 
 pub async fn prepare_embedder(settings: &Settings) -> LocalEmbedding {
+    if let Some(hosted) = &settings.llm.embedder {
+        return hosted_embedder(settings, hosted);
+    }
     let name = settings.models.embedder.trim();
     if name.is_empty() {
         return LocalEmbedding {
@@ -252,6 +255,45 @@ pub async fn prepare_embedder(settings: &Settings) -> LocalEmbedding {
             "the local embedding model could not be loaded: {e}. {how}"
         )),
         Err(e) => failed(format!("loading the local embedding model failed: {e}")),
+    }
+}
+
+/// The server's embedder on an OpenAI-compatible provider. Intent classifiers cannot train on it (training embeds
+/// on the caller's thread), but conversations still share its query vector with knowledge search.
+fn hosted_embedder(settings: &Settings, e: &crate::settings::EmbedderSettings) -> LocalEmbedding {
+    let label = format!("{}/{}", e.provider, e.model);
+    let Some(p) = settings.llm.providers.iter().find(|p| p.name == e.provider) else {
+        let detail = format!(
+            "llm.embedder names provider {:?}, which llm.providers lacks",
+            e.provider
+        );
+        tracing::warn!("{detail}");
+        return LocalEmbedding {
+            embedder: None,
+            encoder: None,
+            check: Some(failed_check("embedding_model", &label, detail)),
+        };
+    };
+    let client = kefu_llm_openai::http_client(std::time::Duration::from_millis(
+        settings.llm.connect_timeout_ms,
+    ));
+    let embedder = kefu_llm_openai::OpenAiEmbedder::new(
+        client,
+        kefu_llm_openai::OpenAiEmbedConfig {
+            base_url: p.base_url.clone(),
+            api_key: p.api_key.clone(),
+            model: e.model.clone(),
+            dim: e.dim,
+            query_prefix: e.query_prefix.clone(),
+            passage_prefix: e.passage_prefix.clone(),
+            batch: 64,
+            timeout: std::time::Duration::from_millis(settings.llm.total_timeout_ms),
+        },
+    );
+    LocalEmbedding {
+        embedder: Some(Arc::new(embedder)),
+        encoder: None,
+        check: Some(ok_check("embedding_model", &label, Path::new(&p.base_url))),
     }
 }
 

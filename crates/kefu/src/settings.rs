@@ -131,6 +131,24 @@ pub struct LlmSettings {
     pub cheap_chain: Vec<ChainSettings>,
     #[serde(default)]
     pub currency: Option<String>,
+    /// The server's embedding model on an OpenAI-compatible provider (instead of the local `models.embedder`).
+    #[serde(default)]
+    pub embedder: Option<EmbedderSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedderSettings {
+    /// One of `llm.providers`.
+    pub provider: String,
+    pub model: String,
+    /// Length of the vectors it returns.
+    pub dim: usize,
+    /// Put before queries and passages for models served without their own prefixes (e5: `"query: "`).
+    #[serde(default)]
+    pub query_prefix: String,
+    #[serde(default)]
+    pub passage_prefix: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -291,6 +309,16 @@ impl Settings {
             )
         } else {
             self.database.url.clone()
+        }
+    }
+
+    /// The knowledge options for the server's embedder (the relevance floor depends on which one it is).
+    pub fn knowledge_options(&self) -> kefu_knowledge::KnowledgeOptions {
+        match &self.llm.embedder {
+            Some(e) => self
+                .knowledge
+                .options_for(&format!("{}/{}", e.provider, e.model)),
+            None => self.knowledge.options_for(&self.models.embedder),
         }
     }
 

@@ -385,3 +385,44 @@ async fn the_cli_imports_a_folder_and_the_running_server_picks_it_up() {
         "{text}"
     );
 }
+
+/// A hosted embedder (`[llm] embedder`, here the fake server's `/embeddings`) makes search hybrid and is named on
+/// `/readyz`; a provider it names that does not exist is a failed check, not a crash.
+#[tokio::test]
+async fn a_hosted_embedder_makes_search_hybrid() {
+    let extra = format!(
+        "[llm]\nembedder = {{ provider = \"fake\", model = \"fake-embed\", dim = {} }}\n",
+        kefu_testkit::FAKE_EMBEDDING_DIM
+    );
+    let app = spawn_app_with(Backend::Sqlite, &extra).await;
+    let admin = app.admin_token().await;
+    assert_eq!(
+        import_one(&app, &admin, "returns.md", RETURNS)
+            .await
+            .status(),
+        200
+    );
+    let res = search(&app, &admin, "退款几天到账").await;
+    assert_eq!(res["mode"], "hybrid", "{res}");
+    assert!(res["hits"][0]["scores"]["dense"].is_object(), "{res}");
+    let check = app.readiness_check("embedding_model:fake/fake-embed").await;
+    assert_eq!(check["ok"], true, "{check}");
+    let embeds = app
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r["model"] == "fake-embed")
+        .count();
+    assert!(
+        embeds >= 2,
+        "passages and the query were embedded by the provider"
+    );
+
+    let broken = spawn_app_with(
+        Backend::Sqlite,
+        "[llm]\nembedder = { provider = \"nowhere\", model = \"m\", dim = 8 }\n",
+    )
+    .await;
+    let check = broken.readiness_check("embedding_model:nowhere/m").await;
+    assert_eq!(check["ok"], false, "{check}");
+}
