@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! kefu-bench send    --backend sqlite|postgres --concurrency 1,50,500 --seconds 10 [--interval-ms 2000]
+//!                    [--pipeline full|bare]
 //! kefu-bench ws-idle --connections 10000
 //! kefu-bench local   --model PATH.gguf --threads 1,2 [--parallel 4] [--write-prompt DIR]
 //! kefu-bench embed   --model PATH [--sentences bench/data/embed_sentences.txt] [--rounds 3]
@@ -13,6 +14,13 @@
 //! measures saturation throughput; latency is then mostly queueing). With it, each conversation sends one message
 //! every interval (open loop, like customers typing), and latency is measured from the scheduled send time so a
 //! stalled server cannot hide its delay (no coordinated omission).
+//! `--pipeline full` (the default) runs every turn through the whole engine as the demo ships it: the demo shop's
+//! tools and flows, the demo knowledge base, its intent model, the answer cache, moderation and grounding, with a
+//! mix of FAQ, knowledge, order and small-talk messages from a signed-in demo customer. Its models answer instantly:
+//! chat from the deterministic extractive stand-in of `kefu eval conversations` (a cited first sentence of the top
+//! passage, so answers pass the grounding check as a real model's would) and embeddings from the fake server's
+//! `/embeddings` as a hosted embedder. What is left is the engine's own time. `--pipeline bare` is the foundation's
+//! path (no demo, no knowledge base, no embedder), for comparison with the first rows in bench/RESULTS.md.
 //! Run through `cargo xtask bench-api …`, which builds in release mode and raises the open-file limit.
 
 use std::path::PathBuf;
@@ -63,12 +71,56 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start_server(fake: &FakeLlm, db_url: &str) -> anyhow::Result<Server> {
+/// Which engine path the benchmark drives (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pipeline {
+    Full,
+    Bare,
+}
+
+/// What a conversation's customer says, in turn (offset per conversation): curated FAQ answers, knowledge answers
+/// (the second asking of one is an answer-cache hit), order and logistics tools, recommendations and small talk, in
+/// Chinese and English. Nothing here asks for a person or sounds upset, so conversations stay with the assistant.
+const FULL_MIX: &[&str] = &[
+    "退款多久到账？",
+    "How long does express delivery take?",
+    "订单KF20261108的快递到哪了？",
+    "你好",
+    "Do you ship to other countries?",
+    "可以换货吗？",
+    "What's the status of order KF20261115?",
+    "有什么配件推荐吗",
+];
+
+async fn start_server(fake: &FakeLlm, db_url: &str, pipeline: Pipeline) -> anyhow::Result<Server> {
     let dir =
         std::env::temp_dir().join(format!("kefu-bench-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&dir)?;
     let port = free_port();
     let cfg = dir.join("bench.toml");
+    let (llm, demo) = match pipeline {
+        Pipeline::Bare => (
+            format!(
+                r#"providers = [{{ name = "fake", base_url = "{}" }}]
+chain = [{{ provider = "fake", model = "instant" }}]"#,
+                fake.base_url()
+            ),
+            false,
+        ),
+        Pipeline::Full => {
+            let extractive = kefu::eval_conversations::serve_extractive().await?;
+            (
+                format!(
+                    r#"providers = [{{ name = "extractive", base_url = "http://{extractive}/v1" }}, {{ name = "fake", base_url = "{}" }}]
+chain = [{{ provider = "extractive", model = "extractive" }}]
+embedder = {{ provider = "fake", model = "bench-embed", dim = {} }}"#,
+                    fake.base_url(),
+                    kefu_testkit::FAKE_EMBEDDING_DIM
+                ),
+                true,
+            )
+        }
+    };
     std::fs::write(
         &cfg,
         format!(
@@ -82,12 +134,16 @@ max_connections = 32
 per_ip_per_minute = 0
 per_key_per_minute = 0
 [llm]
-providers = [{{ name = "fake", base_url = "{}" }}]
-chain = [{{ provider = "fake", model = "instant" }}]
+{llm}
+[models]
+chat = ""
+embedder = ""
+auto_pull = false
+[demo]
+shop = {demo}
 [log]
 filter = "error"
-"#,
-            fake.base_url()
+"#
         ),
     )?;
     let child = Command::new(kefu_bin())
@@ -127,23 +183,26 @@ filter = "error"
     })
 }
 
+/// `n` conversations; with `customer`, all of that demo customer's (the shop's tools answer for them), otherwise
+/// each of its own anonymous customer.
 async fn create_conversations(
     client: &reqwest::Client,
     s: &Server,
     n: usize,
     tag: &str,
+    customer: Option<&str>,
 ) -> anyhow::Result<Vec<String>> {
     let ids = futures::stream::iter(0..n)
         .map(|i| {
             let client = client.clone();
             let url = format!("{}/v1/conversations", s.base);
             let key = s.api_key.clone();
-            let tag = tag.to_owned();
+            let external = customer.map_or_else(|| format!("{tag}-{i}"), str::to_owned);
             async move {
                 let r = client
                     .post(url)
                     .bearer_auth(key)
-                    .json(&json!({ "customer_external_id": format!("{tag}-{i}") }))
+                    .json(&json!({ "customer_external_id": external }))
                     .send()
                     .await?;
                 let v: Value = r.error_for_status()?.json().await?;
@@ -169,6 +228,7 @@ async fn bench_send(
     concurrency: &[usize],
     seconds: u64,
     interval: Option<Duration>,
+    pipeline: Pipeline,
 ) -> anyhow::Result<()> {
     let fake = FakeLlm::start().await;
     let db_url = match backend {
@@ -176,7 +236,7 @@ async fn bench_send(
         "postgres" => kefu_testkit::pg::fresh_database().await,
         other => bail!("unknown backend {other}"),
     };
-    let server = start_server(&fake, &db_url).await?;
+    let server = start_server(&fake, &db_url, pipeline).await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .build()?;
@@ -184,18 +244,28 @@ async fn bench_send(
         Some(d) => format!("open loop, 1 msg / {} ms / conversation", d.as_millis()),
         None => "closed loop".to_owned(),
     };
+    let (customer, mix): (Option<&str>, Vec<String>) = match pipeline {
+        Pipeline::Full => (
+            Some("C1001"),
+            FULL_MIX.iter().map(|m| m.to_string()).collect(),
+        ),
+        Pipeline::Bare => (None, vec!["订单 {i} 到哪了？".to_owned()]),
+    };
+    println!("pipeline: {pipeline:?}");
     println!("| backend | load | concurrent conversations | turns/s | p50 ms | p90 ms | p99 ms | max ms | errors |");
     println!("|---|---|---|---|---|---|---|---|---|");
+    let mut sampled = Vec::new();
     for &c in concurrency {
-        let convs = create_conversations(&client, &server, c, &format!("c{c}")).await?;
+        let convs = create_conversations(&client, &server, c, &format!("c{c}"), customer).await?;
         // Warm up connections and caches.
-        run_load(&client, &server, &convs, Duration::from_secs(1), None).await;
+        run_load(&client, &server, &convs, Duration::from_secs(1), None, &mix).await;
         let (lat, errors, elapsed) = run_load(
             &client,
             &server,
             &convs,
             Duration::from_secs(seconds),
             interval,
+            &mix,
         )
         .await;
         let mut lat = lat;
@@ -207,6 +277,94 @@ async fn bench_send(
             percentile(&lat, 0.90),
             percentile(&lat, 0.99),
             percentile(&lat, 1.0),
+        );
+        sampled.extend(convs.into_iter().take(50));
+    }
+    if pipeline == Pipeline::Full {
+        print_stages(&client, &server, &sampled).await?;
+    }
+    Ok(())
+}
+
+/// What the engine recorded for the turns of the sampled conversations: the paths taken, and the engine's own time
+/// per turn (the whole turn less the model's generation) with its stages.
+async fn print_stages(
+    client: &reqwest::Client,
+    s: &Server,
+    convs: &[String],
+) -> anyhow::Result<()> {
+    let env = std::fs::read_to_string(s._dir.join("bootstrap.env"))?;
+    let var = |k: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .map(str::to_owned)
+            .with_context(|| format!("{k} in bootstrap.env"))
+    };
+    let login: Value = client
+        .post(format!("{}/v1/auth/login", s.base))
+        .json(
+            &json!({"tenant": var("KEFU_TENANT")?, "email": var("KEFU_ADMIN_EMAIL")?,
+                      "password": var("KEFU_ADMIN_PASSWORD")?}),
+        )
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let token = login["access_token"].as_str().context("token")?;
+    let mut paths: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut stages: std::collections::BTreeMap<&str, Vec<u64>> = Default::default();
+    for id in convs {
+        let turns: Vec<Value> = client
+            .get(format!("{}/v1/conversations/{id}/turns", s.base))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        for t in turns {
+            let tr = &t["trace"];
+            *paths
+                .entry(tr["path"].as_str().unwrap_or("?").to_owned())
+                .or_default() += 1;
+            let st = &tr["stages"];
+            let ms = |k: &str| st[k].as_f64().unwrap_or(0.0);
+            let us = |v: f64| (v * 1000.0) as u64;
+            stages
+                .entry("engine (total − generate)")
+                .or_default()
+                .push(us(ms("total_ms") - ms("generate_ms")));
+            for k in [
+                "understand_ms",
+                "retrieve_ms",
+                "tools_ms",
+                "check_ms",
+                "generate_ms",
+                "total_ms",
+            ] {
+                stages.entry(k).or_default().push(us(ms(k)));
+            }
+        }
+    }
+    let n: usize = paths.values().sum();
+    println!(
+        "\nturns sampled: {n}; paths: {}",
+        paths
+            .iter()
+            .map(|(p, c)| format!("{p} {c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("| stage (server side, as recorded per turn) | p50 ms | p90 ms | p99 ms |");
+    println!("|---|---:|---:|---:|");
+    for (k, mut v) in stages {
+        v.sort_unstable();
+        println!(
+            "| {k} | {:.2} | {:.2} | {:.2} |",
+            percentile(&v, 0.5),
+            percentile(&v, 0.9),
+            percentile(&v, 0.99)
         );
     }
     Ok(())
@@ -220,6 +378,7 @@ async fn run_load(
     convs: &[String],
     dur: Duration,
     interval: Option<Duration>,
+    mix: &[String],
 ) -> (Vec<u64>, usize, Duration) {
     let start = Instant::now();
     let deadline = start + dur;
@@ -231,6 +390,7 @@ async fn run_load(
             let offset = interval.map(|d| d.mul_f64(n as f64 / convs.len() as f64));
             let url = format!("{}/v1/conversations/{id}/messages?wait=true", s.base);
             let key = s.api_key.clone();
+            let mix = mix.to_vec();
             tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut errors = 0;
@@ -252,7 +412,9 @@ async fn run_load(
                     let r = client
                         .post(&url)
                         .bearer_auth(&key)
-                        .json(&json!({ "content": format!("订单 {i} 到哪了？") }))
+                        .json(&json!({
+                            "content": mix[(n + i as usize) % mix.len()].replace("{i}", &i.to_string())
+                        }))
                         .send()
                         .await;
                     match r {
@@ -297,9 +459,9 @@ pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 
 async fn bench_ws_idle(connections: usize) -> anyhow::Result<()> {
     let fake = FakeLlm::start().await;
-    let server = start_server(&fake, "").await?;
+    let server = start_server(&fake, "", Pipeline::Bare).await?;
     let client = reqwest::Client::new();
-    let convs = create_conversations(&client, &server, connections, "ws").await?;
+    let convs = create_conversations(&client, &server, connections, "ws", None).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pid = server.child.id();
     let before = rss_kib(pid)?;
@@ -616,7 +778,12 @@ async fn main() -> anyhow::Result<()> {
                 .collect::<Result<_, _>>()?;
             let secs = arg(&args, "--seconds").unwrap_or("10").parse()?;
             let interval = arg(&args, "--interval-ms").map(|v| v.parse().map(Duration::from_millis)).transpose()?;
-            bench_send(backend, &conc, secs, interval).await
+            let pipeline = match arg(&args, "--pipeline").unwrap_or("full") {
+                "full" => Pipeline::Full,
+                "bare" => Pipeline::Bare,
+                other => bail!("--pipeline {other}: full or bare"),
+            };
+            bench_send(backend, &conc, secs, interval, pipeline).await
         }
         Some("local") => {
             let model = arg(&args, "--model").context("--model PATH.gguf")?;

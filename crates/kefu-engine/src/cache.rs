@@ -201,6 +201,9 @@ pub fn fingerprint(text: &str) -> u64 {
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub language: String,
+    /// The customer segment the answer was written for (their tier, when the business serves tiers differently);
+    /// `None`: the same for everyone. Reused only within the same segment.
+    pub segment: Option<String>,
     pub intent: Option<String>,
     /// The question as masked for the model.
     pub question: String,
@@ -252,12 +255,14 @@ impl AnswerCache {
         }
     }
 
-    /// The best live entry for a question at or above the threshold (`dense_threshold` when both sides have
-    /// vectors, else `lexical_threshold`).
+    /// The best live entry of this language and customer segment for a question at or above the threshold
+    /// (`dense_threshold` when both sides have vectors, else `lexical_threshold`).
+    #[allow(clippy::too_many_arguments)]
     pub fn lookup(
         &self,
         tenant: Uuid,
         language: &str,
+        segment: Option<&str>,
         question: &str,
         vector: Option<&[f32]>,
         thresholds: (f32, f32),
@@ -269,7 +274,7 @@ impl AnswerCache {
         entries.retain(|e| e.expires > now);
         let mut best: Option<(f32, usize)> = None;
         for (i, e) in entries.iter().enumerate() {
-            if e.language != language {
+            if e.language != language || e.segment.as_deref() != segment {
                 continue;
             }
             let dense = match (vector, e.vector.as_deref()) {
@@ -404,6 +409,7 @@ mod tests {
     fn test_entry(q: &str, lang: &str, conv: Uuid, now: Instant) -> Entry {
         Entry {
             language: lang.into(),
+            segment: None,
             intent: None,
             question: q.into(),
             vector: None,
@@ -427,22 +433,22 @@ mod tests {
         cache.insert(t, entry("支持货到付款吗", Uuid::new_v4()));
         let th = (0.9, 0.6);
         let hit = cache
-            .lookup(t, "zh", "退款多久能到账呢", None, th, now)
+            .lookup(t, "zh", None, "退款多久能到账呢", None, th, now)
             .unwrap();
         cache.served(&hit, reuser);
         assert_eq!(cache.stats(t).hits, 1);
         // The customer who got the reused answer rates the chat 1★: that answer goes, the others stay.
         assert_eq!(cache.disliked(t, reuser), 1);
         assert!(cache
-            .lookup(t, "zh", "退款多久能到账呢", None, th, now)
+            .lookup(t, "zh", None, "退款多久能到账呢", None, th, now)
             .is_none());
         assert!(cache
-            .lookup(t, "zh", "怎么开发票呢", None, th, now)
+            .lookup(t, "zh", None, "怎么开发票呢", None, th, now)
             .is_some());
         assert_eq!(cache.disliked(t, writer), 1);
         assert_eq!(cache.disliked(Uuid::new_v4(), writer), 0);
         assert!(cache
-            .lookup(t, "zh", "支持货到付款吗", None, th, now)
+            .lookup(t, "zh", None, "支持货到付款吗", None, th, now)
             .is_some());
     }
 
@@ -455,23 +461,24 @@ mod tests {
         cache.insert(t, entry("退款多久能到账", "zh"));
         let th = (0.9, 0.6);
         let hit = cache
-            .lookup(t, "zh", "退款多久能到账呢", None, th, now)
+            .lookup(t, "zh", None, "退款多久能到账呢", None, th, now)
             .expect("a paraphrase hits");
         assert_eq!(hit.answer, "answer to 退款多久能到账");
         assert!(cache
-            .lookup(t, "en", "退款多久能到账呢", None, th, now)
+            .lookup(t, "en", None, "退款多久能到账呢", None, th, now)
             .is_none());
         assert!(cache
-            .lookup(Uuid::new_v4(), "zh", "退款多久能到账", None, th, now)
+            .lookup(Uuid::new_v4(), "zh", None, "退款多久能到账", None, th, now)
             .is_none());
         assert!(cache
-            .lookup(t, "zh", "怎么修改地址", None, th, now)
+            .lookup(t, "zh", None, "怎么修改地址", None, th, now)
             .is_none());
         assert!(
             cache
                 .lookup(
                     t,
                     "zh",
+                    None,
                     "退款多久能到账",
                     None,
                     th,
@@ -481,12 +488,42 @@ mod tests {
             "expired"
         );
         cache.insert(t, entry("运费谁出", "zh"));
-        let hit = cache.lookup(t, "zh", "运费谁出", None, th, now).unwrap();
+        let hit = cache
+            .lookup(t, "zh", None, "运费谁出", None, th, now)
+            .unwrap();
         cache.invalidate(&hit);
-        assert!(cache.lookup(t, "zh", "运费谁出", None, th, now).is_none());
+        assert!(cache
+            .lookup(t, "zh", None, "运费谁出", None, th, now)
+            .is_none());
         cache.served(&hit, Uuid::new_v4());
         let s = cache.stats(t);
         assert_eq!((s.hits, s.tokens_saved, s.stored), (1, 100, 2));
+    }
+
+    /// An answer written for one customer segment is not reused for another, nor for customers of none.
+    #[test]
+    fn answers_are_reused_within_their_customer_segment() {
+        let cache = AnswerCache::new(10);
+        let t = Uuid::new_v4();
+        let now = Instant::now();
+        let th = (0.9, 0.6);
+        let mut gold = test_entry("退货运费谁承担", "zh", Uuid::new_v4(), now);
+        gold.segment = Some("gold".into());
+        cache.insert(t, gold);
+        let hit = cache.lookup(t, "zh", Some("gold"), "退货运费谁承担呢", None, th, now);
+        assert!(hit.is_some());
+        for other in [Some("regular"), None] {
+            assert!(cache
+                .lookup(t, "zh", other, "退货运费谁承担呢", None, th, now)
+                .is_none());
+        }
+        cache.insert(t, test_entry("怎么开发票", "zh", Uuid::new_v4(), now));
+        assert!(cache
+            .lookup(t, "zh", None, "怎么开发票呢", None, th, now)
+            .is_some());
+        assert!(cache
+            .lookup(t, "zh", Some("gold"), "怎么开发票呢", None, th, now)
+            .is_none());
     }
 
     #[test]

@@ -37,6 +37,9 @@ struct Extras {
     cache_hit: Option<crate::cache::CacheHit>,
     /// The conversation is flagged for review: its answers are not reused.
     flagged: bool,
+    /// The customer's segment (tier) when the business serves tiers differently: the service strategy the answer
+    /// follows, and the scope of its reuse.
+    segment: Option<String>,
 }
 
 struct Outcome {
@@ -317,11 +320,30 @@ impl Engine {
                     facts.faq = r.faq.map(|(_, score)| FaqCandidate { score });
                     trace.faq_score = r.faq.map(|(_, s)| s);
                 }
+                // Where the business treats tiers differently, answers differ by tier: a signed-in customer's tier is
+                // fetched once here, for the prompt's service strategy and the cache's scope.
+                if let Some(set) = business
+                    .as_deref()
+                    .filter(|b| !b.business.tier_strategies.is_empty())
+                {
+                    if extras.customer.is_none() {
+                        extras.customer = self.customer_ref(tenant, conv.customer_id).await;
+                    }
+                    if let Some(c) = extras.customer.as_deref() {
+                        let t = Instant::now();
+                        extras.segment = self
+                            .customer_tier(set, c)
+                            .await
+                            .filter(|tier| set.business.tier_strategies.contains_key(tier));
+                        trace.stages.tools_ms += ms(t);
+                    }
+                }
                 if policy.cache && !facts.tool_intent {
                     extras.cache_hit = self
                         .cached_answer(
                             tenant,
                             &trace.language,
+                            extras.segment.as_deref(),
                             masked,
                             retrieved.as_ref().and_then(|r| r.vector.as_deref()),
                         )
@@ -553,6 +575,7 @@ impl Engine {
                     decision: "hit".into(),
                     score: Some(hit.score),
                     tokens_saved: Some(hit.tokens),
+                    segment: extras.segment.clone(),
                 });
                 hit.answer
             }
@@ -601,11 +624,22 @@ impl Engine {
                                 )
                                 .await;
                         }
+                        // Who the customer is matters to answers about their own orders and account.
+                        profile = self
+                            .profile(set, customer, understander, zh, &mut trace)
+                            .await;
                     }
-                    profile = self
-                        .profile(set, customer, understander, zh, &mut trace)
-                        .await;
                 }
+                // Without the profile, the segment's service strategy alone: it says nothing about the person, so
+                // the answer stays reusable within the segment.
+                let strategy = match (&profile, self.parts.business.as_deref(), &extras.segment) {
+                    (None, Some(set), Some(tier)) => set
+                        .business
+                        .tier_strategies
+                        .get(tier)
+                        .map(|s| format!("Service strategy for this customer: {}", s.get(zh))),
+                    _ => None,
+                };
                 trace.stages.tools_ms += ms(t);
                 trace.passages = hits
                     .iter()
@@ -623,6 +657,7 @@ impl Engine {
                         hits,
                         &evidence,
                         profile.as_deref(),
+                        strategy.as_deref(),
                     )
                     .await;
                 trace.stages.generate_ms = ms(t);
@@ -682,11 +717,13 @@ impl Engine {
                                         (&g.text, tokens),
                                         hits,
                                         retrieved_vector.take(),
+                                        extras.segment.clone(),
                                     );
                                     trace.cache = Some(TraceCache {
                                         decision: "stored".into(),
                                         score: None,
                                         tokens_saved: None,
+                                        segment: extras.segment.clone(),
                                     });
                                 }
                                 g.text
@@ -747,6 +784,7 @@ impl Engine {
         hits: &[SearchHit],
         evidence: &[Evidence],
         profile: Option<&str>,
+        strategy: Option<&str>,
     ) -> Result<Generated, LlmError> {
         turn.start_reply(question.seq);
         let resolved = self.models.resolve(&question.tenant_id.to_string()).await?;
@@ -784,7 +822,7 @@ impl Engine {
             }))
             .collect();
         let mut system = prompt::turn_system_prompt(persona, d.tone == Tone::Empathetic, &passages);
-        if let Some(p) = profile {
+        if let Some(p) = profile.or(strategy) {
             system.push_str("\n\n");
             system.push_str(&understander.mask_with(p, &mut vault));
         }
@@ -874,6 +912,7 @@ impl Engine {
         &self,
         tenant: uuid::Uuid,
         language: &str,
+        segment: Option<&str>,
         asked: &str,
         vector: Option<&[f32]>,
     ) -> Option<crate::cache::CacheHit> {
@@ -881,6 +920,7 @@ impl Engine {
         let hit = self.cache.lookup(
             tenant,
             language,
+            segment,
             asked,
             vector,
             (p.cache_threshold, p.cache_threshold_lexical),
@@ -916,11 +956,13 @@ impl Engine {
         (answer, tokens): (&str, i64),
         hits: &[SearchHit],
         vector: Option<Vec<f32>>,
+        segment: Option<String>,
     ) {
         self.cache.insert(
             question.tenant_id,
             crate::cache::Entry {
                 language: trace.language.clone(),
+                segment,
                 intent: trace.intent.clone(),
                 question: asked.to_owned(),
                 vector,

@@ -1187,6 +1187,9 @@ pub struct TraceCache {
     pub score: Option<f32>,
     /// Prompt + completion tokens a hit saved.
     pub tokens_saved: Option<i64>,
+    /// The customer segment (tier) the answer is reused within; `null`: everyone.
+    #[serde(default)]
+    pub segment: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]

@@ -684,7 +684,7 @@ chain = [{{ provider = "extractive", model = "extractive" }}]"#
 /// The deterministic stand-in model: the first sentence of passage [1] with its citation; without passages a short
 /// "not sure"; never a tool call; `{"choice":"none"}` when asked for JSON. The answer arrives in several chunks, as
 /// a real model's would.
-async fn serve_extractive() -> anyhow::Result<std::net::SocketAddr> {
+pub async fn serve_extractive() -> anyhow::Result<std::net::SocketAddr> {
     use axum::routing::post;
     let app = axum::Router::new().route("/v1/chat/completions", post(extractive));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -252,3 +252,44 @@ async fn a_return_flow_in_english_with_a_correction() {
     assert_eq!(returns[0]["sku"], "SPT-310");
     assert_eq!(app.fake.request_count(), 0);
 }
+
+/// Where the business serves tiers differently, a knowledge answer follows the customer's tier strategy and is
+/// reused only within that tier: a regular customer asking a gold customer's question gets a fresh answer.
+#[tokio::test]
+async fn cached_answers_are_scoped_to_the_customers_tier() {
+    let app = spawn_app_with(Backend::Sqlite, SHOP).await;
+    let q = "Do you ship to other countries?";
+    let answer = "We ship to Hong Kong, Macau, Taiwan, Singapore and the United States[1].";
+    let gold = app.new_conversation(&app.api_key, Some("C1001")).await;
+    app.fake.push(Reply::text(&[answer]));
+    let (_, trace) = ask(&app, &gold, q).await;
+    assert_eq!(trace["path"], "rag", "{trace}");
+    assert_eq!(trace["cache"]["decision"], "stored", "{trace}");
+    assert_eq!(trace["cache"]["segment"], "gold", "{trace}");
+    let prompt = system_prompt(&app, app.fake.request_count() - 1);
+    assert!(prompt.contains("Gold member"), "{prompt}");
+    assert!(
+        !prompt.contains("Customer profile"),
+        "only the tier, nothing personal: {prompt}"
+    );
+
+    // A regular customer: not served the gold answer; the model answers with the regular strategy.
+    let regular = app.new_conversation(&app.api_key, Some("C1002")).await;
+    app.fake.push(Reply::text(&[answer]));
+    let calls = app.fake.request_count();
+    let (_, trace) = ask(&app, &regular, q).await;
+    assert_eq!(trace["path"], "rag", "{trace}");
+    assert_eq!(app.fake.request_count(), calls + 1);
+    assert!(system_prompt(&app, calls).contains("Regular member"));
+
+    // Another gold customer's conversation: the gold answer, no model call.
+    let gold2 = app.new_conversation(&app.api_key, Some("C1001")).await;
+    let calls = app.fake.request_count();
+    let (reply, trace) = ask(&app, &gold2, q).await;
+    assert_eq!(
+        (trace["path"].as_str(), reply.as_str()),
+        (Some("cache"), answer)
+    );
+    assert_eq!(trace["cache"]["segment"], "gold");
+    assert_eq!(app.fake.request_count(), calls);
+}
