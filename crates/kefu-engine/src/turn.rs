@@ -948,6 +948,7 @@ impl Engine {
     }
 
     /// Keeps a verified answer for reuse.
+    #[allow(clippy::too_many_arguments)]
     fn remember(
         &self,
         question: &Message,
