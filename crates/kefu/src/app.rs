@@ -53,6 +53,14 @@ impl Application {
             // Zero configuration: answer with the local model.
             let local = crate::local::prepare(&settings).await;
             model_checks.extend(local.check);
+            if !settings.models.cheap_chat.trim().is_empty() {
+                let cheap =
+                    crate::local::prepare_chat(&settings, &settings.models.cheap_chat).await;
+                model_checks.extend(cheap.check);
+                if let Some(chat) = cheap.chat {
+                    registry = registry.with_local_cheap(chat, &cheap.label);
+                }
+            }
             match local.chat {
                 Some(chat) => registry = registry.with_local(chat, &local.label),
                 None => tracing::warn!(

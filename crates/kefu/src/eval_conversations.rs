@@ -51,6 +51,9 @@ pub struct ConversationsArgs {
     /// The same for the cheap model that answers simple, confident turns (extractive stand-in only).
     #[arg(long, default_value = "0.15,0.6", value_parser = parse_price)]
     pub cheap_price: (f64, f64),
+    /// With `--model local`: a second, smaller local model for the cheap tier (e.g. qwen2.5-0.5b).
+    #[arg(long)]
+    pub cheap_model: Option<String>,
     /// No cheap chain: every model turn goes to the strong model (to compare).
     #[arg(long)]
     pub no_routing: bool,
@@ -135,6 +138,8 @@ pub struct Report {
     pub resolved: usize,
     /// Model answers by the chain that gave them (`cheap`, `main`).
     pub model_turns_by_chain: BTreeMap<String, usize>,
+    /// Generation time (ms, the model's own work: tool arguments and the answer) summed by chain.
+    pub generate_ms_by_chain: BTreeMap<String, f64>,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     /// Answers reused from the cache, and the tokens those saved.
@@ -193,6 +198,9 @@ pub async fn run(settings: Settings, args: ConversationsArgs) -> anyhow::Result<
         }
         "local" => {
             models.push_str(&format!("chat = {:?}\n", settings.models.chat));
+            if let Some(cheap) = &args.cheap_model {
+                models.push_str(&format!("cheap_chat = {cheap:?}\n"));
+            }
             String::new()
         }
         other => bail!("unknown model {other:?}: extractive or local"),
@@ -426,6 +434,8 @@ async fn replay(
             r.cost += trace["cost"].as_f64().unwrap_or(0.0);
             if let Some(chain) = trace["chain"].as_str() {
                 *r.model_turns_by_chain.entry(chain.to_owned()).or_default() += 1;
+                *r.generate_ms_by_chain.entry(chain.to_owned()).or_default() +=
+                    trace["stages"]["generate_ms"].as_f64().unwrap_or(0.0);
             }
             if trace["cache"]["decision"] == "hit" {
                 r.cache_hits += 1;
@@ -559,7 +569,13 @@ fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
     let chains: Vec<String> = r
         .model_turns_by_chain
         .iter()
-        .map(|(c, n)| format!("{c} {n}"))
+        .map(|(c, n)| {
+            let ms = r.generate_ms_by_chain.get(c).copied().unwrap_or(0.0);
+            format!(
+                "{c} {n} ({:.0} ms generating on average)",
+                ms / (*n).max(1) as f64
+            )
+        })
         .collect();
     println!(
         "\nmodel answers by chain: {}; tokens {} prompt + {} completion; cache hits {} saving {} tokens",

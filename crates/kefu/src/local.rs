@@ -167,8 +167,14 @@ async fn resolve(
     Ok(path)
 }
 
+/// The local chat model (`models.chat`).
 pub async fn prepare(settings: &Settings) -> LocalModel {
-    let chat = settings.models.chat.trim();
+    prepare_chat(settings, &settings.models.chat).await
+}
+
+/// A local chat model by name or GGUF path (loaded with the `[models]` settings), or why there is none.
+pub async fn prepare_chat(settings: &Settings, chat: &str) -> LocalModel {
+    let chat = chat.trim();
     if chat.is_empty() {
         return LocalModel {
             chat: None,

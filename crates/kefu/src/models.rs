@@ -68,6 +68,8 @@ pub struct ModelRegistry {
     breakers: Mutex<HashMap<String, Arc<CircuitBreaker>>>,
     /// The local model, used when neither the tenant nor the server configures a chain.
     local: Option<ChainLink>,
+    /// A smaller local model for the cheap tier, with `local`.
+    local_cheap: Option<ChainLink>,
 }
 
 impl ModelRegistry {
@@ -89,6 +91,7 @@ impl ModelRegistry {
             cache: Mutex::new(HashMap::new()),
             breakers: Mutex::new(HashMap::new()),
             local: None,
+            local_cheap: None,
         }
     }
 
@@ -96,6 +99,17 @@ impl ModelRegistry {
     pub fn with_local(mut self, chat: Arc<dyn kefu_llm::ChatModel>, label: &str) -> Self {
         let breaker = self.breaker(chat.name());
         self.local = Some(ChainLink {
+            provider: chat,
+            model: label.to_owned(),
+            breaker,
+        });
+        self
+    }
+
+    /// Answers the cheap tier's turns with this smaller local model (when the local model answers).
+    pub fn with_local_cheap(mut self, chat: Arc<dyn kefu_llm::ChatModel>, label: &str) -> Self {
+        let breaker = self.breaker(chat.name());
+        self.local_cheap = Some(ChainLink {
             provider: chat,
             model: label.to_owned(),
             breaker,
@@ -212,10 +226,15 @@ impl ModelDirectory for ModelRegistry {
         let resolved = match own.or_else(|| self.default.clone()) {
             Some(cfg) => self.build(&cfg),
             None => match &self.local {
-                Some(link) => ResolvedModels::single(
-                    Arc::new(FallbackChain::new(vec![link.clone()], self.retry.clone())),
-                    GenerationParams::default(),
-                ),
+                Some(link) => {
+                    let chain = |l: &ChainLink| {
+                        Arc::new(FallbackChain::new(vec![l.clone()], self.retry.clone()))
+                    };
+                    ResolvedModels {
+                        cheap: self.local_cheap.as_ref().map(chain),
+                        ..ResolvedModels::single(chain(link), GenerationParams::default())
+                    }
+                }
                 None => return Err(LlmError::NotConfigured),
             },
         };

@@ -157,6 +157,9 @@ pub struct ModelsSettings {
     pub index_url: String,
     pub dir: Option<PathBuf>,
     pub chat: String,
+    /// A second, smaller local chat model for simple, confident turns (the cheap tier); empty: none.
+    #[serde(default)]
+    pub cheap_chat: String,
     pub embedder: String,
     pub auto_pull: bool,
     pub threads: usize,

@@ -96,3 +96,64 @@ async fn a_missing_local_model_still_starts_and_says_how_to_get_it() {
     assert_eq!(body["message"]["content"], "hello?");
     assert_eq!(body["reply"]["fallback"], true);
 }
+
+/// With a second, smaller local model (`models.cheap_chat`), simple confident turns are answered by it and the rest
+/// by the main one, with nothing configured remotely.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cheap_local_model_answers_simple_turns() {
+    let model = kefu_testkit::models::test_chat_model().await;
+    let extra = format!(
+        "[llm]\nproviders = []\nchain = []\nmax_tokens = 8\n[models]\nchat = \"{m}\"\ncheap_chat = \"{m}\"\nparallel = 1\ncontext_tokens = 1024\n",
+        m = model.display()
+    );
+    let app = spawn_app_with(Backend::Sqlite, &extra).await;
+    let admin = app.admin_token().await;
+    let mut csv = String::from("text,intent\n");
+    for (intent, texts) in [
+        (
+            "greeting",
+            ["你好", "您好", "在吗", "hello", "hi there", "good morning"],
+        ),
+        (
+            "complaint",
+            [
+                "我要投诉",
+                "服务太烂了",
+                "太差了",
+                "I want to complain",
+                "terrible service",
+                "worst shop ever",
+            ],
+        ),
+    ] {
+        for t in texts {
+            csv.push_str(&format!("{t},{intent}\n"));
+        }
+    }
+    let r = app
+        .post(
+            &admin,
+            "/v1/admin/intent-models",
+            serde_json::json!({"data": csv, "encoders": []}),
+        )
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let id = app.new_conversation(&app.api_key, Some("two-models")).await;
+    for text in ["你好", "我要投诉，服务太烂了！"] {
+        let r = app.send(&app.api_key, &id, text, None, true).await;
+        assert_eq!(r.status(), 201);
+    }
+    let turns = app.turns(&admin, &id).await;
+    let chains: Vec<&str> = turns
+        .iter()
+        .map(|t| t["trace"]["chain"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(chains, vec!["cheap", "main"], "{turns:#?}");
+    for t in &turns {
+        assert!(
+            t["trace"]["model"].as_str().unwrap().starts_with("local:"),
+            "{t}"
+        );
+    }
+    assert_eq!(app.fake.request_count(), 0, "no remote model was called");
+}
