@@ -255,10 +255,12 @@ async fn bench_send(
     println!("| backend | load | concurrent conversations | turns/s | p50 ms | p90 ms | p99 ms | max ms | errors |");
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut sampled = Vec::new();
+    let mut measured_from = Vec::new();
     for &c in concurrency {
         let convs = create_conversations(&client, &server, c, &format!("c{c}"), customer).await?;
         // Warm up connections and caches.
         run_load(&client, &server, &convs, Duration::from_secs(1), None, &mix).await;
+        let started = chrono::Utc::now();
         let (lat, errors, elapsed) = run_load(
             &client,
             &server,
@@ -278,20 +280,23 @@ async fn bench_send(
             percentile(&lat, 0.99),
             percentile(&lat, 1.0),
         );
+        measured_from.extend(std::iter::repeat_n(started, convs.len().min(50)));
         sampled.extend(convs.into_iter().take(50));
     }
     if pipeline == Pipeline::Full {
-        print_stages(&client, &server, &sampled).await?;
+        print_stages(&client, &server, &sampled, &measured_from).await?;
     }
     Ok(())
 }
 
-/// What the engine recorded for the turns of the sampled conversations: the paths taken, and the engine's own time
-/// per turn (the whole turn less the model's generation) with its stages.
+/// What the engine recorded for the measured turns of the sampled conversations (those after `from`, not the
+/// warm-up's): the paths taken, and the engine's own time per turn (the whole turn less the model's generation) with
+/// its stages.
 async fn print_stages(
     client: &reqwest::Client,
     s: &Server,
     convs: &[String],
+    from: &[chrono::DateTime<chrono::Utc>],
 ) -> anyhow::Result<()> {
     let env = std::fs::read_to_string(s._dir.join("bootstrap.env"))?;
     let var = |k: &str| {
@@ -314,7 +319,7 @@ async fn print_stages(
     let token = login["access_token"].as_str().context("token")?;
     let mut paths: std::collections::BTreeMap<String, usize> = Default::default();
     let mut stages: std::collections::BTreeMap<&str, Vec<u64>> = Default::default();
-    for id in convs {
+    for (id, from) in convs.iter().zip(from) {
         let turns: Vec<Value> = client
             .get(format!("{}/v1/conversations/{id}/turns", s.base))
             .bearer_auth(token)
@@ -324,6 +329,12 @@ async fn print_stages(
             .json()
             .await?;
         for t in turns {
+            let at = t["created_at"]
+                .as_str()
+                .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok());
+            if at.is_none_or(|at| at < *from) {
+                continue;
+            }
             let tr = &t["trace"];
             *paths
                 .entry(tr["path"].as_str().unwrap_or("?").to_owned())

@@ -729,6 +729,8 @@ impl Engine {
                                 g.text
                             } else {
                                 trace.unsure = true;
+                                trace.rejected_answer =
+                                    Some(understander.mask_with(&g.text, &mut Vault::default()));
                                 turn.reset(question.seq);
                                 prompt::canned_reply(Canned::Unsure, zh).to_owned()
                             }

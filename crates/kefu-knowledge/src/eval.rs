@@ -529,6 +529,7 @@ impl Prepared {
             candidates,
             fusion,
             min_dense: None,
+            min_dense_latin: None,
         };
         let filter = Filter::tenant(self.tenant);
         ds.queries

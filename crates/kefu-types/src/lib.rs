@@ -1136,6 +1136,9 @@ pub struct TurnTrace {
     pub confidence: f32,
     /// The answer was replaced by "not sure, shall I get a colleague?".
     pub unsure: bool,
+    /// The model's answer that failed the grounding check (PII masked), so staff see what was held back and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_answer: Option<String>,
     /// The output moderation action, if any (`mask` or `block`).
     pub output_moderation: Option<String>,
     pub model: Option<String>,

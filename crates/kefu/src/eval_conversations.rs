@@ -153,6 +153,8 @@ pub struct Report {
     /// Median turn time (ms) per path taken.
     pub p50_ms_by_path: BTreeMap<String, f64>,
     pub misses: Vec<String>,
+    /// Model answers held back by the grounding check: the question, the rejected answer, the unsupported figures.
+    pub unsure: Vec<String>,
 }
 
 pub async fn run(settings: Settings, args: ConversationsArgs) -> anyhow::Result<()> {
@@ -447,6 +449,16 @@ async fn replay(
                     grounded += 1;
                 }
             }
+            if trace["unsure"] == true {
+                r.unsure.push(format!(
+                    "{} #{}: {:?} → {:?} (unsupported: {})",
+                    conv.name,
+                    i + 1,
+                    t.say,
+                    trace["rejected_answer"].as_str().unwrap_or(""),
+                    trace["unsupported"]
+                ));
+            }
             if t.path.accepts(path) {
                 path_ok += 1;
                 entry.0 += 1;
@@ -585,16 +597,15 @@ fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
         r.cache_hits,
         r.tokens_saved
     );
-    println!(
-        "cost {:.6} vs {:.6} on the strong model alone without the cache ({:.1} % saved; prices per million tokens as given)",
-        r.cost,
-        r.cost_strong_no_cache,
-        if r.cost_strong_no_cache > 0.0 {
-            100.0 * (1.0 - r.cost / r.cost_strong_no_cache)
-        } else {
-            0.0
-        }
-    );
+    // Local models carry no prices: a cost comparison would read as "everything saved".
+    if r.cost > 0.0 {
+        println!(
+            "cost {:.6} vs {:.6} on the strong model alone without the cache ({:.1} % saved; prices per million tokens as given)",
+            r.cost,
+            r.cost_strong_no_cache,
+            100.0 * (1.0 - r.cost / r.cost_strong_no_cache.max(f64::MIN_POSITIVE))
+        );
+    }
     let paths: Vec<String> = r
         .p50_ms_by_path
         .iter()
@@ -608,6 +619,12 @@ fn print_report(r: &Report, json: bool) -> anyhow::Result<()> {
     if !r.misses.is_empty() {
         println!("\nmisses:");
         for m in &r.misses {
+            println!("  {m}");
+        }
+    }
+    if !r.unsure.is_empty() {
+        println!("\nanswers held back as unsure:");
+        for m in &r.unsure {
             println!("  {m}");
         }
     }

@@ -171,6 +171,13 @@ pub struct ModelsSettings {
 /// multilingual-e5-small: every Chinese shop-FAQ query keeps its passages down to 0.85 (98.3 % at 0.86), while 100 of
 /// 100 English out-of-scope queries and 38 of 100 Chinese chit-chat utterances fall below 0.86 (bench/RESULTS.md).
 const E5_SMALL_FLOOR: f32 = 0.86;
+/// The same for queries without Chinese: at 0.86 half the English shop questions lost their passages; at 0.83,
+/// 93.8 % keep them and 2 of 100 English out-of-scope queries do (bench/RESULTS.md, session 9).
+const E5_SMALL_FLOOR_LATIN: f32 = 0.83;
+
+fn minus_one() -> f32 {
+    -1.0
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -183,6 +190,9 @@ pub struct KnowledgeSettings {
     pub dense_weight: f32,
     pub rrf_k: f32,
     pub min_dense: f32,
+    /// The floor for queries with no Chinese in them; -1: as measured for the embedder, else `min_dense`.
+    #[serde(default = "minus_one")]
+    pub min_dense_latin: f32,
     pub faq_question_vectors: bool,
     pub poll_interval_ms: u64,
 }
@@ -198,10 +208,25 @@ impl KnowledgeSettings {
         }
     }
 
-    /// The knowledge options with the relevance floor for `embedder`.
+    /// The floor for queries without Chinese: `min_dense_latin` as set, or with `-1` the one measured for
+    /// e5-small, for other embedders the general floor.
+    pub fn min_dense_latin_for(&self, embedder: &str) -> Option<f32> {
+        if self.min_dense_latin < 0.0 {
+            if embedder == "e5-small" && self.min_dense < 0.0 {
+                Some(E5_SMALL_FLOOR_LATIN)
+            } else {
+                self.min_dense_for(embedder)
+            }
+        } else {
+            (self.min_dense_latin > 0.0).then_some(self.min_dense_latin)
+        }
+    }
+
+    /// The knowledge options with the relevance floors for `embedder`.
     pub fn options_for(&self, embedder: &str) -> kefu_knowledge::KnowledgeOptions {
         let mut o = self.options();
         o.search.min_dense = self.min_dense_for(embedder);
+        o.search.min_dense_latin = self.min_dense_latin_for(embedder);
         o
     }
 
@@ -222,6 +247,7 @@ impl KnowledgeSettings {
                 candidates: self.candidates,
                 fusion,
                 min_dense: (self.min_dense > 0.0).then_some(self.min_dense),
+                min_dense_latin: (self.min_dense_latin > 0.0).then_some(self.min_dense_latin),
             },
             max_file_bytes: self.max_file_mb * 1024 * 1024,
             poll_interval_ms: self.poll_interval_ms,
@@ -343,9 +369,11 @@ impl Settings {
         }
         if !(0.0..=1.0).contains(&k.dense_weight)
             || k.rrf_k <= 0.0
-            || !(k.min_dense == -1.0 || (0.0..1.0).contains(&k.min_dense))
+            || ![k.min_dense, k.min_dense_latin]
+                .iter()
+                .all(|m| *m == -1.0 || (0.0..1.0).contains(m))
         {
-            bail!("knowledge.dense_weight must be in 0–1, knowledge.rrf_k positive, knowledge.min_dense in 0–1 or -1");
+            bail!("knowledge.dense_weight must be in 0–1, knowledge.rrf_k positive, knowledge.min_dense and min_dense_latin in 0–1 or -1");
         }
         if k.chunk_tokens < 32
             || !(1..=50).contains(&k.results)
@@ -441,6 +469,28 @@ mod tests {
             s.knowledge.options(),
             kefu_knowledge::KnowledgeOptions::default()
         );
+    }
+
+    /// The measured floors apply to the default embedder only; a floor set by hand applies to both languages unless
+    /// the Latin one is set too.
+    #[test]
+    fn relevance_floors_follow_the_embedder_and_the_query_language() {
+        let s = Settings::load_from(&[], &Overrides::default(), no_env()).unwrap();
+        let k = &s.knowledge;
+        assert_eq!(k.min_dense_for("e5-small"), Some(E5_SMALL_FLOOR));
+        assert_eq!(
+            k.min_dense_latin_for("e5-small"),
+            Some(E5_SMALL_FLOOR_LATIN)
+        );
+        assert_eq!(
+            (k.min_dense_for("minilm"), k.min_dense_latin_for("minilm")),
+            (None, None)
+        );
+        let mut k = s.knowledge.clone();
+        k.min_dense = 0.7;
+        assert_eq!(k.min_dense_latin_for("e5-small"), Some(0.7));
+        k.min_dense_latin = 0.6;
+        assert_eq!(k.min_dense_latin_for("e5-small"), Some(0.6));
     }
 
     #[test]

@@ -411,6 +411,28 @@ async fn below_the_relevance_threshold_the_keyword_matches_are_returned_and_flag
     assert!(hits(&kb, t, "zebra crossing").await.is_empty());
 }
 
+/// Queries without Chinese use their own floor: the same English question keeps its passages under a low Latin
+/// floor while a Chinese question still meets the strict general one.
+#[tokio::test]
+async fn queries_without_chinese_use_the_latin_floor() {
+    let (store, _dir) = sqlite().await;
+    let t = tenant(&store).await;
+    let mut opts = KnowledgeOptions::default();
+    opts.search.min_dense = Some(0.99);
+    opts.search.min_dense_latin = Some(0.5);
+    let kb = live(store.clone(), Some(e5().await), opts).await;
+    kb.import(&target(t), file("shipping.md", SHIPPING_EN))
+        .await;
+    let res = kb
+        .search(t, &req("Do you ship to Singapore?"))
+        .await
+        .unwrap();
+    assert!(!res.keyword_fallback, "{res:?}");
+    assert!(res.hits[0].text.contains("Singapore"));
+    let res = kb.search(t, &req("可以寄到新加坡吗")).await.unwrap();
+    assert!(res.keyword_fallback || res.hits.is_empty(), "{res:?}");
+}
+
 /// `kefu kb reindex`: chunks imported without an embedder get vectors, and the search becomes hybrid.
 #[tokio::test]
 async fn reembedding_fills_in_missing_vectors_once() {

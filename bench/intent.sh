@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The intent-classifier rows of bench/RESULTS.md: test accuracy on BANKING77, CLINC150 and SMP2017 with the settings
+# chosen on each dataset's development data. Sentence vectors are cached under DATA_DIR/cache after the first run.
+# SMP2017 is read from ../shared/data (research use only).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+kefu=${KEFU:-target/release/kefu}
+data=${DATA_DIR:-/tmp/kefu-intent-eval}
+run() { echo "== $*"; "$kefu" eval intent --data-dir "$data" "$@" | tail -1; }
+for enc in none minilm e5-small e5-small,minilm; do run --dataset banking77 --encoders "$enc"; done
+for enc in none e5-small e5-small,minilm; do run --dataset clinc150 --encoders "$enc"; done
+run --dataset smp2017 --encoders none
+run --dataset smp2017 --encoders e5-small
+# Dense weight 3 and the layer-pooled encoder were chosen on SMP's develop split (bench/RESULTS.md).
+run --dataset smp2017 --encoders e5-small --train-config '{"features":{"dense_weight":3}}'
+run --dataset smp2017 --encoders e5-small@8+10+12 --train-config '{"features":{"dense_weight":3}}'
