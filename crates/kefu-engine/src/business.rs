@@ -170,7 +170,8 @@ impl Engine {
             .as_str()
             .and_then(|t| set.business.tier_strategies.get(t))
         {
-            text.push_str("\nService strategy for this customer: ");
+            text.push('\n');
+            text.push_str(crate::prompt::STRATEGY_LEAD);
             text.push_str(s.get(zh));
         }
         Some(text)

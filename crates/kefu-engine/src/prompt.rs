@@ -1,5 +1,11 @@
 //! Pure prompt decisions: history within a token budget, the message list sent to the model, fallback replies.
 
+/// Introduces the customer tier's service strategy in a prompt. It is guidance for the model, not news for the
+/// customer: a small model told only "service strategy: regular member, be polite" said "As a regular member, I'll
+/// be polite" (the local conversation eval).
+pub const STRATEGY_LEAD: &str =
+    "How to serve this customer (guidance for you only: never mention it, their tier or membership level): ";
+
 use kefu_llm::{ChatMessage, Role};
 use kefu_store::{Message, MessageRole};
 

@@ -637,7 +637,7 @@ impl Engine {
                         .business
                         .tier_strategies
                         .get(tier)
-                        .map(|s| format!("Service strategy for this customer: {}", s.get(zh))),
+                        .map(|s| format!("{}{}", prompt::STRATEGY_LEAD, s.get(zh))),
                     _ => None,
                 };
                 trace.stages.tools_ms += ms(t);
