@@ -302,6 +302,10 @@ pub struct IntentArgs {
     /// `none` (default: models.embedder).
     #[arg(long, value_delimiter = ',')]
     pub encoders: Vec<String>,
+    /// Instead of the test set: K-fold cross-validation on the training split (top-intent accuracy per fold), for
+    /// choosing settings.
+    #[arg(long)]
+    pub cv: Option<usize>,
     /// Training settings as JSON, merged over the defaults (e.g. '{"linear":{"c":30}}').
     #[arg(long)]
     pub train_config: Option<String>,
@@ -385,6 +389,27 @@ pub async fn intent(settings: Settings, args: IntentArgs) -> anyhow::Result<()> 
         dataset.name(),
         encoders.len()
     );
+    if let Some(k) = args.cv {
+        let train = splits.train;
+        let accuracies = tokio::task::spawn_blocking(move || {
+            kefu_nlu::eval::intent::cross_validate(&train, k, &encoders, &config)
+        })
+        .await??;
+        for c in &cached {
+            c.save()?;
+        }
+        let mean = accuracies.iter().sum::<f64>() / accuracies.len() as f64;
+        println!(
+            "{} {k}-fold cross-validation on the training split: mean {mean:.2} (folds {})",
+            dataset.name(),
+            accuracies
+                .iter()
+                .map(|a| format!("{a:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Ok(());
+    }
     let dev = args.dev;
     let report =
         tokio::task::spawn_blocking(move || run(dataset, &splits, dev, &encoders, &live, &config))

@@ -291,6 +291,50 @@ pub fn run(
     })
 }
 
+/// K-fold cross-validation on the training split (stratified by intent, folds by a hash of the text): the top-intent
+/// accuracy of each fold's held-out examples, for choosing settings without touching the test set.
+pub fn cross_validate(
+    train: &[Example],
+    folds: usize,
+    encoders: &[Arc<dyn SentenceEncoder>],
+    config: &TrainConfig,
+) -> Result<Vec<f64>, NluError> {
+    let folds = folds.max(2);
+    let mut fold_of = vec![0usize; train.len()];
+    let mut by_intent: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    for (i, e) in train.iter().enumerate() {
+        by_intent.entry(e.intent.as_str()).or_default().push(i);
+    }
+    for rows in by_intent.values_mut() {
+        rows.sort_by_key(|&i| crate::intent::text_hash(&train[i].text));
+        for (j, &i) in rows.iter().enumerate() {
+            fold_of[i] = j % folds;
+        }
+    }
+    let mut out = Vec::with_capacity(folds);
+    for k in 0..folds {
+        let fit: Vec<Example> = (0..train.len())
+            .filter(|&i| fold_of[i] != k)
+            .map(|i| train[i].clone())
+            .collect();
+        let held: Vec<&Example> = (0..train.len())
+            .filter(|&i| fold_of[i] == k)
+            .map(|i| &train[i])
+            .collect();
+        let model = IntentModel::train(&fit, None, encoders, config)?;
+        let clf = IntentClassifier::new(model, encoders.to_vec())?;
+        let texts: Vec<&str> = held.iter().map(|e| e.text.as_str()).collect();
+        let mut right = 0usize;
+        for (chunk, examples) in texts.chunks(64).zip(held.chunks(64)) {
+            for (p, e) in clf.predict_batch(chunk)?.iter().zip(examples) {
+                right += usize::from(p.top[0].0 == e.intent);
+            }
+        }
+        out.push(100.0 * right as f64 / held.len().max(1) as f64);
+    }
+    Ok(out)
+}
+
 /// Mean |confidence − accuracy| over equal-width confidence bins, weighted by bin size.
 pub fn expected_calibration_error(rows: &[(f32, bool)], bins: usize) -> f64 {
     let mut sums = vec![(0.0f64, 0.0f64, 0usize); bins];
