@@ -319,6 +319,7 @@ async fn print_stages(
     let token = login["access_token"].as_str().context("token")?;
     let mut paths: std::collections::BTreeMap<String, usize> = Default::default();
     let mut stages: std::collections::BTreeMap<&str, Vec<u64>> = Default::default();
+    let mut by_path: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
     for (id, from) in convs.iter().zip(from) {
         let turns: Vec<Value> = client
             .get(format!("{}/v1/conversations/{id}/turns", s.base))
@@ -346,6 +347,13 @@ async fn print_stages(
                 .entry("engine (total − generate)")
                 .or_default()
                 .push(us(ms("total_ms") - ms("generate_ms")));
+            by_path
+                .entry(format!(
+                    "whole turn, path {}",
+                    tr["path"].as_str().unwrap_or("?")
+                ))
+                .or_default()
+                .push(us(ms("total_ms")));
             for k in [
                 "understand_ms",
                 "retrieve_ms",
@@ -369,7 +377,11 @@ async fn print_stages(
     );
     println!("| stage (server side, as recorded per turn) | p50 ms | p90 ms | p99 ms |");
     println!("|---|---:|---:|---:|");
-    for (k, mut v) in stages {
+    let rows = stages
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .chain(by_path);
+    for (k, mut v) in rows {
         v.sort_unstable();
         println!(
             "| {k} | {:.2} | {:.2} | {:.2} |",
