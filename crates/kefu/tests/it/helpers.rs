@@ -407,3 +407,28 @@ pub fn assert_error(body: &Value, code: &str) {
         "{body}"
     );
 }
+
+/// Labelled examples as intent training data (CSV `text,intent`).
+pub fn intent_csv<const N: usize>(rows: &[(&str, [&str; N])]) -> String {
+    let mut csv = String::from("text,intent\n");
+    for (intent, texts) in rows {
+        for t in texts {
+            csv.push_str(&format!("{t},{intent}\n"));
+        }
+    }
+    csv
+}
+
+impl TestApp {
+    /// Trains an n-gram intent model from `rows` through the admin API and puts it in use.
+    pub async fn train_intents<const N: usize>(&self, admin: &str, rows: &[(&str, [&str; N])]) {
+        let r = self
+            .post(
+                admin,
+                "/v1/admin/intent-models",
+                json!({"data": intent_csv(rows), "encoders": []}),
+            )
+            .await;
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    }
+}

@@ -7,8 +7,7 @@ use crate::helpers::*;
 
 /// A small bilingual shop set as CSV.
 fn shop_csv() -> String {
-    let mut csv = String::from("text,intent\n");
-    for (intent, texts) in [
+    intent_csv(&[
         (
             "track_order",
             [
@@ -42,12 +41,7 @@ fn shop_csv() -> String {
                 "早上好",
             ],
         ),
-    ] {
-        for t in texts {
-            csv.push_str(&format!("{t},{intent}\n"));
-        }
-    }
-    csv
+    ])
 }
 
 async fn train(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
