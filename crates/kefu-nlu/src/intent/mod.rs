@@ -403,19 +403,23 @@ impl IntentModel {
             let best = best_class(&logits, oos);
             (logits, f.exemplars.nearest(best, d))
         };
+        // The final model: fitted on every training row.
+        let fit_all = || {
+            fit(
+                &all_texts,
+                &dense_refs,
+                &all_labels,
+                labels.len(),
+                oos,
+                config,
+            )
+        };
         let mut held: Vec<(Vec<f32>, Option<f32>, usize)> = Vec::new();
         let final_fit = match calibration {
             Some(cal) => {
                 let texts: Vec<&str> = cal.iter().map(|e| e.text.as_str()).collect();
                 let (dense, _) = encode_all(encoders, &texts)?;
-                let f = fit(
-                    &all_texts,
-                    &dense_refs,
-                    &all_labels,
-                    labels.len(),
-                    oos,
-                    config,
-                );
+                let f = fit_all();
                 for ((e, t), d) in cal.iter().zip(&texts).zip(&dense) {
                     let Some(&l) = label_id.get(e.intent.as_str()) else {
                         return Err(NluError::BadTrainingFile(format!(
@@ -461,14 +465,7 @@ impl IntentModel {
             exemplars,
         } = match final_fit {
             Some(f) => f,
-            None => fit(
-                &all_texts,
-                &dense_refs,
-                &all_labels,
-                labels.len(),
-                oos,
-                config,
-            ),
+            None => fit_all(),
         };
         Ok(IntentModel {
             info: ModelInfo {
