@@ -408,6 +408,36 @@ pub fn assert_error(body: &Value, code: &str) {
     );
 }
 
+/// Greetings (simple, for the cheap tier), complaints and order questions: enough for routing tests.
+pub const ROUTING_INTENTS: [(&str, [&str; 6]); 3] = [
+    (
+        "greeting",
+        ["你好", "您好", "在吗", "hello", "hi there", "good morning"],
+    ),
+    (
+        "complaint",
+        [
+            "我要投诉",
+            "太差了我要投诉你们",
+            "服务太烂了",
+            "I want to complain",
+            "this is terrible service",
+            "worst shop ever",
+        ],
+    ),
+    (
+        "track_order",
+        [
+            "我的快递到哪了",
+            "订单什么时候到",
+            "物流怎么不动了",
+            "where is my order",
+            "track my parcel",
+            "my package is late",
+        ],
+    ),
+];
+
 /// Labelled examples as intent training data (CSV `text,intent`).
 pub fn intent_csv<const N: usize>(rows: &[(&str, [&str; N])]) -> String {
     let mut csv = String::from("text,intent\n");

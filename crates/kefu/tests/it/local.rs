@@ -108,27 +108,7 @@ async fn a_cheap_local_model_answers_simple_turns() {
     );
     let app = spawn_app_with(Backend::Sqlite, &extra).await;
     let admin = app.admin_token().await;
-    app.train_intents(
-        &admin,
-        &[
-            (
-                "greeting",
-                ["你好", "您好", "在吗", "hello", "hi there", "good morning"],
-            ),
-            (
-                "complaint",
-                [
-                    "我要投诉",
-                    "服务太烂了",
-                    "太差了",
-                    "I want to complain",
-                    "terrible service",
-                    "worst shop ever",
-                ],
-            ),
-        ],
-    )
-    .await;
+    app.train_intents(&admin, &ROUTING_INTENTS).await;
     let id = app.new_conversation(&app.api_key, Some("two-models")).await;
     for text in ["你好", "我要投诉，服务太烂了！"] {
         let r = app.send(&app.api_key, &id, text, None, true).await;

@@ -257,38 +257,7 @@ async fn confident_simple_turns_take_the_cheap_chain_and_every_turn_records_its_
     let app = spawn_app().await;
     let admin = app.admin_token().await;
     // A small intent model for the tenant, so greetings are recognised with confidence.
-    app.train_intents(
-        &admin,
-        &[
-            (
-                "greeting",
-                ["你好", "您好", "在吗", "hello", "hi there", "good morning"],
-            ),
-            (
-                "complaint",
-                [
-                    "我要投诉",
-                    "太差了我要投诉你们",
-                    "服务太烂了",
-                    "I want to complain",
-                    "this is terrible service",
-                    "worst shop ever",
-                ],
-            ),
-            (
-                "track_order",
-                [
-                    "我的快递到哪了",
-                    "订单什么时候到",
-                    "物流怎么不动了",
-                    "where is my order",
-                    "track my parcel",
-                    "my package is late",
-                ],
-            ),
-        ],
-    )
-    .await;
+    app.train_intents(&admin, &ROUTING_INTENTS).await;
 
     let base = app.fake.base_url();
     let cfg = json!({
