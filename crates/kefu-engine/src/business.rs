@@ -166,13 +166,12 @@ impl Engine {
             "Customer profile (from the shop's systems): {}",
             clip(&profile.to_string())
         );
-        if let Some(s) = profile["tier"]
+        if let Some(line) = profile["tier"]
             .as_str()
-            .and_then(|t| set.business.tier_strategies.get(t))
+            .and_then(|t| set.business.strategy_line(t, zh))
         {
             text.push('\n');
-            text.push_str(crate::prompt::STRATEGY_LEAD);
-            text.push_str(s.get(zh));
+            text.push_str(&line);
         }
         Some(text)
     }

@@ -140,6 +140,14 @@ pub struct Business {
     pub tier_strategies: BTreeMap<String, Text>,
 }
 
+impl Business {
+    /// The prompt line with a tier's service strategy, introduced as guidance the model keeps to itself.
+    pub fn strategy_line(&self, tier: &str, zh: bool) -> Option<String> {
+        let s = self.tier_strategies.get(tier)?;
+        Some(format!("{}{}", crate::prompt::STRATEGY_LEAD, s.get(zh)))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BusinessError {
     #[error("{0}")]

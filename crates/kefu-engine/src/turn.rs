@@ -633,11 +633,7 @@ impl Engine {
                 // Without the profile, the segment's service strategy alone: it says nothing about the person, so
                 // the answer stays reusable within the segment.
                 let strategy = match (&profile, self.parts.business.as_deref(), &extras.segment) {
-                    (None, Some(set), Some(tier)) => set
-                        .business
-                        .tier_strategies
-                        .get(tier)
-                        .map(|s| format!("{}{}", prompt::STRATEGY_LEAD, s.get(zh))),
+                    (None, Some(set), Some(tier)) => set.business.strategy_line(tier, zh),
                     _ => None,
                 };
                 trace.stages.tools_ms += ms(t);

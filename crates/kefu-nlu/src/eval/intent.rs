@@ -18,7 +18,9 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::intent::{Example, IntentClassifier, IntentModel, SentenceEncoder, TrainConfig};
+use crate::intent::{
+    Example, IntentClassifier, IntentModel, IntentPrediction, SentenceEncoder, TrainConfig,
+};
 use crate::NluError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,10 +254,7 @@ pub fn run(
         (0usize, 0usize, 0usize, 0usize, 0usize);
     let mut calib: Vec<(f32, bool)> = Vec::new();
     let texts: Vec<&str> = splits.test.iter().map(|e| e.text.as_str()).collect();
-    let mut predictions = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(64) {
-        predictions.extend(clf.predict_batch(chunk)?);
-    }
+    let predictions = predict_all(&clf, &texts)?;
     for (e, p) in splits.test.iter().zip(predictions) {
         if is_oos(&e.intent) {
             n_oos += 1;
@@ -299,38 +298,28 @@ pub fn cross_validate(
     encoders: &[Arc<dyn SentenceEncoder>],
     config: &TrainConfig,
 ) -> Result<Vec<f64>, NluError> {
-    let folds = folds.max(2);
-    let mut fold_of = vec![0usize; train.len()];
-    let mut by_intent: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
-    for (i, e) in train.iter().enumerate() {
-        by_intent.entry(e.intent.as_str()).or_default().push(i);
-    }
-    for rows in by_intent.values_mut() {
-        rows.sort_by_key(|&i| crate::intent::text_hash(&train[i].text));
-        for (j, &i) in rows.iter().enumerate() {
-            fold_of[i] = j % folds;
-        }
-    }
-    let mut out = Vec::with_capacity(folds);
-    for k in 0..folds {
-        let fit: Vec<Example> = (0..train.len())
-            .filter(|&i| fold_of[i] != k)
-            .map(|i| train[i].clone())
-            .collect();
-        let held: Vec<&Example> = (0..train.len())
-            .filter(|&i| fold_of[i] == k)
-            .map(|i| &train[i])
-            .collect();
-        let model = IntentModel::train(&fit, None, encoders, config)?;
-        let clf = IntentClassifier::new(model, encoders.to_vec())?;
-        let texts: Vec<&str> = held.iter().map(|e| e.text.as_str()).collect();
-        let mut right = 0usize;
-        for (chunk, examples) in texts.chunks(64).zip(held.chunks(64)) {
-            for (p, e) in clf.predict_batch(chunk)?.iter().zip(examples) {
-                right += usize::from(p.top[0].0 == e.intent);
-            }
-        }
-        out.push(100.0 * right as f64 / held.len().max(1) as f64);
+    crate::intent::stratified_folds(train, folds.max(2), 0)
+        .into_iter()
+        .map(|(fit, held)| {
+            let fit: Vec<Example> = fit.into_iter().map(|i| train[i].clone()).collect();
+            let model = IntentModel::train(&fit, None, encoders, config)?;
+            let clf = IntentClassifier::new(model, encoders.to_vec())?;
+            let texts: Vec<&str> = held.iter().map(|&i| train[i].text.as_str()).collect();
+            let right = predict_all(&clf, &texts)?
+                .iter()
+                .zip(&held)
+                .filter(|(p, &i)| p.top[0].0 == train[i].intent)
+                .count();
+            Ok(100.0 * right as f64 / held.len() as f64)
+        })
+        .collect()
+}
+
+/// Predictions for `texts`, in batches.
+fn predict_all(clf: &IntentClassifier, texts: &[&str]) -> Result<Vec<IntentPrediction>, NluError> {
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(64) {
+        out.extend(clf.predict_batch(chunk)?);
     }
     Ok(out)
 }

@@ -277,7 +277,7 @@ fn normalised(mut v: Vec<f32>) -> Vec<f32> {
 }
 
 /// A fixed pseudo-random key for an example's text (orders the stratified splits).
-pub fn text_hash(text: &str) -> u64 {
+fn text_hash(text: &str) -> u64 {
     let d = Sha256::digest(text.as_bytes());
     u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
 }
@@ -669,15 +669,25 @@ fn held_out_splits(examples: &[Example], share: f32) -> Vec<(Vec<usize>, Vec<usi
     if examples.len() >= SMALL_SET {
         return vec![calibration_split(examples, share)];
     }
+    stratified_folds(examples, FOLDS, 5)
+}
+
+/// `folds` (fit, held-out) index pairs: each intent's examples, in a fixed pseudo-random order, dealt round the folds.
+/// Intents with fewer than `min_examples` are never held out; folds left with nothing to hold out are dropped.
+pub fn stratified_folds(
+    examples: &[Example],
+    folds: usize,
+    min_examples: usize,
+) -> Vec<(Vec<usize>, Vec<usize>)> {
     let mut fold_of = vec![None; examples.len()];
     for rows in by_intent_in_hash_order(examples).into_values() {
-        if rows.len() >= 5 {
+        if rows.len() >= min_examples {
             for (j, i) in rows.into_iter().enumerate() {
-                fold_of[i] = Some(j % FOLDS);
+                fold_of[i] = Some(j % folds);
             }
         }
     }
-    (0..FOLDS)
+    (0..folds)
         .map(|k| {
             let (held, fit): (Vec<usize>, Vec<usize>) =
                 (0..examples.len()).partition(|&i| fold_of[i] == Some(k));
