@@ -186,11 +186,29 @@ impl Exemplars {
         (from..to)
             .map(|r| {
                 let row = &self.values[r * self.dim..(r + 1) * self.dim];
-                let dot: f32 = row.iter().zip(dense).map(|(&q, x)| f32::from(q) * x).sum();
-                dot * self.scales[r] / norm
+                dot_i8_f32(row, dense) * self.scales[r] / norm
             })
             .reduce(f32::max)
     }
+}
+
+/// The dot product of an int8 row and an f32 vector, summed in eight lanes so the compiler can keep it in SIMD
+/// registers (a single running f32 sum must add in order, one element at a time).
+fn dot_i8_f32(row: &[i8], x: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (row_chunks, x_chunks) = (row.chunks_exact(8), x.chunks_exact(8));
+    let tail: f32 = row_chunks
+        .remainder()
+        .iter()
+        .zip(x_chunks.remainder())
+        .map(|(&q, v)| f32::from(q) * v)
+        .sum();
+    for (r, v) in row_chunks.zip(x_chunks) {
+        for i in 0..8 {
+            lanes[i] += f32::from(r[i]) * v[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// The score the out-of-scope threshold applies to: the probability, times the cosine to the intent's nearest

@@ -245,3 +245,21 @@ fn cross_validation_scores_each_fold_on_unseen_examples() {
         "{accuracies:?}"
     );
 }
+
+#[test]
+fn the_lane_dot_product_matches_the_plain_one() {
+    for len in [0usize, 1, 7, 8, 9, 384, 771] {
+        let row: Vec<i8> = (0..len)
+            .map(|i| ((i * 37 % 255) as i32 - 127) as i8)
+            .collect();
+        let x: Vec<f32> = (0..len)
+            .map(|i| ((i * 13 % 17) as f32 - 8.0) / 7.0)
+            .collect();
+        let plain: f32 = row.iter().zip(&x).map(|(&q, v)| f32::from(q) * v).sum();
+        let lanes = dot_i8_f32(&row, &x);
+        assert!(
+            (plain - lanes).abs() <= 1e-3 * plain.abs().max(1.0),
+            "{len}: {plain} vs {lanes}"
+        );
+    }
+}
