@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # The intent-classifier rows of bench/RESULTS.md: test accuracy on BANKING77, CLINC150 and SMP2017 with the settings
 # chosen on each dataset's development data. Sentence vectors are cached under DATA_DIR/cache after the first run.
-# SMP2017 is read from ../shared/data (research use only).
+# SMP2017 is read from ../shared/data (research use only). Latency is per query on one core: the encoder's matrix
+# products run on one thread (RAYON_NUM_THREADS=1) unless the caller says otherwise. `bench/intent.sh banking77` runs
+# one dataset's rows only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kefu=${KEFU:-target/release/kefu}
 data=${DATA_DIR:-/tmp/kefu-intent-eval}
-run() { echo "== $*"; "$kefu" eval intent --data-dir "$data" "$@" | tail -1; }
+export RAYON_NUM_THREADS=${RAYON_NUM_THREADS:-1}
+only=${1:-}
+run() {
+  case " $* " in *" --dataset ${only:-}"*) ;; *) return 0 ;; esac
+  echo "== $*"
+  "$kefu" eval intent --data-dir "$data" "$@" | tail -1
+}
 for enc in none minilm e5-small e5-small,minilm; do run --dataset banking77 --encoders "$enc"; done
 for enc in none e5-small e5-small,minilm; do run --dataset clinc150 --encoders "$enc"; done
 run --dataset smp2017 --encoders none

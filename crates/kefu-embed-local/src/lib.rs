@@ -76,6 +76,12 @@ pub struct LocalEmbedder {
     queue: usize,
 }
 
+/// Threads one encoder pass uses for its matrix products: candle's pool, sized by `RAYON_NUM_THREADS` (default: every
+/// core). Latency figures say which.
+pub fn threads() -> usize {
+    candle_core::utils::get_num_threads()
+}
+
 impl LocalEmbedder {
     /// Loads a model file or directory (see [`Format::detect`]). `id` names the model in stored vectors.
     pub fn load(path: impl Into<PathBuf>, id: &str) -> Result<Self, EmbedError> {

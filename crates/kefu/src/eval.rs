@@ -430,10 +430,10 @@ pub async fn intent(settings: Settings, args: IntentArgs) -> anyhow::Result<()> 
         report.classes,
         report.encoders
     );
-    println!("| accuracy | in-scope accuracy | out-of-scope recall | ECE | threshold | train s | p50 ms | p99 ms | model MB |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| accuracy | in-scope accuracy | out-of-scope recall | ECE | threshold | train s | p50 ms | p99 ms | encoder threads | model MB |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| {:.2} | {:.2} | {} | {:.3} | {:.3} | {:.1} | {:.2} | {:.2} | {:.1} |",
+        "| {:.2} | {:.2} | {} | {:.3} | {:.3} | {:.1} | {:.2} | {:.2} | {} | {:.1} |",
         report.accuracy,
         report.in_scope_accuracy,
         report
@@ -444,6 +444,11 @@ pub async fn intent(settings: Settings, args: IntentArgs) -> anyhow::Result<()> 
         report.train_seconds,
         report.latency_p50_ms,
         report.latency_p99_ms,
+        if report.encoders.is_empty() {
+            "–".to_owned()
+        } else {
+            kefu_embed_local::threads().to_string()
+        },
         report.model_bytes as f64 / 1e6
     );
     Ok(())

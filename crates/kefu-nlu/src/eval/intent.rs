@@ -213,7 +213,8 @@ pub struct IntentReport {
     /// Expected calibration error of the top in-scope confidence (15 bins).
     pub ece: f64,
     pub train_seconds: f64,
-    /// Per-query latency, one query at a time on this thread, embedding included (first 300 test queries).
+    /// Per-query latency, one query at a time, embedding included (first 300 test queries); the encoder's matrix
+    /// products use its own thread count (`kefu eval intent` prints it; `RAYON_NUM_THREADS=1` for one core).
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub model_bytes: usize,
