@@ -430,10 +430,10 @@ pub async fn intent(settings: Settings, args: IntentArgs) -> anyhow::Result<()> 
         report.classes,
         report.encoders
     );
-    println!("| accuracy | in-scope accuracy | out-of-scope recall | ECE | threshold | train s | p50 ms | p99 ms | encoder threads | model MB |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| accuracy | in-scope accuracy | out-of-scope recall | ECE | threshold | vote | train s | p50 ms | p99 ms | encoder threads | model MB |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| {:.2} | {:.2} | {} | {:.3} | {:.3} | {:.1} | {:.2} | {:.2} | {} | {:.1} |",
+        "| {:.2} | {:.2} | {} | {:.3} | {:.3} | {} | {:.1} | {:.2} | {:.2} | {} | {:.1} |",
         report.accuracy,
         report.in_scope_accuracy,
         report
@@ -441,6 +441,7 @@ pub async fn intent(settings: Settings, args: IntentArgs) -> anyhow::Result<()> 
             .map_or("–".to_owned(), |r| format!("{r:.2}")),
         report.ece,
         report.threshold,
+        report.neighbour_weight,
         report.train_seconds,
         report.latency_p50_ms,
         report.latency_p99_ms,

@@ -209,6 +209,8 @@ pub struct IntentReport {
     /// Share of out-of-scope test rows rejected (None without such rows).
     pub oos_recall: Option<f64>,
     pub temperature: f32,
+    /// The nearest-neighbour vote weight calibration chose.
+    pub neighbour_weight: f32,
     pub threshold: f32,
     /// Expected calibration error of the top in-scope confidence (15 bins).
     pub ece: f64,
@@ -282,6 +284,7 @@ pub fn run(
         in_scope_accuracy: 100.0 * in_ok as f64 / n_in.max(1) as f64,
         oos_recall: (n_oos > 0).then(|| 100.0 * oos_ok as f64 / n_oos as f64),
         temperature: info.temperature,
+        neighbour_weight: info.neighbour_weight,
         threshold: info.threshold,
         ece: expected_calibration_error(&calib, 15),
         train_seconds,

@@ -7,6 +7,9 @@
 //! model is sure. Chosen on CLINC150's validation split over the probability alone, the energy and the maximum
 //! logit (bench/RESULTS.md). Without encoders, the probability alone.
 //!
+//! An optional nearest-neighbour vote (`neighbour_weights`, off by default) adds each intent's nearest-example cosine
+//! to its logit, with the weight chosen on the held-out rows.
+//!
 //! Training is reproducible (sorted vocabulary, seeded shuffles). With no separate calibration set, a stratified
 //! tenth of the data (chosen by a hash of the text) fits the temperature and the out-of-scope threshold, and the
 //! final model is then refitted on everything with those two values.
@@ -55,6 +58,11 @@ pub struct TrainConfig {
     /// The out-of-scope score is the probability times the cosine to the intent's nearest example to this power
     /// (0: the probability alone). 2 was chosen on CLINC150's validation split (bench/RESULTS.md).
     pub support_power: f32,
+    /// Candidate weights for the nearest-neighbour vote: each intent's logit gains the weight times the cosine to
+    /// its nearest training example. Calibration keeps the candidate that scores best on the held-out rows (ties:
+    /// the earlier one; 0 is the linear model alone). Without encoders there is no vote. Off by default (`[0]`):
+    /// it helped BANKING77 and hurt CLINC150, and a held-out tenth chose its weight unreliably (bench/RESULTS.md).
+    pub neighbour_weights: Vec<f32>,
 }
 
 impl Default for TrainConfig {
@@ -65,6 +73,7 @@ impl Default for TrainConfig {
             calibration_share: 0.1,
             reject_share: 0.03,
             support_power: 2.0,
+            neighbour_weights: vec![0.0],
         }
     }
 }
@@ -101,6 +110,10 @@ pub struct ModelInfo {
     pub temperature: f32,
     /// Calibrated confidence below which the answer is "out of scope".
     pub threshold: f32,
+    /// The nearest-neighbour vote's weight calibration chose from `config.neighbour_weights` (models saved before
+    /// the vote read 0).
+    #[serde(default)]
+    pub neighbour_weight: f32,
     pub examples: usize,
     /// SHA-256 of the training examples in order: the same data and config give the same model.
     pub data_sha256: String,
@@ -139,16 +152,14 @@ struct Exemplars {
 }
 
 impl Exemplars {
-    /// From each example's dense features (the normalised encoder blocks, concatenated); out-of-scope examples are
-    /// left out. Empty when there are no dense features.
-    fn new(dense: &[&[f32]], labels: &[usize], classes: usize, oos: Option<usize>) -> Exemplars {
+    /// From each example's dense features (the normalised encoder blocks, concatenated). Empty when there are no
+    /// dense features.
+    fn new(dense: &[&[f32]], labels: &[usize], classes: usize) -> Exemplars {
         let dim = dense.first().map_or(0, |d| d.len());
         if dim == 0 {
             return Exemplars::default();
         }
-        let mut order: Vec<usize> = (0..labels.len())
-            .filter(|&i| Some(labels[i]) != oos)
-            .collect();
+        let mut order: Vec<usize> = (0..labels.len()).collect();
         order.sort_by_key(|&i| (labels[i], i));
         let mut e = Exemplars {
             dim,
@@ -190,6 +201,11 @@ impl Exemplars {
             })
             .reduce(f32::max)
     }
+
+    /// The cosine to each intent's nearest example (`None` for intents without examples, or without vectors).
+    fn nearest_each(&self, classes: usize, dense: &[f32]) -> Vec<Option<f32>> {
+        (0..classes).map(|c| self.nearest(c, dense)).collect()
+    }
 }
 
 /// The dot product of an int8 row and an f32 vector, summed in eight lanes so the compiler can keep it in SIMD
@@ -209,6 +225,18 @@ fn dot_i8_f32(row: &[i8], x: &[f32]) -> f32 {
         }
     }
     lanes.iter().sum::<f32>() + tail
+}
+
+/// Adds `weight` × each intent's nearest-example cosine (from [`Exemplars::nearest_each`]) to its logit.
+fn add_neighbour_votes(logits: &mut [f32], nearest: &[Option<f32>], weight: f32) {
+    if weight == 0.0 {
+        return;
+    }
+    for (logit, cos) in logits.iter_mut().zip(nearest) {
+        if let Some(cos) = cos {
+            *logit += weight * cos;
+        }
+    }
 }
 
 /// The score the out-of-scope threshold applies to: the probability, times the cosine to the intent's nearest
@@ -341,6 +369,16 @@ pub fn calibration_split(examples: &[Example], share: f32) -> (Vec<usize>, Vec<u
     (fit, held)
 }
 
+/// What calibration settles: the vote weight, the temperature and the out-of-scope threshold, with the held-out
+/// scores they reached.
+struct Calibrated {
+    neighbour_weight: f32,
+    temperature: f32,
+    threshold: f32,
+    accuracy: Option<f32>,
+    oos_recall: Option<f32>,
+}
+
 struct Fitted {
     vectorizer: Vectorizer,
     linear: Linear,
@@ -352,7 +390,6 @@ fn fit(
     dense: &[&[f32]],
     labels: &[usize],
     classes: usize,
-    oos: Option<usize>,
     config: &TrainConfig,
 ) -> Fitted {
     let vectorizer = Vectorizer::fit(texts, &config.features);
@@ -378,7 +415,7 @@ fn fit(
     Fitted {
         vectorizer,
         linear,
-        exemplars: Exemplars::new(dense, labels, classes, oos),
+        exemplars: Exemplars::new(dense, labels, classes),
     }
 }
 
@@ -415,24 +452,25 @@ impl IntentModel {
         // or held-out rows of the training data (a stratified share, or for small sets every row in 5 folds).
         let w = config.features.dense_weight;
         let dense_refs: Vec<&[f32]> = all_dense.iter().map(Vec::as_slice).collect();
-        let score = |f: &Fitted, text: &str, d: &[f32]| -> (Vec<f32>, Option<f32>) {
+        // A held-out row: the linear model's logits and each intent's nearest-example cosine (without a vote to
+        // weigh, only the best in-scope intent's, which the out-of-scope score needs).
+        let voting = config.neighbour_weights.iter().any(|&v| v != 0.0);
+        let score = |f: &Fitted, text: &str, d: &[f32]| -> (Vec<f32>, Vec<Option<f32>>) {
             let scaled: Vec<f32> = d.iter().map(|x| x * w).collect();
             let logits = f.linear.logits(&f.vectorizer.transform(text), &scaled);
-            let best = best_class(&logits, oos);
-            (logits, f.exemplars.nearest(best, d))
+            let nearest = if voting {
+                f.exemplars.nearest_each(labels.len(), d)
+            } else {
+                let best = best_class(&logits, oos);
+                let mut only = vec![None; labels.len()];
+                only[best] = f.exemplars.nearest(best, d);
+                only
+            };
+            (logits, nearest)
         };
         // The final model: fitted on every training row.
-        let fit_all = || {
-            fit(
-                &all_texts,
-                &dense_refs,
-                &all_labels,
-                labels.len(),
-                oos,
-                config,
-            )
-        };
-        let mut held: Vec<(Vec<f32>, Option<f32>, usize)> = Vec::new();
+        let fit_all = || fit(&all_texts, &dense_refs, &all_labels, labels.len(), config);
+        let mut held: Vec<(Vec<f32>, Vec<Option<f32>>, usize)> = Vec::new();
         let final_fit = match calibration {
             Some(cal) => {
                 let texts: Vec<&str> = cal.iter().map(|e| e.text.as_str()).collect();
@@ -445,8 +483,8 @@ impl IntentModel {
                             e.intent
                         )));
                     };
-                    let (logits, support) = score(&f, t, d);
-                    held.push((logits, support, l));
+                    let (logits, nearest) = score(&f, t, d);
+                    held.push((logits, nearest, l));
                 }
                 Some(f)
             }
@@ -455,27 +493,69 @@ impl IntentModel {
                     let texts: Vec<&str> = fit_idx.iter().map(|&i| all_texts[i]).collect();
                     let dense: Vec<&[f32]> = fit_idx.iter().map(|&i| dense_refs[i]).collect();
                     let ls: Vec<usize> = fit_idx.iter().map(|&i| all_labels[i]).collect();
-                    let f = fit(&texts, &dense, &ls, labels.len(), oos, config);
+                    let f = fit(&texts, &dense, &ls, labels.len(), config);
                     for &i in &held_idx {
-                        let (logits, support) = score(&f, all_texts[i], dense_refs[i]);
-                        held.push((logits, support, all_labels[i]));
+                        let (logits, nearest) = score(&f, all_texts[i], dense_refs[i]);
+                        held.push((logits, nearest, all_labels[i]));
                     }
                 }
                 None
             }
         };
-        let cal_logits: Vec<Vec<f32>> = held.iter().map(|h| h.0.clone()).collect();
         let cal_labels: Vec<usize> = held.iter().map(|h| h.2).collect();
-        let temperature = fit_temperature(&cal_logits, &cal_labels);
-        let decisions: Vec<(usize, f32)> = held
+        // Each candidate vote weight gets its own temperature and threshold; the best held-out score wins.
+        let has_vectors = held.iter().any(|h| h.1.iter().any(Option::is_some));
+        let mut candidates: Vec<f32> = config
+            .neighbour_weights
             .iter()
-            .map(|(l, support, _)| {
-                let (c, p) = best_in_scope(l, temperature, oos);
-                (c, in_scope_score(p, *support, config.support_power))
-            })
+            .copied()
+            .filter(|w| w.is_finite() && has_vectors)
             .collect();
-        let (threshold, cal_acc, cal_oos) =
-            choose_threshold(&decisions, &cal_labels, oos, config.reject_share);
+        if candidates.is_empty() {
+            candidates.push(0.0);
+        }
+        let mut best: Option<(f32, Calibrated)> = None;
+        for &weight in &candidates {
+            let cal_logits: Vec<Vec<f32>> = held
+                .iter()
+                .map(|(l, nearest, _)| {
+                    let mut l = l.clone();
+                    add_neighbour_votes(&mut l, nearest, weight);
+                    l
+                })
+                .collect();
+            let temperature = fit_temperature(&cal_logits, &cal_labels);
+            let decisions: Vec<(usize, f32)> = cal_logits
+                .iter()
+                .zip(&held)
+                .map(|(l, (_, nearest, _))| {
+                    let (c, p) = best_in_scope(l, temperature, oos);
+                    (c, in_scope_score(p, nearest[c], config.support_power))
+                })
+                .collect();
+            let (threshold, acc, oos_recall) =
+                choose_threshold(&decisions, &cal_labels, oos, config.reject_share);
+            let objective = acc.unwrap_or(0.0) + oos_recall.unwrap_or(0.0);
+            if best.as_ref().is_none_or(|(o, _)| objective > *o + 1e-6) {
+                best = Some((
+                    objective,
+                    Calibrated {
+                        neighbour_weight: weight,
+                        temperature,
+                        threshold,
+                        accuracy: acc,
+                        oos_recall,
+                    },
+                ));
+            }
+        }
+        let Calibrated {
+            neighbour_weight,
+            temperature,
+            threshold,
+            accuracy: cal_acc,
+            oos_recall: cal_oos,
+        } = best.expect("at least one candidate").1;
 
         let Fitted {
             vectorizer,
@@ -494,6 +574,7 @@ impl IntentModel {
                 config: config.clone(),
                 temperature,
                 threshold,
+                neighbour_weight,
                 examples: examples.len(),
                 data_sha256: sha256_examples(examples),
                 calibration_accuracy: cal_acc,
@@ -510,7 +591,11 @@ impl IntentModel {
     fn probabilities(&self, text: &str, dense: &[f32]) -> Vec<f32> {
         let w = self.info.config.features.dense_weight;
         let d: Vec<f32> = dense.iter().map(|x| x * w).collect();
-        let logits = self.linear.logits(&self.vectorizer.transform(text), &d);
+        let mut logits = self.linear.logits(&self.vectorizer.transform(text), &d);
+        if self.info.neighbour_weight != 0.0 {
+            let nearest = self.exemplars.nearest_each(logits.len(), dense);
+            add_neighbour_votes(&mut logits, &nearest, self.info.neighbour_weight);
+        }
         let scaled: Vec<f32> = logits.iter().map(|x| x / self.info.temperature).collect();
         let mut p = vec![0.0; scaled.len()];
         softmax_into(&scaled, &mut p);

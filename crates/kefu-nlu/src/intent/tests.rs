@@ -247,6 +247,99 @@ fn cross_validation_scores_each_fold_on_unseen_examples() {
 }
 
 #[test]
+fn neighbour_votes_raise_the_intent_whose_example_is_nearest() {
+    // Two intents, two unit vectors each; the query sits nearest intent 1's second example.
+    let dense: Vec<Vec<f32>> = vec![
+        vec![1.0, 0.0, 0.0],
+        vec![0.8, 0.6, 0.0],
+        vec![0.0, 0.0, 1.0],
+        vec![0.0, 0.6, 0.8],
+    ];
+    let refs: Vec<&[f32]> = dense.iter().map(Vec::as_slice).collect();
+    let ex = Exemplars::new(&refs, &[0, 0, 1, 1], 3);
+    let nearest = ex.nearest_each(3, &[0.0, 0.8, 0.6]);
+    // Nearest cosines: intent 0 → 0.48, intent 1 → 0.96 (8-bit storage: within 1e-2); intent 2 has no examples.
+    assert!((nearest[0].unwrap() - 0.48).abs() < 0.01, "{nearest:?}");
+    assert!((nearest[1].unwrap() - 0.96).abs() < 0.01, "{nearest:?}");
+    assert_eq!(nearest[2], None);
+    let mut logits = vec![1.0, 1.0, 1.0];
+    add_neighbour_votes(&mut logits, &nearest, 10.0);
+    assert!((logits[0] - 5.8).abs() < 0.1, "{logits:?}");
+    assert!((logits[1] - 10.6).abs() < 0.1, "{logits:?}");
+    assert_eq!(logits[2], 1.0);
+    let mut unchanged = vec![1.0, 1.0, 1.0];
+    add_neighbour_votes(&mut unchanged, &nearest, 0.0);
+    assert_eq!(unchanged, vec![1.0, 1.0, 1.0]);
+}
+
+/// Calibration picks the vote weight from the candidates: the vote where nearest examples tell intents apart and a
+/// linear model cannot, none where the vectors are noise beside good n-grams; without encoders there is nothing to vote with.
+#[test]
+fn the_vote_weight_is_chosen_on_held_out_rows() {
+    let examples = shop_examples();
+    let config = TrainConfig {
+        neighbour_weights: vec![0.0, 30.0],
+        features: FeatureConfig {
+            min_df: 1,
+            word_weight: 0.0,
+            char_weight: 0.0,
+            ..FeatureConfig::default()
+        },
+        ..TrainConfig::default()
+    };
+    let sparse = IntentModel::train(&examples, None, &[], &config).unwrap();
+    assert_eq!(sparse.info.neighbour_weight, 0.0);
+
+    /// Intent k's examples lie at +e_k or -e_k by turns (`signal`), or at hash-chosen axes (noise). No linear
+    /// model scores intent k highest at both +e_k and -e_k; the nearest example does.
+    struct Xor {
+        signal: bool,
+    }
+    impl SentenceEncoder for Xor {
+        fn id(&self) -> &str {
+            "xor"
+        }
+        fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+            let examples = shop_examples();
+            Ok(texts
+                .iter()
+                .map(|t| {
+                    let i = examples.iter().position(|e| e.text == *t).unwrap_or(0);
+                    let h = text_hash(t);
+                    let mut v = vec![0.0; 8];
+                    if self.signal {
+                        v[i / 12] = if i % 2 == 0 { 1.0 } else { -1.0 };
+                    } else {
+                        v[(h % 8) as usize] = 1.0;
+                    }
+                    v[4 + (h >> 8) as usize % 4] += 0.2;
+                    v
+                })
+                .collect())
+        }
+    }
+    let train = |signal: bool, config: &TrainConfig| {
+        let enc: Vec<Arc<dyn SentenceEncoder>> = vec![Arc::new(Xor { signal })];
+        IntentModel::train(&examples, None, &enc, config).unwrap()
+    };
+    let voted = train(true, &config);
+    assert_eq!(voted.info.neighbour_weight, 30.0);
+    // With the n-grams on (they separate these intents well), a vote among noise vectors only gets in the way.
+    let with_ngrams = TrainConfig {
+        features: sparse_only().features,
+        ..config.clone()
+    };
+    assert_eq!(train(false, &with_ngrams).info.neighbour_weight, 0.0);
+    // A saved model keeps the chosen weight; a header without one reads 0.
+    let back = IntentModel::from_bytes(&voted.to_bytes()).unwrap();
+    assert_eq!(back.info.neighbour_weight, 30.0);
+    let mut info = serde_json::to_value(&voted.info).unwrap();
+    info.as_object_mut().unwrap().remove("neighbour_weight");
+    let old: ModelInfo = serde_json::from_value(info).unwrap();
+    assert_eq!(old.neighbour_weight, 0.0);
+}
+
+#[test]
 fn the_lane_dot_product_matches_the_plain_one() {
     for len in [0usize, 1, 7, 8, 9, 384, 771] {
         let row: Vec<i8> = (0..len)
