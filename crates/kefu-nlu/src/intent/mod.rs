@@ -94,8 +94,69 @@ impl TrainConfig {
         }
         let mut v = serde_json::to_value(TrainConfig::default()).expect("config serialises");
         merge(&mut v, overrides);
-        serde_json::from_value(v)
-            .map_err(|e| NluError::BadTrainingFile(format!("training settings: {e}")))
+        let config: TrainConfig = serde_json::from_value(v)
+            .map_err(|e| NluError::BadTrainingFile(format!("training settings: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Settings out of their sensible ranges are refused before any work: a negative share, a regularisation
+    /// strength of 0, thousands of vote candidates (each costs a calibration pass).
+    pub fn validate(&self) -> Result<(), NluError> {
+        let f = &self.features;
+        let l = &self.linear;
+        let weight_ok = |w: f32| w.is_finite() && (0.0..=100.0).contains(&w);
+        let checks: [(bool, &str); 12] = [
+            (f.word_ngrams <= 4, "features.word_ngrams must be at most 4"),
+            (f.char_max <= 8, "features.char_max must be at most 8"),
+            (
+                f.char_max == 0 || f.char_min <= f.char_max,
+                "features.char_min must not exceed features.char_max",
+            ),
+            (
+                weight_ok(f.word_weight) && weight_ok(f.char_weight) && weight_ok(f.dense_weight),
+                "features weights must be between 0 and 100",
+            ),
+            (l.c.is_finite() && l.c > 0.0, "linear.c must be above 0"),
+            (
+                (1..=100_000).contains(&l.max_iterations),
+                "linear.max_iterations must be between 1 and 100000",
+            ),
+            (
+                l.tolerance.is_finite() && l.tolerance > 0.0,
+                "linear.tolerance must be above 0",
+            ),
+            (
+                (1..=64).contains(&l.memory),
+                "linear.memory must be between 1 and 64",
+            ),
+            (
+                self.calibration_share > 0.0 && self.calibration_share <= 0.5,
+                "calibration_share must be above 0 and at most 0.5",
+            ),
+            (
+                (0.0..=0.5).contains(&self.reject_share),
+                "reject_share must be between 0 and 0.5",
+            ),
+            (
+                self.support_power.is_finite() && (0.0..=16.0).contains(&self.support_power),
+                "support_power must be between 0 and 16",
+            ),
+            (
+                (1..=16).contains(&self.neighbour_weights.len())
+                    && self
+                        .neighbour_weights
+                        .iter()
+                        .all(|w| w.is_finite() && w.abs() <= 1000.0),
+                "neighbour_weights must hold 1 to 16 weights between -1000 and 1000",
+            ),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, message)) => Err(NluError::BadTrainingFile(format!(
+                "training settings: {message}"
+            ))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -429,6 +490,7 @@ impl IntentModel {
         config: &TrainConfig,
     ) -> Result<IntentModel, NluError> {
         data::validate(examples)?;
+        config.validate()?;
         let mut labels: Vec<String> = examples.iter().map(|e| e.intent.clone()).collect();
         labels.sort_unstable();
         labels.dedup();

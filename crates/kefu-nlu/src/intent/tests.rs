@@ -356,3 +356,46 @@ fn the_lane_dot_product_matches_the_plain_one() {
         );
     }
 }
+
+#[test]
+fn settings_out_of_range_are_refused_with_the_field_named() {
+    for (overrides, field) in [
+        (serde_json::json!({"linear": {"c": 0.0}}), "linear.c"),
+        (
+            serde_json::json!({"calibration_share": -0.1}),
+            "calibration_share",
+        ),
+        (serde_json::json!({"reject_share": 2.0}), "reject_share"),
+        (
+            serde_json::json!({"features": {"char_min": 5, "char_max": 3}}),
+            "char_min",
+        ),
+        (
+            serde_json::json!({"features": {"dense_weight": -1.0}}),
+            "weights",
+        ),
+        (
+            serde_json::json!({"neighbour_weights": []}),
+            "neighbour_weights",
+        ),
+        (
+            serde_json::json!({"neighbour_weights": vec![1.0; 17]}),
+            "neighbour_weights",
+        ),
+    ] {
+        let err = TrainConfig::with_overrides(&overrides)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(field), "{overrides}: {err}");
+    }
+    assert!(
+        TrainConfig::with_overrides(&serde_json::json!({"neighbour_weights": [0, 20]})).is_ok()
+    );
+    // Training checks them too, before any work.
+    let bad = TrainConfig {
+        support_power: f32::NAN,
+        ..TrainConfig::default()
+    };
+    let err = IntentModel::train(&shop_examples(), None, &[], &bad).unwrap_err();
+    assert!(err.to_string().contains("support_power"), "{err}");
+}

@@ -224,6 +224,11 @@ async fn bad_training_data_is_a_clear_error_and_stores_nothing() {
             "epochs",
         ),
         (
+            json!({"data": shop_csv(), "encoders": [], "config": {"linear": {"c": 0}}}),
+            "invalid_training_data",
+            "linear.c",
+        ),
+        (
             json!({"data": shop_csv(), "format": "xml"}),
             "invalid_request",
             "format",
