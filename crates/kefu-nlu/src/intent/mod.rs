@@ -247,10 +247,25 @@ impl Exemplars {
 
     /// The cosine between `dense` and the nearest example of `class` (`None` without vectors).
     fn nearest(&self, class: usize, dense: &[f32]) -> Option<f32> {
-        if self.dim == 0 || dense.len() != self.dim {
-            return None;
-        }
-        let norm = dense.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        self.query_norm(dense)
+            .and_then(|norm| self.nearest_scaled(class, dense, norm))
+    }
+
+    /// The cosine to each intent's nearest example (`None` for intents without examples, or without vectors).
+    fn nearest_each(&self, classes: usize, dense: &[f32]) -> Vec<Option<f32>> {
+        let norm = self.query_norm(dense);
+        (0..classes)
+            .map(|c| norm.and_then(|n| self.nearest_scaled(c, dense, n)))
+            .collect()
+    }
+
+    /// The query's norm, or `None` when there are no stored vectors of its length to compare with.
+    fn query_norm(&self, dense: &[f32]) -> Option<f32> {
+        (self.dim != 0 && dense.len() == self.dim)
+            .then(|| dense.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12))
+    }
+
+    fn nearest_scaled(&self, class: usize, dense: &[f32], norm: f32) -> Option<f32> {
         let (from, to) = (
             self.offsets[class] as usize,
             self.offsets[class + 1] as usize,
@@ -261,11 +276,6 @@ impl Exemplars {
                 dot_i8_f32(row, dense) * self.scales[r] / norm
             })
             .reduce(f32::max)
-    }
-
-    /// The cosine to each intent's nearest example (`None` for intents without examples, or without vectors).
-    fn nearest_each(&self, classes: usize, dense: &[f32]) -> Vec<Option<f32>> {
-        (0..classes).map(|c| self.nearest(c, dense)).collect()
     }
 }
 
@@ -440,6 +450,13 @@ struct Calibrated {
     oos_recall: Option<f32>,
 }
 
+impl Calibrated {
+    /// What the candidates are compared by: held-out accuracy plus out-of-scope recall, as the threshold is chosen.
+    fn objective(&self) -> f32 {
+        self.accuracy.unwrap_or(0.0) + self.oos_recall.unwrap_or(0.0)
+    }
+}
+
 struct Fitted {
     vectorizer: Vectorizer,
     linear: Linear,
@@ -566,18 +583,15 @@ impl IntentModel {
         };
         let cal_labels: Vec<usize> = held.iter().map(|h| h.2).collect();
         // Each candidate vote weight gets its own temperature and threshold; the best held-out score wins.
+        // (`validate` made the candidates finite and at least one.)
         let has_vectors = held.iter().any(|h| h.1.iter().any(Option::is_some));
-        let mut candidates: Vec<f32> = config
-            .neighbour_weights
-            .iter()
-            .copied()
-            .filter(|w| w.is_finite() && has_vectors)
-            .collect();
-        if candidates.is_empty() {
-            candidates.push(0.0);
-        }
-        let mut best: Option<(f32, Calibrated)> = None;
-        for &weight in &candidates {
+        let candidates: &[f32] = if has_vectors {
+            &config.neighbour_weights
+        } else {
+            &[0.0]
+        };
+        let mut best: Option<Calibrated> = None;
+        for &weight in candidates {
             let cal_logits: Vec<Vec<f32>> = held
                 .iter()
                 .map(|(l, nearest, _)| {
@@ -595,20 +609,20 @@ impl IntentModel {
                     (c, in_scope_score(p, nearest[c], config.support_power))
                 })
                 .collect();
-            let (threshold, acc, oos_recall) =
+            let (threshold, accuracy, oos_recall) =
                 choose_threshold(&decisions, &cal_labels, oos, config.reject_share);
-            let objective = acc.unwrap_or(0.0) + oos_recall.unwrap_or(0.0);
-            if best.as_ref().is_none_or(|(o, _)| objective > *o + 1e-6) {
-                best = Some((
-                    objective,
-                    Calibrated {
-                        neighbour_weight: weight,
-                        temperature,
-                        threshold,
-                        accuracy: acc,
-                        oos_recall,
-                    },
-                ));
+            let this = Calibrated {
+                neighbour_weight: weight,
+                temperature,
+                threshold,
+                accuracy,
+                oos_recall,
+            };
+            if best
+                .as_ref()
+                .is_none_or(|b| this.objective() > b.objective() + 1e-6)
+            {
+                best = Some(this);
             }
         }
         let Calibrated {
@@ -617,7 +631,7 @@ impl IntentModel {
             threshold,
             accuracy: cal_acc,
             oos_recall: cal_oos,
-        } = best.expect("at least one candidate").1;
+        } = best.expect("at least one candidate");
 
         let Fitted {
             vectorizer,
