@@ -17,16 +17,38 @@ pub(crate) enum WordTable {
     },
 }
 
+/// A projection matrix.
+pub(crate) enum Weight {
+    /// `[in, out]` f32, applied as `x · W`.
+    F32(Tensor),
+    /// `[out, in]` 4-bit values as int8 blocks, applied with int8 activations as the reference engine does
+    /// (see [`crate::q8`]).
+    Q8(crate::q8::Q8Matrix),
+}
+
+impl Weight {
+    fn apply(&self, x: &Tensor) -> Result<Tensor, EmbedError> {
+        Ok(match self {
+            Weight::F32(w) => x.matmul(w)?,
+            Weight::Q8(w) => {
+                let rows = x.dim(0)?;
+                let y = w.matmul(&x.flatten_all()?.to_vec1::<f32>()?);
+                f32_tensor(y, &[rows, w.out_dim()])?
+            }
+        })
+    }
+}
+
 pub(crate) struct Layer {
-    /// `[H, 3H]`: query, key and value projections side by side, applied as one matmul.
-    pub qkv_w: Tensor,
+    /// Query, key and value projections side by side, applied as one matmul.
+    pub qkv_w: Weight,
     pub qkv_b: Tensor,
-    pub out_w: Tensor,
+    pub out_w: Weight,
     pub out_b: Tensor,
     pub attn_ln: (Tensor, Tensor),
-    pub ff_in_w: Tensor,
+    pub ff_in_w: Weight,
     pub ff_in_b: Tensor,
-    pub ff_out_w: Tensor,
+    pub ff_out_w: Weight,
     pub ff_out_b: Tensor,
     pub out_ln: (Tensor, Tensor),
 }
@@ -44,14 +66,11 @@ pub(crate) struct Encoder {
     pub token_type: Tensor,
     pub emb_ln: (Tensor, Tensor),
     pub layers: Vec<Layer>,
-    /// Round activations to int8 per 32-value block before each projection, as the int8 × int4 kernels of the
-    /// reference engine do; only the 4-bit model sets it.
-    pub quantize_activations: bool,
 }
 
 /// A weight given as `[out, in]` (PyTorch layout), stored transposed and contiguous for `x · W`.
-pub(crate) fn linear_weight(w: Tensor) -> Result<Tensor, EmbedError> {
-    Ok(w.t()?.contiguous()?)
+pub(crate) fn linear_weight(w: Tensor) -> Result<Weight, EmbedError> {
+    Ok(Weight::F32(w.t()?.contiguous()?))
 }
 
 pub(crate) fn f32_tensor(data: Vec<f32>, shape: &[usize]) -> Result<Tensor, EmbedError> {
@@ -66,18 +85,6 @@ pub(crate) fn dequantize_q4_0(blocks: &[u8], out: &mut [f32]) {
         for (j, &byte) in block[2..].iter().enumerate() {
             values[j] = f32::from(i16::from(byte & 0x0f) - 8) * scale;
             values[j + 16] = f32::from(i16::from(byte >> 4) - 8) * scale;
-        }
-    }
-}
-
-/// Replaces every 32-value block by its int8 rounding (scale = max |x| / 127, ties to even), in place.
-fn quantize_dequantize_q8(values: &mut [f32]) {
-    for block in values.chunks_mut(32) {
-        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let scale = amax / 127.0;
-        let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-        for v in block.iter_mut() {
-            *v = (*v * inv).round_ties_even().clamp(-128.0, 127.0) * scale;
         }
     }
 }
@@ -121,16 +128,8 @@ impl Encoder {
         )?)
     }
 
-    fn project(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor, EmbedError> {
-        let x = if self.quantize_activations {
-            let dims = x.dims().to_vec();
-            let mut v = x.flatten_all()?.to_vec1::<f32>()?;
-            quantize_dequantize_q8(&mut v);
-            f32_tensor(v, &dims)?
-        } else {
-            x.clone()
-        };
-        Ok(x.matmul(w)?.broadcast_add(b)?)
+    fn project(&self, x: &Tensor, w: &Weight, b: &Tensor) -> Result<Tensor, EmbedError> {
+        Ok(w.apply(x)?.broadcast_add(b)?)
     }
 
     /// Mean-pooled hidden states (not normalised) after each of `layers` (0 = the embedding output, `i` = after
@@ -303,20 +302,5 @@ mod tests {
         assert_eq!(out[15], 3.5); // (15 - 8) * 0.5
         assert_eq!(out[16], 3.5); // high nibble of byte 0 = 15
         assert_eq!(out[31], -4.0);
-    }
-
-    #[test]
-    fn int8_rounding_keeps_the_block_maximum_and_rounds_ties_to_even() {
-        let mut v = vec![0f32; 32];
-        v[0] = 127.0;
-        v[1] = 2.5;
-        v[2] = -3.5;
-        quantize_dequantize_q8(&mut v);
-        assert_eq!(v[0], 127.0);
-        assert_eq!(v[1], 2.0);
-        assert_eq!(v[2], -4.0);
-        let mut zeros = vec![0f32; 32];
-        quantize_dequantize_q8(&mut zeros);
-        assert!(zeros.iter().all(|v| *v == 0.0));
     }
 }

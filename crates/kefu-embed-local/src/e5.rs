@@ -16,7 +16,7 @@ use std::collections::HashMap;
 
 use candle_core::Tensor;
 
-use crate::bert::{dequantize_q4_0, f32_tensor, linear_weight, Encoder, Layer, WordTable};
+use crate::bert::{f32_tensor, Encoder, Layer, Weight, WordTable};
 use crate::EmbedError;
 
 const META: char = '\u{2581}';
@@ -289,12 +289,16 @@ pub(crate) fn load(data: &[u8]) -> Result<(Encoder, UnigramTokenizer), EmbedErro
     };
     let vector = |name: &str, n: usize| table(name, &[n]);
     // `[out, in]` 4-bit matrices, concatenated by output rows when several share one input (Q, K, V).
-    let matrix = |names: &[String], out: usize, inp: usize| -> Result<Tensor, EmbedError> {
-        let mut all = vec![0f32; names.len() * out * inp];
-        for (n, dst) in names.iter().zip(all.chunks_exact_mut(out * inp)) {
-            dequantize_q4_0(raw(n, 1, out * inp)?, dst);
+    let matrix = |names: &[String], out: usize, inp: usize| -> Result<Weight, EmbedError> {
+        let mut all = Vec::with_capacity(names.len() * out * inp / 32 * 18);
+        for n in names {
+            all.extend_from_slice(raw(n, 1, out * inp)?);
         }
-        linear_weight(f32_tensor(all, &[names.len() * out, inp])?)
+        Ok(Weight::Q8(crate::q8::Q8Matrix::from_q4_0(
+            &all,
+            names.len() * out,
+            inp,
+        )))
     };
 
     let word = WordTable::Q4 {
@@ -338,7 +342,6 @@ pub(crate) fn load(data: &[u8]) -> Result<(Encoder, UnigramTokenizer), EmbedErro
         token_type,
         emb_ln,
         layers,
-        quantize_activations: true,
     };
     Ok((encoder, tokenizer))
 }

