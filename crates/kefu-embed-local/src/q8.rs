@@ -9,8 +9,8 @@
 //! barely faster than expanding the weights to f32. Here a weight block is loaded once and used for four token
 //! rows, and the activation rows are quantised once per projection. The AVX2 kernel (through `pulp`, which checks
 //! the CPU at run time and keeps the intrinsics safe to call) uses the unsigned-by-signed byte product
-//! (`vpmaddubsw`) on `x + 128` and subtracts `128 · Σ w` per block, precomputed at load; other CPUs take the
-//! scalar loop. Measured in bench/RESULTS.md (`kefu-bench embed`, `kefu-bench nlu`).
+//! (`vpmaddubsw`) on `x + 128` and takes back `128 · Σ w` per block in integers (precomputed at load); other CPUs
+//! take the scalar loop. Measured in bench/RESULTS.md (`kefu-bench embed`, `kefu-bench nlu`).
 
 /// A `[out, in]` weight matrix in int8 blocks of 32.
 pub(crate) struct Q8Matrix {
@@ -20,13 +20,16 @@ pub(crate) struct Q8Matrix {
     values: Vec<i8>,
     /// `out × in / 32` block scales.
     scales: Vec<f32>,
-    /// `out × in / 32`: 128 · scale · Σ values of the block (the `+ 128` offset of the activations, taken back).
-    offsets: Vec<f32>,
+    /// `out × in / 32`: 16 · Σ values of the block. The kernel multiplies `x + 128`; taking this from each of the
+    /// eight int32 lanes a block's product ends in takes back exactly 128 · Σ w.
+    lane_offsets: Vec<i32>,
 }
 
 const BLOCK: usize = 32;
 /// Token rows handled together per weight block.
 const TILE: usize = 4;
+// The AVX2 kernel's dispatch covers tiles of 1..=4 rows.
+const _: () = assert!(TILE == 4);
 
 /// Activation rows rounded to int8 per block and shifted to unsigned (`x + 128`), with their block scales.
 struct Quantised {
@@ -34,6 +37,18 @@ struct Quantised {
     scales: Vec<f32>,
 }
 
+struct Quantise<'a>(&'a [f32]);
+
+impl pulp::NullaryFnOnce for Quantise<'_> {
+    type Output = Quantised;
+
+    #[inline(always)]
+    fn call(self) -> Quantised {
+        quantise_rows(self.0)
+    }
+}
+
+#[inline(always)]
 fn quantise_rows(x: &[f32]) -> Quantised {
     let mut values = vec![0u8; x.len()];
     let mut scales = vec![0f32; x.len() / BLOCK];
@@ -62,7 +77,7 @@ impl Q8Matrix {
         let n = out * inp / BLOCK;
         let mut values = vec![0i8; out * inp];
         let mut scales = Vec::with_capacity(n);
-        let mut offsets = Vec::with_capacity(n);
+        let mut lane_offsets = Vec::with_capacity(n);
         for (block, dst) in blocks.chunks_exact(18).zip(values.chunks_exact_mut(BLOCK)) {
             let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
             for (j, &byte) in block[2..].iter().enumerate() {
@@ -71,14 +86,14 @@ impl Q8Matrix {
             }
             let sum: i32 = dst.iter().map(|&v| i32::from(v)).sum();
             scales.push(d);
-            offsets.push(128.0 * d * sum as f32);
+            lane_offsets.push(16 * sum);
         }
         Q8Matrix {
             out,
             inp,
             values,
             scales,
-            offsets,
+            lane_offsets,
         }
     }
 
@@ -91,9 +106,15 @@ impl Q8Matrix {
         use rayon::prelude::*;
         assert_eq!(x.len() % self.inp, 0, "input width");
         let rows = x.len() / self.inp;
+        // Inside pulp's AVX2 frame the rounding is one instruction instead of a libm call.
+        #[cfg(target_arch = "x86_64")]
+        let q = match pulp::x86::V3::try_new() {
+            Some(simd) => simd.vectorize(Quantise(x)),
+            None => quantise_rows(x),
+        };
+        #[cfg(not(target_arch = "x86_64"))]
         let q = quantise_rows(x);
         let mut y = vec![0f32; rows * self.out];
-        // One task per four token rows, on rayon's pool (RAYON_NUM_THREADS threads) when there is more than one.
         let (tile_in, tile_out) = (TILE * self.inp, TILE * self.out);
         let one = |((xs, scales), out): ((&[u8], &[f32]), &mut [f32])| {
             #[cfg(target_arch = "x86_64")]
@@ -108,14 +129,18 @@ impl Q8Matrix {
             }
             self.tile_scalar(xs, scales, out);
         };
-        if rows > TILE {
+        if rows > TILE && rayon::current_num_threads() > 1 {
             q.values
                 .par_chunks(tile_in)
                 .zip(q.scales.par_chunks(tile_in / BLOCK))
                 .zip(y.par_chunks_mut(tile_out))
                 .for_each(one);
         } else {
-            one(((&q.values, &q.scales), &mut y));
+            q.values
+                .chunks(tile_in)
+                .zip(q.scales.chunks(tile_in / BLOCK))
+                .zip(y.chunks_mut(tile_out))
+                .for_each(one);
         }
         y
     }
@@ -134,7 +159,8 @@ impl Q8Matrix {
                         .map(|(&a, &w)| i32::from(a) * i32::from(w))
                         .sum();
                     let wb = c * blocks + b;
-                    sum += x_scales[b] * (self.scales[wb] * dot as f32 - self.offsets[wb]);
+                    let dot = dot - 8 * self.lane_offsets[wb];
+                    sum += x_scales[b] * (self.scales[wb] * dot as f32);
                 }
                 out[r * self.out + c] = sum;
             }
@@ -196,19 +222,31 @@ mod avx2 {
 
     #[inline(always)]
     fn tile(simd: V3, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]) {
+        // A constant row count lets the compiler unroll the row loop and keep the accumulators in registers.
+        match x_scales.len() / (m.inp / BLOCK) {
+            TILE => rows::<TILE>(simd, m, xs, x_scales, out),
+            3 => rows::<3>(simd, m, xs, x_scales, out),
+            2 => rows::<2>(simd, m, xs, x_scales, out),
+            1 => rows::<1>(simd, m, xs, x_scales, out),
+            n => unreachable!("a tile of {n} rows"),
+        }
+    }
+
+    #[inline(always)]
+    fn rows<const R: usize>(simd: V3, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]) {
         let blocks = m.inp / BLOCK;
-        let rows = x_scales.len() / blocks;
         let ones = simd.avx._mm256_set1_epi16(1);
         let weights: &[u8] = pulp::bytemuck::cast_slice(&m.values);
-        let x_blocks: Vec<__m256i> = xs.chunks_exact(BLOCK).map(|b| load(simd, b)).collect();
+        let x_rows: [&[u8]; R] = std::array::from_fn(|t| &xs[t * m.inp..(t + 1) * m.inp]);
+        let x_row_scales: [&[f32]; R] =
+            std::array::from_fn(|t| &x_scales[t * blocks..(t + 1) * blocks]);
         for (c, ((w_row, w_scales), w_offsets)) in weights
             .chunks_exact(m.inp)
             .zip(m.scales.chunks_exact(blocks))
-            .zip(m.offsets.chunks_exact(blocks))
+            .zip(m.lane_offsets.chunks_exact(blocks))
             .enumerate()
         {
-            let mut acc = [simd.avx._mm256_setzero_ps(); TILE];
-            let mut offset = [0f32; TILE];
+            let mut acc = [simd.avx._mm256_setzero_ps(); R];
             for (b, ((w, &ws), &wo)) in w_row
                 .chunks_exact(BLOCK)
                 .zip(w_scales)
@@ -216,22 +254,21 @@ mod avx2 {
                 .enumerate()
             {
                 let w = load(simd, w);
-                for t in 0..rows {
-                    let xb = t * blocks + b;
-                    let xs = x_scales[xb];
+                let wo = simd.avx._mm256_set1_epi32(wo);
+                for t in 0..R {
+                    let x = load(simd, &x_rows[t][b * BLOCK..]);
                     // |(x + 128) · w| ≤ 255 · 8, so a pair sums to at most 4080: no i16 saturation.
-                    let pairs = simd.avx2._mm256_maddubs_epi16(x_blocks[xb], w);
+                    let pairs = simd.avx2._mm256_maddubs_epi16(x, w);
+                    let dot = simd.avx2._mm256_madd_epi16(pairs, ones);
                     let d = simd
                         .avx
-                        ._mm256_cvtepi32_ps(simd.avx2._mm256_madd_epi16(pairs, ones));
-                    acc[t] = simd
-                        .fma
-                        ._mm256_fmadd_ps(d, simd.avx._mm256_set1_ps(xs * ws), acc[t]);
-                    offset[t] += xs * wo;
+                        ._mm256_cvtepi32_ps(simd.avx2._mm256_sub_epi32(dot, wo));
+                    let scale = simd.avx._mm256_set1_ps(x_row_scales[t][b] * ws);
+                    acc[t] = simd.fma._mm256_fmadd_ps(d, scale, acc[t]);
                 }
             }
-            for t in 0..rows {
-                out[t * m.out + c] = hsum(simd, acc[t]) - offset[t];
+            for t in 0..R {
+                out[t * m.out + c] = hsum(simd, acc[t]);
             }
         }
     }
