@@ -13,7 +13,7 @@ only=${1:-}
 run() {
   case " $* " in *" --dataset ${only:-}"*) ;; *) return 0 ;; esac
   echo "== $*"
-  "$kefu" eval intent --data-dir "$data" "$@" | tail -1
+  "$kefu" eval intent --data-dir "$data" "$@" | tail -n +4
 }
 for enc in none minilm e5-small e5-small,minilm; do run --dataset banking77 --encoders "$enc"; done
 for enc in none e5-small e5-small,minilm; do run --dataset clinc150 --encoders "$enc"; done

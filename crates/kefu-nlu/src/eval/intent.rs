@@ -220,6 +220,10 @@ pub struct IntentReport {
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub model_bytes: usize,
+    /// Diagnosis, not a result: the best in-scope accuracy any threshold reaches while rejecting at least 90 % of
+    /// the out-of-scope rows, the threshold picked on this split itself. It tells a threshold that transferred
+    /// badly from the calibration rows apart from a score that cannot separate the two.
+    pub in_scope_accuracy_at_oos_90_on_split: Option<f64>,
 }
 
 /// Trains on the dataset and measures. `encoders` may answer from a cache; latency is measured separately with
@@ -258,6 +262,13 @@ pub fn run(
     let mut calib: Vec<(f32, bool)> = Vec::new();
     let texts: Vec<&str> = splits.test.iter().map(|e| e.text.as_str()).collect();
     let predictions = predict_all(&clf, &texts)?;
+    // Per test row: is the top in-scope intent the right one.
+    let right: Vec<bool> = splits
+        .test
+        .iter()
+        .zip(&predictions)
+        .map(|(e, p)| p.top.first().is_some_and(|t| t.0 == e.intent))
+        .collect();
     for (e, p) in splits.test.iter().zip(predictions) {
         if is_oos(&e.intent) {
             n_oos += 1;
@@ -270,6 +281,19 @@ pub fn run(
             calib.push((p.confidence, top_right));
         }
     }
+    let separation = if n_oos > 0 {
+        let inputs = clf.decision_inputs(&texts)?;
+        let rows: Vec<(bool, bool, f32, bool)> = splits
+            .test
+            .iter()
+            .zip(&right)
+            .zip(inputs)
+            .map(|((e, &right), (score, oos_wins))| (is_oos(&e.intent), right, score, oos_wins))
+            .collect();
+        best_in_scope_at_recall(&rows, 0.90)
+    } else {
+        None
+    };
     latencies.sort_by(f64::total_cmp);
     let pct = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
     Ok(IntentReport {
@@ -291,6 +315,36 @@ pub fn run(
         latency_p50_ms: pct(0.5),
         latency_p99_ms: pct(0.99),
         model_bytes,
+        in_scope_accuracy_at_oos_90_on_split: separation,
+    })
+}
+
+/// Rows of (out of scope, top intent right, in-scope score, out-of-scope class wins): the highest in-scope accuracy
+/// (percent; a row counts when its intent is right and it is let through) over thresholds that reject at least
+/// `recall` of the out-of-scope rows. A row is rejected when the out-of-scope class wins or its score is below the
+/// threshold. `None` without rows of either kind.
+fn best_in_scope_at_recall(rows: &[(bool, bool, f32, bool)], recall: f64) -> Option<f64> {
+    let n_oos = rows.iter().filter(|r| r.0).count();
+    let n_in = rows.len() - n_oos;
+    if n_oos == 0 || n_in == 0 {
+        return None;
+    }
+    // Raising the threshold only rejects more of both kinds, so the answer is at the lowest threshold that reaches
+    // the recall; the candidates are 0 and just above each out-of-scope row's score.
+    let mut candidates: Vec<f32> = rows
+        .iter()
+        .filter(|r| r.0)
+        .map(|r| r.2.next_up())
+        .chain([0.0])
+        .collect();
+    candidates.sort_by(f32::total_cmp);
+    candidates.into_iter().find_map(|t| {
+        let rejected = |r: &(bool, bool, f32, bool)| r.3 || r.2 < t;
+        let caught = rows.iter().filter(|r| r.0 && rejected(r)).count();
+        (caught as f64 >= recall * n_oos as f64).then(|| {
+            let ok = rows.iter().filter(|r| !r.0 && r.1 && !rejected(r)).count();
+            100.0 * ok as f64 / n_in as f64
+        })
     })
 }
 
@@ -347,6 +401,29 @@ pub fn expected_calibration_error(rows: &[(f32, bool)], bins: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn separation_takes_the_lowest_threshold_that_reaches_the_recall() {
+        // (out of scope, right, score, oos class wins)
+        let rows = [
+            (true, false, 0.1, false),
+            (true, false, 0.5, false),
+            (true, false, 0.9, true),
+            (true, false, 0.3, false),
+            (false, true, 0.4, false),
+            (false, true, 0.8, false),
+            (false, false, 0.95, false),
+            (false, true, 0.2, false),
+        ];
+        // 3 of 4 out-of-scope rows: the class-wins row plus 0.1 and 0.3, so the threshold sits just above 0.3 and
+        // the in-scope rows at 0.4 and 0.8 pass (0.95 is wrong, 0.2 is rejected): 2 of 4.
+        assert_eq!(best_in_scope_at_recall(&rows, 0.75), Some(50.0));
+        // All four: just above 0.5, which rejects 0.4 too.
+        assert_eq!(best_in_scope_at_recall(&rows, 1.0), Some(25.0));
+        // Half: the class-wins row and 0.1; threshold just above 0.1 lets 0.2 through.
+        assert_eq!(best_in_scope_at_recall(&rows, 0.5), Some(75.0));
+        assert_eq!(best_in_scope_at_recall(&rows[4..], 0.5), None);
+    }
 
     #[test]
     fn calibration_error_of_perfectly_calibrated_rows_is_zero() {

@@ -1026,6 +1026,34 @@ impl IntentClassifier {
             .decide(&self.model.probabilities(clipped, &dense), &dense))
     }
 
+    /// For each text, what the out-of-scope decision is made of: the score the threshold applies to, and whether
+    /// the out-of-scope class itself outranks every intent (then no threshold lets it through). For the eval's
+    /// diagnosis of how well the score separates in-scope from out-of-scope rows.
+    pub(crate) fn decision_inputs(&self, texts: &[&str]) -> Result<Vec<(f32, bool)>, NluError> {
+        let clipped: Vec<&str> = texts.iter().map(|t| crate::text::clip(t, 2000)).collect();
+        let (dense, _) = encode_all(&self.encoders, &clipped)?;
+        let m = &self.model;
+        let oos = m
+            .info
+            .out_of_scope_label
+            .as_ref()
+            .and_then(|l| m.info.labels.iter().position(|x| x == l));
+        Ok(clipped
+            .iter()
+            .zip(&dense)
+            .map(|(t, d)| {
+                let p = m.probabilities(t, d);
+                let best = best_class(&p, oos);
+                let score = in_scope_score(
+                    p[best],
+                    m.exemplars.nearest(best, d),
+                    m.info.config.support_power,
+                );
+                (score, oos.is_some_and(|o| p[o] > p[best]))
+            })
+            .collect())
+    }
+
     /// Several texts at once (the encoders batch them).
     pub fn predict_batch(&self, texts: &[&str]) -> Result<Vec<IntentPrediction>, NluError> {
         // Classify on a bounded prefix: a 1 MB message costs the same as its first 2,000 characters.
