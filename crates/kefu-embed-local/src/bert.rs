@@ -77,14 +77,24 @@ pub(crate) fn f32_tensor(data: Vec<f32>, shape: &[usize]) -> Result<Tensor, Embe
     Ok(Tensor::from_vec(data, shape, &Device::Cpu)?)
 }
 
-/// Expands one Q4_0 row (an fp16 scale and 16 nibble bytes per 32 values; byte j holds value j in its low nibble
-/// and value j + 16 in its high one) into `out`.
+/// One Q4_0 block (an fp16 scale and 16 nibble bytes; byte j holds value j in its low nibble and value j + 16 in
+/// its high one, both stored + 8): its scale and its 32 values in −8..=7.
+pub(crate) fn q4_0_block(block: &[u8]) -> (f32, [i8; 32]) {
+    let scale = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+    let mut values = [0i8; 32];
+    for (j, &byte) in block[2..18].iter().enumerate() {
+        values[j] = (byte & 0x0f) as i8 - 8;
+        values[j + 16] = (byte >> 4) as i8 - 8;
+    }
+    (scale, values)
+}
+
+/// Expands Q4_0 rows (18-byte blocks, see [`q4_0_block`]) into `out`.
 pub(crate) fn dequantize_q4_0(blocks: &[u8], out: &mut [f32]) {
-    for (block, values) in blocks.chunks_exact(18).zip(out.chunks_exact_mut(32)) {
-        let scale = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
-        for (j, &byte) in block[2..].iter().enumerate() {
-            values[j] = f32::from(i16::from(byte & 0x0f) - 8) * scale;
-            values[j + 16] = f32::from(i16::from(byte >> 4) - 8) * scale;
+    for (block, dst) in blocks.chunks_exact(18).zip(out.chunks_exact_mut(32)) {
+        let (scale, values) = q4_0_block(block);
+        for (d, v) in dst.iter_mut().zip(values) {
+            *d = f32::from(v) * scale;
         }
     }
 }

@@ -70,23 +70,18 @@ fn quantise_rows(x: &[f32]) -> Quantised {
 }
 
 impl Q8Matrix {
-    /// From Q4_0 rows (an fp16 scale and 16 nibble bytes per 32 values; byte j holds value j in its low nibble and
-    /// value j + 16 in its high one, both stored + 8).
+    /// From Q4_0 rows (see [`crate::bert::q4_0_block`]).
     pub fn from_q4_0(blocks: &[u8], out: usize, inp: usize) -> Q8Matrix {
         assert!(inp.is_multiple_of(BLOCK) && blocks.len() == out * inp / BLOCK * 18);
         let n = out * inp / BLOCK;
-        let mut values = vec![0i8; out * inp];
+        let mut values = Vec::with_capacity(out * inp);
         let mut scales = Vec::with_capacity(n);
         let mut lane_offsets = Vec::with_capacity(n);
-        for (block, dst) in blocks.chunks_exact(18).zip(values.chunks_exact_mut(BLOCK)) {
-            let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
-            for (j, &byte) in block[2..].iter().enumerate() {
-                dst[j] = (byte & 0x0f) as i8 - 8;
-                dst[j + 16] = (byte >> 4) as i8 - 8;
-            }
-            let sum: i32 = dst.iter().map(|&v| i32::from(v)).sum();
+        for block in blocks.chunks_exact(18) {
+            let (d, v) = crate::bert::q4_0_block(block);
+            values.extend_from_slice(&v);
             scales.push(d);
-            lane_offsets.push(16 * sum);
+            lane_offsets.push(16 * v.iter().map(|&x| i32::from(x)).sum::<i32>());
         }
         Q8Matrix {
             out,
@@ -106,9 +101,11 @@ impl Q8Matrix {
         use rayon::prelude::*;
         assert_eq!(x.len() % self.inp, 0, "input width");
         let rows = x.len() / self.inp;
+        #[cfg(target_arch = "x86_64")]
+        let simd = pulp::x86::V3::try_new();
         // Inside pulp's AVX2 frame the rounding is one instruction instead of a libm call.
         #[cfg(target_arch = "x86_64")]
-        let q = match pulp::x86::V3::try_new() {
+        let q = match simd {
             Some(simd) => simd.vectorize(Quantise(x)),
             None => quantise_rows(x),
         };
@@ -118,7 +115,7 @@ impl Q8Matrix {
         let (tile_in, tile_out) = (TILE * self.inp, TILE * self.out);
         let one = |((xs, scales), out): ((&[u8], &[f32]), &mut [f32])| {
             #[cfg(target_arch = "x86_64")]
-            if let Some(simd) = pulp::x86::V3::try_new() {
+            if let Some(simd) = simd {
                 return simd.vectorize(avx2::Tile {
                     simd,
                     m: self,
@@ -176,8 +173,7 @@ mod avx2 {
     use std::arch::x86_64::{__m256, __m256i};
 
     #[inline(always)]
-    fn load(simd: V3, bytes: &[u8]) -> __m256i {
-        let _ = simd;
+    fn load(bytes: &[u8]) -> __m256i {
         let block: [u8; BLOCK] = bytes[..BLOCK].try_into().expect("a whole block");
         cast(block)
     }
@@ -253,10 +249,10 @@ mod avx2 {
                 .zip(w_offsets)
                 .enumerate()
             {
-                let w = load(simd, w);
+                let w = load(w);
                 let wo = simd.avx._mm256_set1_epi32(wo);
                 for t in 0..R {
-                    let x = load(simd, &x_rows[t][b * BLOCK..]);
+                    let x = load(&x_rows[t][b * BLOCK..]);
                     // |(x + 128) · w| ≤ 255 · 8, so a pair sums to at most 4080: no i16 saturation.
                     let pairs = simd.avx2._mm256_maddubs_epi16(x, w);
                     let dot = simd.avx2._mm256_madd_epi16(pairs, ones);

@@ -19,7 +19,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::intent::{
-    Example, IntentClassifier, IntentModel, IntentPrediction, SentenceEncoder, TrainConfig,
+    Decision, Example, IntentClassifier, IntentModel, SentenceEncoder, TrainConfig,
 };
 use crate::NluError;
 
@@ -261,39 +261,23 @@ pub fn run(
         (0usize, 0usize, 0usize, 0usize, 0usize);
     let mut calib: Vec<(f32, bool)> = Vec::new();
     let texts: Vec<&str> = splits.test.iter().map(|e| e.text.as_str()).collect();
-    let predictions = predict_all(&clf, &texts)?;
-    // Per test row: is the top in-scope intent the right one.
-    let right: Vec<bool> = splits
-        .test
-        .iter()
-        .zip(&predictions)
-        .map(|(e, p)| p.top.first().is_some_and(|t| t.0 == e.intent))
-        .collect();
-    for (e, p) in splits.test.iter().zip(predictions) {
+    // Per test row: (out of scope, top intent right, in-scope score, out-of-scope class wins), for the diagnosis.
+    let mut rows: Vec<(bool, bool, f32, bool)> = Vec::with_capacity(texts.len());
+    for (e, d) in splits.test.iter().zip(predict_all(&clf, &texts)?) {
+        let p = &d.prediction;
+        let top_right = p.top[0].0 == e.intent;
+        rows.push((is_oos(&e.intent), top_right, d.score, d.oos_class_wins));
         if is_oos(&e.intent) {
             n_oos += 1;
             oos_ok += usize::from(p.out_of_scope);
         } else {
             n_in += 1;
-            let top_right = p.top[0].0 == e.intent;
             top_ok += usize::from(top_right);
             in_ok += usize::from(p.intent.as_deref() == Some(e.intent.as_str()));
             calib.push((p.confidence, top_right));
         }
     }
-    let separation = if n_oos > 0 {
-        let inputs = clf.decision_inputs(&texts)?;
-        let rows: Vec<(bool, bool, f32, bool)> = splits
-            .test
-            .iter()
-            .zip(&right)
-            .zip(inputs)
-            .map(|((e, &right), (score, oos_wins))| (is_oos(&e.intent), right, score, oos_wins))
-            .collect();
-        best_in_scope_at_recall(&rows, 0.90)
-    } else {
-        None
-    };
+    let separation = best_in_scope_at_recall(&rows, 0.90);
     latencies.sort_by(f64::total_cmp);
     let pct = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
     Ok(IntentReport {
@@ -366,7 +350,7 @@ pub fn cross_validate(
             let right = predict_all(&clf, &texts)?
                 .iter()
                 .zip(&held)
-                .filter(|(p, &i)| p.top[0].0 == train[i].intent)
+                .filter(|(d, &i)| d.prediction.top[0].0 == train[i].intent)
                 .count();
             Ok(100.0 * right as f64 / held.len() as f64)
         })
@@ -374,10 +358,10 @@ pub fn cross_validate(
 }
 
 /// Predictions for `texts`, in batches.
-fn predict_all(clf: &IntentClassifier, texts: &[&str]) -> Result<Vec<IntentPrediction>, NluError> {
+fn predict_all(clf: &IntentClassifier, texts: &[&str]) -> Result<Vec<Decision>, NluError> {
     let mut out = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(64) {
-        out.extend(clf.predict_batch(chunk)?);
+        out.extend(clf.decide_batch(chunk)?);
     }
     Ok(out)
 }

@@ -330,6 +330,14 @@ pub struct IntentPrediction {
     pub top: Vec<(String, f32)>,
 }
 
+/// A prediction with what its out-of-scope decision was made of: the score the threshold applies to, and whether
+/// the out-of-scope class itself outranks every intent (then no threshold lets the message through).
+pub(crate) struct Decision {
+    pub prediction: IntentPrediction,
+    pub score: f32,
+    pub oos_class_wins: bool,
+}
+
 /// A model with the encoders it was trained with, ready to predict.
 #[derive(Clone)]
 pub struct IntentClassifier {
@@ -678,7 +686,7 @@ impl IntentModel {
         p
     }
 
-    fn decide(&self, p: &[f32], dense: &[f32]) -> IntentPrediction {
+    fn decide(&self, p: &[f32], dense: &[f32]) -> Decision {
         let oos = self
             .info
             .out_of_scope_label
@@ -687,21 +695,24 @@ impl IntentModel {
         let mut order: Vec<usize> = (0..p.len()).filter(|&i| Some(i) != oos).collect();
         order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
         let best = order[0];
-        let oos_wins = oos.is_some_and(|o| p[o] > p[best]);
+        let oos_class_wins = oos.is_some_and(|o| p[o] > p[best]);
         let support = self.exemplars.nearest(best, dense);
-        let out_of_scope = oos_wins
-            || in_scope_score(p[best], support, self.info.config.support_power)
-                < self.info.threshold;
-        IntentPrediction {
-            intent: (!out_of_scope).then(|| self.info.labels[best].clone()),
-            confidence: p[best],
-            support,
-            out_of_scope,
-            top: order
-                .iter()
-                .take(5)
-                .map(|&i| (self.info.labels[i].clone(), p[i]))
-                .collect(),
+        let score = in_scope_score(p[best], support, self.info.config.support_power);
+        let out_of_scope = oos_class_wins || score < self.info.threshold;
+        Decision {
+            prediction: IntentPrediction {
+                intent: (!out_of_scope).then(|| self.info.labels[best].clone()),
+                confidence: p[best],
+                support,
+                out_of_scope,
+                top: order
+                    .iter()
+                    .take(5)
+                    .map(|&i| (self.info.labels[i].clone(), p[i]))
+                    .collect(),
+            },
+            score,
+            oos_class_wins,
         }
     }
 
@@ -1023,39 +1034,21 @@ impl IntentClassifier {
         }
         Ok(self
             .model
-            .decide(&self.model.probabilities(clipped, &dense), &dense))
-    }
-
-    /// For each text, what the out-of-scope decision is made of: the score the threshold applies to, and whether
-    /// the out-of-scope class itself outranks every intent (then no threshold lets it through). For the eval's
-    /// diagnosis of how well the score separates in-scope from out-of-scope rows.
-    pub(crate) fn decision_inputs(&self, texts: &[&str]) -> Result<Vec<(f32, bool)>, NluError> {
-        let clipped: Vec<&str> = texts.iter().map(|t| crate::text::clip(t, 2000)).collect();
-        let (dense, _) = encode_all(&self.encoders, &clipped)?;
-        let m = &self.model;
-        let oos = m
-            .info
-            .out_of_scope_label
-            .as_ref()
-            .and_then(|l| m.info.labels.iter().position(|x| x == l));
-        Ok(clipped
-            .iter()
-            .zip(&dense)
-            .map(|(t, d)| {
-                let p = m.probabilities(t, d);
-                let best = best_class(&p, oos);
-                let score = in_scope_score(
-                    p[best],
-                    m.exemplars.nearest(best, d),
-                    m.info.config.support_power,
-                );
-                (score, oos.is_some_and(|o| p[o] > p[best]))
-            })
-            .collect())
+            .decide(&self.model.probabilities(clipped, &dense), &dense)
+            .prediction)
     }
 
     /// Several texts at once (the encoders batch them).
     pub fn predict_batch(&self, texts: &[&str]) -> Result<Vec<IntentPrediction>, NluError> {
+        Ok(self
+            .decide_batch(texts)?
+            .into_iter()
+            .map(|d| d.prediction)
+            .collect())
+    }
+
+    /// [`Self::predict_batch`] with what each out-of-scope decision was made of (for the eval's diagnosis).
+    pub(crate) fn decide_batch(&self, texts: &[&str]) -> Result<Vec<Decision>, NluError> {
         // Classify on a bounded prefix: a 1 MB message costs the same as its first 2,000 characters.
         let clipped: Vec<&str> = texts.iter().map(|t| crate::text::clip(t, 2000)).collect();
         let (dense, _) = encode_all(&self.encoders, &clipped)?;
