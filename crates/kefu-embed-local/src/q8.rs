@@ -37,6 +37,54 @@ struct Quantised {
     scales: Vec<f32>,
 }
 
+/// Which code path a product runs on, chosen from the CPU at run time (pulp checks the features once).
+#[derive(Clone, Copy)]
+enum Kernel {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2(pulp::x86::V3),
+    #[cfg(target_arch = "x86_64")]
+    Avx512(pulp::x86::V4),
+}
+
+impl Kernel {
+    fn detect() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some(simd) = pulp::x86::V4::try_new() {
+                return Kernel::Avx512(simd);
+            }
+            if let Some(simd) = pulp::x86::V3::try_new() {
+                return Kernel::Avx2(simd);
+            }
+        }
+        Kernel::Scalar
+    }
+
+    /// Every path this CPU can run, the detected one first.
+    #[cfg(test)]
+    fn available() -> Vec<Kernel> {
+        let mut all = vec![Kernel::detect()];
+        #[cfg(target_arch = "x86_64")]
+        if let (Kernel::Avx512(_), Some(simd)) = (all[0], pulp::x86::V3::try_new()) {
+            all.push(Kernel::Avx2(simd));
+        }
+        if !matches!(all[0], Kernel::Scalar) {
+            all.push(Kernel::Scalar);
+        }
+        all
+    }
+
+    /// Token rows per tile.
+    fn tile(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(_) => avx512::TILE,
+            _ => TILE,
+        }
+    }
+}
+
 struct Quantise<'a>(&'a [f32]);
 
 impl pulp::NullaryFnOnce for Quantise<'_> {
@@ -48,21 +96,31 @@ impl pulp::NullaryFnOnce for Quantise<'_> {
     }
 }
 
+/// Written over fixed-size arrays with no integer arithmetic that could overflow, so that inside a SIMD frame it
+/// compiles to vector code (max, round, convert) rather than a scalar loop with overflow checks.
 #[inline(always)]
 fn quantise_rows(x: &[f32]) -> Quantised {
     let mut values = vec![0u8; x.len()];
     let mut scales = vec![0f32; x.len() / BLOCK];
     for ((block, out), scale) in x
-        .chunks_exact(BLOCK)
-        .zip(values.chunks_exact_mut(BLOCK))
+        .as_chunks::<BLOCK>()
+        .0
+        .iter()
+        .zip(values.as_chunks_mut::<BLOCK>().0)
         .zip(scales.iter_mut())
     {
-        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let mut lanes = [0f32; 8];
+        for part in block.as_chunks::<8>().0 {
+            for (m, v) in lanes.iter_mut().zip(part) {
+                *m = m.max(v.abs());
+            }
+        }
+        let amax = lanes.iter().fold(0f32, |m, &v| m.max(v));
         let d = amax / 127.0;
         let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
         for (o, v) in out.iter_mut().zip(block) {
-            // In −127..=127 by construction; the shift makes it 1..=255.
-            *o = ((*v * inv).round_ties_even() as i32 + 128) as u8;
+            // In −127..=127 by construction; the shift makes it 1..=255, exact in f32.
+            *o = ((*v * inv).round_ties_even() + 128.0) as u8;
         }
         *scale = d;
     }
@@ -98,35 +156,44 @@ impl Q8Matrix {
 
     /// `y = x · Wᵀ` for `x` of `rows × in` (row-major); `y` is `rows × out`.
     pub fn matmul(&self, x: &[f32]) -> Vec<f32> {
+        self.matmul_with(x, Kernel::detect())
+    }
+
+    fn matmul_with(&self, x: &[f32], kernel: Kernel) -> Vec<f32> {
         use rayon::prelude::*;
         assert_eq!(x.len() % self.inp, 0, "input width");
         let rows = x.len() / self.inp;
-        #[cfg(target_arch = "x86_64")]
-        let simd = pulp::x86::V3::try_new();
         // Inside pulp's AVX2 frame the rounding is one instruction instead of a libm call.
-        #[cfg(target_arch = "x86_64")]
-        let q = match simd {
-            Some(simd) => simd.vectorize(Quantise(x)),
-            None => quantise_rows(x),
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let q = quantise_rows(x);
-        let mut y = vec![0f32; rows * self.out];
-        let (tile_in, tile_out) = (TILE * self.inp, TILE * self.out);
-        let one = |((xs, scales), out): ((&[u8], &[f32]), &mut [f32])| {
+        let q = match kernel {
             #[cfg(target_arch = "x86_64")]
-            if let Some(simd) = simd {
-                return simd.vectorize(avx2::Tile {
-                    simd,
-                    m: self,
-                    xs,
-                    x_scales: scales,
-                    out,
-                });
-            }
-            self.tile_scalar(xs, scales, out);
+            Kernel::Avx2(simd) => simd.vectorize(Quantise(x)),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(simd) => simd.vectorize(Quantise(x)),
+            Kernel::Scalar => quantise_rows(x),
         };
-        if rows > TILE && rayon::current_num_threads() > 1 {
+        let mut y = vec![0f32; rows * self.out];
+        let tile = kernel.tile();
+        let (tile_in, tile_out) = (tile * self.inp, tile * self.out);
+        let one = |((xs, x_scales), out): ((&[u8], &[f32]), &mut [f32])| match kernel {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2(simd) => simd.vectorize(avx2::Tile {
+                simd,
+                m: self,
+                xs,
+                x_scales,
+                out,
+            }),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(simd) => simd.vectorize(avx512::Tile {
+                simd,
+                m: self,
+                xs,
+                x_scales,
+                out,
+            }),
+            Kernel::Scalar => self.tile_scalar(xs, x_scales, out),
+        };
+        if rows > tile && rayon::current_num_threads() > 1 {
             q.values
                 .par_chunks(tile_in)
                 .zip(q.scales.par_chunks(tile_in / BLOCK))
@@ -173,13 +240,13 @@ mod avx2 {
     use std::arch::x86_64::{__m256, __m256i};
 
     #[inline(always)]
-    fn load(bytes: &[u8]) -> __m256i {
+    pub(super) fn load(bytes: &[u8]) -> __m256i {
         let block: [u8; BLOCK] = bytes[..BLOCK].try_into().expect("a whole block");
         cast(block)
     }
 
     #[inline(always)]
-    fn hsum(simd: V3, v: __m256) -> f32 {
+    pub(super) fn hsum(simd: V3, v: __m256) -> f32 {
         let s = simd.sse._mm_add_ps(
             simd.avx._mm256_castps256_ps128(v),
             simd.avx._mm256_extractf128_ps::<1>(v),
@@ -270,6 +337,147 @@ mod avx2 {
     }
 }
 
+/// The same product with 512-bit registers (AVX-512 F/BW/DQ/VL): a register holds two weight blocks, and a tile is
+/// eight token rows. Each tile is first packed pair by pair (the rows' bytes for blocks 2p and 2p + 1 side by side,
+/// and their block scales spread to one lane per int32 partial sum), so the inner loop indexes fixed-size arrays
+/// only: no bounds checks, the row loop unrolled, and the accumulators kept in registers.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{Q8Matrix, BLOCK};
+    use pulp::bytemuck::cast;
+    use pulp::x86::V4;
+
+    /// Token rows handled together per pair of weight blocks.
+    pub(super) const TILE: usize = 8;
+    // The dispatch below covers tiles of 1..=8 rows.
+    const _: () = assert!(TILE == 8);
+    /// Two blocks: one register.
+    const PAIR: usize = 2 * BLOCK;
+
+    pub(super) struct Tile<'a> {
+        pub simd: V4,
+        pub m: &'a Q8Matrix,
+        pub xs: &'a [u8],
+        pub x_scales: &'a [f32],
+        pub out: &'a mut [f32],
+    }
+
+    impl pulp::NullaryFnOnce for Tile<'_> {
+        type Output = ();
+
+        #[inline(always)]
+        fn call(self) {
+            let Tile {
+                simd,
+                m,
+                xs,
+                x_scales,
+                out,
+            } = self;
+            match x_scales.len() / (m.inp / BLOCK) {
+                8 => rows::<8>(simd, m, xs, x_scales, out),
+                7 => rows::<7>(simd, m, xs, x_scales, out),
+                6 => rows::<6>(simd, m, xs, x_scales, out),
+                5 => rows::<5>(simd, m, xs, x_scales, out),
+                4 => rows::<4>(simd, m, xs, x_scales, out),
+                3 => rows::<3>(simd, m, xs, x_scales, out),
+                2 => rows::<2>(simd, m, xs, x_scales, out),
+                1 => rows::<1>(simd, m, xs, x_scales, out),
+                n => unreachable!("a tile of {n} rows"),
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn rows<const R: usize>(simd: V4, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]) {
+        let blocks = m.inp / BLOCK;
+        let pairs = blocks / 2;
+        // Packed: pair p's R rows of bytes and of scale lanes, each group one array of registers.
+        let zero = (
+            simd.avx512f._mm512_setzero_si512(),
+            simd.avx512f._mm512_setzero_ps(),
+        );
+        let mut x_packed = vec![[zero.0; R]; pairs];
+        let mut s_packed = vec![[zero.1; R]; pairs];
+        for t in 0..R {
+            let row = &xs[t * m.inp..(t + 1) * m.inp];
+            let scales = &x_scales[t * blocks..(t + 1) * blocks];
+            for (p, (bytes, s)) in row
+                .as_chunks::<PAIR>()
+                .0
+                .iter()
+                .zip(scales.as_chunks::<2>().0)
+                .enumerate()
+            {
+                x_packed[p][t] = cast(*bytes);
+                s_packed[p][t] = simd.avx512dq._mm512_insertf32x8::<1>(
+                    simd.avx512f._mm512_set1_ps(s[0]),
+                    simd.avx._mm256_set1_ps(s[1]),
+                );
+            }
+        }
+        let ones = simd.avx512f._mm512_set1_epi16(1);
+        let weights: &[u8] = pulp::bytemuck::cast_slice(&m.values);
+        for (c, ((w_row, w_scales), w_offsets)) in weights
+            .chunks_exact(m.inp)
+            .zip(m.scales.chunks_exact(blocks))
+            .zip(m.lane_offsets.chunks_exact(blocks))
+            .enumerate()
+        {
+            let mut acc = [simd.avx512f._mm512_setzero_ps(); R];
+            for (((w, ws), wo), (x_pair, s_pair)) in w_row
+                .as_chunks::<PAIR>()
+                .0
+                .iter()
+                .zip(w_scales.as_chunks::<2>().0)
+                .zip(w_offsets.as_chunks::<2>().0)
+                .zip(x_packed.iter().zip(&s_packed))
+            {
+                let w = cast(*w);
+                let wo = simd.avx512f._mm512_inserti64x4::<1>(
+                    simd.avx512f._mm512_set1_epi32(wo[0]),
+                    simd.avx._mm256_set1_epi32(wo[1]),
+                );
+                let ws = simd.avx512dq._mm512_insertf32x8::<1>(
+                    simd.avx512f._mm512_set1_ps(ws[0]),
+                    simd.avx._mm256_set1_ps(ws[1]),
+                );
+                for t in 0..R {
+                    // As in the AVX2 kernel: no i16 saturation is possible.
+                    let pairs16 = simd.avx512bw._mm512_maddubs_epi16(x_pair[t], w);
+                    let dot = simd.avx512bw._mm512_madd_epi16(pairs16, ones);
+                    let d = simd
+                        .avx512f
+                        ._mm512_cvtepi32_ps(simd.avx512f._mm512_sub_epi32(dot, wo));
+                    let scale = simd.avx512f._mm512_mul_ps(s_pair[t], ws);
+                    acc[t] = simd.avx512f._mm512_fmadd_ps(d, scale, acc[t]);
+                }
+            }
+            // An odd last block, with 256-bit registers.
+            let mut tail = [0f32; R];
+            if blocks % 2 == 1 {
+                let b = blocks - 1;
+                let w = super::avx2::load(&w_row[b * BLOCK..]);
+                let wo = simd.avx._mm256_set1_epi32(w_offsets[b]);
+                let ones = simd.avx._mm256_set1_epi16(1);
+                for (t, tail) in tail.iter_mut().enumerate() {
+                    let x = super::avx2::load(&xs[t * m.inp + b * BLOCK..]);
+                    let dot = simd
+                        .avx2
+                        ._mm256_madd_epi16(simd.avx2._mm256_maddubs_epi16(x, w), ones);
+                    let d = simd
+                        .avx
+                        ._mm256_cvtepi32_ps(simd.avx2._mm256_sub_epi32(dot, wo));
+                    *tail = super::avx2::hsum(*simd, d) * (x_scales[t * blocks + b] * w_scales[b]);
+                }
+            }
+            for t in 0..R {
+                out[t * m.out + c] = simd.avx512f._mm512_reduce_add_ps(acc[t]) + tail[t];
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,11 +501,17 @@ mod tests {
     }
 
     #[test]
-    fn the_kernel_matches_the_product_of_the_rounded_values() {
-        let (out, inp) = (37, 96);
-        let blocks = random_q4(out, inp, 7);
-        let m = Q8Matrix::from_q4_0(&blocks, out, inp);
-        for rows in [1, 3, 4, 9] {
+    fn every_kernel_matches_the_product_of_the_rounded_values() {
+        // An odd and an even number of blocks per row; tiles full and partial on every path.
+        for (out, inp, rows) in [
+            (37, 96, 1),
+            (37, 96, 9),
+            (37, 96, 17),
+            (29, 128, 3),
+            (29, 128, 12),
+        ] {
+            let blocks = random_q4(out, inp, 7);
+            let m = Q8Matrix::from_q4_0(&blocks, out, inp);
             let x: Vec<f32> = (0..rows * inp)
                 .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0)
                 .collect();
@@ -311,15 +525,16 @@ mod tests {
                 .enumerate()
                 .map(|(i, &v)| (f64::from(v) - 128.0) * f64::from(q.scales[i / BLOCK]))
                 .collect();
-            let y = m.matmul(&x);
-            let mut scalar = vec![0f32; rows * out];
-            m.tile_scalar(&q.values, &q.scales, &mut scalar);
+            let ys: Vec<Vec<f32>> = Kernel::available()
+                .into_iter()
+                .map(|kernel| m.matmul_with(&x, kernel))
+                .collect();
             for r in 0..rows {
                 for c in 0..out {
                     let want: f64 = (0..inp)
                         .map(|k| xr[r * inp + k] * f64::from(w[c * inp + k]))
                         .sum();
-                    for got in [y[r * out + c], scalar[r * out + c]] {
+                    for got in ys.iter().map(|y| y[r * out + c]) {
                         assert!(
                             (f64::from(got) - want).abs() < 1e-3 * (1.0 + want.abs()),
                             "rows {rows} ({r}, {c}): {got} vs {want}"
