@@ -300,9 +300,23 @@ mod avx2 {
         let blocks = m.inp / BLOCK;
         let ones = simd.avx._mm256_set1_epi16(1);
         let weights: &[u8] = pulp::bytemuck::cast_slice(&m.values);
-        let x_rows: [&[u8]; R] = std::array::from_fn(|t| &xs[t * m.inp..(t + 1) * m.inp]);
-        let x_row_scales: [&[f32]; R] =
-            std::array::from_fn(|t| &x_scales[t * blocks..(t + 1) * blocks]);
+        // Packed block by block (block b's R rows side by side, as registers), as in the AVX-512 kernel: the inner
+        // loop then indexes fixed-size arrays only.
+        let mut x_packed = vec![[simd.avx._mm256_setzero_si256(); R]; blocks];
+        let mut s_packed = vec![[0f32; R]; blocks];
+        for t in 0..R {
+            let row = &xs[t * m.inp..(t + 1) * m.inp];
+            for (b, (bytes, &s)) in row
+                .as_chunks::<BLOCK>()
+                .0
+                .iter()
+                .zip(&x_scales[t * blocks..(t + 1) * blocks])
+                .enumerate()
+            {
+                x_packed[b][t] = cast(*bytes);
+                s_packed[b][t] = s;
+            }
+        }
         for (c, ((w_row, w_scales), w_offsets)) in weights
             .chunks_exact(m.inp)
             .zip(m.scales.chunks_exact(blocks))
@@ -310,23 +324,24 @@ mod avx2 {
             .enumerate()
         {
             let mut acc = [simd.avx._mm256_setzero_ps(); R];
-            for (b, ((w, &ws), &wo)) in w_row
-                .chunks_exact(BLOCK)
+            for (((w, &ws), &wo), (x_block, s_block)) in w_row
+                .as_chunks::<BLOCK>()
+                .0
+                .iter()
                 .zip(w_scales)
                 .zip(w_offsets)
-                .enumerate()
+                .zip(x_packed.iter().zip(&s_packed))
             {
-                let w = load(w);
+                let w = cast(*w);
                 let wo = simd.avx._mm256_set1_epi32(wo);
                 for t in 0..R {
-                    let x = load(&x_rows[t][b * BLOCK..]);
                     // |(x + 128) · w| ≤ 255 · 8, so a pair sums to at most 4080: no i16 saturation.
-                    let pairs = simd.avx2._mm256_maddubs_epi16(x, w);
+                    let pairs = simd.avx2._mm256_maddubs_epi16(x_block[t], w);
                     let dot = simd.avx2._mm256_madd_epi16(pairs, ones);
                     let d = simd
                         .avx
                         ._mm256_cvtepi32_ps(simd.avx2._mm256_sub_epi32(dot, wo));
-                    let scale = simd.avx._mm256_set1_ps(x_row_scales[t][b] * ws);
+                    let scale = simd.avx._mm256_set1_ps(s_block[t] * ws);
                     acc[t] = simd.fma._mm256_fmadd_ps(d, scale, acc[t]);
                 }
             }
