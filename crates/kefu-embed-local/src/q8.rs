@@ -127,6 +127,34 @@ fn quantise_rows(x: &[f32]) -> Quantised {
     Quantised { values, scales }
 }
 
+/// One tile of token rows (`xs`: their quantised values, `x_scales`: their block scales) against every weight row,
+/// on a SIMD path. A struct rather than a closure so that the body is inlined into pulp's feature-enabled frame (a
+/// closure call there was not, which left every intrinsic an out-of-line call).
+#[cfg(target_arch = "x86_64")]
+struct Tile<'a, S> {
+    simd: S,
+    m: &'a Q8Matrix,
+    xs: &'a [u8],
+    x_scales: &'a [f32],
+    out: &'a mut [f32],
+}
+
+/// A SIMD path's product for one tile; see [`Q8Matrix::tile_scalar`] for the arithmetic.
+#[cfg(target_arch = "x86_64")]
+trait TileProduct: Copy {
+    fn tile(self, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]);
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<S: TileProduct> pulp::NullaryFnOnce for Tile<'_, S> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        self.simd.tile(self.m, self.xs, self.x_scales, self.out);
+    }
+}
+
 impl Q8Matrix {
     /// From Q4_0 rows (see [`crate::bert::q4_0_block`]).
     pub fn from_q4_0(blocks: &[u8], out: usize, inp: usize) -> Q8Matrix {
@@ -176,7 +204,7 @@ impl Q8Matrix {
         let (tile_in, tile_out) = (tile * self.inp, tile * self.out);
         let one = |((xs, x_scales), out): ((&[u8], &[f32]), &mut [f32])| match kernel {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2(simd) => simd.vectorize(avx2::Tile {
+            Kernel::Avx2(simd) => simd.vectorize(Tile {
                 simd,
                 m: self,
                 xs,
@@ -184,7 +212,7 @@ impl Q8Matrix {
                 out,
             }),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512(simd) => simd.vectorize(avx512::Tile {
+            Kernel::Avx512(simd) => simd.vectorize(Tile {
                 simd,
                 m: self,
                 xs,
@@ -256,42 +284,18 @@ mod avx2 {
         simd.sse._mm_cvtss_f32(s)
     }
 
-    /// Up to [`TILE`] token rows against every weight row; see [`Q8Matrix::tile_scalar`]. A struct rather than a
-    /// closure so that the body is inlined into pulp's AVX2-enabled frame (a closure call there was not, which
-    /// left every intrinsic an out-of-line call).
-    pub(super) struct Tile<'a> {
-        pub simd: V3,
-        pub m: &'a Q8Matrix,
-        pub xs: &'a [u8],
-        pub x_scales: &'a [f32],
-        pub out: &'a mut [f32],
-    }
-
-    impl pulp::NullaryFnOnce for Tile<'_> {
-        type Output = ();
-
+    impl super::TileProduct for V3 {
+        /// Up to [`TILE`] token rows.
         #[inline(always)]
-        fn call(self) {
-            let Tile {
-                simd,
-                m,
-                xs,
-                x_scales,
-                out,
-            } = self;
-            tile(simd, m, xs, x_scales, out);
-        }
-    }
-
-    #[inline(always)]
-    fn tile(simd: V3, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]) {
-        // A constant row count lets the compiler unroll the row loop and keep the accumulators in registers.
-        match x_scales.len() / (m.inp / BLOCK) {
-            TILE => rows::<TILE>(simd, m, xs, x_scales, out),
-            3 => rows::<3>(simd, m, xs, x_scales, out),
-            2 => rows::<2>(simd, m, xs, x_scales, out),
-            1 => rows::<1>(simd, m, xs, x_scales, out),
-            n => unreachable!("a tile of {n} rows"),
+        fn tile(self, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]) {
+            // A constant row count lets the compiler unroll the row loop and keep the accumulators in registers.
+            match x_scales.len() / (m.inp / BLOCK) {
+                TILE => rows::<TILE>(self, m, xs, x_scales, out),
+                3 => rows::<3>(self, m, xs, x_scales, out),
+                2 => rows::<2>(self, m, xs, x_scales, out),
+                1 => rows::<1>(self, m, xs, x_scales, out),
+                n => unreachable!("a tile of {n} rows"),
+            }
         }
     }
 
@@ -369,35 +373,19 @@ mod avx512 {
     /// Two blocks: one register.
     const PAIR: usize = 2 * BLOCK;
 
-    pub(super) struct Tile<'a> {
-        pub simd: V4,
-        pub m: &'a Q8Matrix,
-        pub xs: &'a [u8],
-        pub x_scales: &'a [f32],
-        pub out: &'a mut [f32],
-    }
-
-    impl pulp::NullaryFnOnce for Tile<'_> {
-        type Output = ();
-
+    impl super::TileProduct for V4 {
+        /// Up to [`TILE`] token rows.
         #[inline(always)]
-        fn call(self) {
-            let Tile {
-                simd,
-                m,
-                xs,
-                x_scales,
-                out,
-            } = self;
+        fn tile(self, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]) {
             match x_scales.len() / (m.inp / BLOCK) {
-                8 => rows::<8>(simd, m, xs, x_scales, out),
-                7 => rows::<7>(simd, m, xs, x_scales, out),
-                6 => rows::<6>(simd, m, xs, x_scales, out),
-                5 => rows::<5>(simd, m, xs, x_scales, out),
-                4 => rows::<4>(simd, m, xs, x_scales, out),
-                3 => rows::<3>(simd, m, xs, x_scales, out),
-                2 => rows::<2>(simd, m, xs, x_scales, out),
-                1 => rows::<1>(simd, m, xs, x_scales, out),
+                8 => rows::<8>(self, m, xs, x_scales, out),
+                7 => rows::<7>(self, m, xs, x_scales, out),
+                6 => rows::<6>(self, m, xs, x_scales, out),
+                5 => rows::<5>(self, m, xs, x_scales, out),
+                4 => rows::<4>(self, m, xs, x_scales, out),
+                3 => rows::<3>(self, m, xs, x_scales, out),
+                2 => rows::<2>(self, m, xs, x_scales, out),
+                1 => rows::<1>(self, m, xs, x_scales, out),
                 n => unreachable!("a tile of {n} rows"),
             }
         }
