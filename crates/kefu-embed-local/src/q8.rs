@@ -196,7 +196,7 @@ impl Q8Matrix {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2(simd) => simd.vectorize(Quantise(x)),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512(simd) => simd.vectorize(Quantise(x)),
+            Kernel::Avx512(simd) => simd.vectorize(avx512::Quantise(simd, x)),
             Kernel::Scalar => quantise_rows(x),
         };
         let mut y = vec![0f32; rows * self.out];
@@ -362,9 +362,10 @@ mod avx2 {
 /// only: no bounds checks, the row loop unrolled, and the accumulators kept in registers.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Q8Matrix, BLOCK};
+    use super::{Q8Matrix, Quantised, BLOCK};
     use pulp::bytemuck::cast;
     use pulp::x86::V4;
+    use std::arch::x86_64::__m512;
 
     /// Token rows handled together per pair of weight blocks.
     pub(super) const TILE: usize = 8;
@@ -372,6 +373,47 @@ mod avx512 {
     const _: () = assert!(TILE == 8);
     /// Two blocks: one register.
     const PAIR: usize = 2 * BLOCK;
+
+    /// [`super::quantise_rows`] with 512-bit registers: a block is two registers, its maximum one reduction, and
+    /// the rounding is the CPU's conversion in its default mode (to nearest, ties to even), so the result is the
+    /// scalar function's bit for bit (tested).
+    pub(super) struct Quantise<'a>(pub V4, pub &'a [f32]);
+
+    impl pulp::NullaryFnOnce for Quantise<'_> {
+        type Output = Quantised;
+
+        #[inline(always)]
+        fn call(self) -> Quantised {
+            let Quantise(simd, x) = self;
+            let f = simd.avx512f;
+            let mut values = vec![0u8; x.len()];
+            let mut scales = vec![0f32; x.len() / BLOCK];
+            let shift = f._mm512_set1_epi32(128);
+            for ((block, out), scale) in x
+                .as_chunks::<BLOCK>()
+                .0
+                .iter()
+                .zip(values.as_chunks_mut::<BLOCK>().0)
+                .zip(scales.iter_mut())
+            {
+                let (lo, hi) = block.split_at(16);
+                let lo: __m512 = cast(<[f32; 16]>::try_from(lo).expect("16 lanes"));
+                let hi: __m512 = cast(<[f32; 16]>::try_from(hi).expect("16 lanes"));
+                let amax = f._mm512_reduce_max_ps(
+                    f._mm512_max_ps(f._mm512_abs_ps(lo), f._mm512_abs_ps(hi)),
+                );
+                let d = amax / 127.0;
+                let inv = f._mm512_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
+                for (half, dst) in [lo, hi].into_iter().zip(out.as_chunks_mut::<16>().0) {
+                    let q = f._mm512_cvtps_epi32(f._mm512_mul_ps(half, inv));
+                    // 1..=255 after the shift; the narrowing keeps the low byte.
+                    *dst = cast(f._mm512_cvtepi32_epi8(f._mm512_add_epi32(q, shift)));
+                }
+                *scale = d;
+            }
+            Quantised { values, scales }
+        }
+    }
 
     impl super::TileProduct for V4 {
         /// Up to [`TILE`] token rows.
@@ -545,6 +587,30 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn every_path_rounds_activations_bit_for_bit_alike() {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(simd) = pulp::x86::V4::try_new() {
+            // Ties (x.5 after scaling by 1), negative values, a zero block and a block of tiny values.
+            let mut x: Vec<f32> = (0..32 * 40)
+                .map(|i| ((i * 7919 % 2001) as f32 - 1000.0) / 37.0)
+                .collect();
+            x[0] = 127.0;
+            for (i, v) in [2.5, -3.5, 0.5, -0.5, 126.5, -126.5]
+                .into_iter()
+                .enumerate()
+            {
+                x[1 + i] = v;
+            }
+            x[32..64].fill(0.0);
+            x[64..96].iter_mut().for_each(|v| *v *= 1e-30);
+            let want = quantise_rows(&x);
+            let got = simd.vectorize(avx512::Quantise(simd, &x));
+            assert_eq!(got.values, want.values);
+            assert_eq!(got.scales, want.scales);
         }
     }
 
