@@ -116,16 +116,7 @@ pub(crate) fn gelu_erf(values: &mut [f32]) {
             }
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        if let Some(simd) = pulp::x86::V4::try_new() {
-            return simd.vectorize(Gelu(values));
-        }
-        if let Some(simd) = pulp::x86::V3::try_new() {
-            return simd.vectorize(Gelu(values));
-        }
-    }
-    pulp::NullaryFnOnce::call(Gelu(values));
+    crate::q8::Kernel::detect().vectorize(Gelu(values));
 }
 
 #[inline(always)]

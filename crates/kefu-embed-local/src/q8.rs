@@ -6,11 +6,12 @@
 //!
 //! candle's `QMatMul` runs the same arithmetic, but one (row, column) pair at a time, re-reading and re-expanding
 //! every weight block for each token row; on the short inputs an encoder sees (a dozen tokens) that made it
-//! barely faster than expanding the weights to f32. Here a weight block is loaded once and used for four token
-//! rows, and the activation rows are quantised once per projection. The AVX2 kernel (through `pulp`, which checks
-//! the CPU at run time and keeps the intrinsics safe to call) uses the unsigned-by-signed byte product
-//! (`vpmaddubsw`) on `x + 128` and takes back `128 · Σ w` per block in integers (precomputed at load); other CPUs
-//! take the scalar loop. Measured in bench/RESULTS.md (`kefu-bench embed`, `kefu-bench nlu`).
+//! barely faster than expanding the weights to f32. Here a weight block is loaded once and used for a tile of token
+//! rows (four with AVX2, eight with AVX-512), and the activation rows are quantised once per projection. The SIMD
+//! kernels (through `pulp`, which checks the CPU at run time and keeps the intrinsics safe to call) use the
+//! unsigned-by-signed byte product (`vpmaddubsw`) on `x + 128` and take back `128 · Σ w` per block in integers
+//! (precomputed at load); other CPUs take the scalar loop. Measured in bench/RESULTS.md (`kefu-bench embed`,
+//! `kefu-bench nlu`).
 
 /// A `[out, in]` weight matrix in int8 blocks of 32.
 pub(crate) struct Q8Matrix {
@@ -37,9 +38,10 @@ struct Quantised {
     scales: Vec<f32>,
 }
 
-/// Which code path a product runs on, chosen from the CPU at run time (pulp checks the features once).
+/// Which code path the encoder's numeric loops run on, chosen from the CPU at run time (pulp checks the features
+/// once). Shared by the products here and the GELU in [`crate::bert`].
 #[derive(Clone, Copy)]
-enum Kernel {
+pub(crate) enum Kernel {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2(pulp::x86::V3),
@@ -48,7 +50,7 @@ enum Kernel {
 }
 
 impl Kernel {
-    fn detect() -> Kernel {
+    pub(crate) fn detect() -> Kernel {
         #[cfg(target_arch = "x86_64")]
         {
             if let Some(simd) = pulp::x86::V4::try_new() {
@@ -73,6 +75,18 @@ impl Kernel {
             all.push(Kernel::Scalar);
         }
         all
+    }
+
+    /// Runs `f` with this path's CPU features enabled, so that plain loops in it compile to that path's vector
+    /// code (`f` must be `#[inline(always)]`).
+    pub(crate) fn vectorize<F: pulp::NullaryFnOnce>(self, f: F) -> F::Output {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2(simd) => simd.vectorize(f),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(simd) => simd.vectorize(f),
+            Kernel::Scalar => f.call(),
+        }
     }
 
     /// Token rows per tile.
@@ -191,13 +205,11 @@ impl Q8Matrix {
         use rayon::prelude::*;
         assert_eq!(x.len() % self.inp, 0, "input width");
         let rows = x.len() / self.inp;
-        // Inside pulp's AVX2 frame the rounding is one instruction instead of a libm call.
+        // Inside a SIMD frame the rounding is one instruction instead of a libm call; AVX-512 has its own code.
         let q = match kernel {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2(simd) => simd.vectorize(Quantise(x)),
-            #[cfg(target_arch = "x86_64")]
             Kernel::Avx512(simd) => simd.vectorize(avx512::Quantise(simd, x)),
-            Kernel::Scalar => quantise_rows(x),
+            _ => kernel.vectorize(Quantise(x)),
         };
         let mut y = vec![0f32; rows * self.out];
         let tile = kernel.tile();
