@@ -132,6 +132,10 @@ class Widget {
   private form = h("form", { class: "kf-form" });
   private panel = h("div", { class: "kf-panel" });
   private conv: Conversation | null = null;
+  /** Settles when the panel's first conversation is ready (or failed to start, which it has said). */
+  private starting: Promise<void> = Promise.resolve();
+  /** A message sent before that is waiting for it. */
+  private waitingToSend = false;
   private source: EventSource | null = null;
   private lastSeq = 0;
   /** Rendered messages by seq, and answers being streamed by the seq of the question they answer. */
@@ -209,11 +213,10 @@ class Widget {
     });
     this.panel.append(head, this.log, this.typingEl, this.form);
     this.root.append(this.panel);
-    try {
-      await this.start();
-    } catch (e) {
+    this.starting = this.start().catch((e) => {
       this.note(this.t.error + (e as Error).message);
-    }
+    });
+    await this.starting;
   }
 
   /** Resumes the saved conversation if it is still open, else starts a new one. */
@@ -451,7 +454,16 @@ class Widget {
 
   private async sendText(raw: string) {
     const text = raw.trim();
-    if (!text || !this.conv) return;
+    if (!text) return;
+    if (!this.conv) {
+      // The panel opens at once and its conversation a moment later: a message sent in between waits for it (the
+      // text stays in the box until then) instead of being dropped.
+      if (this.waitingToSend) return;
+      this.waitingToSend = true;
+      await this.starting;
+      this.waitingToSend = false;
+      if (!this.conv) return;
+    }
     this.input.value = "";
     this.typing.stop();
     const key = uuid();
