@@ -614,6 +614,10 @@ pub fn moderation(args: ModerationArgs) -> anyhow::Result<()> {
 
 /// Remembers an encoder's vectors on disk (`<data_dir>/cache/vectors-<id>.bin`) so repeated evaluations and
 /// settings sweeps embed each text once. Only for `kefu eval`; a serving classifier embeds live.
+///
+/// The file also holds the vector of a fixed probe sentence. When the encoder now gives that sentence a different
+/// vector (a changed kernel, other weights under the same name), every stored vector is dropped, so an evaluation
+/// never reports numbers from vectors the current code did not compute.
 pub struct CachedEncoder {
     inner: Arc<dyn kefu_nlu::SentenceEncoder>,
     path: PathBuf,
@@ -621,8 +625,12 @@ pub struct CachedEncoder {
     dirty: std::sync::atomic::AtomicBool,
 }
 
+/// See [`CachedEncoder`].
+const CACHE_PROBE: &str = "kefu vector cache probe: 我想退货, where is my refund?";
+
 impl CachedEncoder {
     pub fn open(inner: Arc<dyn kefu_nlu::SentenceEncoder>, dir: &std::path::Path) -> Self {
+        let probe = inner.encode(&[CACHE_PROBE]).ok().and_then(|mut v| v.pop());
         let safe: String = inner
             .id()
             .chars()
@@ -664,11 +672,27 @@ impl CachedEncoder {
                 map.insert(text, v);
             }
         }
+        let same = |a: &Vec<f32>, b: &Vec<f32>| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-6)
+        };
+        let stale = match (map.get(CACHE_PROBE), &probe) {
+            (Some(stored), Some(now)) => !same(stored, now),
+            (None, _) => !map.is_empty(),
+            (Some(_), None) => true,
+        };
+        if stale {
+            tracing::warn!(path = %path.display(), vectors = map.len(), "the encoder's vectors changed since they were cached; embedding again");
+            map.clear();
+        }
+        let dirty = stale || map.is_empty();
+        if let Some(v) = probe {
+            map.insert(CACHE_PROBE.to_owned(), v);
+        }
         CachedEncoder {
             inner,
             path,
             map: parking_lot::Mutex::new(map),
-            dirty: std::sync::atomic::AtomicBool::new(false),
+            dirty: std::sync::atomic::AtomicBool::new(dirty),
         }
     }
 
@@ -933,4 +957,66 @@ fn count(set: &[(f32, bool)], t: f32) -> (usize, usize) {
     set.iter()
         .filter(|s| s.0 >= t)
         .fold((0, 0), |(h, w), s| (h + 1, w + usize::from(!s.1)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A deterministic encoder whose vectors depend on a version number, counting the texts it is asked for.
+    struct Versioned {
+        version: f32,
+        encoded: AtomicUsize,
+    }
+
+    impl kefu_nlu::SentenceEncoder for Versioned {
+        fn id(&self) -> &str {
+            "versioned"
+        }
+        fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+            self.encoded.fetch_add(texts.len(), Ordering::SeqCst);
+            Ok(texts
+                .iter()
+                .map(|t| vec![t.len() as f32, self.version])
+                .collect())
+        }
+    }
+
+    fn versioned(version: f32) -> Arc<Versioned> {
+        Arc::new(Versioned {
+            version,
+            encoded: AtomicUsize::new(0),
+        })
+    }
+
+    #[test]
+    fn the_vector_cache_is_dropped_when_the_encoder_changes() {
+        use kefu_nlu::SentenceEncoder;
+        let dir = std::env::temp_dir().join(format!("kefu-vector-cache-{}", std::process::id()));
+        let texts = ["where is my order", "我要退货"];
+
+        let v1 = versioned(1.0);
+        let cache = CachedEncoder::open(v1.clone(), &dir);
+        assert_eq!(cache.encode(&texts).unwrap()[0], vec![17.0, 1.0]);
+        cache.save().unwrap();
+        assert_eq!(
+            v1.encoded.load(Ordering::SeqCst),
+            3,
+            "the probe and two texts"
+        );
+
+        // The same encoder again: only the probe is embedded, the texts come from the file.
+        let again = versioned(1.0);
+        let cache = CachedEncoder::open(again.clone(), &dir);
+        assert_eq!(cache.encode(&texts).unwrap()[1], vec![12.0, 1.0]);
+        assert_eq!(again.encoded.load(Ordering::SeqCst), 1);
+
+        // A changed encoder under the same id: the stored vectors are not served.
+        let v2 = versioned(2.0);
+        let cache = CachedEncoder::open(v2.clone(), &dir);
+        assert_eq!(cache.encode(&texts).unwrap()[0], vec![17.0, 2.0]);
+        assert_eq!(v2.encoded.load(Ordering::SeqCst), 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
