@@ -728,8 +728,14 @@ async fn bench_local(
 }
 
 /// Embedding throughput of a local encoder: one sentence per call (what a customer's question costs) and batches
-/// of 32 (what ingestion does). Thread count follows `RAYON_NUM_THREADS` (default: all cores).
-async fn bench_embed(model: &str, sentences: &str, rounds: usize) -> anyhow::Result<()> {
+/// of 32 (what ingestion does). Thread count follows `RAYON_NUM_THREADS` (default: all cores). `precision` applies to
+/// a BERT directory (MiniLM).
+async fn bench_embed(
+    model: &str,
+    precision: kefu_embed_local::Precision,
+    sentences: &str,
+    rounds: usize,
+) -> anyhow::Result<()> {
     use kefu_llm::{EmbedKind, Embedder};
     let texts: Vec<String> = std::fs::read_to_string(sentences)
         .with_context(|| format!("reading {sentences}"))?
@@ -739,9 +745,10 @@ async fn bench_embed(model: &str, sentences: &str, rounds: usize) -> anyhow::Res
         .collect();
     let t = Instant::now();
     let path = model.to_owned();
-    let embedder =
-        tokio::task::spawn_blocking(move || kefu_embed_local::LocalEmbedder::load(path, "bench"))
-            .await??;
+    let embedder = tokio::task::spawn_blocking(move || {
+        kefu_embed_local::LocalEmbedder::load_with(path, "bench", precision)
+    })
+    .await??;
     let load_ms = t.elapsed().as_secs_f64() * 1000.0;
     let tokens: usize = texts
         .iter()
@@ -766,10 +773,14 @@ async fn bench_embed(model: &str, sentences: &str, rounds: usize) -> anyhow::Res
     }
     let batched = (rounds * texts.len()) as f64 / t.elapsed().as_secs_f64();
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all cores".into());
-    println!("| model | threads | load ms | sentences | mean tokens | single sentences/s | batch-32 sentences/s | peak RSS MiB |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| model | weights | threads | load ms | sentences | mean tokens | single sentences/s | batch-32 sentences/s | peak RSS MiB |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let weights = match kefu_embed_local::Format::detect(std::path::Path::new(model)) {
+        kefu_embed_local::Format::E5Packed => "4-bit".to_owned(),
+        kefu_embed_local::Format::BertDir => format!("{precision:?}"),
+    };
     println!(
-        "| {} | {threads} | {load_ms:.0} | {} | {:.1} | {single:.1} | {batched:.1} | {:.0} |",
+        "| {} | {weights} | {threads} | {load_ms:.0} | {} | {:.1} | {single:.1} | {batched:.1} | {:.0} |",
         std::path::Path::new(model)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -818,7 +829,12 @@ async fn main() -> anyhow::Result<()> {
         Some("embed") => {
             let model = arg(&args, "--model").context("--model PATH (e5 .bin file or MiniLM directory)")?;
             let sentences = arg(&args, "--sentences").unwrap_or("bench/data/embed_sentences.txt");
-            bench_embed(model, sentences, arg(&args, "--rounds").unwrap_or("3").parse()?).await
+            let precision = match arg(&args, "--weights").unwrap_or("int8") {
+                "int8" => kefu_embed_local::Precision::Int8,
+                "f32" => kefu_embed_local::Precision::F32,
+                other => bail!("--weights int8|f32, not {other:?}"),
+            };
+            bench_embed(model, precision, sentences, arg(&args, "--rounds").unwrap_or("3").parse()?).await
         }
         Some("nlu") => nlu::bench_nlu(arg(&args, "--encoder"), arg(&args, "--messages").unwrap_or("1500").parse()?),
         Some("kb") => {
@@ -830,6 +846,6 @@ async fn main() -> anyhow::Result<()> {
             kb::run(&sizes, arg(&args, "--dim").unwrap_or("384").parse()?, arg(&args, "--queries").unwrap_or("200").parse()?)
         }
         Some("ws-idle") => bench_ws_idle(arg(&args, "--connections").unwrap_or("10000").parse()?).await,
-        _ => bail!("usage: kefu-bench send [--backend sqlite|postgres] [--concurrency 1,50,500] [--seconds 10] | ws-idle [--connections 10000] | local --model PATH.gguf [--threads 1,2] | embed --model PATH [--sentences FILE] [--rounds 3] | kb [--sizes 10000,100000,1000000] [--dim 384] [--queries 200] | nlu [--encoder PATH] [--messages 1500]"),
+        _ => bail!("usage: kefu-bench send [--backend sqlite|postgres] [--concurrency 1,50,500] [--seconds 10] | ws-idle [--connections 10000] | local --model PATH.gguf [--threads 1,2] | embed --model PATH [--weights int8|f32] [--sentences FILE] [--rounds 3] | kb [--sizes 10000,100000,1000000] [--dim 384] [--queries 200] | nlu [--encoder PATH] [--messages 1500]"),
     }
 }

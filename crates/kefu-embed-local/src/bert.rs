@@ -27,15 +27,31 @@ pub(crate) enum Weight {
 }
 
 impl Weight {
-    fn apply(&self, x: &Tensor) -> Result<Tensor, EmbedError> {
+    /// `x · W + b`.
+    fn apply(&self, x: &Tensor, b: &Tensor) -> Result<Tensor, EmbedError> {
         Ok(match self {
-            Weight::F32(w) => x.matmul(w)?,
-            Weight::Q8(w) => {
-                let rows = x.dim(0)?;
-                let y = w.matmul(&x.flatten_all()?.to_vec1::<f32>()?);
-                f32_tensor(y, &[rows, w.out_dim()])?
-            }
+            Weight::F32(w) => x.matmul(w)?.broadcast_add(b)?,
+            Weight::Q8(w) => f32_tensor(Self::apply_q8(w, x, b)?, &[x.dim(0)?, w.out_dim()])?,
         })
+    }
+
+    /// GELU (the erf form, see [`gelu_erf`]) of `x · W + b`. On the int8 path the bias and the GELU run on the
+    /// product's buffer, which becomes the tensor without another copy.
+    fn apply_gelu(&self, x: &Tensor, b: &Tensor) -> Result<Tensor, EmbedError> {
+        let (rows, cols, mut values) = match self {
+            Weight::F32(_) => {
+                let y = self.apply(x, b)?;
+                let (rows, cols) = y.dims2()?;
+                (rows, cols, y.flatten_all()?.to_vec1::<f32>()?)
+            }
+            Weight::Q8(w) => (x.dim(0)?, w.out_dim(), Self::apply_q8(w, x, b)?),
+        };
+        gelu_erf(&mut values);
+        f32_tensor(values, &[rows, cols])
+    }
+
+    fn apply_q8(w: &crate::q8::Q8Matrix, x: &Tensor, b: &Tensor) -> Result<Vec<f32>, EmbedError> {
+        Ok(w.matmul_bias(&x.flatten_all()?.to_vec1::<f32>()?, &b.to_vec1::<f32>()?))
     }
 }
 
@@ -71,6 +87,17 @@ pub(crate) struct Encoder {
 /// A weight given as `[out, in]` (PyTorch layout), stored transposed and contiguous for `x · W`.
 pub(crate) fn linear_weight(w: Tensor) -> Result<Weight, EmbedError> {
     Ok(Weight::F32(w.t()?.contiguous()?))
+}
+
+/// A weight given as `[out, in]` (PyTorch layout), rounded to 7-bit blocks for the int8 kernels (see [`crate::q8`]);
+/// f32 when its input width is not a whole number of blocks.
+pub(crate) fn int8_weight(w: Tensor) -> Result<Weight, EmbedError> {
+    let (out, inp) = w.dims2()?;
+    if !inp.is_multiple_of(32) {
+        return linear_weight(w);
+    }
+    let values = w.flatten_all()?.to_vec1::<f32>()?;
+    Ok(Weight::Q8(crate::q8::Q8Matrix::from_f32(&values, out, inp)))
 }
 
 pub(crate) fn f32_tensor(data: Vec<f32>, shape: &[usize]) -> Result<Tensor, EmbedError> {
@@ -183,19 +210,6 @@ impl Encoder {
         )?)
     }
 
-    fn project(&self, x: &Tensor, w: &Weight, b: &Tensor) -> Result<Tensor, EmbedError> {
-        Ok(w.apply(x)?.broadcast_add(b)?)
-    }
-
-    /// [`Encoder::project`] followed by GELU (the erf form), see [`gelu_erf`].
-    fn project_gelu(&self, x: &Tensor, w: &Weight, b: &Tensor) -> Result<Tensor, EmbedError> {
-        let y = self.project(x, w, b)?;
-        let (rows, cols) = y.dims2()?;
-        let mut values = y.flatten_all()?.to_vec1::<f32>()?;
-        gelu_erf(&mut values);
-        f32_tensor(values, &[rows, cols])
-    }
-
     /// Mean-pooled hidden states (not normalised) after each of `layers` (0 = the embedding output, `i` = after
     /// layer `i`), concatenated shallowest first: one `[H × distinct layers]` row per segment. Each segment is a full
     /// model input (special tokens included) of at most `max_positions` tokens. Layers past the deepest one asked
@@ -244,7 +258,7 @@ impl Encoder {
             };
         pool(&x, 0, &mut pooled)?;
         for (index, layer) in self.layers.iter().enumerate().take(deepest) {
-            let qkv = self.project(&x, &layer.qkv_w, &layer.qkv_b)?;
+            let qkv = layer.qkv_w.apply(&x, &layer.qkv_b)?;
             let mut contexts = Vec::with_capacity(segments.len());
             let mut offset = 0;
             for seg in segments {
@@ -265,15 +279,15 @@ impl Encoder {
                 contexts.push(ctx);
             }
             let ctx = Tensor::cat(&contexts, 0)?;
-            let attn = self.project(&ctx, &layer.out_w, &layer.out_b)?;
+            let attn = layer.out_w.apply(&ctx, &layer.out_b)?;
             x = candle_nn::ops::layer_norm(
                 &x.add(&attn)?,
                 &layer.attn_ln.0,
                 &layer.attn_ln.1,
                 self.eps,
             )?;
-            let mid = self.project_gelu(&x, &layer.ff_in_w, &layer.ff_in_b)?;
-            let ff = self.project(&mid, &layer.ff_out_w, &layer.ff_out_b)?;
+            let mid = layer.ff_in_w.apply_gelu(&x, &layer.ff_in_b)?;
+            let ff = layer.ff_out_w.apply(&mid, &layer.ff_out_b)?;
             x = candle_nn::ops::layer_norm(
                 &x.add(&ff)?,
                 &layer.out_ln.0,

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
-use crate::bert::{linear_weight, Encoder, Layer, WordTable};
-use crate::EmbedError;
+use crate::bert::{int8_weight, linear_weight, Encoder, Layer, Weight, WordTable};
+use crate::{EmbedError, Precision};
 
 /// sentence-transformers' `max_seq_length` for this model (the position table itself has 512 rows).
 const MAX_SEQ: usize = 256;
@@ -42,7 +42,13 @@ fn default_eps() -> f32 {
     1e-12
 }
 
-pub(crate) fn load(dir: &Path) -> Result<(Encoder, WordPiece), EmbedError> {
+pub(crate) fn load(dir: &Path, precision: Precision) -> Result<(Encoder, WordPiece), EmbedError> {
+    let weight = |w: Tensor| -> Result<Weight, EmbedError> {
+        match precision {
+            Precision::Int8 => int8_weight(w),
+            Precision::F32 => linear_weight(w),
+        }
+    };
     let read = |name: &str| {
         let p = dir.join(name);
         std::fs::read(&p)
@@ -104,17 +110,17 @@ pub(crate) fn load(dir: &Path) -> Result<(Encoder, WordPiece), EmbedError> {
             0,
         )?;
         layers.push(Layer {
-            qkv_w: linear_weight(qkv_w)?,
+            qkv_w: weight(qkv_w)?,
             qkv_b,
-            out_w: linear_weight(t("attention.output.dense.weight")?)?,
+            out_w: weight(t("attention.output.dense.weight")?)?,
             out_b: t("attention.output.dense.bias")?,
             attn_ln: (
                 t("attention.output.LayerNorm.weight")?,
                 t("attention.output.LayerNorm.bias")?,
             ),
-            ff_in_w: linear_weight(t("intermediate.dense.weight")?)?,
+            ff_in_w: weight(t("intermediate.dense.weight")?)?,
             ff_in_b: t("intermediate.dense.bias")?,
-            ff_out_w: linear_weight(t("output.dense.weight")?)?,
+            ff_out_w: weight(t("output.dense.weight")?)?,
             ff_out_b: t("output.dense.bias")?,
             out_ln: (t("output.LayerNorm.weight")?, t("output.LayerNorm.bias")?),
         });

@@ -1,16 +1,19 @@
-//! `x · Wᵀ` for the 4-bit e5 weights with int8 arithmetic, as the reference engine computes it.
+//! `x · Wᵀ` for the 4-bit e5 weights with int8 arithmetic, as the reference engine computes it, and for MiniLM's
+//! f32 weights rounded to 7 bits at load.
 //!
-//! Each 32-value block of a weight row keeps its 4-bit values (−8..7) as int8 with one f32 scale; each 32-value
-//! block of an activation row is rounded to int8 with its own scale (max |x| / 127, ties to even) just before the
-//! product. A block's dot product is then exact in integers, and the output is Σ_blocks (scale_x · scale_w · dot).
+//! Each 32-value block of a weight row keeps its 4-bit values (−8..7), or its 7-bit ones (−63..63), as int8 with one
+//! f32 scale; each 32-value block of an activation row is rounded to int8 with its own scale (max |x| / 127, ties to
+//! even) just before the product. A block's dot product is then exact in integers, and the output is
+//! Σ_blocks (scale_x · scale_w · dot).
 //!
 //! candle's `QMatMul` runs the same arithmetic, but one (row, column) pair at a time, re-reading and re-expanding
 //! every weight block for each token row; on the short inputs an encoder sees (a dozen tokens) that made it
 //! barely faster than expanding the weights to f32. Here a weight block is loaded once and used for a tile of token
 //! rows (four with AVX2, eight with AVX-512), and the activation rows are quantised once per projection. The SIMD
 //! kernels (through `pulp`, which checks the CPU at run time and keeps the intrinsics safe to call) use the
-//! unsigned-by-signed byte product (`vpmaddubsw`) on `x + 128` and take back `128 · Σ w` per block in integers
-//! (precomputed at load); other CPUs take the scalar loop. Measured in bench/RESULTS.md (`kefu-bench embed`,
+//! unsigned-by-signed byte product (`vpmaddubsw`) on `x + 128` and take the shift back once per output, as
+//! `Σ_blocks scale_x · 128 · Σ w · scale_w` (the weight side precomputed at load), rather than with one more
+//! instruction per block product; other CPUs take the scalar loop, which subtracts `128 · Σ w` per block in integers. Measured in bench/RESULTS.md (`kefu-bench embed`,
 //! `kefu-bench nlu`).
 
 /// A `[out, in]` weight matrix in int8 blocks of 32.
@@ -21,12 +24,18 @@ pub(crate) struct Q8Matrix {
     values: Vec<i8>,
     /// `out × in / 32` block scales.
     scales: Vec<f32>,
-    /// `out × in / 32`: 16 · Σ values of the block. The kernel multiplies `x + 128`; taking this from each of the
-    /// eight int32 lanes a block's product ends in takes back exactly 128 · Σ w.
+    /// `out × in / 32`: 16 · Σ values of the block. The kernels multiply `x + 128`; taking this from each of the
+    /// eight int32 lanes a block's product ends in takes back exactly 128 · Σ w (the scalar loop does).
     lane_offsets: Vec<i32>,
+    /// `in / 32 × out` (block-major): 128 · Σ w · scale_w per block. The SIMD kernels take the shift back once per
+    /// output, as Σ_blocks scale_x · this, after the products ([`Q8Matrix::subtract_offsets`]), instead of one
+    /// integer subtraction per block product.
+    offsets_t: Vec<f32>,
 }
 
 const BLOCK: usize = 32;
+/// The largest weight magnitude the SIMD kernels take (see [`Q8Matrix::from_f32`]).
+const WEIGHT_MAX: f32 = 63.0;
 /// Token rows handled together per weight block.
 const TILE: usize = 4;
 // The AVX2 kernel's dispatch covers tiles of 1..=4 rows.
@@ -183,12 +192,67 @@ impl Q8Matrix {
             scales.push(d);
             lane_offsets.push(16 * v.iter().map(|&x| i32::from(x)).sum::<i32>());
         }
+        Q8Matrix::new(out, inp, values, scales, lane_offsets)
+    }
+
+    /// From f32 weights `[out, in]` (PyTorch layout): each 32-value block rounded to −63..=63 with the scale
+    /// max |w| / 63 (ties to even). Seven bits, not eight, because the SIMD kernels sum two byte products in a
+    /// saturating 16-bit lane: 255 · 63 · 2 fits in it, 255 · 127 · 2 would not.
+    pub fn from_f32(w: &[f32], out: usize, inp: usize) -> Q8Matrix {
+        assert!(inp.is_multiple_of(BLOCK) && w.len() == out * inp);
+        let n = out * inp / BLOCK;
+        let mut values = Vec::with_capacity(out * inp);
+        let mut scales = Vec::with_capacity(n);
+        let mut lane_offsets = Vec::with_capacity(n);
+        for block in w.chunks_exact(BLOCK) {
+            let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / WEIGHT_MAX;
+            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+            let start = values.len();
+            values.extend(block.iter().map(|v| (v * inv).round_ties_even() as i8));
+            scales.push(d);
+            lane_offsets.push(16 * values[start..].iter().map(|&x| i32::from(x)).sum::<i32>());
+        }
+        Q8Matrix::new(out, inp, values, scales, lane_offsets)
+    }
+
+    fn new(
+        out: usize,
+        inp: usize,
+        values: Vec<i8>,
+        scales: Vec<f32>,
+        lane_offsets: Vec<i32>,
+    ) -> Q8Matrix {
+        let blocks = inp / BLOCK;
+        let mut offsets_t = vec![0f32; blocks * out];
+        for (i, (&o, &d)) in lane_offsets.iter().zip(&scales).enumerate() {
+            offsets_t[(i % blocks) * out + i / blocks] = 8.0 * o as f32 * d;
+        }
         Q8Matrix {
             out,
             inp,
             values,
             scales,
             lane_offsets,
+            offsets_t,
+        }
+    }
+
+    /// Takes `Σ_blocks scale_x · 128 · Σ w · scale_w` from every output of a tile (`out`: its rows × `self.out`),
+    /// vectorised over the columns.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn subtract_offsets(&self, x_scales: &[f32], out: &mut [f32]) {
+        let blocks = self.inp / BLOCK;
+        for (row, scales) in out
+            .chunks_exact_mut(self.out)
+            .zip(x_scales.chunks_exact(blocks))
+        {
+            for (&s, offsets) in scales.iter().zip(self.offsets_t.chunks_exact(self.out)) {
+                for (o, &b) in row.iter_mut().zip(offsets) {
+                    *o -= s * b;
+                }
+            }
         }
     }
 
@@ -196,9 +260,17 @@ impl Q8Matrix {
         self.out
     }
 
-    /// `y = x · Wᵀ` for `x` of `rows × in` (row-major); `y` is `rows × out`.
-    pub fn matmul(&self, x: &[f32]) -> Vec<f32> {
-        self.matmul_with(x, Kernel::detect())
+    /// `y = x · Wᵀ + b` for `x` of `rows × in` (row-major) and `b` of `out`; `y` is `rows × out`. The bias is added
+    /// here, on the product's own buffer, rather than as a separate tensor operation with its own allocation.
+    pub fn matmul_bias(&self, x: &[f32], bias: &[f32]) -> Vec<f32> {
+        assert_eq!(bias.len(), self.out, "bias width");
+        let mut y = self.matmul_with(x, Kernel::detect());
+        for row in y.chunks_exact_mut(self.out) {
+            for (v, b) in row.iter_mut().zip(bias) {
+                *v += b;
+            }
+        }
+        y
     }
 
     fn matmul_with(&self, x: &[f32], kernel: Kernel) -> Vec<f32> {
@@ -333,30 +405,27 @@ mod avx2 {
                 s_packed[b][t] = s;
             }
         }
-        for (c, ((w_row, w_scales), w_offsets)) in weights
+        for (c, (w_row, w_scales)) in weights
             .chunks_exact(m.inp)
             .zip(m.scales.chunks_exact(blocks))
-            .zip(m.lane_offsets.chunks_exact(blocks))
             .enumerate()
         {
             let mut acc = [simd.avx._mm256_setzero_ps(); R];
-            for (((w, &ws), &wo), (x_block, s_block)) in w_row
+            for ((w, &ws), (x_block, s_block)) in w_row
                 .as_chunks::<BLOCK>()
                 .0
                 .iter()
                 .zip(w_scales)
-                .zip(w_offsets)
                 .zip(x_packed.iter().zip(&s_packed))
             {
                 let w = cast(*w);
-                let wo = simd.avx._mm256_set1_epi32(wo);
                 for t in 0..R {
-                    // |(x + 128) · w| ≤ 255 · 8, so a pair sums to at most 4080: no i16 saturation.
+                    // |(x + 128) · w| ≤ 255 · 63 (4-bit weights: 255 · 8), so a pair sums to at most 32,130: no i16
+                    // saturation.
                     let pairs = simd.avx2._mm256_maddubs_epi16(x_block[t], w);
                     let dot = simd.avx2._mm256_madd_epi16(pairs, ones);
-                    let d = simd
-                        .avx
-                        ._mm256_cvtepi32_ps(simd.avx2._mm256_sub_epi32(dot, wo));
+                    // Still shifted by 128 · Σ w: taken back per output below.
+                    let d = simd.avx._mm256_cvtepi32_ps(dot);
                     let scale = simd.avx._mm256_set1_ps(s_block[t] * ws);
                     acc[t] = simd.fma._mm256_fmadd_ps(d, scale, acc[t]);
                 }
@@ -365,6 +434,7 @@ mod avx2 {
                 out[t * m.out + c] = hsum(simd, acc[t]);
             }
         }
+        m.subtract_offsets(x_scales, out);
     }
 }
 
@@ -475,26 +545,20 @@ mod avx512 {
         }
         let ones = simd.avx512f._mm512_set1_epi16(1);
         let weights: &[u8] = pulp::bytemuck::cast_slice(&m.values);
-        for (c, ((w_row, w_scales), w_offsets)) in weights
+        for (c, (w_row, w_scales)) in weights
             .chunks_exact(m.inp)
             .zip(m.scales.chunks_exact(blocks))
-            .zip(m.lane_offsets.chunks_exact(blocks))
             .enumerate()
         {
             let mut acc = [simd.avx512f._mm512_setzero_ps(); R];
-            for (((w, ws), wo), (x_pair, s_pair)) in w_row
+            for ((w, ws), (x_pair, s_pair)) in w_row
                 .as_chunks::<PAIR>()
                 .0
                 .iter()
                 .zip(w_scales.as_chunks::<2>().0)
-                .zip(w_offsets.as_chunks::<2>().0)
                 .zip(x_packed.iter().zip(&s_packed))
             {
                 let w = cast(*w);
-                let wo = simd.avx512f._mm512_inserti64x4::<1>(
-                    simd.avx512f._mm512_set1_epi32(wo[0]),
-                    simd.avx._mm256_set1_epi32(wo[1]),
-                );
                 let ws = simd.avx512dq._mm512_insertf32x8::<1>(
                     simd.avx512f._mm512_set1_ps(ws[0]),
                     simd.avx._mm256_set1_ps(ws[1]),
@@ -503,9 +567,8 @@ mod avx512 {
                     // As in the AVX2 kernel: no i16 saturation is possible.
                     let pairs16 = simd.avx512bw._mm512_maddubs_epi16(x_pair[t], w);
                     let dot = simd.avx512bw._mm512_madd_epi16(pairs16, ones);
-                    let d = simd
-                        .avx512f
-                        ._mm512_cvtepi32_ps(simd.avx512f._mm512_sub_epi32(dot, wo));
+                    // Still shifted by 128 · Σ w: taken back per output below.
+                    let d = simd.avx512f._mm512_cvtepi32_ps(dot);
                     let scale = simd.avx512f._mm512_mul_ps(s_pair[t], ws);
                     acc[t] = simd.avx512f._mm512_fmadd_ps(d, scale, acc[t]);
                 }
@@ -515,16 +578,13 @@ mod avx512 {
             if blocks % 2 == 1 {
                 let b = blocks - 1;
                 let w = super::avx2::load(&w_row[b * BLOCK..]);
-                let wo = simd.avx._mm256_set1_epi32(w_offsets[b]);
                 let ones = simd.avx._mm256_set1_epi16(1);
                 for (t, tail) in tail.iter_mut().enumerate() {
                     let x = super::avx2::load(&xs[t * m.inp + b * BLOCK..]);
                     let dot = simd
                         .avx2
                         ._mm256_madd_epi16(simd.avx2._mm256_maddubs_epi16(x, w), ones);
-                    let d = simd
-                        .avx
-                        ._mm256_cvtepi32_ps(simd.avx2._mm256_sub_epi32(dot, wo));
+                    let d = simd.avx._mm256_cvtepi32_ps(dot);
                     *tail = super::avx2::hsum(*simd, d) * (x_scales[t * blocks + b] * w_scales[b]);
                 }
             }
@@ -532,6 +592,7 @@ mod avx512 {
                 out[t * m.out + c] = simd.avx512f._mm512_reduce_add_ps(acc[t]) + tail[t];
             }
         }
+        m.subtract_offsets(x_scales, out);
     }
 }
 
@@ -557,6 +618,52 @@ mod tests {
         bytes
     }
 
+    /// Every path the CPU has against the product, in f64, of the values each side was rounded to (`w`: the
+    /// weights as the matrix holds them, `[out, in]`).
+    fn check_paths(m: &Q8Matrix, w: &[f32], x: &[f32]) {
+        let (out, inp) = (m.out, m.inp);
+        let rows = x.len() / inp;
+        let q = quantise_rows(x);
+        let xr: Vec<f64> = q
+            .values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (f64::from(v) - 128.0) * f64::from(q.scales[i / BLOCK]))
+            .collect();
+        let ys: Vec<Vec<f32>> = Kernel::available()
+            .into_iter()
+            .map(|kernel| m.matmul_with(x, kernel))
+            .collect();
+        for r in 0..rows {
+            for c in 0..out {
+                let want: f64 = (0..inp)
+                    .map(|k| xr[r * inp + k] * f64::from(w[c * inp + k]))
+                    .sum();
+                for got in ys.iter().map(|y| y[r * out + c]) {
+                    assert!(
+                        (f64::from(got) - want).abs() < 1e-3 * (1.0 + want.abs()),
+                        "rows {rows} ({r}, {c}): {got} vs {want}"
+                    );
+                }
+            }
+        }
+        // The bias goes to every row's columns in order.
+        let bias: Vec<f32> = (0..out).map(|c| c as f32 - 10.5).collect();
+        let with_bias = m.matmul_bias(x, &bias);
+        for (i, (got, y)) in with_bias.iter().zip(&ys[0]).enumerate() {
+            assert_eq!(*got, y + bias[i % out], "element {i}");
+        }
+    }
+
+    /// The weights as the matrix holds them (value · block scale), `[out, in]`.
+    fn held(m: &Q8Matrix) -> Vec<f32> {
+        m.values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| f32::from(v) * m.scales[i / BLOCK])
+            .collect()
+    }
+
     #[test]
     fn every_kernel_matches_the_product_of_the_rounded_values() {
         // An odd and an even number of blocks per row; tiles full and partial on every path.
@@ -567,39 +674,46 @@ mod tests {
             (29, 128, 3),
             (29, 128, 12),
         ] {
-            let blocks = random_q4(out, inp, 7);
-            let m = Q8Matrix::from_q4_0(&blocks, out, inp);
             let x: Vec<f32> = (0..rows * inp)
                 .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0)
                 .collect();
-            // Reference: dequantise both sides and multiply in f64.
+            // 4-bit weights, decoded independently of the matrix.
+            let blocks = random_q4(out, inp, 7);
             let mut w = vec![0f32; out * inp];
             crate::bert::dequantize_q4_0(&blocks, &mut w);
-            let q = quantise_rows(&x);
-            let xr: Vec<f64> = q
-                .values
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| (f64::from(v) - 128.0) * f64::from(q.scales[i / BLOCK]))
+            check_paths(&Q8Matrix::from_q4_0(&blocks, out, inp), &w, &x);
+            // 7-bit weights from f32.
+            let f: Vec<f32> = (0..out * inp)
+                .map(|i| ((i * 104_729 % 2003) as f32 - 1001.0) / 613.0)
                 .collect();
-            let ys: Vec<Vec<f32>> = Kernel::available()
-                .into_iter()
-                .map(|kernel| m.matmul_with(&x, kernel))
-                .collect();
-            for r in 0..rows {
-                for c in 0..out {
-                    let want: f64 = (0..inp)
-                        .map(|k| xr[r * inp + k] * f64::from(w[c * inp + k]))
-                        .sum();
-                    for got in ys.iter().map(|y| y[r * out + c]) {
-                        assert!(
-                            (f64::from(got) - want).abs() < 1e-3 * (1.0 + want.abs()),
-                            "rows {rows} ({r}, {c}): {got} vs {want}"
-                        );
-                    }
-                }
+            let m = Q8Matrix::from_f32(&f, out, inp);
+            let w = held(&m);
+            for (a, b) in f.iter().zip(&w) {
+                assert!(
+                    (a - b).abs() <= 0.5 * 1.65 / 63.0 + 1e-6,
+                    "{a} rounded to {b}"
+                );
             }
+            check_paths(&m, &w, &x);
         }
+    }
+
+    #[test]
+    fn seven_bit_weights_never_saturate_the_byte_products() {
+        // The largest products there are: every activation at its block maximum (255 after the shift) against
+        // weights of ±63; a saturating 16-bit pair sum would cap them.
+        let (out, inp) = (4, 64);
+        let f: Vec<f32> = (0..out * inp)
+            .map(|i| if (i / inp) % 2 == 0 { 2.0 } else { -2.0 })
+            .collect();
+        let m = Q8Matrix::from_f32(&f, out, inp);
+        assert!(m.values.iter().all(|v| v.abs() == 63));
+        let x = vec![1.5f32; 9 * inp];
+        let w = held(&m);
+        check_paths(&m, &w, &x);
+        let y = m.matmul_with(&x, Kernel::detect());
+        assert!((y[0] - 1.5 * 2.0 * inp as f32).abs() < 1e-3, "{}", y[0]);
+        assert!((y[1] + 1.5 * 2.0 * inp as f32).abs() < 1e-3, "{}", y[1]);
     }
 
     #[test]

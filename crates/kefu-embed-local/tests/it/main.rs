@@ -207,6 +207,47 @@ async fn minilm_ranks_english_paraphrases_first() {
     );
 }
 
+/// MiniLM's int8 weights (the default) against the f32 model: every vector nearly the same (what that does to
+/// accuracy: BANKING77 in bench/RESULTS.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minilm_int8_vectors_match_the_f32_model() {
+    use kefu_embed_local::Precision;
+    let files = kefu_testkit::models::test_model("minilm").await;
+    let dir = files[0].parent().unwrap().to_owned();
+    let (int8, f32) = tokio::task::spawn_blocking(move || {
+        (
+            LocalEmbedder::load_with(&dir, "minilm", Precision::Int8).unwrap(),
+            LocalEmbedder::load_with(&dir, "minilm", Precision::F32).unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    let texts: Vec<String> = [
+        "I still have not received my new card, why is it taking so long?",
+        "How do I top up my account with a cheque?",
+        "My card payment was declined at the supermarket.",
+        "Can I change my PIN at an ATM?",
+        "Why was I charged a fee for a transfer abroad?",
+        "The app says my transfer is pending since yesterday.",
+        "how do i return an item",
+        "What is the procedure to send a product back for a refund?",
+        "The cat slept on the warm windowsill all afternoon.",
+        "Where is my order #A1023? It was supposed to arrive on Monday.",
+    ]
+    .iter()
+    .map(|t| t.to_string())
+    .collect();
+    let a = int8.embed(EmbedKind::Query, &texts).await.unwrap();
+    let b = f32.embed(EmbedKind::Query, &texts).await.unwrap();
+    let mut worst = 1f32;
+    for (text, (x, y)) in texts.iter().zip(a.iter().zip(&b)) {
+        let c = cosine(x, y);
+        worst = worst.min(c);
+        assert!(c >= 0.995, "cosine {c} for {text:?}");
+    }
+    eprintln!("worst cosine int8 against f32: {worst}");
+}
+
 /// The intent classifier with e5 sentence vectors joined to its n-grams: paraphrases that share no words with the
 /// demo shop's examples (which n-grams alone miss) land on the right intent, in English and Chinese.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
