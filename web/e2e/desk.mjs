@@ -256,6 +256,40 @@ try {
   await adminPage.click('[data-view="held"]');
   await adminPage.waitForSelector('[data-kefu="presence"] .on:has-text("售后")', { timeout: 10000 });
   step("agents' presence and teams");
+
+  // --- Two customers waiting: a reply drafted in one conversation stays with it, and never goes to the other.
+  await phone.click('[data-kefu="human"]');
+  await asker.click('[data-kefu="human"]');
+  await agent.click('[data-view="queue"]');
+  const listed = (who) => agent.locator("[data-conversation]", { hasText: who });
+  const take = async (who) => {
+    await listed(who).waitFor({ timeout: 15000 });
+    await listed(who).click();
+    await agent.waitForSelector(`[data-conversation].on:has-text("${who}")`);
+    await agent.click('[data-kefu="accept"]');
+    await agent.waitForFunction(() => document.querySelector('[data-kefu="status"]')?.dataset.handler === "agent");
+  };
+  await take("Emily");
+  await take("匿名访客");
+  await agent.click('[data-view="mine"]');
+  const show = async (who) => {
+    await listed(who).click();
+    await agent.waitForSelector(`[data-conversation].on:has-text("${who}")`);
+    await agent.waitForSelector('[data-kefu="reply"]:not([disabled])');
+  };
+  await show("Emily");
+  await agent.fill('[data-kefu="reply"]', "Draft for Emily");
+  await show("匿名访客");
+  const other = await agent.inputValue('[data-kefu="reply"]');
+  assert.equal(other, "", `the other conversation starts with an empty reply box, not ${JSON.stringify(other)}`);
+  await show("Emily");
+  assert.equal(await agent.inputValue('[data-kefu="reply"]'), "Draft for Emily", "the draft came back with its conversation");
+  // Another tab and back reopens the same conversation: its draft is still there.
+  await agent.click('[data-view="queue"]');
+  await agent.click('[data-view="mine"]');
+  await agent.waitForSelector('[data-conversation].on:has-text("Emily")');
+  assert.equal(await agent.inputValue('[data-kefu="reply"]'), "Draft for Emily", "a tab switch keeps the draft");
+  step("a draft stays with its conversation");
 } catch (e) {
   failed = true;
   console.error(e);

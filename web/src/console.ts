@@ -671,6 +671,8 @@ class Console {
   private bySeq = new Map<number, HTMLElement>();
   private streaming = new Map<number, { el: HTMLElement; text: string }>();
   private conv: Conversation | null = null;
+  /** Unsent replies by conversation: switching conversations keeps each one's draft with it. */
+  private drafts = new Map<string, string>();
   private actions = h("div", { class: "actions" });
   private replyBox = h("textarea", { rows: "3", "data-kefu": "reply" });
   private statusLine = h("div", { class: "status", "data-kefu": "status" });
@@ -684,7 +686,15 @@ class Console {
   }
 
   private async open(id: string) {
+    if (this.selected !== id) {
+      if (this.selected && this.replyBox.value) this.drafts.set(this.selected, this.replyBox.value);
+      else if (this.selected) this.drafts.delete(this.selected);
+      this.replyBox.value = this.drafts.get(id) ?? "";
+      this.drafts.delete(id);
+    }
     this.selected = id;
+    // Until this conversation has loaded, nothing may be sent to the one shown before it.
+    this.conv = null;
     this.list.querySelectorAll("li").forEach((li) => li.classList.toggle("on", li.dataset.conversation === id));
     this.source?.close();
     this.bySeq.clear();
@@ -697,7 +707,7 @@ class Console {
     file.addEventListener("change", async () => {
       const f = file.files?.[0];
       file.value = "";
-      if (f && this.conv) await this.guard(uploadImage(this.api, this.conv.id, f));
+      if (f && this.conv?.id === id) await this.guard(uploadImage(this.api, id, f));
     });
     const form = h("form", { class: "reply" }, attach, file, this.replyBox, h("button", { type: "submit", "data-kefu": "send" }, this.t.reply));
     form.addEventListener("submit", (e) => {
@@ -715,7 +725,8 @@ class Console {
     };
     this.center.replaceChildren(this.statusLine, this.actions, this.thread, this.typingEl, form);
     const conv = await this.guard(this.api.call<Conversation>("GET", `/v1/conversations/${id}`));
-    if (!conv) return;
+    // Another conversation was opened while this one loaded: it owns the pane now.
+    if (!conv || this.selected !== id) return;
     this.setConv(conv);
     const src = this.api.events(id, 0);
     this.source = src;
@@ -740,7 +751,7 @@ class Console {
       const b = h("button", { type: "button", "data-kefu": key }, label);
       b.addEventListener("click", async () => {
         const r = await this.guard(fn());
-        if (r) this.setConv(r as Conversation);
+        if (r && (r as Conversation).id === this.selected) this.setConv(r as Conversation);
         this.refresh();
       });
       buttons.push(b);
@@ -758,7 +769,7 @@ class Console {
       const go = h("button", { type: "button", "data-kefu": "transfer" }, this.t.transfer);
       go.addEventListener("click", async () => {
         const r = await this.guard(this.api.call<Conversation>("POST", `/v1/conversations/${c.id}/transfer`, { team: sel.value }));
-        if (r) this.setConv(r);
+        if (r && r.id === this.selected) this.setConv(r);
         this.refresh();
       });
       buttons.push(h("span", { class: "transfer" }, sel, go));
@@ -827,7 +838,9 @@ class Console {
       case "conversation.status_changed":
       case "conversation.rated":
         if (this.conv) {
-          this.guard(this.api.call<Conversation>("GET", `/v1/conversations/${this.conv.id}`)).then((c) => c && this.setConv(c));
+          // Only while it is still the open one: an answer arriving after the agent opened another must not
+          // take over the status line and the actions.
+          this.guard(this.api.call<Conversation>("GET", `/v1/conversations/${this.conv.id}`)).then((c) => c && c.id === this.selected && this.setConv(c));
         }
         this.line("system", e.type === "conversation.handler_changed" ? `→ ${e.handler} (${e.reason})` : e.type === "conversation.rated" ? `★ ${e.rating}` : `→ ${e.status}`);
         break;
@@ -849,7 +862,8 @@ class Console {
 
   private async send() {
     const text = this.replyBox.value.trim();
-    if (!text || !this.conv) return;
+    // Not yet loaded (or another conversation is being opened): the text stays in the box.
+    if (!text || !this.conv || this.conv.id !== this.selected) return;
     const key = crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random();
     this.typingSignal.stop();
     const ok = await this.guard(this.api.call("POST", `/v1/conversations/${this.conv.id}/agent-messages`, { content: text }, { "Idempotency-Key": key }));
