@@ -93,7 +93,7 @@ pub(crate) fn linear_weight(w: Tensor) -> Result<Weight, EmbedError> {
 /// f32 when its input width is not a whole number of blocks.
 pub(crate) fn int8_weight(w: Tensor) -> Result<Weight, EmbedError> {
     let (out, inp) = w.dims2()?;
-    if !inp.is_multiple_of(32) {
+    if !inp.is_multiple_of(crate::q8::BLOCK) {
         return linear_weight(w);
     }
     let values = w.flatten_all()?.to_vec1::<f32>()?;

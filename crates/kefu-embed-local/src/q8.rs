@@ -33,7 +33,7 @@ pub(crate) struct Q8Matrix {
     offsets_t: Vec<f32>,
 }
 
-const BLOCK: usize = 32;
+pub(crate) const BLOCK: usize = 32;
 /// The largest weight magnitude the SIMD kernels take (see [`Q8Matrix::from_f32`]).
 const WEIGHT_MAX: f32 = 63.0;
 /// Token rows handled together per weight block.
