@@ -208,12 +208,18 @@ try {
   await adminPage.screenshot({ path: `${shots}/09-admin-knowledge.png` });
   const asker = await (await browser.newContext({ locale: "zh-CN" })).newPage();
   pages.push(["faq-customer", asker]);
+  // Its session is slow to start: the question is sent before the conversation exists, and waits for it.
+  await asker.route("**/v1/customer-sessions", async (route) => {
+    await new Promise((r) => setTimeout(r, 1500));
+    await route.continue();
+  });
   await asker.goto(`${base}/demo/?customer=anon&lang=zh`);
   await asker.click('[data-kefu="open"]');
-  await asker.waitForSelector('[data-kefu="quick"]');
   await asker.fill(".kf-form textarea", "发票抬头开错了可以改吗？");
   await asker.click('[data-kefu="send"]');
+  assert.equal(await asker.locator('[data-kefu="quick"]').count(), 0, "sent before the conversation was ready");
   await asker.waitForSelector('.kf-msg[data-role="assistant"]:has-text("30 天内")', { timeout: 30000 });
+  await asker.unroute("**/v1/customer-sessions");
   step("a new FAQ entry answers at once");
 
   // --- The admin's settings pages: a sensitive word (tried, then in force for customers), a team, an agent's team.

@@ -452,7 +452,7 @@ class Widget {
     this.log.scrollTop = this.log.scrollHeight;
   }
 
-  private async sendText(raw: string) {
+  private async sendText(raw: string): Promise<void> {
     const text = raw.trim();
     if (!text) return;
     if (!this.conv) {
@@ -460,9 +460,12 @@ class Widget {
       // text stays in the box until then) instead of being dropped.
       if (this.waitingToSend) return;
       this.waitingToSend = true;
+      const fromBox = raw === this.input.value;
       await this.starting;
       this.waitingToSend = false;
       if (!this.conv) return;
+      // What the box holds by now (the customer may have typed on while waiting), not what it held at the click.
+      if (fromBox) return this.sendText(this.input.value);
     }
     this.input.value = "";
     this.typing.stop();
