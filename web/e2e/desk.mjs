@@ -147,6 +147,22 @@ try {
   await agent.screenshot({ path: `${shots}/06-agent-sees-rating.png` });
   step("agent sees the rating");
 
+  // A new chat after the rating, its session slow to start: a question sent at once waits for the new conversation
+  // (the closed one would refuse it) and is answered there.
+  await customer.route("**/v1/customer-sessions", async (route) => {
+    await new Promise((r) => setTimeout(r, 1500));
+    await route.continue();
+  });
+  await customer.click('[data-kefu="new"]');
+  await customer.fill(".kf-form textarea", "退货政策是什么？");
+  await customer.click('[data-kefu="send"]');
+  assert.equal(await customer.locator('[data-kefu="quick"]').count(), 0, "sent before the new conversation was ready");
+  await customer.waitForSelector('.kf-msg[data-role="assistant"]', { timeout: 30000 });
+  await customer.unroute("**/v1/customer-sessions");
+  assert.equal(await customer.locator('.kf-note:has-text("出错了")').count(), 0, "no error");
+  assert.equal(await customer.locator('.kf-msg[data-role="customer"]:has-text("退货政策是什么？")').count(), 1);
+  step("a new chat takes a question at once");
+
   // The ticket: open it, note internally, wait for the customer (the SLA clock pauses).
   await agent.click('[data-view="tickets"]');
   await agent.click('[data-ticket]');

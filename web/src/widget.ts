@@ -132,7 +132,8 @@ class Widget {
   private form = h("form", { class: "kf-form" });
   private panel = h("div", { class: "kf-panel" });
   private conv: Conversation | null = null;
-  /** Settles when the panel's first conversation is ready (or failed to start, which it has said). */
+  /** Settles when the panel's conversation is ready (or failed to start, which it has said): the first one, or a
+   *  new one after "new chat". */
   private starting: Promise<void> = Promise.resolve();
   /** A message sent before that is waiting for it. */
   private waitingToSend = false;
@@ -541,8 +542,14 @@ class Widget {
     });
     const again = h("button", { type: "button", class: "kf-submit", "data-kefu": "new" }, this.t.newChat);
     again.addEventListener("click", async () => {
+      // Until the new conversation exists, a message sent waits for it (see sendText) instead of going to the
+      // closed one, which would refuse it.
+      this.conv = null;
       this.form.style.display = "";
-      await this.newConversation();
+      this.starting = this.newConversation().catch((e) => {
+        this.note(this.t.error + (e as Error).message);
+      });
+      await this.starting;
     });
     this.log.append(h("div", { class: "kf-rate", "data-kefu": "rating" }, h("b", {}, this.t.rateTitle), stars, comment, submit));
     this.log.append(again);
