@@ -31,6 +31,23 @@ const browser = await chromium.launch({
 const step = (name) => console.log(`e2e: ${name}`);
 let failed = false;
 const pages = [];
+/** The page's customer sessions start 1.5 s late, so a widget is open well before its conversation exists. */
+const slowSessions = (page) =>
+  page.route("**/v1/customer-sessions", async (route) => {
+    await new Promise((r) => setTimeout(r, 1500));
+    await route.continue();
+  });
+
+/** Sends `question` from the page's open widget before its conversation exists (the welcome has not come yet), waits
+ *  for `answer`, and lets sessions start at normal speed again. */
+const askBeforeReady = async (page, question, answer) => {
+  await page.fill(".kf-form textarea", question);
+  await page.click('[data-kefu="send"]');
+  assert.equal(await page.locator('[data-kefu="quick"]').count(), 0, "sent before the conversation was ready");
+  await page.waitForSelector(answer, { timeout: 30000 });
+  await page.unroute("**/v1/customer-sessions");
+};
+
 try {
   // --- The customer (a phone-sized screen), signed in as demo shop customer C1001.
   const customerCtx = await browser.newContext({ viewport: { width: 390, height: 780 }, locale: "zh-CN" });
@@ -149,16 +166,9 @@ try {
 
   // A new chat after the rating, its session slow to start: a question sent at once waits for the new conversation
   // (the closed one would refuse it) and is answered there.
-  await customer.route("**/v1/customer-sessions", async (route) => {
-    await new Promise((r) => setTimeout(r, 1500));
-    await route.continue();
-  });
+  await slowSessions(customer);
   await customer.click('[data-kefu="new"]');
-  await customer.fill(".kf-form textarea", "退货政策是什么？");
-  await customer.click('[data-kefu="send"]');
-  assert.equal(await customer.locator('[data-kefu="quick"]').count(), 0, "sent before the new conversation was ready");
-  await customer.waitForSelector('.kf-msg[data-role="assistant"]', { timeout: 30000 });
-  await customer.unroute("**/v1/customer-sessions");
+  await askBeforeReady(customer, "退货政策是什么？", '.kf-msg[data-role="assistant"]');
   assert.equal(await customer.locator('.kf-note:has-text("出错了")').count(), 0, "no error");
   assert.equal(await customer.locator('.kf-msg[data-role="customer"]:has-text("退货政策是什么？")').count(), 1);
   step("a new chat takes a question at once");
@@ -225,17 +235,10 @@ try {
   const asker = await (await browser.newContext({ locale: "zh-CN" })).newPage();
   pages.push(["faq-customer", asker]);
   // Its session is slow to start: the question is sent before the conversation exists, and waits for it.
-  await asker.route("**/v1/customer-sessions", async (route) => {
-    await new Promise((r) => setTimeout(r, 1500));
-    await route.continue();
-  });
+  await slowSessions(asker);
   await asker.goto(`${base}/demo/?customer=anon&lang=zh`);
   await asker.click('[data-kefu="open"]');
-  await asker.fill(".kf-form textarea", "发票抬头开错了可以改吗？");
-  await asker.click('[data-kefu="send"]');
-  assert.equal(await asker.locator('[data-kefu="quick"]').count(), 0, "sent before the conversation was ready");
-  await asker.waitForSelector('.kf-msg[data-role="assistant"]:has-text("30 天内")', { timeout: 30000 });
-  await asker.unroute("**/v1/customer-sessions");
+  await askBeforeReady(asker, "发票抬头开错了可以改吗？", '.kf-msg[data-role="assistant"]:has-text("30 天内")');
   step("a new FAQ entry answers at once");
 
   // --- The admin's settings pages: a sensitive word (tried, then in force for customers), a team, an agent's team.
