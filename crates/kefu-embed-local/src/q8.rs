@@ -13,8 +13,8 @@
 //! kernels (through `pulp`, which checks the CPU at run time and keeps the intrinsics safe to call) use the
 //! unsigned-by-signed byte product (`vpmaddubsw`) on `x + 128` and take the shift back once per output, as
 //! `Σ_blocks scale_x · 128 · Σ w · scale_w` (the weight side precomputed at load), rather than with one more
-//! instruction per block product; other CPUs take the scalar loop, which subtracts `128 · Σ w` per block in integers. Measured in bench/RESULTS.md (`kefu-bench embed`,
-//! `kefu-bench nlu`).
+//! instruction per block product; other CPUs take a scalar loop with the same correction. Measured in
+//! bench/RESULTS.md (`kefu-bench embed`, `kefu-bench nlu`).
 
 /// A `[out, in]` weight matrix in int8 blocks of 32.
 pub(crate) struct Q8Matrix {
@@ -24,12 +24,9 @@ pub(crate) struct Q8Matrix {
     values: Vec<i8>,
     /// `out × in / 32` block scales.
     scales: Vec<f32>,
-    /// `out × in / 32`: 16 · Σ values of the block. The kernels multiply `x + 128`; taking this from each of the
-    /// eight int32 lanes a block's product ends in takes back exactly 128 · Σ w (the scalar loop does).
-    lane_offsets: Vec<i32>,
-    /// `in / 32 × out` (block-major): 128 · Σ w · scale_w per block. The SIMD kernels take the shift back once per
-    /// output, as Σ_blocks scale_x · this, after the products ([`Q8Matrix::subtract_offsets`]), instead of one
-    /// integer subtraction per block product.
+    /// `in / 32 × out` (block-major): 128 · Σ w · scale_w per block. Every path multiplies `x + 128` and takes the
+    /// shift back once per output, as Σ_blocks scale_x · this, after the products ([`Q8Matrix::subtract_offsets`]),
+    /// instead of one integer subtraction per block product.
     offsets_t: Vec<f32>,
 }
 
@@ -185,14 +182,12 @@ impl Q8Matrix {
         let n = out * inp / BLOCK;
         let mut values = Vec::with_capacity(out * inp);
         let mut scales = Vec::with_capacity(n);
-        let mut lane_offsets = Vec::with_capacity(n);
         for block in blocks.chunks_exact(18) {
             let (d, v) = crate::bert::q4_0_block(block);
             values.extend_from_slice(&v);
             scales.push(d);
-            lane_offsets.push(16 * v.iter().map(|&x| i32::from(x)).sum::<i32>());
         }
-        Q8Matrix::new(out, inp, values, scales, lane_offsets)
+        Q8Matrix::new(out, inp, values, scales)
     }
 
     /// From f32 weights `[out, in]` (PyTorch layout): each 32-value block rounded to −63..=63 with the scale
@@ -203,44 +198,34 @@ impl Q8Matrix {
         let n = out * inp / BLOCK;
         let mut values = Vec::with_capacity(out * inp);
         let mut scales = Vec::with_capacity(n);
-        let mut lane_offsets = Vec::with_capacity(n);
         for block in w.chunks_exact(BLOCK) {
             let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
             let d = amax / WEIGHT_MAX;
             let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-            let start = values.len();
             values.extend(block.iter().map(|v| (v * inv).round_ties_even() as i8));
             scales.push(d);
-            lane_offsets.push(16 * values[start..].iter().map(|&x| i32::from(x)).sum::<i32>());
         }
-        Q8Matrix::new(out, inp, values, scales, lane_offsets)
+        Q8Matrix::new(out, inp, values, scales)
     }
 
-    fn new(
-        out: usize,
-        inp: usize,
-        values: Vec<i8>,
-        scales: Vec<f32>,
-        lane_offsets: Vec<i32>,
-    ) -> Q8Matrix {
+    fn new(out: usize, inp: usize, values: Vec<i8>, scales: Vec<f32>) -> Q8Matrix {
         let blocks = inp / BLOCK;
         let mut offsets_t = vec![0f32; blocks * out];
-        for (i, (&o, &d)) in lane_offsets.iter().zip(&scales).enumerate() {
-            offsets_t[(i % blocks) * out + i / blocks] = 8.0 * o as f32 * d;
+        for (i, (block, &d)) in values.chunks_exact(BLOCK).zip(&scales).enumerate() {
+            let sum: i32 = block.iter().map(|&x| i32::from(x)).sum();
+            offsets_t[(i % blocks) * out + i / blocks] = 128.0 * sum as f32 * d;
         }
         Q8Matrix {
             out,
             inp,
             values,
             scales,
-            lane_offsets,
             offsets_t,
         }
     }
 
     /// Takes `Σ_blocks scale_x · 128 · Σ w · scale_w` from every output of a tile (`out`: its rows × `self.out`),
     /// vectorised over the columns.
-    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn subtract_offsets(&self, x_scales: &[f32], out: &mut [f32]) {
         let blocks = self.inp / BLOCK;
@@ -334,13 +319,12 @@ impl Q8Matrix {
                         .zip(wa)
                         .map(|(&a, &w)| i32::from(a) * i32::from(w))
                         .sum();
-                    let wb = c * blocks + b;
-                    let dot = dot - 8 * self.lane_offsets[wb];
-                    sum += x_scales[b] * (self.scales[wb] * dot as f32);
+                    sum += x_scales[b] * (self.scales[c * blocks + b] * dot as f32);
                 }
                 out[r * self.out + c] = sum;
             }
         }
+        self.subtract_offsets(scales, out);
     }
 }
 
