@@ -8,8 +8,10 @@
 //!
 //! candle's `QMatMul` runs the same arithmetic, but one (row, column) pair at a time, re-reading and re-expanding
 //! every weight block for each token row; on the short inputs an encoder sees (a dozen tokens) that made it
-//! barely faster than expanding the weights to f32. Here a weight block is loaded once and used for a tile of token
-//! rows (four with AVX2, eight with AVX-512), and the activation rows are quantised once per projection. The SIMD
+//! barely faster than expanding the weights to f32. Here a weight block is loaded once and used for a tile of four
+//! token rows, and the activation rows are quantised once per projection. With AVX-512 the weights are laid out one
+//! output column per lane (see [`avx512`]), so a block's products add up in integers per column and the float work
+//! is once per block for 16 columns; AVX2 keeps one block per register. The SIMD
 //! kernels (through `pulp`, which checks the CPU at run time and keeps the intrinsics safe to call) use the
 //! unsigned-by-signed byte product (`vpmaddubsw`) on `x + 128` and take the shift back once per output, as
 //! `Σ_blocks scale_x · 128 · Σ w · scale_w` (the weight side precomputed at load), rather than with one more
@@ -20,7 +22,7 @@
 pub(crate) struct Q8Matrix {
     out: usize,
     inp: usize,
-    /// `out × in` values, row-major.
+    /// `out × in` values, row-major, for the AVX2 and scalar paths (empty where the AVX-512 kernel runs).
     values: Vec<i8>,
     /// `out × in / 32` block scales.
     scales: Vec<f32>,
@@ -28,6 +30,12 @@ pub(crate) struct Q8Matrix {
     /// shift back once per output, as Σ_blocks scale_x · this, after the products ([`Q8Matrix::subtract_offsets`]),
     /// instead of one integer subtraction per block product.
     offsets_t: Vec<f32>,
+    /// The same values for the AVX-512 kernels, one lane per output column: for each group of 16 columns, each
+    /// block and each step of 4 inputs, 64 bytes (column j's 4 bytes in lane j). The last group is padded with
+    /// zero columns. Empty where the CPU takes another path.
+    lanes: Vec<i8>,
+    /// The block scales in the same order: for each group and block, 16 (one per column lane).
+    lane_scales: Vec<f32>,
 }
 
 pub(crate) const BLOCK: usize = 32;
@@ -175,6 +183,32 @@ impl<S: TileProduct> pulp::NullaryFnOnce for Tile<'_, S> {
     }
 }
 
+/// Output columns per register in the AVX-512 kernels.
+const LANES: usize = 16;
+/// Inputs per lane per byte product (`vpdpbusd` sums four).
+const STEP: usize = 4;
+
+/// Row-major `[out, in]` int8 values and their block scales in the AVX-512 kernels' order (see
+/// [`Q8Matrix::lanes`]).
+fn by_lanes(out: usize, inp: usize, values: &[i8], scales: &[f32]) -> (Vec<i8>, Vec<f32>) {
+    let blocks = inp / BLOCK;
+    let groups = out.div_ceil(LANES);
+    let mut lanes = vec![0i8; groups * LANES * inp];
+    let mut lane_scales = vec![0f32; groups * blocks * LANES];
+    for c in 0..out {
+        let (g, j) = (c / LANES, c % LANES);
+        for k in 0..inp {
+            let (b, s, i) = (k / BLOCK, k % BLOCK / STEP, k % STEP);
+            let at = (((g * blocks + b) * (BLOCK / STEP) + s) * LANES + j) * STEP + i;
+            lanes[at] = values[c * inp + k];
+        }
+        for b in 0..blocks {
+            lane_scales[(g * blocks + b) * LANES + j] = scales[c * blocks + b];
+        }
+    }
+    (lanes, lane_scales)
+}
+
 impl Q8Matrix {
     /// From Q4_0 rows (see [`crate::bert::q4_0_block`]).
     pub fn from_q4_0(blocks: &[u8], out: usize, inp: usize) -> Q8Matrix {
@@ -215,12 +249,26 @@ impl Q8Matrix {
             let sum: i32 = block.iter().map(|&x| i32::from(x)).sum();
             offsets_t[(i % blocks) * out + i / blocks] = 128.0 * sum as f32 * d;
         }
+        let (lanes, lane_scales) = match Kernel::detect() {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(_) => by_lanes(out, inp, &values, &scales),
+            _ => (Vec::new(), Vec::new()),
+        };
+        // Where the AVX-512 kernel runs it reads only the lanes: no second copy of the weights (tests keep both, to
+        // compare every path).
+        let values = if lanes.is_empty() || cfg!(test) {
+            values
+        } else {
+            Vec::new()
+        };
         Q8Matrix {
             out,
             inp,
             values,
             scales,
             offsets_t,
+            lanes,
+            lane_scales,
         }
     }
 
@@ -333,16 +381,10 @@ mod avx2 {
     use super::{Q8Matrix, BLOCK, TILE};
     use pulp::bytemuck::cast;
     use pulp::x86::V3;
-    use std::arch::x86_64::{__m256, __m256i};
+    use std::arch::x86_64::__m256;
 
     #[inline(always)]
-    pub(super) fn load(bytes: &[u8]) -> __m256i {
-        let block: [u8; BLOCK] = bytes[..BLOCK].try_into().expect("a whole block");
-        cast(block)
-    }
-
-    #[inline(always)]
-    pub(super) fn hsum(simd: V3, v: __m256) -> f32 {
+    fn hsum(simd: V3, v: __m256) -> f32 {
         let s = simd.sse._mm_add_ps(
             simd.avx._mm256_castps256_ps128(v),
             simd.avx._mm256_extractf128_ps::<1>(v),
@@ -422,23 +464,25 @@ mod avx2 {
     }
 }
 
-/// The same product with 512-bit registers (AVX-512 F/BW/DQ/VL): a register holds two weight blocks, and a tile is
-/// eight token rows. Each tile is first packed pair by pair (the rows' bytes for blocks 2p and 2p + 1 side by side,
-/// and their block scales spread to one lane per int32 partial sum), so the inner loop indexes fixed-size arrays
-/// only: no bounds checks, the row loop unrolled, and the accumulators kept in registers.
+/// The same product with 512-bit registers (AVX-512 F/BW/DQ/VL), with one output column per lane instead of one
+/// run of inputs per lane: a register holds 4 inputs of 16 columns ([`Q8Matrix::lanes`]), and each token row's 4
+/// inputs are broadcast to every lane. A block's 8 steps then add up in int32 lanes, one per column, so the float
+/// work (convert, scale, accumulate) is once per block for 16 columns, and no horizontal sums are needed: the
+/// row-per-lane layout of the AVX2 kernel converts every 64 byte products and ends each column with a reduction.
+/// A tile is four token rows against two column groups at a time (16 accumulators).
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Q8Matrix, Quantised, BLOCK};
-    use pulp::bytemuck::cast;
+    use super::{Q8Matrix, Quantised, BLOCK, LANES, STEP};
+    use pulp::bytemuck::{cast, cast_ref};
     use pulp::x86::V4;
     use std::arch::x86_64::__m512;
 
-    /// Token rows handled together per pair of weight blocks.
-    pub(super) const TILE: usize = 8;
-    // The dispatch below covers tiles of 1..=8 rows.
-    const _: () = assert!(TILE == 8);
-    /// Two blocks: one register.
-    const PAIR: usize = 2 * BLOCK;
+    /// Token rows handled together.
+    pub(super) const TILE: usize = 4;
+    // The dispatch below covers tiles of 1..=4 rows.
+    const _: () = assert!(TILE == 4);
+    /// Bytes of one step of one group: 16 lanes of 4.
+    const STEP_BYTES: usize = LANES * STEP;
 
     /// [`super::quantise_rows`] with 512-bit registers: a block is two registers, its maximum one reduction, and
     /// the rounding is the CPU's conversion in its default mode (to nearest, ties to even), so the result is the
@@ -482,101 +526,122 @@ mod avx512 {
     }
 
     impl super::TileProduct for V4 {
-        /// Up to [`TILE`] token rows.
+        /// Up to [`TILE`] token rows; a constant row count lets the compiler unroll the loops over rows and groups
+        /// and keep the accumulators in registers.
         #[inline(always)]
         fn tile(self, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]) {
             match x_scales.len() / (m.inp / BLOCK) {
-                8 => rows::<8>(self, m, xs, x_scales, out),
-                7 => rows::<7>(self, m, xs, x_scales, out),
-                6 => rows::<6>(self, m, xs, x_scales, out),
-                5 => rows::<5>(self, m, xs, x_scales, out),
                 4 => rows::<4>(self, m, xs, x_scales, out),
                 3 => rows::<3>(self, m, xs, x_scales, out),
                 2 => rows::<2>(self, m, xs, x_scales, out),
                 1 => rows::<1>(self, m, xs, x_scales, out),
                 n => unreachable!("a tile of {n} rows"),
             }
+            m.subtract_offsets(x_scales, out);
         }
     }
 
     #[inline(always)]
     fn rows<const R: usize>(simd: V4, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]) {
         let blocks = m.inp / BLOCK;
-        let pairs = blocks / 2;
-        // Packed: pair p's R rows of bytes and of scale lanes, each group one array of registers.
-        let zero = (
-            simd.avx512f._mm512_setzero_si512(),
-            simd.avx512f._mm512_setzero_ps(),
-        );
-        let mut x_packed = vec![[zero.0; R]; pairs];
-        let mut s_packed = vec![[zero.1; R]; pairs];
-        for t in 0..R {
-            let row = &xs[t * m.inp..(t + 1) * m.inp];
-            let scales = &x_scales[t * blocks..(t + 1) * blocks];
-            for (p, (bytes, s)) in row
-                .as_chunks::<PAIR>()
-                .0
-                .iter()
-                .zip(scales.as_chunks::<2>().0)
-                .enumerate()
-            {
-                x_packed[p][t] = cast(*bytes);
-                s_packed[p][t] = simd.avx512dq._mm512_insertf32x8::<1>(
-                    simd.avx512f._mm512_set1_ps(s[0]),
-                    simd.avx._mm256_set1_ps(s[1]),
-                );
-            }
+        let group_bytes = m.inp * LANES;
+        let weights: &[u8] = pulp::bytemuck::cast_slice(&m.lanes);
+        let groups = m.out.div_ceil(LANES);
+        let mut g = 0;
+        while g + 3 <= groups {
+            let sums = columns::<R, 3>(simd, m, xs, x_scales, weights, g);
+            store(m, out, g, sums);
+            g += 3;
         }
-        let ones = simd.avx512f._mm512_set1_epi16(1);
-        let weights: &[u8] = pulp::bytemuck::cast_slice(&m.values);
-        for (c, (w_row, w_scales)) in weights
-            .chunks_exact(m.inp)
-            .zip(m.scales.chunks_exact(blocks))
-            .enumerate()
-        {
-            let mut acc = [simd.avx512f._mm512_setzero_ps(); R];
-            for ((w, ws), (x_pair, s_pair)) in w_row
-                .as_chunks::<PAIR>()
-                .0
-                .iter()
-                .zip(w_scales.as_chunks::<2>().0)
-                .zip(x_packed.iter().zip(&s_packed))
-            {
-                let w = cast(*w);
-                let ws = simd.avx512dq._mm512_insertf32x8::<1>(
-                    simd.avx512f._mm512_set1_ps(ws[0]),
-                    simd.avx._mm256_set1_ps(ws[1]),
-                );
-                for t in 0..R {
-                    // As in the AVX2 kernel: no i16 saturation is possible.
-                    let pairs16 = simd.avx512bw._mm512_maddubs_epi16(x_pair[t], w);
-                    let dot = simd.avx512bw._mm512_madd_epi16(pairs16, ones);
-                    // Still shifted by 128 · Σ w: taken back per output below.
-                    let d = simd.avx512f._mm512_cvtepi32_ps(dot);
-                    let scale = simd.avx512f._mm512_mul_ps(s_pair[t], ws);
-                    acc[t] = simd.avx512f._mm512_fmadd_ps(d, scale, acc[t]);
-                }
+        while g < groups {
+            let sums = columns::<R, 1>(simd, m, xs, x_scales, weights, g);
+            store(m, out, g, sums);
+            g += 1;
+        }
+        debug_assert_eq!(weights.len(), groups * group_bytes);
+        debug_assert_eq!(m.lane_scales.len(), groups * blocks * LANES);
+    }
+
+    /// The tile's R rows against the G column groups from `g`: `[row][group]` registers of 16 sums (still shifted
+    /// by 128 · Σ w).
+    #[inline(always)]
+    fn columns<const R: usize, const G: usize>(
+        simd: V4,
+        m: &Q8Matrix,
+        xs: &[u8],
+        x_scales: &[f32],
+        weights: &[u8],
+        g: usize,
+    ) -> [[__m512; G]; R] {
+        let f = simd.avx512f;
+        let ones = f._mm512_set1_epi16(1);
+        let blocks = m.inp / BLOCK;
+        let group_bytes = m.inp * LANES;
+        // Per block: each group's 8 steps of 64 bytes, each row's 32 inputs as 8 words of 4.
+        let block_bytes = BLOCK * LANES;
+        let mut acc = [[f._mm512_setzero_ps(); G]; R];
+        for b in 0..blocks {
+            let mut w_block = [&[[0u8; STEP_BYTES]; BLOCK / STEP]; G];
+            for (i, w) in w_block.iter_mut().enumerate() {
+                let at = (g + i) * group_bytes + b * block_bytes;
+                let block: &[u8; BLOCK * LANES] = weights[at..at + block_bytes]
+                    .try_into()
+                    .expect("a whole block");
+                *w = cast_ref(block);
             }
-            // An odd last block, with 256-bit registers.
-            let mut tail = [0f32; R];
-            if blocks % 2 == 1 {
-                let b = blocks - 1;
-                let w = super::avx2::load(&w_row[b * BLOCK..]);
-                let ones = simd.avx._mm256_set1_epi16(1);
-                for (t, tail) in tail.iter_mut().enumerate() {
-                    let x = super::avx2::load(&xs[t * m.inp + b * BLOCK..]);
-                    let dot = simd
-                        .avx2
-                        ._mm256_madd_epi16(simd.avx2._mm256_maddubs_epi16(x, w), ones);
-                    let d = simd.avx._mm256_cvtepi32_ps(dot);
-                    *tail = super::avx2::hsum(*simd, d) * (x_scales[t * blocks + b] * w_scales[b]);
+            let mut x_words = [[0u32; BLOCK / STEP]; R];
+            for (t, x) in x_words.iter_mut().enumerate() {
+                let at = t * m.inp + b * BLOCK;
+                let block: [u8; BLOCK] = xs[at..at + BLOCK].try_into().expect("a whole block");
+                *x = cast(block);
+            }
+            let mut sums = [[f._mm512_setzero_si512(); G]; R];
+            for s in 0..BLOCK / STEP {
+                let mut w = [f._mm512_setzero_si512(); G];
+                for i in 0..G {
+                    w[i] = cast(w_block[i][s]);
+                }
+                for t in 0..R {
+                    let x = f._mm512_set1_epi32(x_words[t][s] as i32);
+                    for i in 0..G {
+                        // As in the AVX2 kernel: no i16 saturation is possible.
+                        let pairs = simd.avx512bw._mm512_maddubs_epi16(x, w[i]);
+                        let quads = simd.avx512bw._mm512_madd_epi16(pairs, ones);
+                        sums[t][i] = f._mm512_add_epi32(sums[t][i], quads);
+                    }
                 }
             }
             for t in 0..R {
-                out[t * m.out + c] = simd.avx512f._mm512_reduce_add_ps(acc[t]) + tail[t];
+                let x_scale = f._mm512_set1_ps(x_scales[t * blocks + b]);
+                for i in 0..G {
+                    let at = ((g + i) * blocks + b) * LANES;
+                    let ws: [f32; LANES] =
+                        m.lane_scales[at..at + LANES].try_into().expect("16 scales");
+                    let scale = f._mm512_mul_ps(x_scale, cast(ws));
+                    acc[t][i] =
+                        f._mm512_fmadd_ps(f._mm512_cvtepi32_ps(sums[t][i]), scale, acc[t][i]);
+                }
             }
         }
-        m.subtract_offsets(x_scales, out);
+        acc
+    }
+
+    /// Writes the groups' sums from column `g · 16` on (the padding columns of the last group dropped).
+    #[inline(always)]
+    fn store<const R: usize, const G: usize>(
+        m: &Q8Matrix,
+        out: &mut [f32],
+        g: usize,
+        sums: [[__m512; G]; R],
+    ) {
+        for (t, row) in sums.iter().enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                let c = (g + i) * LANES;
+                let lanes: [f32; LANES] = cast(v);
+                let n = LANES.min(m.out - c);
+                out[t * m.out + c..t * m.out + c + n].copy_from_slice(&lanes[..n]);
+            }
+        }
     }
 }
 
