@@ -469,7 +469,7 @@ mod avx2 {
 /// inputs are broadcast to every lane. A block's 8 steps then add up in int32 lanes, one per column, so the float
 /// work (convert, scale, accumulate) is once per block for 16 columns, and no horizontal sums are needed: the
 /// row-per-lane layout of the AVX2 kernel converts every 64 byte products and ends each column with a reduction.
-/// A tile is four token rows against two column groups at a time (16 accumulators).
+/// A tile is four token rows against three column groups at a time (12 integer and 12 float accumulators).
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{Q8Matrix, Quantised, BLOCK, LANES, STEP};
@@ -715,13 +715,15 @@ mod tests {
 
     #[test]
     fn every_kernel_matches_the_product_of_the_rounded_values() {
-        // An odd and an even number of blocks per row; tiles full and partial on every path.
+        // An odd and an even number of blocks per row; tiles full and partial on every path; column groups taken
+        // three at a time and one at a time.
         for (out, inp, rows) in [
             (37, 96, 1),
             (37, 96, 9),
             (37, 96, 17),
             (29, 128, 3),
             (29, 128, 12),
+            (53, 64, 70),
         ] {
             let x: Vec<f32> = (0..rows * inp)
                 .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0)
