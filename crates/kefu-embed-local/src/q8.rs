@@ -185,7 +185,7 @@ impl<S: TileProduct> pulp::NullaryFnOnce for Tile<'_, S> {
 
 /// Output columns per register in the AVX-512 kernels.
 const LANES: usize = 16;
-/// Inputs per lane per byte product (`vpdpbusd` sums four).
+/// Inputs per lane per step: `vpmaddubsw` then `vpmaddwd` sum four byte products into each int32 lane.
 const STEP: usize = 4;
 
 /// Row-major `[out, in]` int8 values and their block scales in the AVX-512 kernels' order (see
