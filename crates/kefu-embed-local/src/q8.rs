@@ -8,11 +8,10 @@
 //!
 //! candle's `QMatMul` runs the same arithmetic, but one (row, column) pair at a time, re-reading and re-expanding
 //! every weight block for each token row; on the short inputs an encoder sees (a dozen tokens) that made it
-//! barely faster than expanding the weights to f32. Here a weight block is loaded once and used for a tile of four
-//! token rows, and the activation rows are quantised once per projection. With AVX-512 the weights are laid out one
-//! output column per lane (see [`avx512`]), so a block's products add up in integers per column and the float work
-//! is once per block for 16 columns; AVX2 keeps one block per register. The SIMD
-//! kernels (through `pulp`, which checks the CPU at run time and keeps the intrinsics safe to call) use the
+//! barely faster than expanding the weights to f32. Here the weights are laid out at load one output column per
+//! lane (see [`lanes`]), a weight step is loaded once and used for a tile of token rows (four with AVX-512, two with
+//! AVX2), a block's products add up in integers per column, the float work is once per block for 16 columns, and
+//! the activation rows are quantised once per projection. The SIMD kernels (through `pulp`, which checks the CPU at run time and keeps the intrinsics safe to call) use the
 //! unsigned-by-signed byte product (`vpmaddubsw`) on `x + 128` and take the shift back once per output, as
 //! `Σ_blocks scale_x · 128 · Σ w · scale_w` (the weight side precomputed at load), rather than with one more
 //! instruction per block product; other CPUs take a scalar loop with the same correction. Measured in
@@ -22,7 +21,7 @@
 pub(crate) struct Q8Matrix {
     out: usize,
     inp: usize,
-    /// `out × in` values, row-major, for the AVX2 and scalar paths (empty where the AVX-512 kernel runs).
+    /// `out × in` values, row-major, for the scalar path (empty where a SIMD kernel runs).
     values: Vec<i8>,
     /// `out × in / 32` block scales.
     scales: Vec<f32>,
@@ -30,7 +29,7 @@ pub(crate) struct Q8Matrix {
     /// shift back once per output, as Σ_blocks scale_x · this, after the products ([`Q8Matrix::subtract_offsets`]),
     /// instead of one integer subtraction per block product.
     offsets_t: Vec<f32>,
-    /// The same values for the AVX-512 kernels, one lane per output column: for each group of 16 columns, each
+    /// The same values for the SIMD kernels, one lane per output column: for each group of 16 columns, each
     /// block and each step of 4 inputs, 64 bytes (column j's 4 bytes in lane j). The last group is padded with
     /// zero columns. Empty where the CPU takes another path.
     lanes: Vec<i8>,
@@ -41,10 +40,8 @@ pub(crate) struct Q8Matrix {
 pub(crate) const BLOCK: usize = 32;
 /// The largest weight magnitude the SIMD kernels take (see [`Q8Matrix::from_f32`]).
 const WEIGHT_MAX: f32 = 63.0;
-/// Token rows handled together per weight block.
+/// Token rows per tile on the scalar path.
 const TILE: usize = 4;
-// The AVX2 kernel's dispatch covers tiles of 1..=4 rows.
-const _: () = assert!(TILE == 4);
 
 /// Activation rows rounded to int8 per block and shifted to unsigned (`x + 128`), with their block scales.
 struct Quantised {
@@ -108,7 +105,9 @@ impl Kernel {
         match self {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512(_) => avx512::TILE,
-            _ => TILE,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2(_) => avx2::TILE,
+            Kernel::Scalar => TILE,
         }
     }
 }
@@ -183,12 +182,12 @@ impl<S: TileProduct> pulp::NullaryFnOnce for Tile<'_, S> {
     }
 }
 
-/// Output columns per register in the AVX-512 kernels.
+/// Output columns per group in the SIMD kernels (one AVX-512 register, two AVX2 ones).
 const LANES: usize = 16;
 /// Inputs per lane per step: `vpmaddubsw` then `vpmaddwd` sum four byte products into each int32 lane.
 const STEP: usize = 4;
 
-/// Row-major `[out, in]` int8 values and their block scales in the AVX-512 kernels' order (see
+/// Row-major `[out, in]` int8 values and their block scales in the SIMD kernels' order (see
 /// [`Q8Matrix::lanes`]).
 fn by_lanes(out: usize, inp: usize, values: &[i8], scales: &[f32]) -> (Vec<i8>, Vec<f32>) {
     let blocks = inp / BLOCK;
@@ -251,11 +250,11 @@ impl Q8Matrix {
         }
         let (lanes, lane_scales) = match Kernel::detect() {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512(_) => by_lanes(out, inp, &values, &scales),
-            _ => (Vec::new(), Vec::new()),
+            Kernel::Avx512(_) | Kernel::Avx2(_) => by_lanes(out, inp, &values, &scales),
+            Kernel::Scalar => (Vec::new(), Vec::new()),
         };
-        // Where the AVX-512 kernel runs it reads only the lanes: no second copy of the weights (tests keep both, to
-        // compare every path).
+        // The SIMD kernels read only the lanes: no second copy of the weights (tests keep both, to compare every
+        // path).
         let values = if lanes.is_empty() || cfg!(test) {
             values
         } else {
@@ -376,113 +375,243 @@ impl Q8Matrix {
     }
 }
 
+/// The SIMD product, with one output column per lane: a step holds 4 inputs of 16 columns ([`Q8Matrix::lanes`]),
+/// and each token row's 4 inputs are broadcast to every lane. A block's 8 steps add up in int32 lanes, one per
+/// column, so the float work (convert, scale, accumulate) is once per block for 16 columns, and no horizontal sums
+/// are needed. (One run of inputs per lane, the earlier layout, converted every 64 byte products and ended each
+/// column with a reduction.) Written once over [`Columns16`], the few register operations it needs; AVX-512 holds
+/// 16 columns in one register, AVX2 in two.
+#[cfg(target_arch = "x86_64")]
+mod lanes {
+    use super::{Q8Matrix, BLOCK, LANES, STEP};
+    use pulp::bytemuck::cast_ref;
+
+    /// Bytes of one step of one group: 16 lanes of 4.
+    pub(super) const STEP_BYTES: usize = LANES * STEP;
+
+    /// Sixteen lanes of int32 or f32, in one register or two.
+    pub(super) trait Columns16: Copy {
+        type Int: Copy;
+        type Float: Copy;
+        fn zero_int(self) -> Self::Int;
+        fn zero_float(self) -> Self::Float;
+        fn step(self, bytes: &[u8; STEP_BYTES]) -> Self::Int;
+        /// One row's 4 input bytes in every lane.
+        fn splat(self, word: u32) -> Self::Int;
+        /// `acc` plus, per lane, the sum of its 4 byte products (`x` unsigned, `w` signed). `vpmaddubsw` sums two
+        /// products in a saturating 16-bit lane: (x + 128) · w ≤ 255 · 63 for the weights here, so a pair stays
+        /// under 32,767.
+        fn dot_add(self, acc: Self::Int, x: Self::Int, w: Self::Int) -> Self::Int;
+        /// `acc + sums · x_scale · w_scales`.
+        fn scale_add(
+            self,
+            acc: Self::Float,
+            sums: Self::Int,
+            x_scale: f32,
+            w_scales: &[f32; LANES],
+        ) -> Self::Float;
+        fn to_array(self, v: Self::Float) -> [f32; LANES];
+    }
+
+    /// The tile's token rows (R of them, at most `max_rows`) against every column, G groups of 16 at a time while
+    /// G fit; then the shift is taken back.
+    #[inline(always)]
+    pub(super) fn tile<S: Columns16, const R: usize, const G: usize>(
+        simd: S,
+        m: &Q8Matrix,
+        xs: &[u8],
+        x_scales: &[f32],
+        out: &mut [f32],
+    ) {
+        let weights: &[u8] = pulp::bytemuck::cast_slice(&m.lanes);
+        let groups = m.out.div_ceil(LANES);
+        debug_assert_eq!(weights.len(), groups * m.inp * LANES);
+        let mut g = 0;
+        while g + G <= groups {
+            let sums = columns::<S, R, G>(simd, m, xs, x_scales, weights, g);
+            store(simd, m, out, g, sums);
+            g += G;
+        }
+        while g < groups {
+            let sums = columns::<S, R, 1>(simd, m, xs, x_scales, weights, g);
+            store(simd, m, out, g, sums);
+            g += 1;
+        }
+        m.subtract_offsets(x_scales, out);
+    }
+
+    /// R rows against the G column groups from `g`: `[row][group]` sums (still shifted by 128 · Σ w).
+    #[inline(always)]
+    fn columns<S: Columns16, const R: usize, const G: usize>(
+        simd: S,
+        m: &Q8Matrix,
+        xs: &[u8],
+        x_scales: &[f32],
+        weights: &[u8],
+        g: usize,
+    ) -> [[S::Float; G]; R] {
+        let blocks = m.inp / BLOCK;
+        let group_bytes = m.inp * LANES;
+        let block_bytes = BLOCK * LANES;
+        let mut acc = [[simd.zero_float(); G]; R];
+        for b in 0..blocks {
+            // Each group's 8 steps of 64 bytes; each row's 32 inputs as 8 words of 4.
+            let mut w_block = [&[[0u8; STEP_BYTES]; BLOCK / STEP]; G];
+            for (i, w) in w_block.iter_mut().enumerate() {
+                let at = (g + i) * group_bytes + b * block_bytes;
+                let block: &[u8; BLOCK * LANES] = weights[at..at + block_bytes]
+                    .try_into()
+                    .expect("a whole block");
+                *w = cast_ref(block);
+            }
+            let mut x_words = [[0u32; BLOCK / STEP]; R];
+            for (t, x) in x_words.iter_mut().enumerate() {
+                let at = t * m.inp + b * BLOCK;
+                let block: [u8; BLOCK] = xs[at..at + BLOCK].try_into().expect("a whole block");
+                *x = pulp::bytemuck::cast(block);
+            }
+            let mut sums = [[simd.zero_int(); G]; R];
+            for s in 0..BLOCK / STEP {
+                let mut w = [simd.zero_int(); G];
+                for i in 0..G {
+                    w[i] = simd.step(&w_block[i][s]);
+                }
+                for t in 0..R {
+                    let x = simd.splat(x_words[t][s]);
+                    for i in 0..G {
+                        sums[t][i] = simd.dot_add(sums[t][i], x, w[i]);
+                    }
+                }
+            }
+            for t in 0..R {
+                let x_scale = x_scales[t * blocks + b];
+                for i in 0..G {
+                    let at = ((g + i) * blocks + b) * LANES;
+                    let ws: &[f32; LANES] =
+                        m.lane_scales[at..at + LANES].try_into().expect("16 scales");
+                    acc[t][i] = simd.scale_add(acc[t][i], sums[t][i], x_scale, ws);
+                }
+            }
+        }
+        acc
+    }
+
+    /// Writes the groups' sums from column `g · 16` on (the padding columns of the last group dropped).
+    #[inline(always)]
+    fn store<S: Columns16, const R: usize, const G: usize>(
+        simd: S,
+        m: &Q8Matrix,
+        out: &mut [f32],
+        g: usize,
+        sums: [[S::Float; G]; R],
+    ) {
+        for (t, row) in sums.iter().enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                let c = (g + i) * LANES;
+                let n = LANES.min(m.out - c);
+                out[t * m.out + c..t * m.out + c + n].copy_from_slice(&simd.to_array(v)[..n]);
+            }
+        }
+    }
+}
+
+/// [`lanes`] with AVX2: 16 columns in two registers; tiles of two token rows, one column group at a time (the
+/// sixteen 256-bit registers hold 4 integer and 4 float accumulators, the step's weights and a row's inputs).
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Q8Matrix, BLOCK, TILE};
+    use super::lanes::{Columns16, STEP_BYTES};
+    use super::{Q8Matrix, BLOCK, LANES};
     use pulp::bytemuck::cast;
     use pulp::x86::V3;
-    use std::arch::x86_64::__m256;
+    use std::arch::x86_64::{__m256, __m256i};
 
-    #[inline(always)]
-    fn hsum(simd: V3, v: __m256) -> f32 {
-        let s = simd.sse._mm_add_ps(
-            simd.avx._mm256_castps256_ps128(v),
-            simd.avx._mm256_extractf128_ps::<1>(v),
-        );
-        let s = simd.sse._mm_add_ps(s, simd.sse._mm_movehl_ps(s, s));
-        let s = simd.sse._mm_add_ss(s, simd.sse3._mm_movehdup_ps(s));
-        simd.sse._mm_cvtss_f32(s)
+    /// Token rows per tile.
+    pub(super) const TILE: usize = 2;
+
+    impl Columns16 for V3 {
+        type Int = [__m256i; 2];
+        type Float = [__m256; 2];
+
+        #[inline(always)]
+        fn zero_int(self) -> Self::Int {
+            [self.avx._mm256_setzero_si256(); 2]
+        }
+
+        #[inline(always)]
+        fn zero_float(self) -> Self::Float {
+            [self.avx._mm256_setzero_ps(); 2]
+        }
+
+        #[inline(always)]
+        fn step(self, bytes: &[u8; STEP_BYTES]) -> Self::Int {
+            cast(*bytes)
+        }
+
+        #[inline(always)]
+        fn splat(self, word: u32) -> Self::Int {
+            [self.avx._mm256_set1_epi32(word as i32); 2]
+        }
+
+        #[inline(always)]
+        fn dot_add(self, acc: Self::Int, x: Self::Int, w: Self::Int) -> Self::Int {
+            let ones = self.avx._mm256_set1_epi16(1);
+            let half = |h: usize| {
+                let pairs = self.avx2._mm256_maddubs_epi16(x[h], w[h]);
+                self.avx2
+                    ._mm256_add_epi32(acc[h], self.avx2._mm256_madd_epi16(pairs, ones))
+            };
+            [half(0), half(1)]
+        }
+
+        #[inline(always)]
+        fn scale_add(
+            self,
+            acc: Self::Float,
+            sums: Self::Int,
+            x_scale: f32,
+            w_scales: &[f32; LANES],
+        ) -> Self::Float {
+            let x_scale = self.avx._mm256_set1_ps(x_scale);
+            let ws: [__m256; 2] = cast(*w_scales);
+            let half = |h: usize| {
+                let scale = self.avx._mm256_mul_ps(x_scale, ws[h]);
+                self.fma
+                    ._mm256_fmadd_ps(self.avx._mm256_cvtepi32_ps(sums[h]), scale, acc[h])
+            };
+            [half(0), half(1)]
+        }
+
+        #[inline(always)]
+        fn to_array(self, v: Self::Float) -> [f32; LANES] {
+            cast(v)
+        }
     }
 
     impl super::TileProduct for V3 {
-        /// Up to [`TILE`] token rows.
+        /// Up to [`TILE`] token rows (a constant count lets the compiler unroll the loops over rows).
         #[inline(always)]
         fn tile(self, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]) {
-            // A constant row count lets the compiler unroll the row loop and keep the accumulators in registers.
             match x_scales.len() / (m.inp / BLOCK) {
-                TILE => rows::<TILE>(self, m, xs, x_scales, out),
-                3 => rows::<3>(self, m, xs, x_scales, out),
-                2 => rows::<2>(self, m, xs, x_scales, out),
-                1 => rows::<1>(self, m, xs, x_scales, out),
+                2 => super::lanes::tile::<V3, 2, 1>(self, m, xs, x_scales, out),
+                1 => super::lanes::tile::<V3, 1, 1>(self, m, xs, x_scales, out),
                 n => unreachable!("a tile of {n} rows"),
             }
         }
     }
-
-    #[inline(always)]
-    fn rows<const R: usize>(simd: V3, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]) {
-        let blocks = m.inp / BLOCK;
-        let ones = simd.avx._mm256_set1_epi16(1);
-        let weights: &[u8] = pulp::bytemuck::cast_slice(&m.values);
-        // Packed block by block (block b's R rows side by side, as registers), as in the AVX-512 kernel: the inner
-        // loop then indexes fixed-size arrays only.
-        let mut x_packed = vec![[simd.avx._mm256_setzero_si256(); R]; blocks];
-        let mut s_packed = vec![[0f32; R]; blocks];
-        for t in 0..R {
-            let row = &xs[t * m.inp..(t + 1) * m.inp];
-            for (b, (bytes, &s)) in row
-                .as_chunks::<BLOCK>()
-                .0
-                .iter()
-                .zip(&x_scales[t * blocks..(t + 1) * blocks])
-                .enumerate()
-            {
-                x_packed[b][t] = cast(*bytes);
-                s_packed[b][t] = s;
-            }
-        }
-        for (c, (w_row, w_scales)) in weights
-            .chunks_exact(m.inp)
-            .zip(m.scales.chunks_exact(blocks))
-            .enumerate()
-        {
-            let mut acc = [simd.avx._mm256_setzero_ps(); R];
-            for ((w, &ws), (x_block, s_block)) in w_row
-                .as_chunks::<BLOCK>()
-                .0
-                .iter()
-                .zip(w_scales)
-                .zip(x_packed.iter().zip(&s_packed))
-            {
-                let w = cast(*w);
-                for t in 0..R {
-                    // |(x + 128) · w| ≤ 255 · 63 (4-bit weights: 255 · 8), so a pair sums to at most 32,130: no i16
-                    // saturation.
-                    let pairs = simd.avx2._mm256_maddubs_epi16(x_block[t], w);
-                    let dot = simd.avx2._mm256_madd_epi16(pairs, ones);
-                    // Still shifted by 128 · Σ w: taken back per output below.
-                    let d = simd.avx._mm256_cvtepi32_ps(dot);
-                    let scale = simd.avx._mm256_set1_ps(s_block[t] * ws);
-                    acc[t] = simd.fma._mm256_fmadd_ps(d, scale, acc[t]);
-                }
-            }
-            for t in 0..R {
-                out[t * m.out + c] = hsum(simd, acc[t]);
-            }
-        }
-        m.subtract_offsets(x_scales, out);
-    }
 }
 
-/// The same product with 512-bit registers (AVX-512 F/BW/DQ/VL), with one output column per lane instead of one
-/// run of inputs per lane: a register holds 4 inputs of 16 columns ([`Q8Matrix::lanes`]), and each token row's 4
-/// inputs are broadcast to every lane. A block's 8 steps then add up in int32 lanes, one per column, so the float
-/// work (convert, scale, accumulate) is once per block for 16 columns, and no horizontal sums are needed: the
-/// row-per-lane layout of the AVX2 kernel converts every 64 byte products and ends each column with a reduction.
-/// A tile is four token rows against three column groups at a time (12 integer and 12 float accumulators).
+/// [`lanes`] with AVX-512 F/BW/DQ/VL: 16 columns in one register; tiles of four token rows against three column
+/// groups at a time (12 integer and 12 float accumulators).
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Q8Matrix, Quantised, BLOCK, LANES, STEP};
-    use pulp::bytemuck::{cast, cast_ref};
+    use super::lanes::{Columns16, STEP_BYTES};
+    use super::{Q8Matrix, Quantised, BLOCK, LANES};
+    use pulp::bytemuck::cast;
     use pulp::x86::V4;
-    use std::arch::x86_64::__m512;
+    use std::arch::x86_64::{__m512, __m512i};
 
-    /// Token rows handled together.
+    /// Token rows per tile.
     pub(super) const TILE: usize = 4;
-    // The dispatch below covers tiles of 1..=4 rows.
-    const _: () = assert!(TILE == 4);
-    /// Bytes of one step of one group: 16 lanes of 4.
-    const STEP_BYTES: usize = LANES * STEP;
 
     /// [`super::quantise_rows`] with 512-bit registers: a block is two registers, its maximum one reduction, and
     /// the rounding is the CPU's conversion in its default mode (to nearest, ties to even), so the result is the
@@ -525,121 +654,68 @@ mod avx512 {
         }
     }
 
+    impl Columns16 for V4 {
+        type Int = __m512i;
+        type Float = __m512;
+
+        #[inline(always)]
+        fn zero_int(self) -> __m512i {
+            self.avx512f._mm512_setzero_si512()
+        }
+
+        #[inline(always)]
+        fn zero_float(self) -> __m512 {
+            self.avx512f._mm512_setzero_ps()
+        }
+
+        #[inline(always)]
+        fn step(self, bytes: &[u8; STEP_BYTES]) -> __m512i {
+            cast(*bytes)
+        }
+
+        #[inline(always)]
+        fn splat(self, word: u32) -> __m512i {
+            self.avx512f._mm512_set1_epi32(word as i32)
+        }
+
+        #[inline(always)]
+        fn dot_add(self, acc: __m512i, x: __m512i, w: __m512i) -> __m512i {
+            let ones = self.avx512f._mm512_set1_epi16(1);
+            let pairs = self.avx512bw._mm512_maddubs_epi16(x, w);
+            self.avx512f
+                ._mm512_add_epi32(acc, self.avx512bw._mm512_madd_epi16(pairs, ones))
+        }
+
+        #[inline(always)]
+        fn scale_add(
+            self,
+            acc: __m512,
+            sums: __m512i,
+            x_scale: f32,
+            w_scales: &[f32; LANES],
+        ) -> __m512 {
+            let f = self.avx512f;
+            let scale = f._mm512_mul_ps(f._mm512_set1_ps(x_scale), cast(*w_scales));
+            f._mm512_fmadd_ps(f._mm512_cvtepi32_ps(sums), scale, acc)
+        }
+
+        #[inline(always)]
+        fn to_array(self, v: __m512) -> [f32; LANES] {
+            cast(v)
+        }
+    }
+
     impl super::TileProduct for V4 {
-        /// Up to [`TILE`] token rows; a constant row count lets the compiler unroll the loops over rows and groups
-        /// and keep the accumulators in registers.
+        /// Up to [`TILE`] token rows (a constant count lets the compiler unroll the loops over rows and groups and
+        /// keep the accumulators in registers).
         #[inline(always)]
         fn tile(self, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]) {
             match x_scales.len() / (m.inp / BLOCK) {
-                4 => rows::<4>(self, m, xs, x_scales, out),
-                3 => rows::<3>(self, m, xs, x_scales, out),
-                2 => rows::<2>(self, m, xs, x_scales, out),
-                1 => rows::<1>(self, m, xs, x_scales, out),
+                4 => super::lanes::tile::<V4, 4, 3>(self, m, xs, x_scales, out),
+                3 => super::lanes::tile::<V4, 3, 3>(self, m, xs, x_scales, out),
+                2 => super::lanes::tile::<V4, 2, 3>(self, m, xs, x_scales, out),
+                1 => super::lanes::tile::<V4, 1, 3>(self, m, xs, x_scales, out),
                 n => unreachable!("a tile of {n} rows"),
-            }
-            m.subtract_offsets(x_scales, out);
-        }
-    }
-
-    #[inline(always)]
-    fn rows<const R: usize>(simd: V4, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]) {
-        let blocks = m.inp / BLOCK;
-        let group_bytes = m.inp * LANES;
-        let weights: &[u8] = pulp::bytemuck::cast_slice(&m.lanes);
-        let groups = m.out.div_ceil(LANES);
-        let mut g = 0;
-        while g + 3 <= groups {
-            let sums = columns::<R, 3>(simd, m, xs, x_scales, weights, g);
-            store(m, out, g, sums);
-            g += 3;
-        }
-        while g < groups {
-            let sums = columns::<R, 1>(simd, m, xs, x_scales, weights, g);
-            store(m, out, g, sums);
-            g += 1;
-        }
-        debug_assert_eq!(weights.len(), groups * group_bytes);
-        debug_assert_eq!(m.lane_scales.len(), groups * blocks * LANES);
-    }
-
-    /// The tile's R rows against the G column groups from `g`: `[row][group]` registers of 16 sums (still shifted
-    /// by 128 · Σ w).
-    #[inline(always)]
-    fn columns<const R: usize, const G: usize>(
-        simd: V4,
-        m: &Q8Matrix,
-        xs: &[u8],
-        x_scales: &[f32],
-        weights: &[u8],
-        g: usize,
-    ) -> [[__m512; G]; R] {
-        let f = simd.avx512f;
-        let ones = f._mm512_set1_epi16(1);
-        let blocks = m.inp / BLOCK;
-        let group_bytes = m.inp * LANES;
-        // Per block: each group's 8 steps of 64 bytes, each row's 32 inputs as 8 words of 4.
-        let block_bytes = BLOCK * LANES;
-        let mut acc = [[f._mm512_setzero_ps(); G]; R];
-        for b in 0..blocks {
-            let mut w_block = [&[[0u8; STEP_BYTES]; BLOCK / STEP]; G];
-            for (i, w) in w_block.iter_mut().enumerate() {
-                let at = (g + i) * group_bytes + b * block_bytes;
-                let block: &[u8; BLOCK * LANES] = weights[at..at + block_bytes]
-                    .try_into()
-                    .expect("a whole block");
-                *w = cast_ref(block);
-            }
-            let mut x_words = [[0u32; BLOCK / STEP]; R];
-            for (t, x) in x_words.iter_mut().enumerate() {
-                let at = t * m.inp + b * BLOCK;
-                let block: [u8; BLOCK] = xs[at..at + BLOCK].try_into().expect("a whole block");
-                *x = cast(block);
-            }
-            let mut sums = [[f._mm512_setzero_si512(); G]; R];
-            for s in 0..BLOCK / STEP {
-                let mut w = [f._mm512_setzero_si512(); G];
-                for i in 0..G {
-                    w[i] = cast(w_block[i][s]);
-                }
-                for t in 0..R {
-                    let x = f._mm512_set1_epi32(x_words[t][s] as i32);
-                    for i in 0..G {
-                        // As in the AVX2 kernel: no i16 saturation is possible.
-                        let pairs = simd.avx512bw._mm512_maddubs_epi16(x, w[i]);
-                        let quads = simd.avx512bw._mm512_madd_epi16(pairs, ones);
-                        sums[t][i] = f._mm512_add_epi32(sums[t][i], quads);
-                    }
-                }
-            }
-            for t in 0..R {
-                let x_scale = f._mm512_set1_ps(x_scales[t * blocks + b]);
-                for i in 0..G {
-                    let at = ((g + i) * blocks + b) * LANES;
-                    let ws: [f32; LANES] =
-                        m.lane_scales[at..at + LANES].try_into().expect("16 scales");
-                    let scale = f._mm512_mul_ps(x_scale, cast(ws));
-                    acc[t][i] =
-                        f._mm512_fmadd_ps(f._mm512_cvtepi32_ps(sums[t][i]), scale, acc[t][i]);
-                }
-            }
-        }
-        acc
-    }
-
-    /// Writes the groups' sums from column `g · 16` on (the padding columns of the last group dropped).
-    #[inline(always)]
-    fn store<const R: usize, const G: usize>(
-        m: &Q8Matrix,
-        out: &mut [f32],
-        g: usize,
-        sums: [[__m512; G]; R],
-    ) {
-        for (t, row) in sums.iter().enumerate() {
-            for (i, &v) in row.iter().enumerate() {
-                let c = (g + i) * LANES;
-                let lanes: [f32; LANES] = cast(v);
-                let n = LANES.min(m.out - c);
-                out[t * m.out + c..t * m.out + c + n].copy_from_slice(&lanes[..n]);
             }
         }
     }
