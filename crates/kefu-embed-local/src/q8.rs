@@ -413,10 +413,29 @@ mod lanes {
         fn to_array(self, v: Self::Float) -> [f32; LANES];
     }
 
-    /// The tile's token rows (R of them, at most `max_rows`) against every column, G groups of 16 at a time while
-    /// G fit; then the shift is taken back.
+    /// [`tile`] for the tile's row count (1..=4), a constant, so that the compiler unrolls the loops over rows and
+    /// groups and keeps the accumulators in registers. A path whose tiles are shorter never takes the longer arms.
     #[inline(always)]
-    pub(super) fn tile<S: Columns16, const R: usize, const G: usize>(
+    pub(super) fn dispatch<S: Columns16, const G: usize>(
+        simd: S,
+        m: &Q8Matrix,
+        xs: &[u8],
+        x_scales: &[f32],
+        out: &mut [f32],
+    ) {
+        match x_scales.len() / (m.inp / BLOCK) {
+            4 => tile::<S, 4, G>(simd, m, xs, x_scales, out),
+            3 => tile::<S, 3, G>(simd, m, xs, x_scales, out),
+            2 => tile::<S, 2, G>(simd, m, xs, x_scales, out),
+            1 => tile::<S, 1, G>(simd, m, xs, x_scales, out),
+            n => unreachable!("a tile of {n} rows"),
+        }
+    }
+
+    /// The tile's R token rows against every column, G groups of 16 at a time while G fit; then the shift is taken
+    /// back.
+    #[inline(always)]
+    fn tile<S: Columns16, const R: usize, const G: usize>(
         simd: S,
         m: &Q8Matrix,
         xs: &[u8],
@@ -520,7 +539,7 @@ mod lanes {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::lanes::{Columns16, STEP_BYTES};
-    use super::{Q8Matrix, BLOCK, LANES};
+    use super::{Q8Matrix, LANES};
     use pulp::bytemuck::cast;
     use pulp::x86::V3;
     use std::arch::x86_64::{__m256, __m256i};
@@ -588,14 +607,10 @@ mod avx2 {
     }
 
     impl super::TileProduct for V3 {
-        /// Up to [`TILE`] token rows (a constant count lets the compiler unroll the loops over rows).
+        /// Up to [`TILE`] token rows, one column group at a time.
         #[inline(always)]
         fn tile(self, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]) {
-            match x_scales.len() / (m.inp / BLOCK) {
-                2 => super::lanes::tile::<V3, 2, 1>(self, m, xs, x_scales, out),
-                1 => super::lanes::tile::<V3, 1, 1>(self, m, xs, x_scales, out),
-                n => unreachable!("a tile of {n} rows"),
-            }
+            super::lanes::dispatch::<V3, 1>(self, m, xs, x_scales, out);
         }
     }
 }
@@ -706,17 +721,10 @@ mod avx512 {
     }
 
     impl super::TileProduct for V4 {
-        /// Up to [`TILE`] token rows (a constant count lets the compiler unroll the loops over rows and groups and
-        /// keep the accumulators in registers).
+        /// Up to [`TILE`] token rows, three column groups at a time.
         #[inline(always)]
         fn tile(self, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]) {
-            match x_scales.len() / (m.inp / BLOCK) {
-                4 => super::lanes::tile::<V4, 4, 3>(self, m, xs, x_scales, out),
-                3 => super::lanes::tile::<V4, 3, 3>(self, m, xs, x_scales, out),
-                2 => super::lanes::tile::<V4, 2, 3>(self, m, xs, x_scales, out),
-                1 => super::lanes::tile::<V4, 1, 3>(self, m, xs, x_scales, out),
-                n => unreachable!("a tile of {n} rows"),
-            }
+            super::lanes::dispatch::<V4, 3>(self, m, xs, x_scales, out);
         }
     }
 }
