@@ -23,7 +23,7 @@ pub(crate) struct Q8Matrix {
     inp: usize,
     /// `out × in` values, row-major, for the scalar path (empty where a SIMD kernel runs).
     values: Vec<i8>,
-    /// `out × in / 32` block scales.
+    /// `out × in / 32` block scales, for the scalar path (empty where a SIMD kernel runs).
     scales: Vec<f32>,
     /// `in / 32 × out` (block-major): 128 · Σ w · scale_w per block. Every path multiplies `x + 128` and takes the
     /// shift back once per output, as Σ_blocks scale_x · this, after the products ([`Q8Matrix::subtract_offsets`]),
@@ -253,12 +253,12 @@ impl Q8Matrix {
             Kernel::Avx512(_) | Kernel::Avx2(_) => by_lanes(out, inp, &values, &scales),
             Kernel::Scalar => (Vec::new(), Vec::new()),
         };
-        // The SIMD kernels read only the lanes: no second copy of the weights (tests keep both, to compare every
-        // path).
-        let values = if lanes.is_empty() || cfg!(test) {
-            values
+        // The SIMD kernels read only the lanes: no second copy of the weights or their scales (tests keep both, to
+        // compare every path).
+        let (values, scales) = if lanes.is_empty() || cfg!(test) {
+            (values, scales)
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         Q8Matrix {
             out,
