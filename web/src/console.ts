@@ -736,6 +736,12 @@ class Console {
     this.loadBrief(id);
   }
 
+  /** Shows an answer about a conversation only while it is still the open one: one arriving after the agent
+   *  opened another must not take over the status line and the actions. */
+  private adopt(c: Conversation | null | undefined) {
+    if (c && c.id === this.selected) this.setConv(c);
+  }
+
   private setConv(c: Conversation) {
     this.conv = c;
     const mine = c.handler === "agent" && c.assignee_id === this.me?.id;
@@ -751,7 +757,7 @@ class Console {
       const b = h("button", { type: "button", "data-kefu": key }, label);
       b.addEventListener("click", async () => {
         const r = await this.guard(fn());
-        if (r && (r as Conversation).id === this.selected) this.setConv(r as Conversation);
+        this.adopt(r as Conversation | undefined);
         this.refresh();
       });
       buttons.push(b);
@@ -769,7 +775,7 @@ class Console {
       const go = h("button", { type: "button", "data-kefu": "transfer" }, this.t.transfer);
       go.addEventListener("click", async () => {
         const r = await this.guard(this.api.call<Conversation>("POST", `/v1/conversations/${c.id}/transfer`, { team: sel.value }));
-        if (r && r.id === this.selected) this.setConv(r);
+        this.adopt(r);
         this.refresh();
       });
       buttons.push(h("span", { class: "transfer" }, sel, go));
@@ -838,9 +844,7 @@ class Console {
       case "conversation.status_changed":
       case "conversation.rated":
         if (this.conv) {
-          // Only while it is still the open one: an answer arriving after the agent opened another must not
-          // take over the status line and the actions.
-          this.guard(this.api.call<Conversation>("GET", `/v1/conversations/${this.conv.id}`)).then((c) => c && c.id === this.selected && this.setConv(c));
+          this.guard(this.api.call<Conversation>("GET", `/v1/conversations/${this.conv.id}`)).then((c) => this.adopt(c));
         }
         this.line("system", e.type === "conversation.handler_changed" ? `→ ${e.handler} (${e.reason})` : e.type === "conversation.rated" ? `★ ${e.rating}` : `→ ${e.status}`);
         break;

@@ -214,10 +214,15 @@ class Widget {
     });
     this.panel.append(head, this.log, this.typingEl, this.form);
     this.root.append(this.panel);
-    this.starting = this.start().catch((e) => {
+    await this.begin(this.start());
+  }
+
+  /** Waits for the panel's conversation to be ready (see `starting`); a failure is shown, not thrown. */
+  private begin(ready: Promise<void>): Promise<void> {
+    this.starting = ready.catch((e) => {
       this.note(this.t.error + (e as Error).message);
     });
-    await this.starting;
+    return this.starting;
   }
 
   /** Resumes the saved conversation if it is still open, else starts a new one. */
@@ -546,10 +551,7 @@ class Widget {
       // closed one, which would refuse it.
       this.conv = null;
       this.form.style.display = "";
-      this.starting = this.newConversation().catch((e) => {
-        this.note(this.t.error + (e as Error).message);
-      });
-      await this.starting;
+      await this.begin(this.newConversation());
     });
     this.log.append(h("div", { class: "kf-rate", "data-kefu": "rating" }, h("b", {}, this.t.rateTitle), stars, comment, submit));
     this.log.append(again);
