@@ -63,6 +63,10 @@ pub struct TrainConfig {
     /// the earlier one; 0 is the linear model alone). Without encoders there is no vote. Off by default (`[0]`):
     /// it helped BANKING77 and hurt CLINC150, and a held-out tenth chose its weight unreliably (bench/RESULTS.md).
     pub neighbour_weights: Vec<f32>,
+    /// With a separate calibration set: once it has settled the temperature and threshold, the final model is
+    /// refitted on the training and calibration examples together, as a held-out share is refitted when none is
+    /// given. Off by default: the calibration then scores the very model that runs.
+    pub refit_with_calibration: bool,
 }
 
 impl Default for TrainConfig {
@@ -74,6 +78,7 @@ impl Default for TrainConfig {
             reject_share: 0.03,
             support_power: 2.0,
             neighbour_weights: vec![0.0],
+            refit_with_calibration: false,
         }
     }
 }
@@ -345,7 +350,7 @@ pub struct IntentClassifier {
     encoders: Vec<Arc<dyn SentenceEncoder>>,
 }
 
-fn sha256_examples(examples: &[Example]) -> String {
+fn sha256_examples<'a>(examples: impl IntoIterator<Item = &'a Example>) -> String {
     let mut h = Sha256::new();
     for e in examples {
         h.update(e.text.as_bytes());
@@ -563,6 +568,7 @@ impl IntentModel {
                 let texts: Vec<&str> = cal.iter().map(|e| e.text.as_str()).collect();
                 let (dense, _) = encode_all(encoders, &texts)?;
                 let f = fit_all();
+                let mut cal_labels = Vec::with_capacity(cal.len());
                 for ((e, t), d) in cal.iter().zip(&texts).zip(&dense) {
                     let Some(&l) = label_id.get(e.intent.as_str()) else {
                         return Err(NluError::BadTrainingFile(format!(
@@ -572,8 +578,20 @@ impl IntentModel {
                     };
                     let (logits, nearest) = score(&f, t, d);
                     held.push((logits, nearest, l));
+                    cal_labels.push(l);
                 }
-                Some(f)
+                if config.refit_with_calibration {
+                    let texts: Vec<&str> = all_texts.iter().copied().chain(texts).collect();
+                    let dense: Vec<&[f32]> = dense_refs
+                        .iter()
+                        .copied()
+                        .chain(dense.iter().map(Vec::as_slice))
+                        .collect();
+                    let ls: Vec<usize> = all_labels.iter().copied().chain(cal_labels).collect();
+                    Some(fit(&texts, &dense, &ls, labels.len(), config))
+                } else {
+                    Some(f)
+                }
             }
             None => {
                 for (fit_idx, held_idx) in held_out_splits(examples, config.calibration_share) {
@@ -641,6 +659,11 @@ impl IntentModel {
             oos_recall: cal_oos,
         } = best.expect("at least one candidate");
 
+        // The examples the final model learned from besides `examples`.
+        let learned_calibration = match calibration {
+            Some(cal) if config.refit_with_calibration => cal,
+            _ => &[],
+        };
         let Fitted {
             vectorizer,
             linear,
@@ -659,8 +682,8 @@ impl IntentModel {
                 temperature,
                 threshold,
                 neighbour_weight,
-                examples: examples.len(),
-                data_sha256: sha256_examples(examples),
+                examples: examples.len() + learned_calibration.len(),
+                data_sha256: sha256_examples(examples.iter().chain(learned_calibration)),
                 calibration_accuracy: cal_acc,
                 calibration_oos_recall: cal_oos,
                 sparse_features: vectorizer.len(),

@@ -340,6 +340,36 @@ fn the_vote_weight_is_chosen_on_held_out_rows() {
 }
 
 #[test]
+fn a_refit_learns_from_the_calibration_set_and_keeps_its_calibration() {
+    // Every third example calibrates, the rest train; one calibration example holds a word training never saw.
+    let (mut cal, mut train) = (Vec::new(), Vec::new());
+    for (i, e) in shop_examples().into_iter().enumerate() {
+        if i % 3 == 0 { &mut cal } else { &mut train }.push(e);
+    }
+    cal.push(Example::new("zorbix zorbix", "refund"));
+    let plain = IntentModel::train(&train, Some(&cal), &[], &sparse_only()).unwrap();
+    let config = TrainConfig {
+        refit_with_calibration: true,
+        ..sparse_only()
+    };
+    let refit = IntentModel::train(&train, Some(&cal), &[], &config).unwrap();
+    // Calibration scored the same train-only model both times.
+    assert_eq!(refit.info.temperature, plain.info.temperature);
+    assert_eq!(refit.info.threshold, plain.info.threshold);
+    assert_eq!(plain.info.examples, train.len());
+    assert_eq!(refit.info.examples, train.len() + cal.len());
+    assert_ne!(refit.info.data_sha256, plain.info.data_sha256);
+    // Only the refitted model knows the calibration-only word.
+    let p = |m: &IntentModel| {
+        let clf = IntentClassifier::new(m.clone(), vec![]).unwrap();
+        let top = clf.predict("zorbix").unwrap().top;
+        top.iter().find(|t| t.0 == "refund").unwrap().1
+    };
+    let (before, after) = (p(&plain), p(&refit));
+    assert!(after > 0.5 && after > before + 0.2, "{before} → {after}");
+}
+
+#[test]
 fn the_lane_dot_product_matches_the_plain_one() {
     for len in [0usize, 1, 7, 8, 9, 384, 771] {
         let row: Vec<i8> = (0..len)
