@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use kefu_llm::{EmbedKind, Embedder, LlmError};
+use kefu_llm::{EmbedKind, Embedder, LayerVectors, LlmError};
 
 /// Tokens per batched pass: bounds the activation memory of a large batch (about 40 MB for e5-small).
 const BATCH_TOKENS: usize = 8192;
@@ -182,6 +182,20 @@ impl LocalEmbedder {
         self.model.encoder.layers.len()
     }
 
+    /// `layers` sorted, without repeats, if there is at least one and all are within the model's depth (0 = the
+    /// embedding output).
+    fn checked_layers(&self, mut layers: Vec<usize>) -> Result<Vec<usize>, EmbedError> {
+        layers.sort_unstable();
+        layers.dedup();
+        if layers.is_empty() || layers.iter().any(|&l| l > self.layers()) {
+            return Err(EmbedError::Model(format!(
+                "layers {layers:?}: the model has layers 0..={}",
+                self.layers()
+            )));
+        }
+        Ok(layers)
+    }
+
     /// Like [`LocalEmbedder::embed_blocking`], but with the mean-pooled states after each of `layers` (0 = the
     /// embedding output), each block normalised, concatenated shallowest first. Only the layers up to the deepest
     /// one asked for run.
@@ -239,31 +253,10 @@ pub struct LayerEncoder {
 impl LayerEncoder {
     /// `layers` must be within the model's depth (0 = the embedding output).
     pub fn new(model: LocalEmbedder, layers: Vec<usize>) -> Result<Self, EmbedError> {
-        let mut layers = layers;
-        layers.sort_unstable();
-        layers.dedup();
-        if layers.is_empty() || layers.iter().any(|&l| l > model.layers()) {
-            return Err(EmbedError::Model(format!(
-                "layers {layers:?}: the model has layers 0..={}",
-                model.layers()
-            )));
-        }
+        let layers = model.checked_layers(layers)?;
         let list: Vec<String> = layers.iter().map(usize::to_string).collect();
         let id = format!("{}@{}", model.id, list.join("+"));
         Ok(LayerEncoder { model, layers, id })
-    }
-
-    /// Splits `e5-small@8+10+12` into the model name and its layers (`None` for a plain name).
-    pub fn parse_name(name: &str) -> Result<(&str, Option<Vec<usize>>), String> {
-        let Some((model, list)) = name.split_once('@') else {
-            return Ok((name, None));
-        };
-        let layers = list
-            .split('+')
-            .map(|l| l.trim().parse::<usize>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| format!("{name:?}: expected <model>@<layer>+<layer>+… (layer numbers)"))?;
-        Ok((model, Some(layers)))
     }
 }
 
@@ -300,6 +293,47 @@ impl Embedder for LocalEmbedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
+        let texts = texts.to_vec();
+        self.run(move |this| this.embed_blocking(kind, &texts))
+            .await
+    }
+
+    /// One pass through the layers up to the deepest asked for or the last, whichever is deeper: the last layer's
+    /// block is the usual vector.
+    async fn embed_with_layers(
+        &self,
+        kind: EmbedKind,
+        text: &str,
+        layers: &[usize],
+    ) -> Result<Option<LayerVectors>, LlmError> {
+        let asked = self
+            .checked_layers(layers.to_vec())
+            .map_err(|e| LlmError::Local(e.to_string()))?;
+        let mut all = asked.clone();
+        if all.last() != Some(&self.layers()) {
+            all.push(self.layers());
+        }
+        let blocks = all.len();
+        let text = vec![text.to_owned()];
+        let mut out = self
+            .run(move |this| this.embed_layers_blocking(kind, &text, &all))
+            .await?;
+        let pooled = out.pop().unwrap_or_default();
+        let block = pooled.len() / blocks;
+        Ok(Some(LayerVectors {
+            vector: pooled[pooled.len() - block..].to_vec(),
+            layers: pooled[..asked.len() * block].to_vec(),
+        }))
+    }
+}
+
+impl LocalEmbedder {
+    /// Runs `work` on a blocking thread once a slot is free: at most one pass per slot, and at most `queue` callers
+    /// waiting (beyond that: [`LlmError::Busy`]).
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&LocalEmbedder) -> Result<T, EmbedError> + Send + 'static,
+    ) -> Result<T, LlmError> {
         let permit = match self.running.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
@@ -315,10 +349,9 @@ impl Embedder for LocalEmbedder {
             }
         };
         let this = self.clone();
-        let texts = texts.to_vec();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            this.embed_blocking(kind, &texts)
+            work(&this)
         })
         .await
         .map_err(|e| LlmError::Local(format!("embedding task failed: {e}")))?

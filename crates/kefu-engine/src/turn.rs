@@ -436,8 +436,9 @@ impl Engine {
     }
 
     /// The understanding step. When the tenant's intent classifier reads the knowledge embedder's sentence vectors,
-    /// the message's query vector is computed here once and returned for knowledge search to reuse; a classifier
-    /// with sentence encoders runs off the async workers.
+    /// or chosen layers of its model (`<embedder>@<layers>`), the message's query vector is computed here, in one
+    /// pass, and returned for knowledge search to reuse; a classifier with other sentence encoders runs them off the
+    /// async workers.
     async fn understand(
         &self,
         understander: &Arc<Understander>,
@@ -451,19 +452,11 @@ impl Engine {
         if encoders.is_empty() {
             return (understander.understand(text).ok(), None);
         }
-        let shared = self.parts.knowledge.as_ref().and_then(|k| {
-            let id = k.embedder_id()?;
-            encoders.iter().any(|e| e == id).then(|| (k, id.to_owned()))
-        });
-        let vector = match shared {
-            Some((k, id)) => k
-                .embed_query(&understander.intent_text(text))
-                .await
-                .map(|v| (id, v)),
-            None => None,
+        let (given, vector) = match self.parts.knowledge.as_ref() {
+            Some(k) => shared_vectors(k, &encoders, &understander.intent_text(text)).await,
+            None => (Vec::new(), None),
         };
         let (u, text) = (understander.clone(), text.to_owned());
-        let given = vector.clone();
         let understood = tokio::task::spawn_blocking(move || {
             let given: Vec<(&str, &[f32])> = given
                 .iter()
@@ -477,7 +470,7 @@ impl Engine {
             r.map_err(|e| tracing::warn!(error = %e, "understanding failed"))
                 .ok()
         });
-        (understood, vector.map(|(_, v)| v))
+        (understood, vector)
     }
 
     /// Searches the knowledge base with the masked message (and its vector, when the understanding step computed
@@ -1022,4 +1015,56 @@ fn base_trace(u: Option<&Understanding>, f: &Facts) -> TurnTrace {
         t.pii_masked = u.masked.vault.len();
     }
     t
+}
+
+/// The sentence vectors of `text` that the knowledge embedder's pass gives the intent classifier's `encoders`: its
+/// own vector for an encoder with its id, and the chosen layers' poolings for `<its id>@<layers>` (all from one
+/// pass). Returns them by encoder id, with the knowledge vector when it was computed here (`None`: no encoder is
+/// the knowledge embedder's, or it failed; the classifier then runs its own encoders).
+async fn shared_vectors(
+    knowledge: &kefu_knowledge::Knowledge,
+    encoders: &[String],
+    text: &str,
+) -> (Vec<(String, Vec<f32>)>, Option<Vec<f32>>) {
+    let Some(id) = knowledge.embedder_id() else {
+        return (Vec::new(), None);
+    };
+    let plain = encoders.iter().any(|e| e == id);
+    let layered: Vec<(&String, Vec<usize>)> = encoders
+        .iter()
+        .filter_map(|e| match kefu_llm::split_layers(e) {
+            Ok((model, Some(layers))) if model == id => Some((e, layers)),
+            _ => None,
+        })
+        .collect();
+    let mut asked: Vec<usize> = layered.iter().flat_map(|(_, l)| l.clone()).collect();
+    asked.sort_unstable();
+    asked.dedup();
+    let mut given = Vec::new();
+    let pass = match asked.is_empty() {
+        true => None,
+        false => knowledge.embed_query_layers(text, &asked).await,
+    };
+    let vector = match pass {
+        Some(v) if v.layers.len() == asked.len() * v.vector.len() => {
+            let block = v.vector.len();
+            for (name, layers) in layered {
+                let pooled: Vec<f32> = layers
+                    .iter()
+                    .filter_map(|l| asked.binary_search(l).ok())
+                    .flat_map(|i| v.layers[i * block..(i + 1) * block].iter().copied())
+                    .collect();
+                given.push((name.clone(), pooled));
+            }
+            Some(v.vector)
+        }
+        _ if plain => knowledge.embed_query(text).await,
+        _ => None,
+    };
+    if plain {
+        if let Some(v) = &vector {
+            given.push((id.to_owned(), v.clone()));
+        }
+    }
+    (given, vector)
 }

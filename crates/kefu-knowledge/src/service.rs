@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use kefu_llm::{EmbedKind, Embedder, LlmError};
+use kefu_llm::{EmbedKind, Embedder, LayerVectors, LlmError};
 use kefu_store::{
     KbChunk, KbDocument, KbJob, KbJobStatus, NewKbChunk, NewKbDocument, Store, StoreError,
     StoredVectors,
@@ -675,6 +675,22 @@ impl Knowledge {
         let e = self.embedder.as_ref()?;
         match e.embed(EmbedKind::Query, &[query.trim().to_owned()]).await {
             Ok(mut v) => v.pop(),
+            Err(err) => {
+                tracing::warn!(error = %err, "query embedding failed; searching keywords only");
+                None
+            }
+        }
+    }
+
+    /// [`Self::embed_query`] and, from the same pass, the query's mean-pooled states after `layers` (for an intent
+    /// classifier on `<embedder>@<layers>`). `None` when there is no embedder, it cannot pool layers, or it failed.
+    pub async fn embed_query_layers(&self, query: &str, layers: &[usize]) -> Option<LayerVectors> {
+        let e = self.embedder.as_ref()?;
+        match e
+            .embed_with_layers(EmbedKind::Query, query.trim(), layers)
+            .await
+        {
+            Ok(v) => v,
             Err(err) => {
                 tracing::warn!(error = %err, "query embedding failed; searching keywords only");
                 None

@@ -23,6 +23,42 @@ pub trait Embedder: Send + Sync + 'static {
     fn dim(&self) -> usize;
     /// One vector per text, in order. An empty text gets a vector too.
     async fn embed(&self, kind: EmbedKind, texts: &[String]) -> Result<Vec<Vec<f32>>, LlmError>;
+    /// One text's usual vector and, from the same forward pass, the mean-pooled states after each of `layers`
+    /// (each block normalised, concatenated in ascending layer order: what the sentence encoder named
+    /// `<id>@<layers>` gives, see [`split_layers`]). `None`: this embedder cannot pool chosen layers (a hosted model).
+    async fn embed_with_layers(
+        &self,
+        _kind: EmbedKind,
+        _text: &str,
+        _layers: &[usize],
+    ) -> Result<Option<LayerVectors>, LlmError> {
+        Ok(None)
+    }
+}
+
+/// [`Embedder::embed_with_layers`]'s answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerVectors {
+    /// What [`Embedder::embed`] gives for the text.
+    pub vector: Vec<f32>,
+    /// One normalised block per asked layer, ascending, concatenated.
+    pub layers: Vec<f32>,
+}
+
+/// Splits a layer-pooled encoder's name, `<model>@<layer>+<layer>+…` (`e5-small@8+10+12`), into the model's name and
+/// its layers, sorted and without repeats (`None` for a plain name).
+pub fn split_layers(name: &str) -> Result<(&str, Option<Vec<usize>>), String> {
+    let Some((model, list)) = name.split_once('@') else {
+        return Ok((name, None));
+    };
+    let mut layers = list
+        .split('+')
+        .map(|l| l.trim().parse::<usize>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| format!("{name:?}: expected <model>@<layer>+<layer>+… (layer numbers)"))?;
+    layers.sort_unstable();
+    layers.dedup();
+    Ok((model, Some(layers)))
 }
 
 /// Scales `v` to unit length (left as is when it is all zeros).
@@ -41,6 +77,19 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layer_pooled_names_split_into_model_and_sorted_layers() {
+        assert_eq!(split_layers("e5-small"), Ok(("e5-small", None)));
+        assert_eq!(
+            split_layers("e5-small@12+8+10+8"),
+            Ok(("e5-small", Some(vec![8, 10, 12])))
+        );
+        assert!(split_layers("e5-small@8+x")
+            .unwrap_err()
+            .contains("layer numbers"));
+        assert!(split_layers("e5-small@").is_err());
+    }
 
     #[test]
     fn normalise_gives_unit_length_and_leaves_zero_alone() {

@@ -20,7 +20,7 @@ mod types;
 
 pub use breaker::{BreakerState, CircuitBreaker};
 pub use chain::{ChainLink, FallbackChain};
-pub use embed::{dot, normalise, EmbedKind, Embedder};
+pub use embed::{dot, normalise, split_layers, EmbedKind, Embedder, LayerVectors};
 pub use error::{LlmError, TimeoutPhase};
 pub use retry::RetryPolicy;
 pub use timeouts::{with_timeouts, Timeouts};

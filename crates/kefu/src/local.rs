@@ -310,7 +310,7 @@ pub async fn load_encoder(
     settings: &Settings,
     name: &str,
 ) -> anyhow::Result<Arc<dyn kefu_nlu::SentenceEncoder>> {
-    let (model, layers) = LayerEncoder::parse_name(name).map_err(anyhow::Error::msg)?;
+    let (model, layers) = kefu_llm::split_layers(name).map_err(anyhow::Error::msg)?;
     let path = resolve(settings, model, kefu_models::Kind::Embedding)
         .await
         .map_err(|e| anyhow::anyhow!("{e}. Get it with `kefu model pull {model}`"))?;

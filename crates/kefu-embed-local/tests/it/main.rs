@@ -285,3 +285,38 @@ async fn e5_vectors_carry_the_intent_classifier_past_shared_words() {
         assert_eq!(p.top[0].0, want, "{text}: {p:?}");
     }
 }
+
+/// One pass gives both the knowledge vector and a layer-pooled intent encoder's vector: the same as the two
+/// computed apart, whether or not the last layer is among those asked for; layers beyond the model are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_pass_gives_the_usual_vector_and_the_chosen_layers() {
+    use kefu_embed_local::LayerEncoder;
+    use kefu_nlu::SentenceEncoder;
+    let model = e5().await;
+    let text = "我的快递怎么还没到";
+    let usual = model
+        .embed(EmbedKind::Query, &[text.to_owned()])
+        .await
+        .unwrap()
+        .remove(0);
+    for layers in [vec![8], vec![8, 10, 12], vec![12]] {
+        let apart = LayerEncoder::new(model.clone(), layers.clone())
+            .unwrap()
+            .encode(&[text])
+            .unwrap()
+            .remove(0);
+        let both = model
+            .embed_with_layers(EmbedKind::Query, text, &layers)
+            .await
+            .unwrap()
+            .expect("a local model pools layers");
+        assert_eq!(both.layers.len(), 384 * layers.len(), "{layers:?}");
+        assert!(cosine(&both.layers, &apart) > 0.9999, "{layers:?}");
+        assert!(cosine(&both.vector, &usual) > 0.9999, "{layers:?}");
+    }
+    let err = model
+        .embed_with_layers(EmbedKind::Query, text, &[13])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("0..=12"), "{err}");
+}

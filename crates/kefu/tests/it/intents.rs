@@ -389,3 +389,45 @@ async fn a_model_on_the_servers_embedder_classifies_paraphrases_in_conversations
     let support = p["predictions"][0]["support"].as_f64().unwrap();
     assert!(support > 0.5 && support <= 1.0, "{p}");
 }
+
+/// A model on chosen layers of the server's embedder (`<embedder>@8+10+12`) takes them from the pass knowledge
+/// search makes for the message: the turn's confidence is the one the predict endpoint gets by running the layer
+/// encoder itself, so the right blocks of the one pass reached the classifier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_pooled_model_reads_its_layers_from_the_knowledge_pass() {
+    let e5 = kefu_testkit::models::test_model("e5-small").await.remove(0);
+    let extra = format!("[models]\nembedder = \"{}\"\n", e5.display());
+    let app = spawn_app_with(Backend::Sqlite, &extra).await;
+    let admin = app.admin_token().await;
+    let encoder = format!("{}@8+10+12", e5.display());
+    let r = train(
+        &app,
+        &admin,
+        json!({"data": shop_csv(), "encoders": [encoder]}),
+    )
+    .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let m: Value = r.json().await.unwrap();
+    assert_eq!(m["encoders"], json!([encoder]), "{m}");
+    let text = "can I get reimbursed for this purchase";
+    let conv = app.new_conversation(&app.api_key, Some("c-layers")).await;
+    app.send(&app.api_key, &conv, text, None, true).await;
+    let t = app.turns(&admin, &conv).await;
+    assert_eq!(t[0]["trace"]["intent"], "refund", "{}", t[0]);
+    let p: Value = app
+        .post(
+            &admin,
+            "/v1/admin/intent-models/predict",
+            json!({"texts": [text]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let own = p["predictions"][0]["confidence"].as_f64().unwrap();
+    let shared = t[0]["trace"]["intent_confidence"].as_f64().unwrap();
+    assert!(
+        (own - shared).abs() < 1e-3,
+        "turn {shared} against predict {own}"
+    );
+}
