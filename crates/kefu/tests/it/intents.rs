@@ -351,69 +351,31 @@ async fn only_supervisors_and_admins_of_the_tenant_touch_its_models() {
     assert_eq!(list(&app, &admin).await["current"], 1);
 }
 
-/// With the real multilingual embedder: a model trained with the server's embedder (the default) names it, and
-/// conversations classify through the query vector knowledge search uses, catching a paraphrase that shares no
-/// words with the examples.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_model_on_the_servers_embedder_classifies_paraphrases_in_conversations() {
+/// A server whose embedder is the real e5 model, trained on the shop examples with `encoders` (absent: the server's
+/// default, which is its embedder); checks the stored model names `named(e5's path)`. Then sends a paraphrase that
+/// shares no word with the refund examples in a new conversation and returns that turn and the predict endpoint's
+/// answer for the same text.
+async fn paraphrase_on_e5(
+    encoders: Option<&str>,
+    named: impl Fn(&str) -> String,
+) -> (Value, Value) {
     let e5 = kefu_testkit::models::test_model("e5-small").await.remove(0);
-    let extra = format!("[models]\nembedder = \"{}\"\n", e5.display());
+    let e5 = e5.display().to_string();
+    let extra = format!("[models]\nembedder = \"{e5}\"\n");
     let app = spawn_app_with(Backend::Sqlite, &extra).await;
     let admin = app.admin_token().await;
-    let r = train(&app, &admin, json!({"data": shop_csv()})).await;
+    let mut body = json!({"data": shop_csv()});
+    if let Some(e) = encoders {
+        body["encoders"] = json!([e.replace("{e5}", &e5)]);
+    }
+    let r = train(&app, &admin, body).await;
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     let m: Value = r.json().await.unwrap();
-    assert_eq!(m["encoders"], json!([e5.display().to_string()]), "{m}");
-    let conv = app.new_conversation(&app.api_key, Some("c-e5")).await;
-    // No word in common with the refund examples.
-    app.send(
-        &app.api_key,
-        &conv,
-        "can I get reimbursed for this purchase",
-        None,
-        true,
-    )
-    .await;
-    let t = app.turns(&admin, &conv).await;
-    assert_eq!(t[0]["trace"]["intent"], "refund", "{}", t[0]);
-    let p: Value = app
-        .post(
-            &admin,
-            "/v1/admin/intent-models/predict",
-            json!({"texts": ["can I get reimbursed for this purchase"]}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let support = p["predictions"][0]["support"].as_f64().unwrap();
-    assert!(support > 0.5 && support <= 1.0, "{p}");
-}
-
-/// A model on chosen layers of the server's embedder (`<embedder>@8+10+12`) takes them from the pass knowledge
-/// search makes for the message: the turn's confidence is the one the predict endpoint gets by running the layer
-/// encoder itself, so the right blocks of the one pass reached the classifier.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_layer_pooled_model_reads_its_layers_from_the_knowledge_pass() {
-    let e5 = kefu_testkit::models::test_model("e5-small").await.remove(0);
-    let extra = format!("[models]\nembedder = \"{}\"\n", e5.display());
-    let app = spawn_app_with(Backend::Sqlite, &extra).await;
-    let admin = app.admin_token().await;
-    let encoder = format!("{}@8+10+12", e5.display());
-    let r = train(
-        &app,
-        &admin,
-        json!({"data": shop_csv(), "encoders": [encoder]}),
-    )
-    .await;
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    let m: Value = r.json().await.unwrap();
-    assert_eq!(m["encoders"], json!([encoder]), "{m}");
+    assert_eq!(m["encoders"], json!([named(&e5)]), "{m}");
     let text = "can I get reimbursed for this purchase";
-    let conv = app.new_conversation(&app.api_key, Some("c-layers")).await;
+    let conv = app.new_conversation(&app.api_key, Some("c-e5")).await;
     app.send(&app.api_key, &conv, text, None, true).await;
-    let t = app.turns(&admin, &conv).await;
-    assert_eq!(t[0]["trace"]["intent"], "refund", "{}", t[0]);
+    let turn = app.turns(&admin, &conv).await[0].clone();
     let p: Value = app
         .post(
             &admin,
@@ -424,8 +386,28 @@ async fn a_layer_pooled_model_reads_its_layers_from_the_knowledge_pass() {
         .json()
         .await
         .unwrap();
-    let own = p["predictions"][0]["confidence"].as_f64().unwrap();
-    let shared = t[0]["trace"]["intent_confidence"].as_f64().unwrap();
+    assert_eq!(turn["trace"]["intent"], "refund", "{turn}");
+    (turn, p["predictions"][0].clone())
+}
+
+/// With the real multilingual embedder: a model trained with the server's embedder (the default) names it, and
+/// conversations classify through the query vector knowledge search uses, catching a paraphrase that shares no
+/// words with the examples.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_on_the_servers_embedder_classifies_paraphrases_in_conversations() {
+    let (_, p) = paraphrase_on_e5(None, str::to_owned).await;
+    let support = p["support"].as_f64().unwrap();
+    assert!(support > 0.5 && support <= 1.0, "{p}");
+}
+
+/// A model on chosen layers of the server's embedder (`<embedder>@8+10+12`) takes them from the pass knowledge
+/// search makes for the message: the turn's confidence is the one the predict endpoint gets by running the layer
+/// encoder itself, so the right blocks of the one pass reached the classifier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_pooled_model_reads_its_layers_from_the_knowledge_pass() {
+    let (turn, p) = paraphrase_on_e5(Some("{e5}@8+10+12"), |e5| format!("{e5}@8+10+12")).await;
+    let own = p["confidence"].as_f64().unwrap();
+    let shared = turn["trace"]["intent_confidence"].as_f64().unwrap();
     assert!(
         (own - shared).abs() < 1e-3,
         "turn {shared} against predict {own}"
