@@ -4,8 +4,9 @@
 //! - BANKING77: train on `train.csv` (a stratified tenth held out to calibrate, then refitted), report test
 //!   accuracy of the top intent.
 //! - CLINC150 (`data_full.json`): train on `train` + `oos_train`, calibrate the temperature and choose the one
-//!   out-of-scope threshold on `val` + `oos_val`, report in-scope accuracy (an in-scope query rejected as out of
-//!   scope counts as wrong) and out-of-scope recall on `test` + `oos_test`.
+//!   out-of-scope threshold on `val` + `oos_val` (with `refit_with_calibration`, the final model then learns from
+//!   them too), report in-scope accuracy (an in-scope query rejected as out of scope counts as wrong) and
+//!   out-of-scope recall on `test` + `oos_test`.
 //! - SMP2017 (`smp2017_task1/{train,develop,test}/<split>_<domain>.txt`): train on `train` + `develop` (a
 //!   stratified tenth held out to calibrate, then refitted), report test accuracy.
 //!
