@@ -67,10 +67,6 @@ pub struct TrainConfig {
     /// refitted on the training and calibration examples together, as a held-out share is refitted when none is
     /// given. Off by default: the calibration then scores the very model that runs.
     pub refit_with_calibration: bool,
-    /// With a separate calibration set and at least 2: the set is cut into this many stratified folds, and each
-    /// fold is scored by a model that learned from the training examples and the other folds, instead of by the
-    /// train-only model (intents with fewer calibration examples than folds are not scored). 0: off.
-    pub calibration_folds: usize,
 }
 
 impl Default for TrainConfig {
@@ -83,7 +79,6 @@ impl Default for TrainConfig {
             support_power: 2.0,
             neighbour_weights: vec![0.0],
             refit_with_calibration: false,
-            calibration_folds: 0,
         }
     }
 }
@@ -116,7 +111,7 @@ impl TrainConfig {
         let f = &self.features;
         let l = &self.linear;
         let weight_ok = |w: f32| w.is_finite() && (0.0..=100.0).contains(&w);
-        let checks: [(bool, &str); 13] = [
+        let checks: [(bool, &str); 12] = [
             (f.word_ngrams <= 4, "features.word_ngrams must be at most 4"),
             (f.char_max <= 8, "features.char_max must be at most 8"),
             (
@@ -159,10 +154,6 @@ impl TrainConfig {
                         .iter()
                         .all(|w| w.is_finite() && w.abs() <= 1000.0),
                 "neighbour_weights must hold 1 to 16 weights between -1000 and 1000",
-            ),
-            (
-                self.calibration_folds <= 10,
-                "calibration_folds must be at most 10",
             ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
@@ -576,59 +567,31 @@ impl IntentModel {
             Some(cal) => {
                 let texts: Vec<&str> = cal.iter().map(|e| e.text.as_str()).collect();
                 let (dense, _) = encode_all(encoders, &texts)?;
-                let cal_labels = cal
-                    .iter()
-                    .map(|e| {
-                        label_id.get(e.intent.as_str()).copied().ok_or_else(|| {
-                            NluError::BadTrainingFile(format!(
-                                "the calibration set has intent {:?}, which the training set lacks",
-                                e.intent
-                            ))
-                        })
-                    })
-                    .collect::<Result<Vec<usize>, _>>()?;
-                // A model of every training row and the calibration rows at `idx`.
-                let fit_with = |idx: &[usize]| {
-                    let t: Vec<&str> = all_texts
-                        .iter()
-                        .copied()
-                        .chain(idx.iter().map(|&i| texts[i]))
-                        .collect();
-                    let d: Vec<&[f32]> = dense_refs
-                        .iter()
-                        .copied()
-                        .chain(idx.iter().map(|&i| dense[i].as_slice()))
-                        .collect();
-                    let l: Vec<usize> = all_labels
-                        .iter()
-                        .copied()
-                        .chain(idx.iter().map(|&i| cal_labels[i]))
-                        .collect();
-                    fit(&t, &d, &l, labels.len(), config)
-                };
-                // Each calibration row is scored by the train-only model, or with `calibration_folds` by a model
-                // that also learned from the other folds of the set (closer to a refitted final model).
-                let splits = if config.calibration_folds >= 2 {
-                    stratified_folds(cal, config.calibration_folds, config.calibration_folds)
-                } else {
-                    vec![(Vec::new(), (0..cal.len()).collect())]
-                };
-                let mut train_only = None;
-                for (fit_idx, held_idx) in splits {
-                    let f = fit_with(&fit_idx);
-                    for &i in &held_idx {
-                        let (logits, nearest) = score(&f, texts[i], &dense[i]);
-                        held.push((logits, nearest, cal_labels[i]));
-                    }
-                    if fit_idx.is_empty() {
-                        train_only = Some(f);
-                    }
+                let f = fit_all();
+                let mut cal_labels = Vec::with_capacity(cal.len());
+                for ((e, t), d) in cal.iter().zip(&texts).zip(&dense) {
+                    let Some(&l) = label_id.get(e.intent.as_str()) else {
+                        return Err(NluError::BadTrainingFile(format!(
+                            "the calibration set has intent {:?}, which the training set lacks",
+                            e.intent
+                        )));
+                    };
+                    let (logits, nearest) = score(&f, t, d);
+                    held.push((logits, nearest, l));
+                    cal_labels.push(l);
                 }
-                Some(match (config.refit_with_calibration, train_only) {
-                    (true, _) => fit_with(&(0..cal.len()).collect::<Vec<_>>()),
-                    (false, Some(f)) => f,
-                    (false, None) => fit_with(&[]),
-                })
+                if config.refit_with_calibration {
+                    let texts: Vec<&str> = all_texts.iter().copied().chain(texts).collect();
+                    let dense: Vec<&[f32]> = dense_refs
+                        .iter()
+                        .copied()
+                        .chain(dense.iter().map(Vec::as_slice))
+                        .collect();
+                    let ls: Vec<usize> = all_labels.iter().copied().chain(cal_labels).collect();
+                    Some(fit(&texts, &dense, &ls, labels.len(), config))
+                } else {
+                    Some(f)
+                }
             }
             None => {
                 for (fit_idx, held_idx) in held_out_splits(examples, config.calibration_share) {

@@ -370,46 +370,6 @@ fn a_refit_learns_from_the_calibration_set_and_keeps_its_calibration() {
 }
 
 #[test]
-fn calibration_folds_score_each_fold_with_a_model_that_saw_the_others() {
-    // A word only the calibration set has, on three rows of an intent the train-only model does not give it.
-    let (mut cal, mut train) = (Vec::new(), Vec::new());
-    for (i, e) in shop_examples().into_iter().enumerate() {
-        if i % 3 == 0 { &mut cal } else { &mut train }.push(e);
-    }
-    let config = |folds| TrainConfig {
-        calibration_folds: folds,
-        ..sparse_only()
-    };
-    let unseen = IntentModel::train(&train, Some(&cal), &[], &config(0)).unwrap();
-    let guess = IntentClassifier::new(unseen, vec![])
-        .unwrap()
-        .predict("zorbix")
-        .unwrap()
-        .top[0]
-        .0
-        .clone();
-    let other = ["refund", "greeting"]
-        .into_iter()
-        .find(|&l| l != guess)
-        .unwrap();
-    for t in ["zorbix zorbix", "zorbix please", "zorbix now"] {
-        cal.push(Example::new(t, other));
-    }
-    let plain = IntentModel::train(&train, Some(&cal), &[], &config(0)).unwrap();
-    let folded = IntentModel::train(&train, Some(&cal), &[], &config(3)).unwrap();
-    // Train-only scoring gets the three rows wrong; in folds, each is scored by a model that saw the other two.
-    let (a, b) = (
-        plain.info.calibration_accuracy.unwrap(),
-        folded.info.calibration_accuracy.unwrap(),
-    );
-    assert!(b > a, "{a} → {b}");
-    // Without a refit the final model is still the train-only one.
-    assert_eq!(folded.info.examples, train.len());
-    let bad = TrainConfig::with_overrides(&serde_json::json!({"calibration_folds": 11}));
-    assert!(bad.unwrap_err().to_string().contains("calibration_folds"));
-}
-
-#[test]
 fn the_lane_dot_product_matches_the_plain_one() {
     for len in [0usize, 1, 7, 8, 9, 384, 771] {
         let row: Vec<i8> = (0..len)
