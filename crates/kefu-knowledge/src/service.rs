@@ -668,36 +668,25 @@ impl Knowledge {
         Ok(embedded)
     }
 
-    /// Hybrid search within a tenant, with citations.
     /// The query vector [`Knowledge::search`] would compute for `query` (`None` without an embedder or when it
     /// fails, which is logged: search then falls back to keywords).
     pub async fn embed_query(&self, query: &str) -> Option<Vec<f32>> {
         let e = self.embedder.as_ref()?;
-        match e.embed(EmbedKind::Query, &[query.trim().to_owned()]).await {
-            Ok(mut v) => v.pop(),
-            Err(err) => {
-                tracing::warn!(error = %err, "query embedding failed; searching keywords only");
-                None
-            }
-        }
+        let v = e.embed(EmbedKind::Query, &[query.trim().to_owned()]).await;
+        logged(v.map(|mut v| v.pop()))
     }
 
     /// [`Self::embed_query`] and, from the same pass, the query's mean-pooled states after `layers` (for an intent
     /// classifier on `<embedder>@<layers>`). `None` when there is no embedder, it cannot pool layers, or it failed.
     pub async fn embed_query_layers(&self, query: &str, layers: &[usize]) -> Option<LayerVectors> {
         let e = self.embedder.as_ref()?;
-        match e
-            .embed_with_layers(EmbedKind::Query, query.trim(), layers)
-            .await
-        {
-            Ok(v) => v,
-            Err(err) => {
-                tracing::warn!(error = %err, "query embedding failed; searching keywords only");
-                None
-            }
-        }
+        logged(
+            e.embed_with_layers(EmbedKind::Query, query.trim(), layers)
+                .await,
+        )
     }
 
+    /// Hybrid search within a tenant, with citations.
     pub async fn search(
         &self,
         tenant: Uuid,
@@ -974,4 +963,14 @@ fn hit(c: &KbChunk, h: &crate::Fused) -> SearchHit {
         },
         faq: c.faq.clone().and_then(|f| serde_json::from_value(f).ok()),
     }
+}
+
+/// A query embedding's result, with a failure logged and turned into `None` (search then falls back to keywords).
+fn logged<T>(result: Result<Option<T>, LlmError>) -> Option<T> {
+    result
+        .map_err(
+            |err| tracing::warn!(error = %err, "query embedding failed; searching keywords only"),
+        )
+        .ok()
+        .flatten()
 }

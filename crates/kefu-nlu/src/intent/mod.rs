@@ -560,7 +560,7 @@ impl IntentModel {
             };
             (logits, nearest)
         };
-        // The final model: fitted on every training row.
+        // A model fitted on every training row.
         let fit_all = || fit(&all_texts, &dense_refs, &all_labels, labels.len(), config);
         let mut held: Vec<(Vec<f32>, Vec<Option<f32>>, usize)> = Vec::new();
         let final_fit = match calibration {
@@ -588,9 +588,9 @@ impl IntentModel {
                         .chain(dense.iter().map(Vec::as_slice))
                         .collect();
                     let ls: Vec<usize> = all_labels.iter().copied().chain(cal_labels).collect();
-                    Some(fit(&texts, &dense, &ls, labels.len(), config))
+                    Some((fit(&texts, &dense, &ls, labels.len(), config), cal))
                 } else {
-                    Some(f)
+                    Some((f, &[][..]))
                 }
             }
             None => {
@@ -659,18 +659,17 @@ impl IntentModel {
             oos_recall: cal_oos,
         } = best.expect("at least one candidate");
 
-        // The examples the final model learned from besides `examples`.
-        let learned_calibration = match calibration {
-            Some(cal) if config.refit_with_calibration => cal,
-            _ => &[],
-        };
-        let Fitted {
-            vectorizer,
-            linear,
-            exemplars,
-        } = match final_fit {
+        // With the examples it learned from besides `examples`.
+        let (
+            Fitted {
+                vectorizer,
+                linear,
+                exemplars,
+            },
+            learned_calibration,
+        ) = match final_fit {
             Some(f) => f,
-            None => fit_all(),
+            None => (fit_all(), &[][..]),
         };
         Ok(IntentModel {
             info: ModelInfo {
