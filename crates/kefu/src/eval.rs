@@ -312,6 +312,10 @@ pub struct IntentArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also write the rows it got wrong to this file, one JSON object per line (for error analysis; use it on
+    /// development data with `--dev`).
+    #[arg(long, conflicts_with = "cv")]
+    pub errors: Option<PathBuf>,
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
 }
@@ -416,6 +420,14 @@ pub async fn intent(settings: Settings, args: IntentArgs) -> anyhow::Result<()> 
             .await??;
     for c in &cached {
         c.save()?;
+    }
+    if let Some(path) = &args.errors {
+        let mut out = String::new();
+        for m in &report.mistakes {
+            out.push_str(&serde_json::to_string(m)?);
+            out.push('\n');
+        }
+        std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

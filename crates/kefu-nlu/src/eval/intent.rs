@@ -225,6 +225,23 @@ pub struct IntentReport {
     /// the out-of-scope rows, the threshold picked on this split itself. It tells a threshold that transferred
     /// badly from the calibration rows apart from a score that cannot separate the two.
     pub in_scope_accuracy_at_oos_90_on_split: Option<f64>,
+    /// The test rows the classifier got wrong (top intent wrong, an in-scope row rejected, an out-of-scope row let
+    /// through), for error analysis on development data; `kefu eval intent --errors FILE` writes them.
+    #[serde(skip)]
+    pub mistakes: Vec<Mistake>,
+}
+
+/// One test row the classifier got wrong.
+#[derive(Debug, Clone, Serialize)]
+pub struct Mistake {
+    pub text: String,
+    pub intent: String,
+    /// The best in-scope intent, whether or not it was let through.
+    pub predicted: String,
+    pub confidence: f32,
+    /// The score the out-of-scope threshold applies to.
+    pub score: f32,
+    pub rejected: bool,
 }
 
 /// Trains on the dataset and measures. `encoders` may answer from a cache; latency is measured separately with
@@ -264,10 +281,26 @@ pub fn run(
     let texts: Vec<&str> = splits.test.iter().map(|e| e.text.as_str()).collect();
     // Per test row: (out of scope, top intent right, in-scope score, out-of-scope class wins), for the diagnosis.
     let mut rows: Vec<(bool, bool, f32, bool)> = Vec::with_capacity(texts.len());
+    let mut mistakes = Vec::new();
     for (e, d) in splits.test.iter().zip(predict_all(&clf, &texts)?) {
         let p = &d.prediction;
         let top_right = p.top[0].0 == e.intent;
         rows.push((is_oos(&e.intent), top_right, d.score, d.oos_class_wins));
+        let right = if is_oos(&e.intent) {
+            p.out_of_scope
+        } else {
+            p.intent.as_deref() == Some(e.intent.as_str())
+        };
+        if !right {
+            mistakes.push(Mistake {
+                text: e.text.clone(),
+                intent: e.intent.clone(),
+                predicted: p.top[0].0.clone(),
+                confidence: p.confidence,
+                score: d.score,
+                rejected: p.out_of_scope,
+            });
+        }
         if is_oos(&e.intent) {
             n_oos += 1;
             oos_ok += usize::from(p.out_of_scope);
@@ -301,6 +334,7 @@ pub fn run(
         latency_p99_ms: pct(0.99),
         model_bytes,
         in_scope_accuracy_at_oos_90_on_split: separation,
+        mistakes,
     })
 }
 
@@ -408,6 +442,75 @@ mod tests {
         // Half: the class-wins row and 0.1; threshold just above 0.1 lets 0.2 through.
         assert_eq!(best_in_scope_at_recall(&rows, 0.5), Some(75.0));
         assert_eq!(best_in_scope_at_recall(&rows[4..], 0.5), None);
+    }
+
+    #[test]
+    fn the_mistakes_are_exactly_the_rows_scored_wrong() {
+        let phrases = |intent: &str, words: &[&str]| -> Vec<Example> {
+            words
+                .iter()
+                .flat_map(|w| {
+                    [
+                        format!("{w} please"),
+                        format!("i want {w}"),
+                        format!("can you help with {w}"),
+                        format!("{w} now"),
+                        format!("about {w} today"),
+                    ]
+                })
+                .map(|t| Example::new(t, intent))
+                .collect()
+        };
+        let mut train = phrases(
+            "refund",
+            &["a refund", "my money back", "退款", "reimbursement"],
+        );
+        train.extend(phrases(
+            "shipping",
+            &["delivery time", "shipping cost", "发货", "the courier"],
+        ));
+        train.extend(phrases(
+            "oos",
+            &["a joke", "the weather", "讲个笑话", "a poem"],
+        ));
+        let test = vec![
+            Example::new("i want my money back", "refund"),
+            Example::new("when is delivery time", "shipping"),
+            // Labelled against its words: the classifier must get it wrong, and it must be listed.
+            Example::new("a refund please now", "shipping"),
+            // Out of scope and rejected: right, so not listed.
+            Example::new("tell me a joke now", "oos"),
+        ];
+        let splits = Splits {
+            train,
+            calibration: None,
+            test,
+        };
+        let r = run(
+            IntentDataset::Banking77,
+            &splits,
+            true,
+            &[],
+            &[],
+            &TrainConfig::default(),
+        )
+        .unwrap();
+        let missed = |pct: f64, n: f64| ((100.0 - pct) / 100.0 * n).round() as usize;
+        let oos_missed = missed(r.oos_recall.expect("an out-of-scope row"), 1.0);
+        assert_eq!(oos_missed, 0, "the joke is rejected");
+        assert_eq!(
+            r.mistakes.len(),
+            missed(r.in_scope_accuracy, 3.0) + oos_missed
+        );
+        let m = r
+            .mistakes
+            .iter()
+            .find(|m| m.text == "a refund please now")
+            .expect("the mislabelled row is listed");
+        assert_eq!(
+            (m.intent.as_str(), m.predicted.as_str()),
+            ("shipping", "refund")
+        );
     }
 
     #[test]
