@@ -396,9 +396,6 @@ mod lanes {
     /// Bytes of one step of one group: 16 lanes of 4.
     pub(super) const STEP_BYTES: usize = LANES * STEP;
 
-    // A block's pair sums of narrow weights must fit a 16-bit lane (see `columns`).
-    const _: () = assert!(BLOCK / STEP * 255 * 2 * super::NARROW_MAX as usize <= i16::MAX as usize);
-
     /// Sixteen lanes of int32 or f32, in one register or two.
     pub(super) trait Columns16: Copy {
         type Int: Copy;
