@@ -226,6 +226,36 @@ impl LocalEmbedder {
             )
         })
     }
+
+    /// Runs `work` on a blocking thread once a slot is free: at most one pass per slot, and at most `queue` callers
+    /// waiting (beyond that: [`LlmError::Busy`]).
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&LocalEmbedder) -> Result<T, EmbedError> + Send + 'static,
+    ) -> Result<T, LlmError> {
+        let permit = match self.running.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let _waiting = Waiting(self.waiting.clone());
+                if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue {
+                    return Err(LlmError::Busy);
+                }
+                self.running
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| LlmError::Busy)?
+            }
+        };
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work(&this)
+        })
+        .await
+        .map_err(|e| LlmError::Local(format!("embedding task failed: {e}")))?
+        .map_err(|e| LlmError::Local(e.to_string()))
+    }
 }
 
 /// The intent classifier's sentence encoder: texts embedded as queries (e5's `query: ` prefix), synchronously on the
@@ -324,37 +354,5 @@ impl Embedder for LocalEmbedder {
             vector: pooled[pooled.len() - block..].to_vec(),
             layers: pooled[..asked.len() * block].to_vec(),
         }))
-    }
-}
-
-impl LocalEmbedder {
-    /// Runs `work` on a blocking thread once a slot is free: at most one pass per slot, and at most `queue` callers
-    /// waiting (beyond that: [`LlmError::Busy`]).
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&LocalEmbedder) -> Result<T, EmbedError> + Send + 'static,
-    ) -> Result<T, LlmError> {
-        let permit = match self.running.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                let _waiting = Waiting(self.waiting.clone());
-                if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue {
-                    return Err(LlmError::Busy);
-                }
-                self.running
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| LlmError::Busy)?
-            }
-        };
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            work(&this)
-        })
-        .await
-        .map_err(|e| LlmError::Local(format!("embedding task failed: {e}")))?
-        .map_err(|e| LlmError::Local(e.to_string()))
     }
 }

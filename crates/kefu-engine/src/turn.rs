@@ -1041,9 +1041,10 @@ async fn shared_vectors(
     asked.sort_unstable();
     asked.dedup();
     let mut given = Vec::new();
-    let pass = match asked.is_empty() {
-        true => None,
-        false => knowledge.embed_query_layers(text, &asked).await,
+    let pass = if asked.is_empty() {
+        None
+    } else {
+        knowledge.embed_query_layers(text, &asked).await
     };
     let vector = match pass {
         Some(v) if v.layers.len() == asked.len() * v.vector.len() => {

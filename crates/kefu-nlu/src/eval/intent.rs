@@ -285,12 +285,23 @@ pub fn run(
     for (e, d) in splits.test.iter().zip(predict_all(&clf, &texts)?) {
         let p = &d.prediction;
         let top_right = p.top[0].0 == e.intent;
-        rows.push((is_oos(&e.intent), top_right, d.score, d.oos_class_wins));
-        let right = if is_oos(&e.intent) {
+        let oos = is_oos(&e.intent);
+        rows.push((oos, top_right, d.score, d.oos_class_wins));
+        // Out of scope: right when rejected; in scope: right when its intent is let through.
+        let right = if oos {
             p.out_of_scope
         } else {
             p.intent.as_deref() == Some(e.intent.as_str())
         };
+        if oos {
+            n_oos += 1;
+            oos_ok += usize::from(right);
+        } else {
+            n_in += 1;
+            top_ok += usize::from(top_right);
+            in_ok += usize::from(right);
+            calib.push((p.confidence, top_right));
+        }
         if !right {
             mistakes.push(Mistake {
                 text: e.text.clone(),
@@ -300,15 +311,6 @@ pub fn run(
                 score: d.score,
                 rejected: p.out_of_scope,
             });
-        }
-        if is_oos(&e.intent) {
-            n_oos += 1;
-            oos_ok += usize::from(p.out_of_scope);
-        } else {
-            n_in += 1;
-            top_ok += usize::from(top_right);
-            in_ok += usize::from(p.intent.as_deref() == Some(e.intent.as_str()));
-            calib.push((p.confidence, top_right));
         }
     }
     let separation = best_in_scope_at_recall(&rows, 0.90);
