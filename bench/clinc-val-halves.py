@@ -3,8 +3,9 @@
 (`refit_with_calibration`: the calibration set is also learned from, so val can no longer score it).
 
 Writes a data_full.json-shaped file: train and oos_train as published; val + oos_val hold the half of the validation
-queries whose text hashes (SHA-256) even, test + oos_test the other half. Run the eval on it with
-`kefu eval intent --dataset clinc150 --path <out> ...`; the real test split is never read.
+queries whose text hashes (SHA-256) even, test + oos_test the other half (`--swap`: the other way round, a second
+check of a choice). Run the eval on it with `kefu eval intent --dataset clinc150 --path <out> ...`; the real test
+split is never read.
 """
 import hashlib
 import json
@@ -13,7 +14,9 @@ from pathlib import Path
 
 root = Path(__file__).resolve().parent.parent
 src = root / "eval/datasets/clinc150/data_full.json"
-out = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/clinc150-val-halves.json")
+args = [a for a in sys.argv[1:] if a != "--swap"]
+calibrate = 1 if "--swap" in sys.argv[1:] else 0
+out = Path(args[0] if args else "/tmp/clinc150-val-halves.json")
 d = json.loads(src.read_text())
 
 
@@ -24,10 +27,10 @@ def half(rows, h):
 halves = {
     "train": d["train"],
     "oos_train": d["oos_train"],
-    "val": half(d["val"], 0),
-    "oos_val": half(d["oos_val"], 0),
-    "test": half(d["val"], 1),
-    "oos_test": half(d["oos_val"], 1),
+    "val": half(d["val"], calibrate),
+    "oos_val": half(d["oos_val"], calibrate),
+    "test": half(d["val"], 1 - calibrate),
+    "oos_test": half(d["oos_val"], 1 - calibrate),
 }
 out.write_text(json.dumps(halves))
 print(out, {k: len(v) for k, v in halves.items()})
