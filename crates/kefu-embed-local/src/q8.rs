@@ -35,11 +35,16 @@ pub(crate) struct Q8Matrix {
     lanes: Vec<i8>,
     /// The block scales in the same order: for each group and block, 16 (one per column lane).
     lane_scales: Vec<f32>,
+    /// Every weight within ±8 (4-bit weights): the SIMD kernels may sum a whole block's byte products in 16 bits.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    narrow: bool,
 }
 
 pub(crate) const BLOCK: usize = 32;
 /// The largest weight magnitude the SIMD kernels take (see [`Q8Matrix::from_f32`]).
 const WEIGHT_MAX: f32 = 63.0;
+/// The largest weight magnitude whose byte products the SIMD kernels may sum over a whole block in 16 bits.
+const NARROW_MAX: u8 = 8;
 /// Token rows per tile on the scalar path.
 const TILE: usize = 4;
 
@@ -243,6 +248,7 @@ impl Q8Matrix {
 
     fn new(out: usize, inp: usize, values: Vec<i8>, scales: Vec<f32>) -> Q8Matrix {
         let blocks = inp / BLOCK;
+        let narrow = values.iter().all(|v| v.unsigned_abs() <= NARROW_MAX);
         let mut offsets_t = vec![0f32; blocks * out];
         for (i, (block, &d)) in values.chunks_exact(BLOCK).zip(&scales).enumerate() {
             let sum: i32 = block.iter().map(|&x| i32::from(x)).sum();
@@ -268,6 +274,7 @@ impl Q8Matrix {
             offsets_t,
             lanes,
             lane_scales,
+            narrow,
         }
     }
 
@@ -398,10 +405,18 @@ mod lanes {
         fn step(self, bytes: &[u8; STEP_BYTES]) -> Self::Int;
         /// One row's 4 input bytes in every lane.
         fn splat(self, word: u32) -> Self::Int;
-        /// `acc` plus, per lane, the sum of its 4 byte products (`x` unsigned, `w` signed). `vpmaddubsw` sums two
-        /// products in a saturating 16-bit lane: (x + 128) · w ≤ 255 · 63 for the weights here, so a pair stays
-        /// under 32,767.
-        fn dot_add(self, acc: Self::Int, x: Self::Int, w: Self::Int) -> Self::Int;
+        /// Per 16-bit lane, the sum of its two byte products (`x` unsigned, `w` signed), saturating
+        /// (`vpmaddubsw`): (x + 128) · w ≤ 255 · 63 for the weights here, so a pair stays under 32,767.
+        fn pairs(self, x: Self::Int, w: Self::Int) -> Self::Int;
+        /// 16-bit lane sums (wrapping; the callers keep them in range).
+        fn add_pairs(self, a: Self::Int, b: Self::Int) -> Self::Int;
+        /// `acc` plus, per 32-bit lane, the sum of its two 16-bit lanes (`vpmaddwd` against ones).
+        fn widen_add(self, acc: Self::Int, pairs: Self::Int) -> Self::Int;
+        /// `acc` plus, per lane, the sum of its 4 byte products.
+        #[inline(always)]
+        fn dot_add(self, acc: Self::Int, x: Self::Int, w: Self::Int) -> Self::Int {
+            self.widen_add(acc, self.pairs(x, w))
+        }
         /// `acc + sums · x_scale · w_scales`.
         fn scale_add(
             self,
@@ -423,19 +438,23 @@ mod lanes {
         x_scales: &[f32],
         out: &mut [f32],
     ) {
-        match x_scales.len() / (m.inp / BLOCK) {
-            4 => tile::<S, 4, G>(simd, m, xs, x_scales, out),
-            3 => tile::<S, 3, G>(simd, m, xs, x_scales, out),
-            2 => tile::<S, 2, G>(simd, m, xs, x_scales, out),
-            1 => tile::<S, 1, G>(simd, m, xs, x_scales, out),
-            n => unreachable!("a tile of {n} rows"),
+        match (x_scales.len() / (m.inp / BLOCK), m.narrow) {
+            (4, false) => tile::<S, 4, G, false>(simd, m, xs, x_scales, out),
+            (3, false) => tile::<S, 3, G, false>(simd, m, xs, x_scales, out),
+            (2, false) => tile::<S, 2, G, false>(simd, m, xs, x_scales, out),
+            (1, false) => tile::<S, 1, G, false>(simd, m, xs, x_scales, out),
+            (4, true) => tile::<S, 4, G, true>(simd, m, xs, x_scales, out),
+            (3, true) => tile::<S, 3, G, true>(simd, m, xs, x_scales, out),
+            (2, true) => tile::<S, 2, G, true>(simd, m, xs, x_scales, out),
+            (1, true) => tile::<S, 1, G, true>(simd, m, xs, x_scales, out),
+            (n, _) => unreachable!("a tile of {n} rows"),
         }
     }
 
     /// The tile's R token rows against every column, G groups of 16 at a time while G fit; then the shift is taken
     /// back.
     #[inline(always)]
-    fn tile<S: Columns16, const R: usize, const G: usize>(
+    fn tile<S: Columns16, const R: usize, const G: usize, const NARROW: bool>(
         simd: S,
         m: &Q8Matrix,
         xs: &[u8],
@@ -447,21 +466,23 @@ mod lanes {
         debug_assert_eq!(weights.len(), groups * m.inp * LANES);
         let mut g = 0;
         while g + G <= groups {
-            let sums = columns::<S, R, G>(simd, m, xs, x_scales, weights, g);
+            let sums = columns::<S, R, G, NARROW>(simd, m, xs, x_scales, weights, g);
             store(simd, m, out, g, sums);
             g += G;
         }
         while g < groups {
-            let sums = columns::<S, R, 1>(simd, m, xs, x_scales, weights, g);
+            let sums = columns::<S, R, 1, NARROW>(simd, m, xs, x_scales, weights, g);
             store(simd, m, out, g, sums);
             g += 1;
         }
         m.subtract_offsets(x_scales, out);
     }
 
-    /// R rows against the G column groups from `g`: `[row][group]` sums (still shifted by 128 · Σ w).
+    /// R rows against the G column groups from `g`: `[row][group]` sums (still shifted by 128 · Σ w). With
+    /// `NARROW` (weights within ±8), a block's pair sums add up in the 16-bit lanes and are widened once per block
+    /// rather than once per step: 8 steps · 255 · 8 · 2 = 32,640 fits, and the integer sums are the same.
     #[inline(always)]
-    fn columns<S: Columns16, const R: usize, const G: usize>(
+    fn columns<S: Columns16, const R: usize, const G: usize, const NARROW: bool>(
         simd: S,
         m: &Q8Matrix,
         xs: &[u8],
@@ -498,7 +519,18 @@ mod lanes {
                 for t in 0..R {
                     let x = simd.splat(x_words[t][s]);
                     for i in 0..G {
-                        sums[t][i] = simd.dot_add(sums[t][i], x, w[i]);
+                        sums[t][i] = if NARROW {
+                            simd.add_pairs(sums[t][i], simd.pairs(x, w[i]))
+                        } else {
+                            simd.dot_add(sums[t][i], x, w[i])
+                        };
+                    }
+                }
+            }
+            if NARROW {
+                for row in &mut sums {
+                    for v in row {
+                        *v = simd.widen_add(simd.zero_int(), *v);
                     }
                 }
             }
@@ -571,13 +603,25 @@ mod avx2 {
             [self.avx._mm256_set1_epi32(word as i32); 2]
         }
 
+        // Both halves written out: `[0, 1].map(…)` is not inlined into the AVX2 context and runs 4x slower.
         #[inline(always)]
-        fn dot_add(self, acc: Self::Int, x: Self::Int, w: Self::Int) -> Self::Int {
+        fn pairs(self, x: Self::Int, w: Self::Int) -> Self::Int {
+            let half = |h: usize| self.avx2._mm256_maddubs_epi16(x[h], w[h]);
+            [half(0), half(1)]
+        }
+
+        #[inline(always)]
+        fn add_pairs(self, a: Self::Int, b: Self::Int) -> Self::Int {
+            let half = |h: usize| self.avx2._mm256_add_epi16(a[h], b[h]);
+            [half(0), half(1)]
+        }
+
+        #[inline(always)]
+        fn widen_add(self, acc: Self::Int, pairs: Self::Int) -> Self::Int {
             let ones = self.avx._mm256_set1_epi16(1);
             let half = |h: usize| {
-                let pairs = self.avx2._mm256_maddubs_epi16(x[h], w[h]);
                 self.avx2
-                    ._mm256_add_epi32(acc[h], self.avx2._mm256_madd_epi16(pairs, ones))
+                    ._mm256_add_epi32(acc[h], self.avx2._mm256_madd_epi16(pairs[h], ones))
             };
             [half(0), half(1)]
         }
@@ -694,9 +738,18 @@ mod avx512 {
         }
 
         #[inline(always)]
-        fn dot_add(self, acc: __m512i, x: __m512i, w: __m512i) -> __m512i {
+        fn pairs(self, x: __m512i, w: __m512i) -> __m512i {
+            self.avx512bw._mm512_maddubs_epi16(x, w)
+        }
+
+        #[inline(always)]
+        fn add_pairs(self, a: __m512i, b: __m512i) -> __m512i {
+            self.avx512bw._mm512_add_epi16(a, b)
+        }
+
+        #[inline(always)]
+        fn widen_add(self, acc: __m512i, pairs: __m512i) -> __m512i {
             let ones = self.avx512f._mm512_set1_epi16(1);
-            let pairs = self.avx512bw._mm512_maddubs_epi16(x, w);
             self.avx512f
                 ._mm512_add_epi32(acc, self.avx512bw._mm512_madd_epi16(pairs, ones))
         }
@@ -849,6 +902,29 @@ mod tests {
         let y = m.matmul_with(&x, Kernel::detect());
         assert!((y[0] - 1.5 * 2.0 * inp as f32).abs() < 1e-3, "{}", y[0]);
         assert!((y[1] + 1.5 * 2.0 * inp as f32).abs() < 1e-3, "{}", y[1]);
+    }
+
+    #[test]
+    fn four_bit_weights_never_overflow_a_blocks_16_bit_sums() {
+        // The largest 4-bit products: activations at their block maximum (255 after the shift) against weights of
+        // -8 (nibble 0) and +7 (nibble 15), summed over whole blocks in 16 bits.
+        let (out, inp) = (4, 64);
+        let mut blocks = Vec::new();
+        for r in 0..out {
+            for _ in 0..inp / BLOCK {
+                blocks.extend_from_slice(&0x3C00u16.to_le_bytes()); // scale 1.0 in fp16
+                blocks.extend_from_slice(&[if r % 2 == 0 { 0x00 } else { 0xFF }; 16]);
+            }
+        }
+        let m = Q8Matrix::from_q4_0(&blocks, out, inp);
+        assert!(m.narrow);
+        let x = vec![1.5f32; 9 * inp];
+        let w = held(&m);
+        check_paths(&m, &w, &x);
+        let y = m.matmul_with(&x, Kernel::detect());
+        assert!((y[0] + 1.5 * 8.0 * inp as f32).abs() < 1e-3, "{}", y[0]);
+        assert!((y[1] - 1.5 * 7.0 * inp as f32).abs() < 1e-3, "{}", y[1]);
+        assert!(!Q8Matrix::from_f32(&[1.0; 64], 2, 32).narrow);
     }
 
     #[test]
