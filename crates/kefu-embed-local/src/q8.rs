@@ -12,9 +12,9 @@
 //! lane (see [`lanes`]), a weight step is loaded once and used for a tile of token rows (four with AVX-512, two with
 //! AVX2), a block's products add up in integers per column, the float work is once per block for 16 columns, and
 //! the activation rows are quantised once per projection. The SIMD kernels (through `pulp`, which checks the CPU at run time and keeps the intrinsics safe to call) use the
-//! unsigned-by-signed byte product (`vpmaddubsw`) on `x + 128` and take the shift back once per output, as
-//! `Σ_blocks scale_x · 128 · Σ w · scale_w` (the weight side precomputed at load), rather than with one more
-//! instruction per block product; other CPUs take a scalar loop with the same correction. Measured in
+//! unsigned-by-signed byte product (`vpmaddubsw`) on `x + 128`. The shift costs no instruction: each block's integer
+//! sum starts from −128 · Σ w (precomputed at load), so it ends as the exact signed dot product before it is
+//! converted and scaled. Other CPUs take a scalar loop with the same integer arithmetic. Measured in
 //! bench/RESULTS.md (`kefu-bench embed`, `kefu-bench nlu`).
 
 /// A `[out, in]` weight matrix in int8 blocks of 32.
@@ -25,16 +25,15 @@ pub(crate) struct Q8Matrix {
     values: Vec<i8>,
     /// `out × in / 32` block scales, for the scalar path (empty where a SIMD kernel runs).
     scales: Vec<f32>,
-    /// `in / 32 × out` (block-major): 128 · Σ w · scale_w per block. Every path multiplies `x + 128` and takes the
-    /// shift back once per output, as Σ_blocks scale_x · this, after the products ([`Q8Matrix::subtract_offsets`]),
-    /// instead of one integer subtraction per block product.
-    offsets_t: Vec<f32>,
     /// The same values for the SIMD kernels, one lane per output column: for each group of 16 columns, each
     /// block and each step of 4 inputs, 64 bytes (column j's 4 bytes in lane j). The last group is padded with
     /// zero columns. Empty where the CPU takes another path.
     lanes: Vec<i8>,
     /// The block scales in the same order: for each group and block, 16 (one per column lane).
     lane_scales: Vec<f32>,
+    /// −128 · Σ w per block, in the same order: the start of each block's integer sum, which takes back the
+    /// activations' shift to unsigned (`x + 128`), exactly and at no cost per product.
+    lane_offsets: Vec<i32>,
     /// Every weight within ±8 (4-bit weights): the SIMD kernels may sum a whole block's byte products in 16 bits.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     narrow: bool,
@@ -194,11 +193,12 @@ const STEP: usize = 4;
 
 /// Row-major `[out, in]` int8 values and their block scales in the SIMD kernels' order (see
 /// [`Q8Matrix::lanes`]).
-fn by_lanes(out: usize, inp: usize, values: &[i8], scales: &[f32]) -> (Vec<i8>, Vec<f32>) {
+fn by_lanes(out: usize, inp: usize, values: &[i8], scales: &[f32]) -> Lanes {
     let blocks = inp / BLOCK;
     let groups = out.div_ceil(LANES);
     let mut lanes = vec![0i8; groups * LANES * inp];
     let mut lane_scales = vec![0f32; groups * blocks * LANES];
+    let mut lane_offsets = vec![0i32; groups * blocks * LANES];
     for c in 0..out {
         let (g, j) = (c / LANES, c % LANES);
         for k in 0..inp {
@@ -207,10 +207,25 @@ fn by_lanes(out: usize, inp: usize, values: &[i8], scales: &[f32]) -> (Vec<i8>, 
             lanes[at] = values[c * inp + k];
         }
         for b in 0..blocks {
-            lane_scales[(g * blocks + b) * LANES + j] = scales[c * blocks + b];
+            let at = (g * blocks + b) * LANES + j;
+            lane_scales[at] = scales[c * blocks + b];
+            let block = &values[c * inp + b * BLOCK..c * inp + (b + 1) * BLOCK];
+            lane_offsets[at] = -128 * block.iter().map(|&w| i32::from(w)).sum::<i32>();
         }
     }
-    (lanes, lane_scales)
+    Lanes {
+        lanes,
+        lane_scales,
+        lane_offsets,
+    }
+}
+
+/// The weights in the SIMD kernels' order ([`by_lanes`]).
+#[derive(Default)]
+struct Lanes {
+    lanes: Vec<i8>,
+    lane_scales: Vec<f32>,
+    lane_offsets: Vec<i32>,
 }
 
 impl Q8Matrix {
@@ -247,17 +262,15 @@ impl Q8Matrix {
     }
 
     fn new(out: usize, inp: usize, values: Vec<i8>, scales: Vec<f32>) -> Q8Matrix {
-        let blocks = inp / BLOCK;
         let narrow = values.iter().all(|v| v.unsigned_abs() <= NARROW_MAX);
-        let mut offsets_t = vec![0f32; blocks * out];
-        for (i, (block, &d)) in values.chunks_exact(BLOCK).zip(&scales).enumerate() {
-            let sum: i32 = block.iter().map(|&x| i32::from(x)).sum();
-            offsets_t[(i % blocks) * out + i / blocks] = 128.0 * sum as f32 * d;
-        }
-        let (lanes, lane_scales) = match Kernel::detect() {
+        let Lanes {
+            lanes,
+            lane_scales,
+            lane_offsets,
+        } = match Kernel::detect() {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512(_) | Kernel::Avx2(_) => by_lanes(out, inp, &values, &scales),
-            Kernel::Scalar => (Vec::new(), Vec::new()),
+            Kernel::Scalar => Lanes::default(),
         };
         // The SIMD kernels read only the lanes: no second copy of the weights or their scales (tests keep both, to
         // compare every path).
@@ -271,27 +284,10 @@ impl Q8Matrix {
             inp,
             values,
             scales,
-            offsets_t,
             lanes,
             lane_scales,
+            lane_offsets,
             narrow,
-        }
-    }
-
-    /// Takes `Σ_blocks scale_x · 128 · Σ w · scale_w` from every output of a tile (`out`: its rows × `self.out`),
-    /// vectorised over the columns.
-    #[inline(always)]
-    fn subtract_offsets(&self, x_scales: &[f32], out: &mut [f32]) {
-        let blocks = self.inp / BLOCK;
-        for (row, scales) in out
-            .chunks_exact_mut(self.out)
-            .zip(x_scales.chunks_exact(blocks))
-        {
-            for (&s, offsets) in scales.iter().zip(self.offsets_t.chunks_exact(self.out)) {
-                for (o, &b) in row.iter_mut().zip(offsets) {
-                    *o -= s * b;
-                }
-            }
         }
     }
 
@@ -371,14 +367,13 @@ impl Q8Matrix {
                     let dot: i32 = xa
                         .iter()
                         .zip(wa)
-                        .map(|(&a, &w)| i32::from(a) * i32::from(w))
+                        .map(|(&a, &w)| (i32::from(a) - 128) * i32::from(w))
                         .sum();
                     sum += x_scales[b] * (self.scales[c * blocks + b] * dot as f32);
                 }
                 out[r * self.out + c] = sum;
             }
         }
-        self.subtract_offsets(scales, out);
     }
 }
 
@@ -475,10 +470,9 @@ mod lanes {
             store(simd, m, out, g, sums);
             g += 1;
         }
-        m.subtract_offsets(x_scales, out);
     }
 
-    /// R rows against the G column groups from `g`: `[row][group]` sums (still shifted by 128 · Σ w). With
+    /// R rows against the G column groups from `g`: `[row][group]` sums. With
     /// `NARROW` (weights within ±8), a block's pair sums add up in the 16-bit lanes and are widened once per block
     /// rather than once per step: 8 steps · 255 · 8 · 2 = 32,640 fits, and the integer sums are the same.
     #[inline(always)]
@@ -510,7 +504,21 @@ mod lanes {
                 let block: [u8; BLOCK] = xs[at..at + BLOCK].try_into().expect("a whole block");
                 *x = pulp::bytemuck::cast(block);
             }
-            let mut sums = [[simd.zero_int(); G]; R];
+            // Each block's sums start from −128 · Σ w, so they end as the exact dot products of the unshifted
+            // activations: in 32 bits, or, with NARROW, at the widening.
+            let mut offsets = [simd.zero_int(); G];
+            for (i, o) in offsets.iter_mut().enumerate() {
+                let at = ((g + i) * blocks + b) * LANES;
+                let lanes: &[i32; LANES] = m.lane_offsets[at..at + LANES]
+                    .try_into()
+                    .expect("16 offsets");
+                *o = simd.step(&pulp::bytemuck::cast(*lanes));
+            }
+            let mut sums = if NARROW {
+                [[simd.zero_int(); G]; R]
+            } else {
+                [offsets; R]
+            };
             for s in 0..BLOCK / STEP {
                 let mut w = [simd.zero_int(); G];
                 for i in 0..G {
@@ -529,8 +537,8 @@ mod lanes {
             }
             if NARROW {
                 for row in &mut sums {
-                    for v in row {
-                        *v = simd.widen_add(simd.zero_int(), *v);
+                    for (v, &o) in row.iter_mut().zip(&offsets) {
+                        *v = simd.widen_add(o, *v);
                     }
                 }
             }
