@@ -191,8 +191,8 @@ const LANES: usize = 16;
 /// Inputs per lane per step: `vpmaddubsw` then `vpmaddwd` sum four byte products into each int32 lane.
 const STEP: usize = 4;
 
-/// Row-major `[out, in]` int8 values and their block scales in the SIMD kernels' order (see
-/// [`Q8Matrix::lanes`]).
+/// Row-major `[out, in]` int8 values, their block scales and each block's −128 · Σ w in the SIMD kernels' order
+/// (see [`Q8Matrix::lanes`]).
 fn by_lanes(out: usize, inp: usize, values: &[i8], scales: &[f32]) -> Lanes {
     let blocks = inp / BLOCK;
     let groups = out.div_ceil(LANES);
@@ -446,8 +446,7 @@ mod lanes {
         }
     }
 
-    /// The tile's R token rows against every column, G groups of 16 at a time while G fit; then the shift is taken
-    /// back.
+    /// The tile's R token rows against every column, G groups of 16 at a time while G fit.
     #[inline(always)]
     fn tile<S: Columns16, const R: usize, const G: usize, const NARROW: bool>(
         simd: S,
