@@ -397,6 +397,7 @@ mod lanes {
         type Float: Copy;
         fn zero_int(self) -> Self::Int;
         fn zero_float(self) -> Self::Float;
+        /// 64 bytes as the lanes: a weight step, or a block's 16 int32 offsets.
         fn step(self, bytes: &[u8; STEP_BYTES]) -> Self::Int;
         /// One row's 4 input bytes in every lane.
         fn splat(self, word: u32) -> Self::Int;
@@ -423,8 +424,9 @@ mod lanes {
         fn to_array(self, v: Self::Float) -> [f32; LANES];
     }
 
-    /// [`tile`] for the tile's row count (1..=4), a constant, so that the compiler unrolls the loops over rows and
-    /// groups and keeps the accumulators in registers. A path whose tiles are shorter never takes the longer arms.
+    /// [`tile`] for the matrix's weight width and the tile's row count (1..=4), both constants, so that the compiler
+    /// unrolls the loops over rows and groups and keeps the accumulators in registers. A path whose tiles are
+    /// shorter never takes the longer arms.
     #[inline(always)]
     pub(super) fn dispatch<S: Columns16, const G: usize>(
         simd: S,
@@ -433,16 +435,27 @@ mod lanes {
         x_scales: &[f32],
         out: &mut [f32],
     ) {
-        match (x_scales.len() / (m.inp / BLOCK), m.narrow) {
-            (4, false) => tile::<S, 4, G, false>(simd, m, xs, x_scales, out),
-            (3, false) => tile::<S, 3, G, false>(simd, m, xs, x_scales, out),
-            (2, false) => tile::<S, 2, G, false>(simd, m, xs, x_scales, out),
-            (1, false) => tile::<S, 1, G, false>(simd, m, xs, x_scales, out),
-            (4, true) => tile::<S, 4, G, true>(simd, m, xs, x_scales, out),
-            (3, true) => tile::<S, 3, G, true>(simd, m, xs, x_scales, out),
-            (2, true) => tile::<S, 2, G, true>(simd, m, xs, x_scales, out),
-            (1, true) => tile::<S, 1, G, true>(simd, m, xs, x_scales, out),
-            (n, _) => unreachable!("a tile of {n} rows"),
+        if m.narrow {
+            by_rows::<S, G, true>(simd, m, xs, x_scales, out);
+        } else {
+            by_rows::<S, G, false>(simd, m, xs, x_scales, out);
+        }
+    }
+
+    #[inline(always)]
+    fn by_rows<S: Columns16, const G: usize, const NARROW: bool>(
+        simd: S,
+        m: &Q8Matrix,
+        xs: &[u8],
+        x_scales: &[f32],
+        out: &mut [f32],
+    ) {
+        match x_scales.len() / (m.inp / BLOCK) {
+            4 => tile::<S, 4, G, NARROW>(simd, m, xs, x_scales, out),
+            3 => tile::<S, 3, G, NARROW>(simd, m, xs, x_scales, out),
+            2 => tile::<S, 2, G, NARROW>(simd, m, xs, x_scales, out),
+            1 => tile::<S, 1, G, NARROW>(simd, m, xs, x_scales, out),
+            n => unreachable!("a tile of {n} rows"),
         }
     }
 
