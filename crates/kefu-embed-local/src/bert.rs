@@ -2,14 +2,21 @@
 //!
 //! Several texts run as one pass: the token rows of every segment are stacked into one `[T, H]` matrix so each
 //! weight matrix is streamed once per batch; attention runs per segment, so no padding and no mask are needed.
+//!
+//! Everything but the f32 projections runs on plain row-major `Vec<f32>`s, inside a SIMD frame (see
+//! [`Kernel::vectorize`]). A query is a dozen tokens, so each of candle's tensor operations (an allocation, a
+//! dispatch, a copy to make heads contiguous) cost more than its arithmetic; profiles put them at a third of an e5
+//! query once the projections ran in int8.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 
+use crate::q8::Kernel;
 use crate::EmbedError;
 
 /// The word-embedding table. e5 keeps it 4-bit (250k rows would be 384 MB as f32) and expands only the rows used.
 pub(crate) enum WordTable {
-    F32(Tensor),
+    /// `[rows, H]`, row-major.
+    F32(Vec<f32>),
     Q4 {
         /// Q4_0 blocks, row-major, `hidden / 32` blocks per row.
         blocks: Vec<u8>,
@@ -27,46 +34,37 @@ pub(crate) enum Weight {
 }
 
 impl Weight {
-    /// `x · W + b`.
-    fn apply(&self, x: &Tensor, b: &Tensor) -> Result<Tensor, EmbedError> {
+    /// `x · W + b` for `x` of `rows × in`, row-major; the result is `rows × out`.
+    fn apply(&self, x: &[f32], b: &[f32]) -> Result<Vec<f32>, EmbedError> {
         Ok(match self {
-            Weight::F32(w) => x.matmul(w)?.broadcast_add(b)?,
-            Weight::Q8(w) => f32_tensor(Self::apply_q8(w, x, b)?, &[x.dim(0)?, w.out_dim()])?,
-        })
-    }
-
-    /// GELU (the erf form, see [`gelu_erf`]) of `x · W + b`. On the int8 path the bias and the GELU run on the
-    /// product's buffer, which becomes the tensor without another copy.
-    fn apply_gelu(&self, x: &Tensor, b: &Tensor) -> Result<Tensor, EmbedError> {
-        let (rows, cols, mut values) = match self {
-            Weight::F32(_) => {
-                let y = self.apply(x, b)?;
-                let (rows, cols) = y.dims2()?;
-                (rows, cols, y.flatten_all()?.to_vec1::<f32>()?)
+            Weight::F32(w) => {
+                let (inp, out) = w.dims2()?;
+                let x = Tensor::from_slice(x, (x.len() / inp, inp), &Device::Cpu)?;
+                let mut y = x.matmul(w)?.flatten_all()?.to_vec1::<f32>()?;
+                for row in y.chunks_exact_mut(out) {
+                    row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+                }
+                y
             }
-            Weight::Q8(w) => (x.dim(0)?, w.out_dim(), Self::apply_q8(w, x, b)?),
-        };
-        gelu_erf(&mut values);
-        f32_tensor(values, &[rows, cols])
-    }
-
-    fn apply_q8(w: &crate::q8::Q8Matrix, x: &Tensor, b: &Tensor) -> Result<Vec<f32>, EmbedError> {
-        Ok(w.matmul_bias(&x.flatten_all()?.to_vec1::<f32>()?, &b.to_vec1::<f32>()?))
+            Weight::Q8(w) => w.matmul_bias(x, b),
+        })
     }
 }
 
 pub(crate) struct Layer {
     /// Query, key and value projections side by side, applied as one matmul.
     pub qkv_w: Weight,
-    pub qkv_b: Tensor,
+    pub qkv_b: Vec<f32>,
     pub out_w: Weight,
-    pub out_b: Tensor,
-    pub attn_ln: (Tensor, Tensor),
+    pub out_b: Vec<f32>,
+    /// LayerNorm weight and bias after attention.
+    pub attn_ln: (Vec<f32>, Vec<f32>),
     pub ff_in_w: Weight,
-    pub ff_in_b: Tensor,
+    pub ff_in_b: Vec<f32>,
     pub ff_out_w: Weight,
-    pub ff_out_b: Tensor,
-    pub out_ln: (Tensor, Tensor),
+    pub ff_out_b: Vec<f32>,
+    /// LayerNorm weight and bias after the feed-forward block.
+    pub out_ln: (Vec<f32>, Vec<f32>),
 }
 
 pub(crate) struct Encoder {
@@ -76,11 +74,11 @@ pub(crate) struct Encoder {
     /// Longest segment, special tokens included.
     pub max_positions: usize,
     pub word: WordTable,
-    /// `[max_positions, H]`, indexed from 0 at each segment start.
-    pub position: Tensor,
+    /// `[max_positions, H]` (at least), indexed from 0 at each segment start.
+    pub position: Vec<f32>,
     /// Token type 0, `[H]`.
-    pub token_type: Tensor,
-    pub emb_ln: (Tensor, Tensor),
+    pub token_type: Vec<f32>,
+    pub emb_ln: (Vec<f32>, Vec<f32>),
     pub layers: Vec<Layer>,
 }
 
@@ -100,8 +98,9 @@ pub(crate) fn int8_weight(w: Tensor) -> Result<Weight, EmbedError> {
     Ok(Weight::Q8(crate::q8::Q8Matrix::from_f32(&values, out, inp)))
 }
 
-pub(crate) fn f32_tensor(data: Vec<f32>, shape: &[usize]) -> Result<Tensor, EmbedError> {
-    Ok(Tensor::from_vec(data, shape, &Device::Cpu)?)
+/// A tensor's values, row-major.
+pub(crate) fn values(t: &Tensor) -> Result<Vec<f32>, EmbedError> {
+    Ok(t.flatten_all()?.to_vec1::<f32>()?)
 }
 
 /// One Q4_0 block (an fp16 scale and 16 nibble bytes; byte j holds value j in its low nibble and value j + 16 in
@@ -172,42 +171,42 @@ fn erf(x: f32) -> f32 {
 }
 
 impl Encoder {
-    fn embed_tokens(&self, segments: &[Vec<u32>]) -> Result<Tensor, EmbedError> {
+    /// Word + position + token-type embeddings of every segment's tokens, layer-normalised: `[T, H]`.
+    fn embed_tokens(&self, segments: &[Vec<u32>], kernel: Kernel) -> Result<Vec<f32>, EmbedError> {
         let h = self.hidden;
         let total: usize = segments.iter().map(Vec::len).sum();
-        let ids: Vec<u32> = segments.iter().flatten().copied().collect();
-        let words = match &self.word {
-            WordTable::F32(table) => {
-                let idx = Tensor::from_vec(ids, total, &Device::Cpu)?;
-                table.index_select(&idx, 0)?
-            }
-            WordTable::Q4 { blocks, rows } => {
-                let row_bytes = h / 32 * 18;
-                let mut out = vec![0f32; total * h];
-                for (id, dst) in ids.iter().zip(out.chunks_exact_mut(h)) {
-                    let id = *id as usize;
-                    if id >= *rows {
+        let mut x = vec![0f32; total * h];
+        let mut rows = x.chunks_exact_mut(h);
+        for seg in segments {
+            for (pos, (&id, row)) in seg.iter().zip(&mut rows).enumerate() {
+                let id = id as usize;
+                match &self.word {
+                    WordTable::F32(table) if id < table.len() / h => {
+                        row.copy_from_slice(&table[id * h..(id + 1) * h]);
+                    }
+                    WordTable::Q4 { blocks, rows } if id < *rows => {
+                        let row_bytes = h / 32 * 18;
+                        dequantize_q4_0(&blocks[id * row_bytes..(id + 1) * row_bytes], row);
+                    }
+                    _ => {
                         return Err(EmbedError::Model(format!(
                             "token id {id} outside the vocabulary"
-                        )));
+                        )))
                     }
-                    dequantize_q4_0(&blocks[id * row_bytes..(id + 1) * row_bytes], dst);
                 }
-                f32_tensor(out, &[total, h])?
+                let position = &self.position[pos * h..(pos + 1) * h];
+                for ((v, p), t) in row.iter_mut().zip(position).zip(&self.token_type) {
+                    *v += p + t;
+                }
             }
-        };
-        let positions: Vec<Tensor> = segments
-            .iter()
-            .map(|s| self.position.narrow(0, 0, s.len()))
-            .collect::<Result<_, _>>()?;
-        let positions = Tensor::cat(&positions, 0)?;
-        let x = words.add(&positions)?.broadcast_add(&self.token_type)?;
-        Ok(candle_nn::ops::layer_norm(
-            &x,
-            &self.emb_ln.0,
-            &self.emb_ln.1,
-            self.eps,
-        )?)
+        }
+        kernel.vectorize(AddNorm {
+            x: &mut x,
+            residual: None,
+            ln: &self.emb_ln,
+            eps: self.eps,
+        });
+        Ok(x)
     }
 
     /// Mean-pooled hidden states (not normalised) after each of `layers` (0 = the embedding output, `i` = after
@@ -233,8 +232,6 @@ impl Encoder {
             )));
         }
         let h = self.hidden;
-        let head_dim = h / self.heads;
-        let scale = 1.0 / (head_dim as f64).sqrt();
         let deepest = layers.iter().copied().max().unwrap_or(0);
         if deepest > self.layers.len() {
             return Err(EmbedError::Model(format!(
@@ -242,62 +239,290 @@ impl Encoder {
                 self.layers.len()
             )));
         }
+        let kernel = Kernel::detect();
+        let lens: Vec<usize> = segments.iter().map(Vec::len).collect();
         let mut pooled = vec![Vec::with_capacity(h * layers.len()); segments.len()];
-        let mut x = self.embed_tokens(segments)?;
-        let pool =
-            |x: &Tensor, index: usize, pooled: &mut Vec<Vec<f32>>| -> Result<(), EmbedError> {
-                if layers.contains(&index) {
-                    let mut offset = 0;
-                    for (seg, out) in segments.iter().zip(pooled.iter_mut()) {
-                        let mean = x.narrow(0, offset, seg.len())?.mean(0)?;
-                        offset += seg.len();
-                        out.extend(mean.to_dtype(DType::F32)?.to_vec1::<f32>()?);
+        let pool = |x: &[f32], index: usize, pooled: &mut Vec<Vec<f32>>| {
+            if layers.contains(&index) {
+                let mut rows = x.chunks_exact(h);
+                for (&len, out) in lens.iter().zip(pooled.iter_mut()) {
+                    let mut sum = vec![0f32; h];
+                    for row in (&mut rows).take(len) {
+                        sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
                     }
+                    out.extend(sum.iter().map(|s| s / len as f32));
                 }
-                Ok(())
-            };
-        pool(&x, 0, &mut pooled)?;
+            }
+        };
+        let mut x = self.embed_tokens(segments, kernel)?;
+        pool(&x, 0, &mut pooled);
         for (index, layer) in self.layers.iter().enumerate().take(deepest) {
             let qkv = layer.qkv_w.apply(&x, &layer.qkv_b)?;
-            let mut contexts = Vec::with_capacity(segments.len());
-            let mut offset = 0;
-            for seg in segments {
-                let len = seg.len();
-                let rows = qkv.narrow(0, offset, len)?;
-                offset += len;
-                let split = |i: usize| -> Result<Tensor, EmbedError> {
-                    Ok(rows
-                        .narrow(1, i * h, h)?
-                        .reshape((len, self.heads, head_dim))?
-                        .transpose(0, 1)?
-                        .contiguous()?)
-                };
-                let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-                let scores = (q.matmul(&k.t()?)? * scale)?;
-                let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-                let ctx = probs.matmul(&v)?.transpose(0, 1)?.reshape((len, h))?;
-                contexts.push(ctx);
-            }
-            let ctx = Tensor::cat(&contexts, 0)?;
+            let ctx = attention(kernel, &qkv, &lens, h, self.heads)?;
             let attn = layer.out_w.apply(&ctx, &layer.out_b)?;
-            x = candle_nn::ops::layer_norm(
-                &x.add(&attn)?,
-                &layer.attn_ln.0,
-                &layer.attn_ln.1,
-                self.eps,
-            )?;
-            let mid = layer.ff_in_w.apply_gelu(&x, &layer.ff_in_b)?;
+            kernel.vectorize(AddNorm {
+                x: &mut x,
+                residual: Some(&attn),
+                ln: &layer.attn_ln,
+                eps: self.eps,
+            });
+            let mut mid = layer.ff_in_w.apply(&x, &layer.ff_in_b)?;
+            gelu_erf(&mut mid);
             let ff = layer.ff_out_w.apply(&mid, &layer.ff_out_b)?;
-            x = candle_nn::ops::layer_norm(
-                &x.add(&ff)?,
-                &layer.out_ln.0,
-                &layer.out_ln.1,
-                self.eps,
-            )?;
-            pool(&x, index + 1, &mut pooled)?;
+            kernel.vectorize(AddNorm {
+                x: &mut x,
+                residual: Some(&ff),
+                ln: &layer.out_ln,
+                eps: self.eps,
+            });
+            pool(&x, index + 1, &mut pooled);
         }
         Ok(pooled)
     }
+}
+
+/// `x ← LayerNorm(x + residual)`, row by row (rows of the norm's width).
+struct AddNorm<'a> {
+    x: &'a mut [f32],
+    residual: Option<&'a [f32]>,
+    ln: &'a (Vec<f32>, Vec<f32>),
+    eps: f32,
+}
+
+impl pulp::NullaryFnOnce for AddNorm<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        let (w, b) = self.ln;
+        let h = w.len();
+        if let Some(r) = self.residual {
+            self.x.iter_mut().zip(r).for_each(|(v, r)| *v += r);
+        }
+        for row in self.x.chunks_exact_mut(h) {
+            let mean = lane_sum(row, |v| v) / h as f32;
+            let var = lane_sum(row, |v| (v - mean) * (v - mean)) / h as f32;
+            let inv = 1.0 / (var + self.eps).sqrt();
+            for ((v, w), b) in row.iter_mut().zip(w).zip(b) {
+                *v = (*v - mean) * inv * w + b;
+            }
+        }
+    }
+}
+
+/// `Σ f(x)` over 16 independent lanes, so that it compiles to vector adds (an ordered float sum cannot).
+#[inline(always)]
+fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0f32; 16];
+    let mut chunks = xs.chunks_exact(16);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += f(v);
+        }
+    }
+    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// Segments longer than this take the two attention products through candle's gemm ([`attention_gemm`]); shorter
+/// ones run them as the vector loops of [`Attention`]. The loops store every partial sum where a gemm keeps its sums
+/// in registers: at a dozen tokens that costs less than a gemm's set-up and the copies into heads, at a few hundred
+/// it cost e5 a fifth of its speed (bench/RESULTS.md, session 20). 48 lies between the two regimes.
+const GEMM_FROM: usize = 48;
+
+/// Scaled dot-product self-attention of each segment on its own, every head: from the `[T, 3H]` rows of queries,
+/// keys and values side by side to the `[T, H]` context rows.
+fn attention(
+    kernel: Kernel,
+    qkv: &[f32],
+    lens: &[usize],
+    hidden: usize,
+    heads: usize,
+) -> Result<Vec<f32>, EmbedError> {
+    let mut ctx = kernel.vectorize(Attention {
+        qkv,
+        lens,
+        hidden,
+        heads,
+    });
+    let mut start = 0;
+    for &len in lens {
+        if len > GEMM_FROM {
+            attention_gemm(
+                kernel,
+                &qkv[start * 3 * hidden..(start + len) * 3 * hidden],
+                &mut ctx[start * hidden..(start + len) * hidden],
+                hidden,
+                heads,
+            )?;
+        }
+        start += len;
+    }
+    Ok(ctx)
+}
+
+/// One segment's attention with both products as batched gemms over the heads: `rows` are its `[len, 3H]` queries,
+/// keys and values, `out` its `[len, H]` context rows.
+fn attention_gemm(
+    kernel: Kernel,
+    rows: &[f32],
+    out: &mut [f32],
+    hidden: usize,
+    heads: usize,
+) -> Result<(), EmbedError> {
+    let (h, d) = (hidden, hidden / heads);
+    let len = out.len() / h;
+    let scale = 1.0 / (d as f32).sqrt();
+    // `[heads, len, d]` each, the queries scaled.
+    let mut q = Vec::with_capacity(len * h);
+    let mut k = Vec::with_capacity(len * h);
+    let mut v = Vec::with_capacity(len * h);
+    for head in 0..heads {
+        for row in rows.chunks_exact(3 * h) {
+            q.extend(row[head * d..(head + 1) * d].iter().map(|x| x * scale));
+            k.extend_from_slice(&row[h + head * d..h + (head + 1) * d]);
+            v.extend_from_slice(&row[2 * h + head * d..2 * h + (head + 1) * d]);
+        }
+    }
+    let tensor =
+        |values: Vec<f32>, cols: usize| Tensor::from_vec(values, (heads, len, cols), &Device::Cpu);
+    let (q, k, v) = (tensor(q, d)?, tensor(k, d)?, tensor(v, d)?);
+    let mut scores = q.matmul(&k.t()?)?.flatten_all()?.to_vec1::<f32>()?;
+    kernel.vectorize(SoftmaxRows {
+        scores: &mut scores,
+        len,
+    });
+    let context = tensor(scores, len)?
+        .matmul(&v)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    for (head, block) in context.chunks_exact(len * d).enumerate() {
+        for (row, c) in out.chunks_exact_mut(h).zip(block.chunks_exact(d)) {
+            row[head * d..(head + 1) * d].copy_from_slice(c);
+        }
+    }
+    Ok(())
+}
+
+/// [`softmax`] over every row of `len` scores.
+struct SoftmaxRows<'a> {
+    scores: &'a mut [f32],
+    len: usize,
+}
+
+impl pulp::NullaryFnOnce for SoftmaxRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn call(self) {
+        self.scores.chunks_exact_mut(self.len).for_each(softmax);
+    }
+}
+
+/// `row ← softmax(row)`.
+#[inline(always)]
+fn softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    row.iter_mut().for_each(|s| *s = exp(*s - max));
+    let inv = 1.0 / lane_sum(row, |p| p);
+    row.iter_mut().for_each(|p| *p *= inv);
+}
+
+/// The short segments' attention (see [`GEMM_FROM`]); the context rows of longer ones are left zero.
+struct Attention<'a> {
+    qkv: &'a [f32],
+    lens: &'a [usize],
+    hidden: usize,
+    heads: usize,
+}
+
+impl pulp::NullaryFnOnce for Attention<'_> {
+    type Output = Vec<f32>;
+
+    #[inline(always)]
+    fn call(self) -> Vec<f32> {
+        let h = self.hidden;
+        let d = h / self.heads;
+        let scale = 1.0 / (d as f32).sqrt();
+        let total: usize = self.lens.iter().sum();
+        let longest = self
+            .lens
+            .iter()
+            .copied()
+            .filter(|&len| len <= GEMM_FROM)
+            .max()
+            .unwrap_or(0);
+        let mut ctx = vec![0f32; total * h];
+        // One head's keys transposed (`[d, len]`), so that a query's scores are d products along the whole row.
+        let mut keys = vec![0f32; d * longest];
+        let mut scores = vec![0f32; longest];
+        let mut start = 0;
+        for &len in self.lens {
+            let rows = &self.qkv[start * 3 * h..(start + len) * 3 * h];
+            let out = &mut ctx[start * h..(start + len) * h];
+            start += len;
+            if len > GEMM_FROM {
+                continue;
+            }
+            for head in 0..self.heads {
+                let (q_at, k_at, v_at) = (head * d, h + head * d, 2 * h + head * d);
+                let keys = &mut keys[..d * len];
+                for (j, row) in rows.chunks_exact(3 * h).enumerate() {
+                    for (e, &k) in row[k_at..k_at + d].iter().enumerate() {
+                        keys[e * len + j] = k;
+                    }
+                }
+                let scores = &mut scores[..len];
+                for (i, row) in rows.chunks_exact(3 * h).enumerate() {
+                    scores.fill(0.0);
+                    for (&q, key) in row[q_at..q_at + d].iter().zip(keys.chunks_exact(len)) {
+                        let q = q * scale;
+                        scores.iter_mut().zip(key).for_each(|(s, k)| *s += q * k);
+                    }
+                    softmax(scores);
+                    let context = &mut out[i * h + q_at..i * h + q_at + d];
+                    for (&p, row) in scores.iter().zip(rows.chunks_exact(3 * h)) {
+                        context
+                            .iter_mut()
+                            .zip(&row[v_at..v_at + d])
+                            .for_each(|(c, v)| *c += p * v);
+                    }
+                }
+            }
+        }
+        ctx
+    }
+}
+
+/// `eˣ` in f32 for x ≤ 0 (softmax's shifted scores), as Cephes computes `expf`: x = n · ln 2 + r with |r| ≤ ln 2 / 2,
+/// a degree-7 polynomial for eʳ, and 2ⁿ put straight into the exponent bits. Relative error under 2e-7 (tested
+/// below). Inputs under −87 give e⁻⁸⁷ (1.6e-38), not something smaller, which no softmax row can tell apart. Unlike
+/// libm's `expf`, it has no call and no branch, so a row of scores compiles to vector code.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // `max`/`min`, not `clamp`, and 2ⁿ read from the mantissa of n + 1.5 · 2²³ rather than through `as i32`: the
+    // clamp's assertion and the saturating conversion kept LLVM from vectorising the loop (bench/RESULTS.md,
+    // session 20). A NaN becomes −87.
+    #[expect(clippy::manual_clamp, reason = "clamp does not vectorise (above)")]
+    let x = x.max(-87.0).min(0.0);
+    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = [
+        1.987_569_1e-4,
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        0.166_666_65,
+        0.5,
+    ]
+    .iter()
+    .fold(0.0, |p, &c| p * r + c);
+    // n is a whole number in −126..=0, so n + 1.5 · 2²³ holds it in its low mantissa bits, two's complement.
+    let n_bits = (n + 12_582_912.0).to_bits().wrapping_sub(0x4B40_0000);
+    let two_n = f32::from_bits(n_bits.wrapping_add(127) << 23);
+    (p * r * r + r + 1.0) * two_n
 }
 
 /// Splits a tokenised text into model inputs of at most `max_positions` tokens (`bos`, content, `eos`), runs them
@@ -388,6 +613,74 @@ mod tests {
             edge[1].is_finite() && edge[1] <= 0.0 && edge[2] == 0.0,
             "{edge:?}"
         );
+    }
+
+    #[test]
+    fn exp_matches_libm_over_softmax_inputs() {
+        let mut worst = 0f64;
+        for i in 0..=870_000 {
+            let x = -(i as f32) / 10_000.0;
+            let want = f64::from(x).exp();
+            worst = worst.max((f64::from(exp(x)) - want).abs() / want);
+        }
+        assert!(worst < 2e-7, "worst relative error {worst}");
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(-1000.0) < 2e-38 && exp(f32::NEG_INFINITY) < 2e-38);
+    }
+
+    /// Attention computed the plain way in f64: per segment and head, softmax(q · kᵀ / √d) · v.
+    fn attention_reference(qkv: &[f32], lens: &[usize], h: usize, heads: usize) -> Vec<f64> {
+        let d = h / heads;
+        let mut ctx = vec![0f64; qkv.len() / 3];
+        let mut start = 0;
+        for &len in lens {
+            let row = |i: usize| &qkv[(start + i) * 3 * h..(start + i + 1) * 3 * h];
+            for head in 0..heads {
+                for i in 0..len {
+                    let scores: Vec<f64> = (0..len)
+                        .map(|j| {
+                            (0..d)
+                                .map(|e| {
+                                    f64::from(row(i)[head * d + e])
+                                        * f64::from(row(j)[h + head * d + e])
+                                })
+                                .sum::<f64>()
+                                / (d as f64).sqrt()
+                        })
+                        .collect();
+                    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                    let total: f64 = weights.iter().sum();
+                    for e in 0..d {
+                        ctx[(start + i) * h + head * d + e] = (0..len)
+                            .map(|j| weights[j] / total * f64::from(row(j)[2 * h + head * d + e]))
+                            .sum();
+                    }
+                }
+            }
+            start += len;
+        }
+        ctx
+    }
+
+    #[test]
+    fn attention_of_short_and_long_segments_matches_the_plain_computation() {
+        // Segments on both sides of GEMM_FROM in one batch, so both paths run and neither may touch the other's rows.
+        let (h, heads) = (64, 4);
+        let lens = [5, GEMM_FROM, GEMM_FROM + 1, 70, 1];
+        let total: usize = lens.iter().sum();
+        // Deterministic values in −2..2, large enough that the softmax is far from uniform.
+        let qkv: Vec<f32> = (0..total * 3 * h)
+            .map(|i| ((i as u64).wrapping_mul(2_654_435_761) % 4001) as f32 / 1000.0 - 2.0)
+            .collect();
+        let got = attention(Kernel::detect(), &qkv, &lens, h, heads).unwrap();
+        let want = attention_reference(&qkv, &lens, h, heads);
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(&g, &w)| (f64::from(g) - w).abs())
+            .fold(0f64, f64::max);
+        assert!(worst < 1e-5, "worst absolute error {worst}");
     }
 
     #[test]

@@ -14,9 +14,7 @@
 
 use std::collections::HashMap;
 
-use candle_core::Tensor;
-
-use crate::bert::{f32_tensor, Encoder, Layer, Weight, WordTable};
+use crate::bert::{Encoder, Layer, Weight, WordTable};
 use crate::EmbedError;
 
 const META: char = '\u{2581}';
@@ -283,11 +281,9 @@ pub(crate) fn load(data: &[u8]) -> Result<(Encoder, UnigramTokenizer), EmbedErro
         }
         Ok(&data[e.offset..e.offset + e.bytes])
     };
-    // An f32 tensor of the given shape.
-    let table = |name: &str, shape: &[usize]| -> Result<Tensor, EmbedError> {
-        f32_tensor(le_f32s(raw(name, 0, shape.iter().product())?), shape)
-    };
-    let vector = |name: &str, n: usize| table(name, &[n]);
+    // An f32 tensor's values, row-major.
+    let vector =
+        |name: &str, n: usize| -> Result<Vec<f32>, EmbedError> { Ok(le_f32s(raw(name, 0, n)?)) };
     // `[out, in]` 4-bit matrices, concatenated by output rows when several share one input (Q, K, V).
     let matrix = |names: &[String], out: usize, inp: usize| -> Result<Weight, EmbedError> {
         let mut all = Vec::with_capacity(names.len() * out * inp / 32 * 18);
@@ -305,20 +301,19 @@ pub(crate) fn load(data: &[u8]) -> Result<(Encoder, UnigramTokenizer), EmbedErro
         blocks: raw("emb.word", 1, vocab_rows * hidden)?.to_vec(),
         rows: vocab_rows,
     };
-    let position = table("emb.pos", &[max_positions, hidden])?;
-    let token_type = vector("emb.type", 2 * hidden)?.narrow(0, 0, hidden)?;
+    let position = vector("emb.pos", max_positions * hidden)?;
+    let mut token_type = vector("emb.type", 2 * hidden)?;
+    token_type.truncate(hidden);
     let emb_ln = (vector("emb.ln.w", hidden)?, vector("emb.ln.b", hidden)?);
     let mut layers = Vec::with_capacity(n_layers);
     for l in 0..n_layers {
         let n = |s: &str| format!("l{l}.{s}");
-        let qkv_b = Tensor::cat(
-            &[
-                vector(&n("q.b"), hidden)?,
-                vector(&n("k.b"), hidden)?,
-                vector(&n("v.b"), hidden)?,
-            ],
-            0,
-        )?;
+        let qkv_b = [
+            vector(&n("q.b"), hidden)?,
+            vector(&n("k.b"), hidden)?,
+            vector(&n("v.b"), hidden)?,
+        ]
+        .concat();
         layers.push(Layer {
             qkv_w: matrix(&[n("q.w"), n("k.w"), n("v.w")], hidden, hidden)?,
             qkv_b,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
-use crate::bert::{int8_weight, linear_weight, Encoder, Layer, Weight, WordTable};
+use crate::bert::{int8_weight, linear_weight, values, Encoder, Layer, Weight, WordTable};
 use crate::{EmbedError, Precision};
 
 /// sentence-transformers' `max_seq_length` for this model (the position table itself has 512 rows).
@@ -82,12 +82,12 @@ pub(crate) fn load(dir: &Path, precision: Precision) -> Result<(Encoder, WordPie
         Ok(t.to_dtype(candle_core::DType::F32)?)
     };
     let h = config.hidden_size;
-    let word = WordTable::F32(take("embeddings.word_embeddings.weight")?);
-    let position = take("embeddings.position_embeddings.weight")?;
-    let token_type = take("embeddings.token_type_embeddings.weight")?.get(0)?;
+    let word = WordTable::F32(values(&take("embeddings.word_embeddings.weight")?)?);
+    let position = values(&take("embeddings.position_embeddings.weight")?)?;
+    let token_type = values(&take("embeddings.token_type_embeddings.weight")?.get(0)?)?;
     let emb_ln = (
-        take("embeddings.LayerNorm.weight")?,
-        take("embeddings.LayerNorm.bias")?,
+        values(&take("embeddings.LayerNorm.weight")?)?,
+        values(&take("embeddings.LayerNorm.bias")?)?,
     );
     let mut layers = Vec::with_capacity(config.num_hidden_layers);
     for l in 0..config.num_hidden_layers {
@@ -101,28 +101,31 @@ pub(crate) fn load(dir: &Path, precision: Precision) -> Result<(Encoder, WordPie
             ],
             0,
         )?;
-        let qkv_b = Tensor::cat(
+        let qkv_b = values(&Tensor::cat(
             &[
                 t("attention.self.query.bias")?,
                 t("attention.self.key.bias")?,
                 t("attention.self.value.bias")?,
             ],
             0,
-        )?;
+        )?)?;
         layers.push(Layer {
             qkv_w: weight(qkv_w)?,
             qkv_b,
             out_w: weight(t("attention.output.dense.weight")?)?,
-            out_b: t("attention.output.dense.bias")?,
+            out_b: values(&t("attention.output.dense.bias")?)?,
             attn_ln: (
-                t("attention.output.LayerNorm.weight")?,
-                t("attention.output.LayerNorm.bias")?,
+                values(&t("attention.output.LayerNorm.weight")?)?,
+                values(&t("attention.output.LayerNorm.bias")?)?,
             ),
             ff_in_w: weight(t("intermediate.dense.weight")?)?,
-            ff_in_b: t("intermediate.dense.bias")?,
+            ff_in_b: values(&t("intermediate.dense.bias")?)?,
             ff_out_w: weight(t("output.dense.weight")?)?,
-            ff_out_b: t("output.dense.bias")?,
-            out_ln: (t("output.LayerNorm.weight")?, t("output.LayerNorm.bias")?),
+            ff_out_b: values(&t("output.dense.bias")?)?,
+            out_ln: (
+                values(&t("output.LayerNorm.weight")?)?,
+                values(&t("output.LayerNorm.bias")?)?,
+            ),
         });
     }
     if !h.is_multiple_of(config.num_attention_heads) {
@@ -130,11 +133,19 @@ pub(crate) fn load(dir: &Path, precision: Precision) -> Result<(Encoder, WordPie
             "hidden size is not a multiple of the head count".into(),
         ));
     }
+    let max_positions = MAX_SEQ.min(config.max_position_embeddings);
+    let words_fit =
+        matches!(&word, WordTable::F32(t) if !t.is_empty() && t.len().is_multiple_of(h));
+    if position.len() < max_positions * h || token_type.len() != h || !words_fit {
+        return Err(EmbedError::Format(
+            "model.safetensors: embedding tables do not match config.json".into(),
+        ));
+    }
     let encoder = Encoder {
         hidden: h,
         heads: config.num_attention_heads,
         eps: config.layer_norm_eps,
-        max_positions: MAX_SEQ.min(config.max_position_embeddings),
+        max_positions,
         word,
         position,
         token_type,

@@ -291,10 +291,6 @@ impl Q8Matrix {
         }
     }
 
-    pub fn out_dim(&self) -> usize {
-        self.out
-    }
-
     /// `y = x · Wᵀ + b` for `x` of `rows × in` (row-major) and `b` of `out`; `y` is `rows × out`. The bias is added
     /// here, on the product's own buffer, rather than as a separate tensor operation with its own allocation.
     pub fn matmul_bias(&self, x: &[f32], bias: &[f32]) -> Vec<f32> {
