@@ -3,10 +3,10 @@
 //! Several texts run as one pass: the token rows of every segment are stacked into one `[T, H]` matrix so each
 //! weight matrix is streamed once per batch; attention runs per segment, so no padding and no mask are needed.
 //!
-//! Everything but the f32 projections runs on plain row-major `Vec<f32>`s, inside a SIMD frame (see
-//! [`Kernel::vectorize`]). A query is a dozen tokens, so each of candle's tensor operations (an allocation, a
-//! dispatch, a copy to make heads contiguous) cost more than its arithmetic; profiles put them at a third of an e5
-//! query once the projections ran in int8.
+//! Everything but the f32 projections and the attention products of long segments (see [`GEMM_FROM`]) runs on plain
+//! row-major `Vec<f32>`s, inside a SIMD frame (see [`Kernel::vectorize`]). A query is a dozen tokens, so each of
+//! candle's tensor operations (an allocation, a dispatch, a copy to make heads contiguous) cost more than its
+//! arithmetic; profiles put them at a third of an e5 query once the projections ran in int8.
 
 use candle_core::{Device, Tensor};
 

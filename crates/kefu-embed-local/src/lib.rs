@@ -213,8 +213,9 @@ impl LocalEmbedder {
             Tokenizer::E5(t) => (t.bos, t.eos),
             Tokenizer::WordPiece(t) => (t.cls, t.sep),
         };
-        // On a worker of rayon's pool: candle's softmax and layer norms are rayon loops, and each one started from
-        // outside the pool is a hand-off to a worker and back (two thread wake-ups, dozens per query).
+        // On a worker of rayon's pool: the int8 kernels' row tiles and candle's f32 gemm are rayon loops, and each
+        // one started from outside the pool is a hand-off to a worker and back (two thread wake-ups, dozens per
+        // query).
         rayon::scope(|_| {
             bert::embed_windows(
                 &self.model.encoder,
