@@ -673,14 +673,17 @@ mod tests {
         let qkv: Vec<f32> = (0..total * 3 * h)
             .map(|i| ((i as u64).wrapping_mul(2_654_435_761) % 4001) as f32 / 1000.0 - 2.0)
             .collect();
-        let got = attention(Kernel::detect(), &qkv, &lens, h, heads).unwrap();
         let want = attention_reference(&qkv, &lens, h, heads);
-        let worst = got
-            .iter()
-            .zip(&want)
-            .map(|(&g, &w)| (f64::from(g) - w).abs())
-            .fold(0f64, f64::max);
-        assert!(worst < 1e-5, "worst absolute error {worst}");
+        // Every SIMD path this CPU can run (an AVX-512 host also runs the AVX2 and scalar ones).
+        for kernel in Kernel::available() {
+            let got = attention(kernel, &qkv, &lens, h, heads).unwrap();
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(&g, &w)| (f64::from(g) - w).abs())
+                .fold(0f64, f64::max);
+            assert!(worst < 1e-5, "{kernel:?}: worst absolute error {worst}");
+        }
     }
 
     #[test]

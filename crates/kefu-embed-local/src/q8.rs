@@ -55,7 +55,7 @@ struct Quantised {
 
 /// Which code path the encoder's numeric loops run on, chosen from the CPU at run time (pulp checks the features
 /// once). Shared by the products here and the GELU in [`crate::bert`].
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) enum Kernel {
     Scalar,
     #[cfg(target_arch = "x86_64")]
@@ -80,7 +80,7 @@ impl Kernel {
 
     /// Every path this CPU can run, the detected one first.
     #[cfg(test)]
-    fn available() -> Vec<Kernel> {
+    pub(crate) fn available() -> Vec<Kernel> {
         let mut all = vec![Kernel::detect()];
         #[cfg(target_arch = "x86_64")]
         if let (Kernel::Avx512(_), Some(simd)) = (all[0], pulp::x86::V3::try_new()) {
