@@ -149,9 +149,16 @@ fn quantise_rows(x: &[f32]) -> Quantised {
         let amax = lanes.iter().fold(0f32, |m, &v| m.max(v));
         let d = amax / 127.0;
         let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-        for (o, v) in out.iter_mut().zip(block) {
-            // In −127..=127 by construction; the shift makes it 1..=255, exact in f32.
-            *o = ((*v * inv).round_ties_even() + 128.0) as u8;
+        // In −127..=127 by construction; the shift makes it 1..=255, exact in f32. Adding 1.5 · 2²³ as well puts that
+        // whole number in the low mantissa bits, which a truncating integer cast reads: a float's `as u8` saturates,
+        // and that compiled to one scalar conversion per value (AVX2 runs this code; AVX-512 has its own). Two loops,
+        // so the second is a plain narrowing. A NaN gives 0 either way.
+        let mut bits = [0u32; BLOCK];
+        for (b, v) in bits.iter_mut().zip(block) {
+            *b = ((*v * inv).round_ties_even() + (128.0 + 12_582_912.0)).to_bits();
+        }
+        for (o, b) in out.iter_mut().zip(bits) {
+            *o = b as u8;
         }
         *scale = d;
     }
@@ -945,22 +952,40 @@ mod tests {
 
     #[test]
     fn every_path_rounds_activations_bit_for_bit_alike() {
+        // Ties (x.5 after scaling by 1), negative values, a zero block and a block of tiny values.
+        let mut x: Vec<f32> = (0..32 * 40)
+            .map(|i| ((i * 7919 % 2001) as f32 - 1000.0) / 37.0)
+            .collect();
+        x[0] = 127.0;
+        for (i, v) in [2.5, -3.5, 0.5, -0.5, 126.5, -126.5]
+            .into_iter()
+            .enumerate()
+        {
+            x[1 + i] = v;
+        }
+        x[32..64].fill(0.0);
+        x[64..96].iter_mut().for_each(|v| *v *= 1e-30);
+        let want = quantise_rows(&x);
+        // The rounding written plainly, with a float's saturating `as u8`.
+        for (block, (values, &d)) in x
+            .chunks(BLOCK)
+            .zip(want.values.chunks(BLOCK).zip(&want.scales))
+        {
+            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+            let plain: Vec<u8> = block
+                .iter()
+                .map(|v| ((v * inv).round_ties_even() + 128.0) as u8)
+                .collect();
+            assert_eq!(values, plain);
+        }
+        // The shared code inside every SIMD frame, and AVX-512's own.
+        for kernel in Kernel::available() {
+            let got = kernel.vectorize(Quantise(&x));
+            assert_eq!(got.values, want.values, "{kernel:?}");
+            assert_eq!(got.scales, want.scales, "{kernel:?}");
+        }
         #[cfg(target_arch = "x86_64")]
         if let Some(simd) = pulp::x86::V4::try_new() {
-            // Ties (x.5 after scaling by 1), negative values, a zero block and a block of tiny values.
-            let mut x: Vec<f32> = (0..32 * 40)
-                .map(|i| ((i * 7919 % 2001) as f32 - 1000.0) / 37.0)
-                .collect();
-            x[0] = 127.0;
-            for (i, v) in [2.5, -3.5, 0.5, -0.5, 126.5, -126.5]
-                .into_iter()
-                .enumerate()
-            {
-                x[1 + i] = v;
-            }
-            x[32..64].fill(0.0);
-            x[64..96].iter_mut().for_each(|v| *v *= 1e-30);
-            let want = quantise_rows(&x);
             let got = simd.vectorize(avx512::Quantise(simd, &x));
             assert_eq!(got.values, want.values);
             assert_eq!(got.scales, want.scales);
