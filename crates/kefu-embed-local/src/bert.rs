@@ -339,24 +339,28 @@ fn attention(
     hidden: usize,
     heads: usize,
 ) -> Result<Vec<f32>, EmbedError> {
-    let mut ctx = kernel.vectorize(Attention {
+    // Each segment's first row and length, split once between the two paths.
+    let spans = lens.iter().scan(0, |start, &len| {
+        *start += len;
+        Some((*start - len, len))
+    });
+    let (long, short): (Vec<_>, Vec<_>) = spans.partition(|&(_, len)| len > GEMM_FROM);
+    let mut ctx = vec![0f32; qkv.len() / 3];
+    kernel.vectorize(Attention {
         qkv,
-        lens,
+        ctx: &mut ctx,
+        spans: &short,
         hidden,
         heads,
     });
-    let mut start = 0;
-    for &len in lens {
-        if len > GEMM_FROM {
-            attention_gemm(
-                kernel,
-                &qkv[start * 3 * hidden..(start + len) * 3 * hidden],
-                &mut ctx[start * hidden..(start + len) * hidden],
-                hidden,
-                heads,
-            )?;
-        }
-        start += len;
+    for (start, len) in long {
+        attention_gemm(
+            kernel,
+            &qkv[start * 3 * hidden..(start + len) * 3 * hidden],
+            &mut ctx[start * hidden..(start + len) * hidden],
+            hidden,
+            heads,
+        )?;
     }
     Ok(ctx)
 }
@@ -428,42 +432,31 @@ fn softmax(row: &mut [f32]) {
     row.iter_mut().for_each(|p| *p *= inv);
 }
 
-/// The short segments' attention (see [`GEMM_FROM`]); the context rows of longer ones are left zero.
+/// The short segments' attention (see [`GEMM_FROM`]) as vector loops, written into their rows of `ctx`.
 struct Attention<'a> {
     qkv: &'a [f32],
-    lens: &'a [usize],
+    ctx: &'a mut [f32],
+    /// First row and length of each segment to run.
+    spans: &'a [(usize, usize)],
     hidden: usize,
     heads: usize,
 }
 
 impl pulp::NullaryFnOnce for Attention<'_> {
-    type Output = Vec<f32>;
+    type Output = ();
 
     #[inline(always)]
-    fn call(self) -> Vec<f32> {
+    fn call(self) {
         let h = self.hidden;
         let d = h / self.heads;
         let scale = 1.0 / (d as f32).sqrt();
-        let total: usize = self.lens.iter().sum();
-        let longest = self
-            .lens
-            .iter()
-            .copied()
-            .filter(|&len| len <= GEMM_FROM)
-            .max()
-            .unwrap_or(0);
-        let mut ctx = vec![0f32; total * h];
+        let longest = self.spans.iter().map(|&(_, len)| len).max().unwrap_or(0);
         // One head's keys transposed (`[d, len]`), so that a query's scores are d products along the whole row.
         let mut keys = vec![0f32; d * longest];
         let mut scores = vec![0f32; longest];
-        let mut start = 0;
-        for &len in self.lens {
+        for &(start, len) in self.spans {
             let rows = &self.qkv[start * 3 * h..(start + len) * 3 * h];
-            let out = &mut ctx[start * h..(start + len) * h];
-            start += len;
-            if len > GEMM_FROM {
-                continue;
-            }
+            let out = &mut self.ctx[start * h..(start + len) * h];
             for head in 0..self.heads {
                 let (q_at, k_at, v_at) = (head * d, h + head * d, 2 * h + head * d);
                 let keys = &mut keys[..d * len];
@@ -490,7 +483,6 @@ impl pulp::NullaryFnOnce for Attention<'_> {
                 }
             }
         }
-        ctx
     }
 }
 
