@@ -62,6 +62,9 @@ pub(crate) enum Kernel {
     Avx2(pulp::x86::V3),
     #[cfg(target_arch = "x86_64")]
     Avx512(pulp::x86::V4),
+    /// AVX-512 with the products on AMX's tile unit ([`amx`]).
+    #[cfg(target_arch = "x86_64")]
+    Amx(pulp::x86::V4),
 }
 
 impl Kernel {
@@ -69,7 +72,11 @@ impl Kernel {
         #[cfg(target_arch = "x86_64")]
         {
             if let Some(simd) = pulp::x86::V4::try_new() {
-                return Kernel::Avx512(simd);
+                return if amx::available() {
+                    Kernel::Amx(simd)
+                } else {
+                    Kernel::Avx512(simd)
+                };
             }
             if let Some(simd) = pulp::x86::V3::try_new() {
                 return Kernel::Avx2(simd);
@@ -83,8 +90,15 @@ impl Kernel {
     pub(crate) fn available() -> Vec<Kernel> {
         let mut all = vec![Kernel::detect()];
         #[cfg(target_arch = "x86_64")]
-        if let (Kernel::Avx512(_), Some(simd)) = (all[0], pulp::x86::V3::try_new()) {
-            all.push(Kernel::Avx2(simd));
+        {
+            if let Kernel::Amx(simd) = all[0] {
+                all.push(Kernel::Avx512(simd));
+            }
+            if let (Kernel::Avx512(_) | Kernel::Amx(_), Some(simd)) =
+                (all[0], pulp::x86::V3::try_new())
+            {
+                all.push(Kernel::Avx2(simd));
+            }
         }
         if !matches!(all[0], Kernel::Scalar) {
             all.push(Kernel::Scalar);
@@ -99,7 +113,7 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2(simd) => simd.vectorize(f),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512(simd) => simd.vectorize(f),
+            Kernel::Avx512(simd) | Kernel::Amx(simd) => simd.vectorize(f),
             Kernel::Scalar => f.call(),
         }
     }
@@ -109,6 +123,8 @@ impl Kernel {
         match self {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512(_) => avx512::TILE,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Amx(_) => amx::TILE,
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2(_) => avx2::TILE,
             Kernel::Scalar => TILE,
@@ -193,6 +209,9 @@ impl<S: TileProduct> pulp::NullaryFnOnce for Tile<'_, S> {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod amx;
+
 /// Output columns per group in the SIMD kernels (one AVX-512 register, two AVX2 ones).
 const LANES: usize = 16;
 /// Inputs per lane per step: `vpmaddubsw` then `vpmaddwd` sum four byte products into each int32 lane.
@@ -276,7 +295,9 @@ impl Q8Matrix {
             lane_offsets,
         } = match Kernel::detect() {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512(_) | Kernel::Avx2(_) => by_lanes(out, inp, &values, &scales),
+            Kernel::Amx(_) | Kernel::Avx512(_) | Kernel::Avx2(_) => {
+                by_lanes(out, inp, &values, &scales)
+            }
             Kernel::Scalar => Lanes::default(),
         };
         // The SIMD kernels read only the lanes: no second copy of the weights or their scales (tests keep both, to
@@ -318,7 +339,7 @@ impl Q8Matrix {
         // Inside a SIMD frame the rounding is one instruction instead of a libm call; AVX-512 has its own code.
         let q = match kernel {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512(simd) => simd.vectorize(avx512::Quantise(simd, x)),
+            Kernel::Avx512(simd) | Kernel::Amx(simd) => simd.vectorize(avx512::Quantise(simd, x)),
             _ => kernel.vectorize(Quantise(x)),
         };
         let mut y = vec![0f32; rows * self.out];
@@ -335,6 +356,14 @@ impl Q8Matrix {
             }),
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512(simd) => simd.vectorize(Tile {
+                simd,
+                m: self,
+                xs,
+                x_scales,
+                out,
+            }),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Amx(simd) => simd.vectorize(amx::Tile {
                 simd,
                 m: self,
                 xs,
@@ -839,10 +868,17 @@ mod tests {
             .enumerate()
             .map(|(i, &v)| (f64::from(v) - 128.0) * f64::from(q.scales[i / BLOCK]))
             .collect();
-        let ys: Vec<Vec<f32>> = Kernel::available()
-            .into_iter()
-            .map(|kernel| m.matmul_with(x, kernel))
+        let kernels = Kernel::available();
+        let ys: Vec<Vec<f32>> = kernels
+            .iter()
+            .map(|&kernel| m.matmul_with(x, kernel))
             .collect();
+        // AMX does AVX-512's float work in the same order on the same integer sums: the same bits.
+        #[cfg(target_arch = "x86_64")]
+        if let Kernel::Amx(_) = kernels[0] {
+            assert!(matches!(kernels[1], Kernel::Avx512(_)));
+            assert_eq!(ys[0], ys[1], "rows {rows}: AMX against AVX-512");
+        }
         for r in 0..rows {
             for c in 0..out {
                 let want: f64 = (0..inp)
