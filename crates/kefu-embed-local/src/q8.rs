@@ -14,7 +14,8 @@
 //! the activation rows are quantised once per projection. The SIMD kernels (through `pulp`, which checks the CPU at run time and keeps the intrinsics safe to call) use the
 //! unsigned-by-signed byte product (`vpmaddubsw`) on `x + 128`. The shift costs no instruction: each block's integer
 //! sum starts from −128 · Σ w (precomputed at load), so it ends as the exact signed dot product before it is
-//! converted and scaled. Other CPUs take a scalar loop with the same integer arithmetic. Measured in
+//! converted and scaled. Where the CPU has AMX, its tile unit does each block's integer products instead ([`amx`],
+//! the same result bit for bit). Other CPUs take a scalar loop with the same integer arithmetic. Measured in
 //! bench/RESULTS.md (`kefu-bench embed`, `kefu-bench nlu`).
 
 /// A `[out, in]` weight matrix in int8 blocks of 32.
