@@ -12,12 +12,11 @@
 //! small: one config load and release per tile of rows, and one assembly block per one or two weight blocks whose
 //! every address is checked against its slice first. Measured against AVX-512 in bench/RESULTS.md.
 
-use super::lanes::Columns16;
 use super::{Q8Matrix, BLOCK, LANES};
 use pulp::bytemuck::cast;
 use pulp::x86::V4;
 use std::arch::asm;
-use std::arch::x86_64::__m512i;
+use std::arch::x86_64::{__m512, __m512i};
 use std::sync::OnceLock;
 
 /// Token rows per tile: the tile registers' 16 rows.
@@ -126,6 +125,7 @@ impl pulp::NullaryFnOnce for Tile<'_> {
             x_scales,
             out,
         } = self;
+        let f = simd.avx512f;
         let blocks = m.inp / BLOCK;
         let rows = x_scales.len() / blocks;
         assert_eq!(xs.len(), rows * m.inp, "activation rows");
@@ -139,7 +139,7 @@ impl pulp::NullaryFnOnce for Tile<'_> {
         }
         let mut sums = [Sums([0; TILE * LANES]); 2];
         for g in 0..m.out.div_ceil(LANES) {
-            let mut acc = [simd.zero_float(); TILE];
+            let mut acc = [f._mm512_setzero_ps(); TILE];
             let mut b = 0;
             while b < blocks {
                 let two = b + 1 < blocks;
@@ -203,16 +203,18 @@ impl pulp::NullaryFnOnce for Tile<'_> {
                     let offsets: [i32; LANES] = m.lane_offsets[at..at + LANES]
                         .try_into()
                         .expect("16 offsets");
-                    let offsets: __m512i = cast(offsets);
-                    let ws: &[f32; LANES] =
+                    let ws: [f32; LANES] =
                         m.lane_scales[at..at + LANES].try_into().expect("16 scales");
+                    let (offsets, ws): (__m512i, __m512) = (cast(offsets), cast(ws));
                     for (t, acc) in acc.iter_mut().enumerate().take(rows) {
                         let row: [i32; LANES] = block.0[t * LANES..(t + 1) * LANES]
                             .try_into()
                             .expect("16 sums");
-                        // The block's exact dot products, then AVX-512's own float step.
-                        let sums = simd.avx512f._mm512_add_epi32(offsets, cast(row));
-                        *acc = simd.scale_add(*acc, sums, x_scales[t * blocks + b + h], ws);
+                        // The same operations, in the same order, as `lanes::Columns16::scale_add` on AVX-512.
+                        let sums = f._mm512_add_epi32(offsets, cast(row));
+                        let scale =
+                            f._mm512_mul_ps(f._mm512_set1_ps(x_scales[t * blocks + b + h]), ws);
+                        *acc = f._mm512_fmadd_ps(f._mm512_cvtepi32_ps(sums), scale, *acc);
                     }
                 }
                 b += 1 + usize::from(two);
@@ -220,7 +222,8 @@ impl pulp::NullaryFnOnce for Tile<'_> {
             let c = g * LANES;
             let n = LANES.min(m.out - c);
             for (t, acc) in acc.iter().enumerate().take(rows) {
-                out[t * m.out + c..t * m.out + c + n].copy_from_slice(&simd.to_array(*acc)[..n]);
+                let v: [f32; LANES] = cast(*acc);
+                out[t * m.out + c..t * m.out + c + n].copy_from_slice(&v[..n]);
             }
         }
         // SAFETY: returns the tile registers to their initial state; it touches no memory.
