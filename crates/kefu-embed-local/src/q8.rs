@@ -364,8 +364,8 @@ impl Q8Matrix {
                 out,
             }),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Amx(simd) => simd.vectorize(amx::Tile {
-                simd,
+            Kernel::Amx(simd) => simd.vectorize(Tile {
+                simd: amx::Amx(simd),
                 m: self,
                 xs,
                 x_scales,

@@ -104,28 +104,14 @@ impl Config {
 #[derive(Clone, Copy)]
 struct Sums([i32; TILE * LANES]);
 
-/// One tile of token rows on AMX: see the module comment. A struct so that it runs in pulp's AVX-512 frame.
-pub(super) struct Tile<'a> {
-    pub simd: V4,
-    pub m: &'a Q8Matrix,
-    pub xs: &'a [u8],
-    pub x_scales: &'a [f32],
-    pub out: &'a mut [f32],
-}
+/// AMX's [`super::TileProduct`]: a tile of up to 16 token rows (see the module comment), run in pulp's AVX-512 frame.
+#[derive(Clone, Copy)]
+pub(super) struct Amx(pub V4);
 
-impl pulp::NullaryFnOnce for Tile<'_> {
-    type Output = ();
-
+impl super::TileProduct for Amx {
     #[inline(always)]
-    fn call(self) {
-        let Tile {
-            simd,
-            m,
-            xs,
-            x_scales,
-            out,
-        } = self;
-        let f = simd.avx512f;
+    fn tile(self, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]) {
+        let f = self.0.avx512f;
         let blocks = m.inp / BLOCK;
         let rows = x_scales.len() / blocks;
         assert_eq!(xs.len(), rows * m.inp, "activation rows");
