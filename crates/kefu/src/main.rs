@@ -236,11 +236,6 @@ impl StorageArgs {
     }
 }
 
-/// mimalloc rather than glibc's allocator: the encoders allocate and free their layer buffers on every query, and
-/// glibc handed that memory back to the kernel and faulted it in again each time (bench/RESULTS.md, session 22).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> anyhow::Result<()> {
     // llama.cpp and other OpenMP engines must not spin on idle cores (see MODELS.md).
     if std::env::var_os("OMP_WAIT_POLICY").is_none() {
