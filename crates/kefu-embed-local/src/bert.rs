@@ -313,15 +313,27 @@ impl pulp::NullaryFnOnce for AddNorm<'_> {
 /// `Σ f(x)` over 16 independent lanes, so that it compiles to vector adds (an ordered float sum cannot).
 #[inline(always)]
 fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut lanes = [0f32; 16];
-    let mut chunks = xs.chunks_exact(16);
+    lane_fold(xs, 0.0, |a, v| a + f(v), |a, b| a + b)
+}
+
+/// `xs` folded by `step` in 16 independent lanes, so that it compiles to vector code (an ordered fold of floats
+/// cannot); the lanes and the tail's fold are then combined in order by `merge`.
+#[inline(always)]
+fn lane_fold(
+    xs: &[f32],
+    init: f32,
+    step: impl Fn(f32, f32) -> f32,
+    merge: impl Fn(f32, f32) -> f32,
+) -> f32 {
+    let mut lanes = [init; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
     for chunk in &mut chunks {
         for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane += f(v);
+            *lane = step(*lane, v);
         }
     }
-    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
-    lanes.iter().sum::<f32>() + tail
+    let tail = chunks.remainder().iter().fold(init, |a, &v| step(a, v));
+    merge(lanes.into_iter().fold(init, &merge), tail)
 }
 
 /// Segments longer than this take the two attention products through candle's gemm ([`attention_gemm`]); shorter
@@ -329,6 +341,9 @@ fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 /// in registers: at a dozen tokens that costs less than a gemm's set-up and the copies into heads, at a few hundred
 /// it cost e5 a fifth of its speed (bench/RESULTS.md, session 20). 48 lies between the two regimes.
 const GEMM_FROM: usize = 48;
+
+/// f32 values in one AVX-512 vector: the width of [`lane_fold`]'s lanes and of the padded rows in [`Attention`].
+const LANES: usize = 16;
 
 /// Scaled dot-product self-attention of each segment on its own, every head: from the `[T, 3H]` rows of queries,
 /// keys and values side by side to the `[T, H]` context rows.
@@ -419,15 +434,22 @@ impl pulp::NullaryFnOnce for SoftmaxRows<'_> {
 
     #[inline(always)]
     fn call(self) {
-        self.scores.chunks_exact_mut(self.len).for_each(softmax);
+        self.scores
+            .chunks_exact_mut(self.len)
+            .for_each(|row| softmax(row, self.len));
     }
 }
 
-/// `row ← softmax(row)`.
+/// `row[..len] ← softmax(row[..len])`, and 0 in the rest of `row`: padding that lets a short row run as whole
+/// 16-lane vectors instead of a scalar tail.
 #[inline(always)]
-fn softmax(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+fn softmax(row: &mut [f32], len: usize) {
+    row[len..].fill(f32::NEG_INFINITY);
+    // `>` rather than `f32::max`, whose NaN rule costs a compare and blend per vector; `exp` maps a NaN to e⁻⁸⁷.
+    let larger = |a: f32, b: f32| if a > b { a } else { b };
+    let max = lane_fold(row, f32::NEG_INFINITY, larger, larger);
     row.iter_mut().for_each(|s| *s = exp(*s - max));
+    row[len..].fill(0.0);
     let inv = 1.0 / lane_sum(row, |p| p);
     row.iter_mut().for_each(|p| *p *= inv);
 }
@@ -450,40 +472,68 @@ impl pulp::NullaryFnOnce for Attention<'_> {
         let h = self.hidden;
         let d = h / self.heads;
         let scale = 1.0 / (d as f32).sqrt();
+        // Rows of scores and of transposed keys are padded to whole vectors: at a dozen tokens, a row of `len` would
+        // run entirely in the scalar tail of every loop below.
+        let width = |len: usize| len.next_multiple_of(LANES);
         let longest = self.spans.iter().map(|&(_, len)| len).max().unwrap_or(0);
-        // One head's keys transposed (`[d, len]`), so that a query's scores are d products along the whole row.
-        let mut keys = vec![0f32; d * longest];
-        let mut scores = vec![0f32; longest];
+        // One head's keys transposed (`[d, width]`, zero past `len`), so that a query's scores are d products along
+        // the whole row.
+        let mut keys = vec![0f32; d * width(longest)];
+        let mut scores = vec![0f32; width(longest)];
         for &(start, len) in self.spans {
             let rows = &self.qkv[start * 3 * h..(start + len) * 3 * h];
             let out = &mut self.ctx[start * h..(start + len) * h];
+            let w = width(len);
             for head in 0..self.heads {
                 let (q_at, k_at, v_at) = (head * d, h + head * d, 2 * h + head * d);
-                let keys = &mut keys[..d * len];
+                let keys = &mut keys[..d * w];
+                for key in keys.chunks_exact_mut(w) {
+                    key[len..].fill(0.0);
+                }
                 for (j, row) in rows.chunks_exact(3 * h).enumerate() {
                     for (e, &k) in row[k_at..k_at + d].iter().enumerate() {
-                        keys[e * len + j] = k;
+                        keys[e * w + j] = k;
                     }
                 }
-                let scores = &mut scores[..len];
+                let scores = &mut scores[..w];
                 for (i, row) in rows.chunks_exact(3 * h).enumerate() {
-                    scores.fill(0.0);
-                    for (&q, key) in row[q_at..q_at + d].iter().zip(keys.chunks_exact(len)) {
-                        let q = q * scale;
-                        scores.iter_mut().zip(key).for_each(|(s, k)| *s += q * k);
+                    // Each 16 scores (and below, each 16 values of the context) summed in one register-sized
+                    // array over the whole loop, rather than loaded and stored at every step.
+                    for (c, chunk) in scores.chunks_exact_mut(LANES).enumerate() {
+                        let products = row[q_at..q_at + d].iter().zip(keys.chunks_exact(w));
+                        let products = products.map(|(&q, key)| (q * scale, &key[c * LANES..]));
+                        chunk.copy_from_slice(&lane_axpy(products));
                     }
-                    softmax(scores);
+                    softmax(scores, len);
                     let context = &mut out[i * h + q_at..i * h + q_at + d];
-                    for (&p, row) in scores.iter().zip(rows.chunks_exact(3 * h)) {
-                        context
-                            .iter_mut()
-                            .zip(&row[v_at..v_at + d])
-                            .for_each(|(c, v)| *c += p * v);
+                    for (c, chunk) in context.chunks_mut(LANES).enumerate() {
+                        let at = v_at + c * LANES;
+                        let values = rows.chunks_exact(3 * h).map(|row| &row[at..]);
+                        if chunk.len() == LANES {
+                            chunk.copy_from_slice(&lane_axpy(scores.iter().copied().zip(values)));
+                        } else {
+                            for (&p, value) in scores.iter().zip(values) {
+                                chunk.iter_mut().zip(value).for_each(|(c, v)| *c += p * v);
+                            }
+                        }
                     }
                 }
             }
         }
     }
+}
+
+/// `Σ a · x[..16]` over the pairs, summed in a register-sized array rather than loaded and stored at every step.
+#[inline(always)]
+fn lane_axpy<'a>(pairs: impl Iterator<Item = (f32, &'a [f32])>) -> [f32; LANES] {
+    let mut acc = [0f32; LANES];
+    for (a, x) in pairs {
+        let x: &[f32; LANES] = x[..LANES].try_into().expect("16 values");
+        for (s, x) in acc.iter_mut().zip(x) {
+            *s += a * x;
+        }
+    }
+    acc
 }
 
 /// `eˣ` in f32 for x ≤ 0 (softmax's shifted scores), as Cephes computes `expf`: x = n · ln 2 + r with |r| ≤ ln 2 / 2,
@@ -657,24 +707,31 @@ mod tests {
 
     #[test]
     fn attention_of_short_and_long_segments_matches_the_plain_computation() {
-        // Segments on both sides of GEMM_FROM in one batch, so both paths run and neither may touch the other's rows.
-        let (h, heads) = (64, 4);
-        let lens = [5, GEMM_FROM, GEMM_FROM + 1, 70, 1];
+        // Segments on both sides of GEMM_FROM in one batch, so both paths run and neither may touch the other's rows;
+        // short lengths below, at and above a whole padded row of LANES; heads of 16 values and of 20 (a whole
+        // vector and a part of one).
+        let lens = [5, LANES, LANES + 1, GEMM_FROM, GEMM_FROM + 1, 70, 1];
         let total: usize = lens.iter().sum();
-        // Deterministic values in −2..2, large enough that the softmax is far from uniform.
-        let qkv: Vec<f32> = (0..total * 3 * h)
-            .map(|i| ((i as u64).wrapping_mul(2_654_435_761) % 4001) as f32 / 1000.0 - 2.0)
-            .collect();
-        let want = attention_reference(&qkv, &lens, h, heads);
-        // Every SIMD path this CPU can run (an AVX-512 host also runs the AVX2 and scalar ones).
-        for kernel in Kernel::available() {
-            let got = attention(kernel, &qkv, &lens, h, heads).unwrap();
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(&g, &w)| (f64::from(g) - w).abs())
-                .fold(0f64, f64::max);
-            assert!(worst < 1e-5, "{kernel:?}: worst absolute error {worst}");
+        for (h, heads) in [(64, 4), (40, 2)] {
+            // Deterministic values in −2..2, large enough that the softmax is far from uniform.
+            let qkv: Vec<f32> = (0..total * 3 * h)
+                .map(|i| ((i as u64).wrapping_mul(2_654_435_761) % 4001) as f32 / 1000.0 - 2.0)
+                .collect();
+            let want = attention_reference(&qkv, &lens, h, heads);
+            // Every SIMD path this CPU can run (an AVX-512 host also runs the AVX2 and scalar ones).
+            for kernel in Kernel::available() {
+                let got = attention(kernel, &qkv, &lens, h, heads).unwrap();
+                let worst = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(&g, &w)| (f64::from(g) - w).abs())
+                    .fold(0f64, f64::max);
+                assert!(
+                    worst < 1e-5,
+                    "{kernel:?}, {heads} heads of {}: worst absolute error {worst}",
+                    h / heads
+                );
+            }
         }
     }
 
