@@ -476,8 +476,8 @@ impl pulp::NullaryFnOnce for Attention<'_> {
         // run entirely in the scalar tail of every loop below.
         let width = |len: usize| len.next_multiple_of(LANES);
         let longest = self.spans.iter().map(|&(_, len)| len).max().unwrap_or(0);
-        // One head's keys transposed (`[d, width]`, zero past `len`), so that a query's scores are d products along
-        // the whole row.
+        // One head's keys transposed (`[d, width]`), so that a query's scores are d products along the whole row.
+        // Past `len` they hold whatever an earlier head left: those scores are masked out in the softmax.
         let mut keys = vec![0f32; d * width(longest)];
         let mut scores = vec![0f32; width(longest)];
         for &(start, len) in self.spans {
@@ -487,9 +487,6 @@ impl pulp::NullaryFnOnce for Attention<'_> {
             for head in 0..self.heads {
                 let (q_at, k_at, v_at) = (head * d, h + head * d, 2 * h + head * d);
                 let keys = &mut keys[..d * w];
-                for key in keys.chunks_exact_mut(w) {
-                    key[len..].fill(0.0);
-                }
                 for (j, row) in rows.chunks_exact(3 * h).enumerate() {
                     for (e, &k) in row[k_at..k_at + d].iter().enumerate() {
                         keys[e * w + j] = k;
