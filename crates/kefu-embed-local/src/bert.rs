@@ -10,7 +10,7 @@
 
 use candle_core::{Device, Tensor};
 
-use crate::q8::Kernel;
+use crate::q8::{Kernel, LANES};
 use crate::EmbedError;
 
 /// The word-embedding table. e5 keeps it 4-bit (250k rows would be 384 MB as f32) and expands only the rows used.
@@ -341,9 +341,6 @@ fn lane_fold(
 /// in registers: at a dozen tokens that costs less than a gemm's set-up and the copies into heads, at a few hundred
 /// it cost e5 a fifth of its speed (bench/RESULTS.md, session 20). 48 lies between the two regimes.
 const GEMM_FROM: usize = 48;
-
-/// f32 values in one AVX-512 vector: the width of [`lane_fold`]'s lanes and of the padded rows in [`Attention`].
-const LANES: usize = 16;
 
 /// Scaled dot-product self-attention of each segment on its own, every head: from the `[T, 3H]` rows of queries,
 /// keys and values side by side to the `[T, H]` context rows.

@@ -213,8 +213,9 @@ impl<S: TileProduct> pulp::NullaryFnOnce for Tile<'_, S> {
 #[cfg(target_arch = "x86_64")]
 mod amx;
 
-/// Output columns per group in the SIMD kernels (one AVX-512 register, two AVX2 ones).
-const LANES: usize = 16;
+/// 32-bit lanes of one AVX-512 register (two AVX2 ones): output columns per group in the SIMD kernels, and the width
+/// of the encoder's lane folds and padded attention rows (`bert`).
+pub(crate) const LANES: usize = 16;
 /// Inputs per lane per step: `vpmaddubsw` then `vpmaddwd` sum four byte products into each int32 lane.
 const STEP: usize = 4;
 
