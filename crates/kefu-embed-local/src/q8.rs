@@ -12,7 +12,8 @@
 //! lane (see [`lanes`]), a weight step is loaded once and used for a tile of token rows (four with AVX-512, two with
 //! AVX2), a block's products add up in integers per column, the float work is once per block for 16 columns, and
 //! the activation rows are quantised once per projection. The SIMD kernels (through `pulp`, which checks the CPU at run time and keeps the intrinsics safe to call) use the
-//! unsigned-by-signed byte product (`vpmaddubsw`) on `x + 128`. The shift costs no instruction: each block's integer
+//! unsigned-by-signed byte product (`vpmaddubsw`, or with AVX512-VNNI `vpdpbusd`, which also adds a lane's four
+//! products to its int32 sum) on `x + 128`. The shift costs no instruction: each block's integer
 //! sum starts from −128 · Σ w (precomputed at load), so it ends as the exact signed dot product before it is
 //! converted and scaled. Where the CPU has AMX, its tile unit does each block's integer products instead ([`amx`],
 //! the same result bit for bit). Other CPUs take a scalar loop with the same integer arithmetic. Measured in
@@ -63,6 +64,9 @@ pub(crate) enum Kernel {
     Avx2(pulp::x86::V3),
     #[cfg(target_arch = "x86_64")]
     Avx512(pulp::x86::V4),
+    /// AVX-512 with VNNI's byte dot products ([`avx512::Vnni`]).
+    #[cfg(target_arch = "x86_64")]
+    Vnni(avx512::Vnni),
     /// AVX-512 with the products on AMX's tile unit ([`amx`]).
     #[cfg(target_arch = "x86_64")]
     Amx(pulp::x86::V4),
@@ -75,6 +79,8 @@ impl Kernel {
             if let Some(simd) = pulp::x86::V4::try_new() {
                 return if amx::available() {
                     Kernel::Amx(simd)
+                } else if let Some(vnni) = avx512::Vnni::try_new() {
+                    Kernel::Vnni(vnni)
                 } else {
                     Kernel::Avx512(simd)
                 };
@@ -92,10 +98,13 @@ impl Kernel {
         let mut all = vec![Kernel::detect()];
         #[cfg(target_arch = "x86_64")]
         {
-            if let Kernel::Amx(simd) = all[0] {
-                all.push(Kernel::Avx512(simd));
+            if let Kernel::Amx(_) | Kernel::Vnni(_) = all[0] {
+                if let (Kernel::Amx(_), Some(vnni)) = (all[0], avx512::Vnni::try_new()) {
+                    all.push(Kernel::Vnni(vnni));
+                }
+                all.push(Kernel::Avx512(pulp::x86::V4::try_new().expect("AVX-512")));
             }
-            if let (Kernel::Avx512(_) | Kernel::Amx(_), Some(simd)) =
+            if let (Kernel::Avx512(_) | Kernel::Vnni(_) | Kernel::Amx(_), Some(simd)) =
                 (all[0], pulp::x86::V3::try_new())
             {
                 all.push(Kernel::Avx2(simd));
@@ -115,6 +124,8 @@ impl Kernel {
             Kernel::Avx2(simd) => simd.vectorize(f),
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512(simd) | Kernel::Amx(simd) => simd.vectorize(f),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vnni(vnni) => vnni.vectorize(f),
             Kernel::Scalar => f.call(),
         }
     }
@@ -123,7 +134,7 @@ impl Kernel {
     fn tile(self) -> usize {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512(_) => avx512::TILE,
+            Kernel::Avx512(_) | Kernel::Vnni(_) => avx512::TILE,
             #[cfg(target_arch = "x86_64")]
             Kernel::Amx(_) => amx::TILE,
             #[cfg(target_arch = "x86_64")]
@@ -216,7 +227,8 @@ mod amx;
 /// 32-bit lanes of one AVX-512 register (two AVX2 ones): output columns per group in the SIMD kernels, and the width
 /// of the encoder's lane folds and padded attention rows (`bert`).
 pub(crate) const LANES: usize = 16;
-/// Inputs per lane per step: `vpmaddubsw` then `vpmaddwd` sum four byte products into each int32 lane.
+/// Inputs per lane per step: `vpmaddubsw` then `vpmaddwd` (or one `vpdpbusd`) sum four byte products into each
+/// int32 lane.
 const STEP: usize = 4;
 
 /// Row-major `[out, in]` int8 values, their block scales and each block's −128 · Σ w in the SIMD kernels' order
@@ -297,7 +309,7 @@ impl Q8Matrix {
             lane_offsets,
         } = match Kernel::detect() {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Amx(_) | Kernel::Avx512(_) | Kernel::Avx2(_) => {
+            Kernel::Amx(_) | Kernel::Vnni(_) | Kernel::Avx512(_) | Kernel::Avx2(_) => {
                 by_lanes(out, inp, &values, &scales)
             }
             Kernel::Scalar => Lanes::default(),
@@ -342,6 +354,8 @@ impl Q8Matrix {
         let q = match kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512(simd) | Kernel::Amx(simd) => simd.vectorize(avx512::Quantise(simd, x)),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vnni(vnni) => vnni.vectorize(avx512::Quantise(vnni.simd, x)),
             _ => kernel.vectorize(Quantise(x)),
         };
         let mut y = vec![0f32; rows * self.out];
@@ -358,7 +372,15 @@ impl Q8Matrix {
             }),
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512(simd) => simd.vectorize(Tile {
-                simd,
+                simd: avx512::Zmm::from(simd),
+                m: self,
+                xs,
+                x_scales,
+                out,
+            }),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vnni(vnni) => vnni.vectorize(Tile {
+                simd: vnni.zmm(),
                 m: self,
                 xs,
                 x_scales,
@@ -429,6 +451,9 @@ mod lanes {
     pub(super) trait Columns16: Copy {
         type Int: Copy;
         type Float: Copy;
+        /// [`Self::dot_add`] is one instruction, so a block's products go straight into the 32-bit sums; adding
+        /// pairs in 16 bits first (`NARROW` in [`columns`]) would only add work.
+        const ONE_INSTRUCTION_DOT: bool = false;
         fn zero_int(self) -> Self::Int;
         fn zero_float(self) -> Self::Float;
         /// 64 bytes as the lanes: a weight step, or a block's 16 int32 offsets.
@@ -469,7 +494,7 @@ mod lanes {
         x_scales: &[f32],
         out: &mut [f32],
     ) {
-        if m.narrow {
+        if m.narrow && !S::ONE_INSTRUCTION_DOT {
             by_rows::<S, G, true>(simd, m, xs, x_scales, out);
         } else {
             by_rows::<S, G, false>(simd, m, xs, x_scales, out);
@@ -705,7 +730,7 @@ mod avx2 {
     }
 
     impl super::TileProduct for V3 {
-        /// Up to [`TILE`] token rows, one column group at a time.
+        /// Tiles of [`TILE`] token rows against one column group at a time.
         #[inline(always)]
         fn tile(self, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]) {
             super::lanes::dispatch::<V3, 1>(self, m, xs, x_scales, out);
@@ -714,7 +739,9 @@ mod avx2 {
 }
 
 /// [`lanes`] with AVX-512 F/BW/DQ/VL: 16 columns in one register; tiles of four token rows against three column
-/// groups at a time (12 integer and 12 float accumulators).
+/// groups at a time (12 integer and 12 float accumulators). Where the CPU also has AVX512-VNNI (AMD Zen 4 on,
+/// Intel Cascade Lake on), a step's 4 byte products per lane and their sum are one `vpdpbusd` instead of
+/// `vpmaddubsw`, `vpmaddwd` and an add; the integer sums, and so the results, are the same bit for bit (tested).
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::lanes::{Columns16, STEP_BYTES};
@@ -722,6 +749,74 @@ mod avx512 {
     use pulp::bytemuck::cast;
     use pulp::x86::V4;
     use std::arch::x86_64::{__m512, __m512i};
+
+    pulp::simd_type! {
+        /// [`V4`]'s features and AVX512-VNNI: a frame in which `vpdpbusd` inlines.
+        pub struct V4Vnni {
+            pub sse: "sse",
+            pub sse2: "sse2",
+            pub fxsr: "fxsr",
+            pub sse3: "sse3",
+            pub ssse3: "ssse3",
+            pub sse4_1: "sse4.1",
+            pub sse4_2: "sse4.2",
+            pub popcnt: "popcnt",
+            pub avx: "avx",
+            pub avx2: "avx2",
+            pub bmi1: "bmi1",
+            pub bmi2: "bmi2",
+            pub fma: "fma",
+            pub lzcnt: "lzcnt",
+            pub avx512f: "avx512f",
+            pub avx512bw: "avx512bw",
+            pub avx512cd: "avx512cd",
+            pub avx512dq: "avx512dq",
+            pub avx512vl: "avx512vl",
+            pub avx512vnni: "avx512vnni",
+        }
+    }
+
+    /// Proof that the CPU has AVX-512 and AVX512-VNNI (only [`Vnni::try_new`] makes one).
+    #[derive(Clone, Copy)]
+    pub(crate) struct Vnni {
+        pub(super) simd: V4,
+        features: V4Vnni,
+    }
+
+    impl std::fmt::Debug for Vnni {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("AVX-512 with VNNI")
+        }
+    }
+
+    impl Vnni {
+        pub(crate) fn try_new() -> Option<Vnni> {
+            Some(Vnni {
+                simd: V4::try_new()?,
+                features: V4Vnni::try_new()?,
+            })
+        }
+
+        /// Runs `f` with AVX-512 and VNNI enabled (see [`super::Kernel::vectorize`]).
+        #[inline(always)]
+        pub(crate) fn vectorize<F: pulp::NullaryFnOnce>(self, f: F) -> F::Output {
+            self.features.vectorize(f)
+        }
+
+        pub(super) fn zmm(self) -> Zmm<true> {
+            Zmm(self.simd)
+        }
+    }
+
+    /// AVX-512's registers as [`Columns16`]; with `VNNI` (made only by [`Vnni::zmm`]), `dot_add` is `vpdpbusd`.
+    #[derive(Clone, Copy)]
+    pub(super) struct Zmm<const VNNI: bool>(V4);
+
+    impl From<V4> for Zmm<false> {
+        fn from(simd: V4) -> Self {
+            Zmm(simd)
+        }
+    }
 
     /// Token rows per tile.
     pub(super) const TILE: usize = 4;
@@ -767,18 +862,19 @@ mod avx512 {
         }
     }
 
-    impl Columns16 for V4 {
+    impl<const VNNI: bool> Columns16 for Zmm<VNNI> {
         type Int = __m512i;
         type Float = __m512;
+        const ONE_INSTRUCTION_DOT: bool = VNNI;
 
         #[inline(always)]
         fn zero_int(self) -> __m512i {
-            self.avx512f._mm512_setzero_si512()
+            self.0.avx512f._mm512_setzero_si512()
         }
 
         #[inline(always)]
         fn zero_float(self) -> __m512 {
-            self.avx512f._mm512_setzero_ps()
+            self.0.avx512f._mm512_setzero_ps()
         }
 
         #[inline(always)]
@@ -788,24 +884,40 @@ mod avx512 {
 
         #[inline(always)]
         fn splat(self, word: u32) -> __m512i {
-            self.avx512f._mm512_set1_epi32(word as i32)
+            self.0.avx512f._mm512_set1_epi32(word as i32)
         }
 
         #[inline(always)]
         fn pairs(self, x: __m512i, w: __m512i) -> __m512i {
-            self.avx512bw._mm512_maddubs_epi16(x, w)
+            self.0.avx512bw._mm512_maddubs_epi16(x, w)
         }
 
         #[inline(always)]
         fn add_pairs(self, a: __m512i, b: __m512i) -> __m512i {
-            self.avx512bw._mm512_add_epi16(a, b)
+            self.0.avx512bw._mm512_add_epi16(a, b)
         }
 
         #[inline(always)]
         fn widen_add(self, acc: __m512i, pairs: __m512i) -> __m512i {
-            let ones = self.avx512f._mm512_set1_epi16(1);
-            self.avx512f
-                ._mm512_add_epi32(acc, self.avx512bw._mm512_madd_epi16(pairs, ones))
+            let ones = self.0.avx512f._mm512_set1_epi16(1);
+            self.0
+                .avx512f
+                ._mm512_add_epi32(acc, self.0.avx512bw._mm512_madd_epi16(pairs, ones))
+        }
+
+        #[inline(always)]
+        fn dot_add(self, acc: __m512i, x: __m512i, w: __m512i) -> __m512i {
+            if VNNI {
+                // SAFETY: a `Zmm<true>` comes only from a `Vnni`, whose construction checked that the CPU has
+                // AVX512-VNNI, and it runs inside that `Vnni`'s frame (`Kernel::Vnni`). The intrinsic only reads
+                // and returns registers.
+                #[allow(unsafe_code)]
+                unsafe {
+                    std::arch::x86_64::_mm512_dpbusd_epi32(acc, x, w)
+                }
+            } else {
+                self.widen_add(acc, self.pairs(x, w))
+            }
         }
 
         #[inline(always)]
@@ -816,7 +928,7 @@ mod avx512 {
             x_scale: f32,
             w_scales: &[f32; LANES],
         ) -> __m512 {
-            let f = self.avx512f;
+            let f = self.0.avx512f;
             let scale = f._mm512_mul_ps(f._mm512_set1_ps(x_scale), cast(*w_scales));
             f._mm512_fmadd_ps(f._mm512_cvtepi32_ps(sums), scale, acc)
         }
@@ -827,11 +939,11 @@ mod avx512 {
         }
     }
 
-    impl super::TileProduct for V4 {
-        /// Up to [`TILE`] token rows, three column groups at a time.
+    impl<const VNNI: bool> super::TileProduct for Zmm<VNNI> {
+        /// Tiles of [`TILE`] token rows against three column groups at a time.
         #[inline(always)]
         fn tile(self, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]) {
-            super::lanes::dispatch::<V4, 3>(self, m, xs, x_scales, out);
+            super::lanes::dispatch::<Zmm<VNNI>, 3>(self, m, xs, x_scales, out);
         }
     }
 }
@@ -875,11 +987,16 @@ mod tests {
             .iter()
             .map(|&kernel| m.matmul_with(x, kernel))
             .collect();
-        // AMX does AVX-512's float work in the same order on the same integer sums: the same bits.
+        // AMX and VNNI do AVX-512's float work in the same order on the same integer sums: the same bits.
         #[cfg(target_arch = "x86_64")]
-        if let Kernel::Amx(_) = kernels[0] {
-            assert!(matches!(kernels[1], Kernel::Avx512(_)));
-            assert_eq!(ys[0], ys[1], "rows {rows}: AMX against AVX-512");
+        if let Kernel::Amx(_) | Kernel::Vnni(_) = kernels[0] {
+            let plain = kernels
+                .iter()
+                .position(|k| matches!(k, Kernel::Avx512(_)))
+                .expect("the plain AVX-512 path");
+            for (kernel, y) in kernels.iter().zip(&ys).take(plain) {
+                assert_eq!(y, &ys[plain], "rows {rows}: {kernel:?} against AVX-512");
+            }
         }
         for r in 0..rows {
             for c in 0..out {

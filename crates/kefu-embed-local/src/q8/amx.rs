@@ -6,9 +6,9 @@
 //! of 16 columns × 4 inputs, which is the `tdpbusd` B operand as it stands (8 rows of 64 bytes). The A operand is
 //! the tile's activation rows, 32 bytes of each (one block), read in place with the row width as the stride.
 //!
-//! This is the workspace's only `unsafe` code. Rust has no stable AMX intrinsics (`x86_amx_intrinsics`, rust-lang
-//! #126622) and no maintained crate wraps them, so the instructions are inline assembly, and Linux hands out the
-//! tile registers only on request (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), which is a system call. The scope is kept
+//! This is most of the workspace's `unsafe` code (the rest is one VNNI intrinsic in [`super::avx512`]). Rust has no
+//! stable AMX intrinsics (`x86_amx_intrinsics`, rust-lang #126622) and no maintained crate wraps them, so the
+//! instructions are inline assembly, and Linux hands out the tile registers only on request (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), which is a system call. The scope is kept
 //! small: one config load and release per tile of rows, and one assembly block per one or two weight blocks whose
 //! every address is checked against its slice first. Measured against AVX-512 in bench/RESULTS.md.
 
