@@ -472,13 +472,15 @@ mod lanes {
         fn dot_add(self, acc: Self::Int, x: Self::Int, w: Self::Int) -> Self::Int {
             self.widen_add(acc, self.pairs(x, w))
         }
+        /// A block's 16 weight scales in the lanes.
+        fn floats(self, v: &[f32; LANES]) -> Self::Float;
         /// `acc + sums · x_scale · w_scales`.
         fn scale_add(
             self,
             acc: Self::Float,
             sums: Self::Int,
             x_scale: f32,
-            w_scales: &[f32; LANES],
+            w_scales: Self::Float,
         ) -> Self::Float;
         fn to_array(self, v: Self::Float) -> [f32; LANES];
     }
@@ -613,13 +615,16 @@ mod lanes {
                     }
                 }
             }
+            // Each group's scales are read once per block, not once per row.
+            let mut w_scales = [simd.zero_float(); G];
+            for (i, ws) in w_scales.iter_mut().enumerate() {
+                let at = ((g + i) * blocks + b) * LANES;
+                *ws = simd.floats(m.lane_scales[at..at + LANES].try_into().expect("16 scales"));
+            }
             for t in 0..R {
                 let x_scale = x_scales[t * blocks + b];
                 for i in 0..G {
-                    let at = ((g + i) * blocks + b) * LANES;
-                    let ws: &[f32; LANES] =
-                        m.lane_scales[at..at + LANES].try_into().expect("16 scales");
-                    acc[t][i] = simd.scale_add(acc[t][i], sums[t][i], x_scale, ws);
+                    acc[t][i] = simd.scale_add(acc[t][i], sums[t][i], x_scale, w_scales[i]);
                 }
             }
         }
@@ -706,15 +711,19 @@ mod avx2 {
         }
 
         #[inline(always)]
+        fn floats(self, v: &[f32; LANES]) -> Self::Float {
+            cast(*v)
+        }
+
+        #[inline(always)]
         fn scale_add(
             self,
             acc: Self::Float,
             sums: Self::Int,
             x_scale: f32,
-            w_scales: &[f32; LANES],
+            ws: Self::Float,
         ) -> Self::Float {
             let x_scale = self.avx._mm256_set1_ps(x_scale);
-            let ws: [__m256; 2] = cast(*w_scales);
             let half = |h: usize| {
                 let scale = self.avx._mm256_mul_ps(x_scale, ws[h]);
                 self.fma
@@ -921,15 +930,14 @@ mod avx512 {
         }
 
         #[inline(always)]
-        fn scale_add(
-            self,
-            acc: __m512,
-            sums: __m512i,
-            x_scale: f32,
-            w_scales: &[f32; LANES],
-        ) -> __m512 {
+        fn floats(self, v: &[f32; LANES]) -> __m512 {
+            cast(*v)
+        }
+
+        #[inline(always)]
+        fn scale_add(self, acc: __m512, sums: __m512i, x_scale: f32, w_scales: __m512) -> __m512 {
             let f = self.0.avx512f;
-            let scale = f._mm512_mul_ps(f._mm512_set1_ps(x_scale), cast(*w_scales));
+            let scale = f._mm512_mul_ps(f._mm512_set1_ps(x_scale), w_scales);
             f._mm512_fmadd_ps(f._mm512_cvtepi32_ps(sums), scale, acc)
         }
 
