@@ -98,11 +98,14 @@ impl Kernel {
         let mut all = vec![Kernel::detect()];
         #[cfg(target_arch = "x86_64")]
         {
-            if let Kernel::Amx(_) | Kernel::Vnni(_) = all[0] {
-                if let (Kernel::Amx(_), Some(vnni)) = (all[0], avx512::Vnni::try_new()) {
+            if let Kernel::Amx(simd) = all[0] {
+                if let Some(vnni) = avx512::Vnni::try_new() {
                     all.push(Kernel::Vnni(vnni));
                 }
-                all.push(Kernel::Avx512(pulp::x86::V4::try_new().expect("AVX-512")));
+                all.push(Kernel::Avx512(simd));
+            }
+            if let Kernel::Vnni(vnni) = all[0] {
+                all.push(Kernel::Avx512(vnni.simd));
             }
             if let (Kernel::Avx512(_) | Kernel::Vnni(_) | Kernel::Amx(_), Some(simd)) =
                 (all[0], pulp::x86::V3::try_new())
@@ -739,7 +742,7 @@ mod avx2 {
     }
 
     impl super::TileProduct for V3 {
-        /// Tiles of [`TILE`] token rows against one column group at a time.
+        /// Up to [`TILE`] token rows, one column group at a time.
         #[inline(always)]
         fn tile(self, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]) {
             super::lanes::dispatch::<V3, 1>(self, m, xs, x_scales, out);
@@ -948,7 +951,7 @@ mod avx512 {
     }
 
     impl<const VNNI: bool> super::TileProduct for Zmm<VNNI> {
-        /// Tiles of [`TILE`] token rows against three column groups at a time.
+        /// Up to [`TILE`] token rows, three column groups at a time.
         #[inline(always)]
         fn tile(self, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]) {
             super::lanes::dispatch::<Zmm<VNNI>, 3>(self, m, xs, x_scales, out);
