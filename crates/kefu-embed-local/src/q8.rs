@@ -133,6 +133,21 @@ impl Kernel {
         }
     }
 
+    /// Token rows per call of the product for `rows` in all. AMX and the scalar loop take a tile at a time. The lane
+    /// kernels take all of a thread's rows at once ([`lanes`] reads each weight group once per call), the rows split
+    /// among the pool's threads in whole tiles.
+    fn rows_per_call(self, rows: usize) -> usize {
+        let tile = self.tile();
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2(_) | Kernel::Avx512(_) | Kernel::Vnni(_) => rows
+                .div_ceil(rayon::current_num_threads())
+                .next_multiple_of(tile)
+                .max(tile),
+            _ => tile,
+        }
+    }
+
     /// Token rows per tile.
     fn tile(self) -> usize {
         match self {
@@ -362,8 +377,8 @@ impl Q8Matrix {
             _ => kernel.vectorize(Quantise(x)),
         };
         let mut y = vec![0f32; rows * self.out];
-        let tile = kernel.tile();
-        let (tile_in, tile_out) = (tile * self.inp, tile * self.out);
+        let per_call = kernel.rows_per_call(rows);
+        let (tile_in, tile_out) = (per_call * self.inp, per_call * self.out);
         let one = |((xs, x_scales), out): ((&[u8], &[f32]), &mut [f32])| match kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2(simd) => simd.vectorize(Tile {
@@ -399,7 +414,7 @@ impl Q8Matrix {
             }),
             Kernel::Scalar => self.tile_scalar(xs, x_scales, out),
         };
-        if rows > tile && rayon::current_num_threads() > 1 {
+        if rows > per_call {
             q.values
                 .par_chunks(tile_in)
                 .zip(q.scales.par_chunks(tile_in / BLOCK))
@@ -445,7 +460,7 @@ impl Q8Matrix {
 #[cfg(target_arch = "x86_64")]
 mod lanes {
     use super::{Q8Matrix, BLOCK, LANES, STEP};
-    use pulp::bytemuck::cast_ref;
+    use pulp::bytemuck::cast_slice;
 
     /// Bytes of one step of one group: 16 lanes of 4.
     pub(super) const STEP_BYTES: usize = LANES * STEP;
@@ -488,11 +503,9 @@ mod lanes {
         fn to_array(self, v: Self::Float) -> [f32; LANES];
     }
 
-    /// [`tile`] for the matrix's weight width and the tile's row count (1..=4), both constants, so that the compiler
-    /// unrolls the loops over rows and groups and keeps the accumulators in registers. A path whose tiles are
-    /// shorter never takes the longer arms.
+    /// [`panel`] for the matrix's weight width, a constant, in tiles of up to R rows (1..=4) and G groups.
     #[inline(always)]
-    pub(super) fn dispatch<S: Columns16, const G: usize>(
+    pub(super) fn dispatch<S: Columns16, const R: usize, const G: usize>(
         simd: S,
         m: &Q8Matrix,
         xs: &[u8],
@@ -500,30 +513,54 @@ mod lanes {
         out: &mut [f32],
     ) {
         if m.narrow && !S::ONE_INSTRUCTION_DOT {
-            by_rows::<S, G, true>(simd, m, xs, x_scales, out);
+            panel::<S, R, G, true>(simd, m, xs, x_scales, out);
         } else {
-            by_rows::<S, G, false>(simd, m, xs, x_scales, out);
+            panel::<S, R, G, false>(simd, m, xs, x_scales, out);
         }
     }
 
+    /// Weight bytes per panel of column groups in [`panel`]: a panel's weights stay in the L2 cache (512 KiB on AMD
+    /// Zen 3, more on later CPUs) while every tile of rows is run against them.
+    const PANEL_BYTES: usize = 64 << 10;
+
+    /// The call's rows against every column: the columns in panels of [`PANEL_BYTES`] of weights, and for each panel
+    /// the rows in tiles of up to R. A panel's weights come from memory once per call, and from the
+    /// cache for its following tiles; with the rows as the outer loop, each tile read the whole matrix again.
     #[inline(always)]
-    fn by_rows<S: Columns16, const G: usize, const NARROW: bool>(
+    fn panel<S: Columns16, const R: usize, const G: usize, const NARROW: bool>(
         simd: S,
         m: &Q8Matrix,
         xs: &[u8],
         x_scales: &[f32],
         out: &mut [f32],
     ) {
-        match x_scales.len() / (m.inp / BLOCK) {
-            4 => tile::<S, 4, G, NARROW>(simd, m, xs, x_scales, out),
-            3 => tile::<S, 3, G, NARROW>(simd, m, xs, x_scales, out),
-            2 => tile::<S, 2, G, NARROW>(simd, m, xs, x_scales, out),
-            1 => tile::<S, 1, G, NARROW>(simd, m, xs, x_scales, out),
-            n => unreachable!("a tile of {n} rows"),
+        let blocks = m.inp / BLOCK;
+        let rows = x_scales.len() / blocks;
+        let groups = m.out.div_ceil(LANES);
+        let per_panel = (PANEL_BYTES / (LANES * m.inp)).max(1).next_multiple_of(G);
+        for first in (0..groups).step_by(per_panel) {
+            let panel = first..groups.min(first + per_panel);
+            let mut t = 0;
+            while t < rows {
+                let n = (rows - t).min(R);
+                let xs = &xs[t * m.inp..(t + n) * m.inp];
+                let x_scales = &x_scales[t * blocks..(t + n) * blocks];
+                let out = &mut out[t * m.out..(t + n) * m.out];
+                let panel = panel.clone();
+                match n {
+                    4 => tile::<S, 4, G, NARROW>(simd, m, xs, x_scales, out, panel),
+                    3 => tile::<S, 3, G, NARROW>(simd, m, xs, x_scales, out, panel),
+                    2 => tile::<S, 2, G, NARROW>(simd, m, xs, x_scales, out, panel),
+                    1 => tile::<S, 1, G, NARROW>(simd, m, xs, x_scales, out, panel),
+                    n => unreachable!("a tile of {n} rows"),
+                }
+                t += n;
+            }
         }
     }
 
-    /// The tile's R token rows against every column, G groups of 16 at a time while G fit.
+    /// The tile's R token rows (a constant, so that the compiler unrolls the loops over rows and groups and keeps
+    /// the accumulators in registers) against the panel's column groups, G of 16 at a time while G fit.
     #[inline(always)]
     fn tile<S: Columns16, const R: usize, const G: usize, const NARROW: bool>(
         simd: S,
@@ -531,17 +568,17 @@ mod lanes {
         xs: &[u8],
         x_scales: &[f32],
         out: &mut [f32],
+        panel: std::ops::Range<usize>,
     ) {
         let weights: &[u8] = pulp::bytemuck::cast_slice(&m.lanes);
-        let groups = m.out.div_ceil(LANES);
-        debug_assert_eq!(weights.len(), groups * m.inp * LANES);
-        let mut g = 0;
-        while g + G <= groups {
+        debug_assert_eq!(weights.len(), m.out.div_ceil(LANES) * m.inp * LANES);
+        let mut g = panel.start;
+        while g + G <= panel.end {
             let sums = columns::<S, R, G, NARROW>(simd, m, xs, x_scales, weights, g);
             store(simd, m, out, g, sums);
             g += G;
         }
-        while g < groups {
+        while g < panel.end {
             let sums = columns::<S, R, 1, NARROW>(simd, m, xs, x_scales, weights, g);
             store(simd, m, out, g, sums);
             g += 1;
@@ -561,47 +598,53 @@ mod lanes {
         g: usize,
     ) -> [[S::Float; G]; R] {
         let blocks = m.inp / BLOCK;
-        let group_bytes = m.inp * LANES;
-        let block_bytes = BLOCK * LANES;
+        // Each group's blocks (of weights, offsets and scales) and each row's (of inputs and their scales), every
+        // slice checked once to hold `blocks`, so that the loop below indexes them without bounds checks.
+        let group = |i: usize| (g + i) * blocks..(g + i + 1) * blocks;
+        let w_blocks: [&[[[u8; STEP_BYTES]; BLOCK / STEP]]; G] = std::array::from_fn(|i| {
+            let all: &[[u8; BLOCK * LANES]] = weights.as_chunks().0;
+            cast_slice(&all[group(i)])
+        });
+        let offsets: [&[[i32; LANES]]; G] =
+            std::array::from_fn(|i| &m.lane_offsets.as_chunks().0[group(i)]);
+        let w_scales: [&[[f32; LANES]]; G] =
+            std::array::from_fn(|i| &m.lane_scales.as_chunks().0[group(i)]);
+        let x_blocks: [&[[u32; BLOCK / STEP]]; R] = std::array::from_fn(|t| {
+            cast_slice(&xs.as_chunks::<BLOCK>().0[t * blocks..(t + 1) * blocks])
+        });
+        let x_scales: [&[f32]; R] =
+            std::array::from_fn(|t| &x_scales[t * blocks..(t + 1) * blocks]);
+        for i in 0..G {
+            assert!(
+                w_blocks[i].len() == blocks
+                    && offsets[i].len() == blocks
+                    && w_scales[i].len() == blocks
+            );
+        }
+        for t in 0..R {
+            assert!(x_blocks[t].len() == blocks && x_scales[t].len() == blocks);
+        }
         let mut acc = [[simd.zero_float(); G]; R];
         for b in 0..blocks {
-            // Each group's 8 steps of 64 bytes; each row's 32 inputs as 8 words of 4.
-            let mut w_block = [&[[0u8; STEP_BYTES]; BLOCK / STEP]; G];
-            for (i, w) in w_block.iter_mut().enumerate() {
-                let at = (g + i) * group_bytes + b * block_bytes;
-                let block: &[u8; BLOCK * LANES] = weights[at..at + block_bytes]
-                    .try_into()
-                    .expect("a whole block");
-                *w = cast_ref(block);
-            }
-            let mut x_words = [[0u32; BLOCK / STEP]; R];
-            for (t, x) in x_words.iter_mut().enumerate() {
-                let at = t * m.inp + b * BLOCK;
-                let block: [u8; BLOCK] = xs[at..at + BLOCK].try_into().expect("a whole block");
-                *x = pulp::bytemuck::cast(block);
-            }
             // Each block's sums start from −128 · Σ w, so they end as the exact dot products of the unshifted
             // activations: in 32 bits, or, with NARROW, at the widening.
-            let mut offsets = [simd.zero_int(); G];
-            for (i, o) in offsets.iter_mut().enumerate() {
-                let at = ((g + i) * blocks + b) * LANES;
-                let lanes: &[i32; LANES] = m.lane_offsets[at..at + LANES]
-                    .try_into()
-                    .expect("16 offsets");
-                *o = simd.step(&pulp::bytemuck::cast(*lanes));
+            // (Loops, not `array::from_fn`: a closure there may not be inlined into the SIMD frame.)
+            let mut offset = [simd.zero_int(); G];
+            for i in 0..G {
+                offset[i] = simd.step(&pulp::bytemuck::cast(offsets[i][b]));
             }
             let mut sums = if NARROW {
                 [[simd.zero_int(); G]; R]
             } else {
-                [offsets; R]
+                [offset; R]
             };
             for s in 0..BLOCK / STEP {
                 let mut w = [simd.zero_int(); G];
                 for i in 0..G {
-                    w[i] = simd.step(&w_block[i][s]);
+                    w[i] = simd.step(&w_blocks[i][b][s]);
                 }
                 for t in 0..R {
-                    let x = simd.splat(x_words[t][s]);
+                    let x = simd.splat(x_blocks[t][b][s]);
                     for i in 0..G {
                         sums[t][i] = if NARROW {
                             simd.add_pairs(sums[t][i], simd.pairs(x, w[i]))
@@ -613,21 +656,20 @@ mod lanes {
             }
             if NARROW {
                 for row in &mut sums {
-                    for (v, &o) in row.iter_mut().zip(&offsets) {
+                    for (v, &o) in row.iter_mut().zip(&offset) {
                         *v = simd.widen_add(o, *v);
                     }
                 }
             }
             // Each group's scales are read once per block, not once per row.
-            let mut w_scales = [simd.zero_float(); G];
-            for (i, ws) in w_scales.iter_mut().enumerate() {
-                let at = ((g + i) * blocks + b) * LANES;
-                *ws = simd.floats(m.lane_scales[at..at + LANES].try_into().expect("16 scales"));
+            let mut ws = [simd.zero_float(); G];
+            for i in 0..G {
+                ws[i] = simd.floats(&w_scales[i][b]);
             }
             for t in 0..R {
-                let x_scale = x_scales[t * blocks + b];
+                let x_scale = x_scales[t][b];
                 for i in 0..G {
-                    acc[t][i] = simd.scale_add(acc[t][i], sums[t][i], x_scale, w_scales[i]);
+                    acc[t][i] = simd.scale_add(acc[t][i], sums[t][i], x_scale, ws[i]);
                 }
             }
         }
@@ -742,10 +784,10 @@ mod avx2 {
     }
 
     impl super::TileProduct for V3 {
-        /// Up to [`TILE`] token rows, one column group at a time.
+        /// Any number of token rows, in tiles of [`TILE`], one column group at a time.
         #[inline(always)]
         fn tile(self, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]) {
-            super::lanes::dispatch::<V3, 1>(self, m, xs, x_scales, out);
+            super::lanes::dispatch::<V3, TILE, 1>(self, m, xs, x_scales, out);
         }
     }
 }
@@ -951,10 +993,10 @@ mod avx512 {
     }
 
     impl<const VNNI: bool> super::TileProduct for Zmm<VNNI> {
-        /// Up to [`TILE`] token rows, three column groups at a time.
+        /// Any number of token rows, in tiles of [`TILE`], three column groups at a time.
         #[inline(always)]
         fn tile(self, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]) {
-            super::lanes::dispatch::<Zmm<VNNI>, 3>(self, m, xs, x_scales, out);
+            super::lanes::dispatch::<Zmm<VNNI>, TILE, 3>(self, m, xs, x_scales, out);
         }
     }
 }
@@ -1030,6 +1072,20 @@ mod tests {
         }
     }
 
+    /// `rows × inp` activations spread over ±5.2.
+    fn activations(rows: usize, inp: usize) -> Vec<f32> {
+        (0..rows * inp)
+            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0)
+            .collect()
+    }
+
+    /// `out × inp` f32 weights spread over ±1.65.
+    fn weights(out: usize, inp: usize) -> Vec<f32> {
+        (0..out * inp)
+            .map(|i| ((i * 104_729 % 2003) as f32 - 1001.0) / 613.0)
+            .collect()
+    }
+
     /// The weights as the matrix holds them (value · block scale), `[out, in]`.
     fn held(m: &Q8Matrix) -> Vec<f32> {
         m.values
@@ -1042,7 +1098,7 @@ mod tests {
     #[test]
     fn every_kernel_matches_the_product_of_the_rounded_values() {
         // An odd and an even number of blocks per row; tiles full and partial on every path; column groups taken
-        // three at a time and one at a time.
+        // three at a time and one at a time; the last shape's 41 groups in two panels (32 or 33 groups, then the rest).
         for (out, inp, rows) in [
             (37, 96, 1),
             (37, 96, 9),
@@ -1050,19 +1106,16 @@ mod tests {
             (29, 128, 3),
             (29, 128, 12),
             (53, 64, 70),
+            (645, 128, 9),
         ] {
-            let x: Vec<f32> = (0..rows * inp)
-                .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0)
-                .collect();
+            let x = activations(rows, inp);
             // 4-bit weights, decoded independently of the matrix.
             let blocks = random_q4(out, inp, 7);
             let mut w = vec![0f32; out * inp];
             crate::bert::dequantize_q4_0(&blocks, &mut w);
             check_paths(&Q8Matrix::from_q4_0(&blocks, out, inp), &w, &x);
             // 7-bit weights from f32.
-            let f: Vec<f32> = (0..out * inp)
-                .map(|i| ((i * 104_729 % 2003) as f32 - 1001.0) / 613.0)
-                .collect();
+            let f = weights(out, inp);
             let m = Q8Matrix::from_f32(&f, out, inp);
             let w = held(&m);
             for (a, b) in f.iter().zip(&w) {
@@ -1072,6 +1125,42 @@ mod tests {
                 );
             }
             check_paths(&m, &w, &x);
+        }
+    }
+
+    /// The lane code at AVX-512's tile shape (4 rows by 3 groups), run with AVX2's instructions: hosts without
+    /// AVX-512 still test the row and group arithmetic that path takes, against the AVX2 path's own results.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_lane_code_at_avx512s_tile_shape_matches_avx2() {
+        struct Wide<'a>(pulp::x86::V3, &'a Q8Matrix, &'a Quantised, &'a mut [f32]);
+        impl pulp::NullaryFnOnce for Wide<'_> {
+            type Output = ();
+            #[inline(always)]
+            fn call(self) {
+                let Wide(simd, m, q, out) = self;
+                lanes::dispatch::<_, 4, 3>(simd, m, &q.values, &q.scales, out);
+            }
+        }
+        let Some(simd) = pulp::x86::V3::try_new() else {
+            return;
+        };
+        for (out, inp, rows) in [(37, 96, 7), (53, 64, 12), (645, 128, 9)] {
+            let x = activations(rows, inp);
+            let f = weights(out, inp);
+            for m in [
+                Q8Matrix::from_q4_0(&random_q4(out, inp, 11), out, inp),
+                Q8Matrix::from_f32(&f, out, inp),
+            ] {
+                let q = simd.vectorize(Quantise(&x));
+                let mut wide = vec![0f32; rows * out];
+                simd.vectorize(Wide(simd, &m, &q, &mut wide));
+                assert_eq!(
+                    wide,
+                    m.matmul_with(&x, Kernel::Avx2(simd)),
+                    "{out}x{inp}, {rows} rows"
+                );
+            }
         }
     }
 
