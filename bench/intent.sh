@@ -25,7 +25,7 @@ run --dataset clinc150 --encoders e5-small,minilm --train-config '{"refit_with_c
 run --dataset clinc150 --encoders minilm --train-config '{"refit_with_calibration":true}'
 # English under 5 ms with both encoders: e5's first 8 layers, equal on BANKING77's development tenth and ahead in
 # in-scope accuracy on both of CLINC150's val halves (bench/RESULTS.md, session 23). Under 5 ms on an Intel host with
-# AMX; 6.2–7.2 ms on AMD Zen 4, which has no AMX (session 24).
+# AMX; 6.2–7.2 ms on AMD Zen 4, which has no AMX (session 24); 10–13 ms on AMD Zen 3, AVX2 only (session 25).
 run --dataset banking77 --encoders e5-small@8,minilm
 run --dataset clinc150 --encoders e5-small@8,minilm --train-config '{"refit_with_calibration":true}'
 run --dataset smp2017 --encoders none
