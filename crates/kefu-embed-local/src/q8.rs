@@ -211,8 +211,8 @@ fn quantise_rows(x: &[f32]) -> Quantised {
     Quantised { values, scales }
 }
 
-/// One tile of token rows (`xs`: their quantised values, `x_scales`: their block scales) against every weight row,
-/// on a SIMD path. A struct rather than a closure so that the body is inlined into pulp's feature-enabled frame (a
+/// One call's token rows (`xs`: their quantised values, `x_scales`: their block scales; see
+/// [`Kernel::rows_per_call`]) against every weight row, on a SIMD path. A struct rather than a closure so that the body is inlined into pulp's feature-enabled frame (a
 /// closure call there was not, which left every intrinsic an out-of-line call).
 #[cfg(target_arch = "x86_64")]
 struct Tile<'a, S> {
@@ -223,7 +223,7 @@ struct Tile<'a, S> {
     out: &'a mut [f32],
 }
 
-/// A SIMD path's product for one tile; see [`Q8Matrix::tile_scalar`] for the arithmetic.
+/// A SIMD path's product for one call's rows; see [`Q8Matrix::tile_scalar`] for the arithmetic.
 #[cfg(target_arch = "x86_64")]
 trait TileProduct: Copy {
     fn tile(self, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]);
@@ -378,7 +378,7 @@ impl Q8Matrix {
         };
         let mut y = vec![0f32; rows * self.out];
         let per_call = kernel.rows_per_call(rows);
-        let (tile_in, tile_out) = (per_call * self.inp, per_call * self.out);
+        let (call_in, call_out) = (per_call * self.inp, per_call * self.out);
         let one = |((xs, x_scales), out): ((&[u8], &[f32]), &mut [f32])| match kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2(simd) => simd.vectorize(Tile {
@@ -416,15 +416,15 @@ impl Q8Matrix {
         };
         if rows > per_call {
             q.values
-                .par_chunks(tile_in)
-                .zip(q.scales.par_chunks(tile_in / BLOCK))
-                .zip(y.par_chunks_mut(tile_out))
+                .par_chunks(call_in)
+                .zip(q.scales.par_chunks(call_in / BLOCK))
+                .zip(y.par_chunks_mut(call_out))
                 .for_each(one);
         } else {
             q.values
-                .chunks(tile_in)
-                .zip(q.scales.chunks(tile_in / BLOCK))
-                .zip(y.chunks_mut(tile_out))
+                .chunks(call_in)
+                .zip(q.scales.chunks(call_in / BLOCK))
+                .zip(y.chunks_mut(call_out))
                 .for_each(one);
         }
         y
