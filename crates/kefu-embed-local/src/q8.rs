@@ -6,18 +6,19 @@
 //! even) just before the product. A block's dot product is then exact in integers, and the output is
 //! Σ_blocks (scale_x · scale_w · dot).
 //!
-//! candle's `QMatMul` runs the same arithmetic, but one (row, column) pair at a time, re-reading and re-expanding
-//! every weight block for each token row; on the short inputs an encoder sees (a dozen tokens) that made it
-//! barely faster than expanding the weights to f32. Here the weights are laid out at load one output column per
-//! lane (see [`lanes`]), a weight step is loaded once and used for a tile of token rows (four with AVX-512, two with
-//! AVX2), a block's products add up in integers per column, the float work is once per block for 16 columns, and
-//! the activation rows are quantised once per projection. The SIMD kernels (through `pulp`, which checks the CPU at run time and keeps the intrinsics safe to call) use the
+//! candle's `QMatMul` runs the same arithmetic, but one (row, column) pair at a time, re-reading and re-expanding every
+//! weight block for each token row; on the short inputs an encoder sees (a dozen tokens) that made it barely faster
+//! than expanding the weights to f32. Here the weights are laid out at load one output column per lane (see [`lanes`]),
+//! a weight step is loaded once and used for a tile of token rows (four with AVX-512, two with AVX2), every tile runs
+//! against one cache-sized panel of columns before the next panel, a block's products add up in integers per column,
+//! the float work is once per block for 16 columns, and the activation rows are quantised once per projection. The SIMD
+//! kernels (through `pulp`, which checks the CPU at run time and keeps the intrinsics safe to call) use the
 //! unsigned-by-signed byte product (`vpmaddubsw`, or with AVX512-VNNI `vpdpbusd`, which also adds a lane's four
-//! products to its int32 sum) on `x + 128`. The shift costs no instruction: each block's integer
-//! sum starts from −128 · Σ w (precomputed at load), so it ends as the exact signed dot product before it is
-//! converted and scaled. Where the CPU has AMX, its tile unit does each block's integer products instead ([`amx`],
-//! the same result bit for bit). Other CPUs take a scalar loop with the same integer arithmetic. Measured in
-//! bench/RESULTS.md (`kefu-bench embed`, `kefu-bench nlu`).
+//! products to its int32 sum) on `x + 128`. The shift costs no instruction: each block's integer sum starts from
+//! −128 · Σ w (precomputed at load), so it ends as the exact signed dot product before it is converted and scaled.
+//! Where the CPU has AMX, its tile unit does each block's integer products instead ([`amx`], the same result bit for
+//! bit). Other CPUs take a scalar loop with the same integer arithmetic. Measured in bench/RESULTS.md
+//! (`kefu-bench embed`, `kefu-bench nlu`).
 
 /// A `[out, in]` weight matrix in int8 blocks of 32.
 pub(crate) struct Q8Matrix {
@@ -212,8 +213,9 @@ fn quantise_rows(x: &[f32]) -> Quantised {
 }
 
 /// One call's token rows (`xs`: their quantised values, `x_scales`: their block scales; see
-/// [`Kernel::rows_per_call`]) against every weight row, on a SIMD path. A struct rather than a closure so that the body is inlined into pulp's feature-enabled frame (a
-/// closure call there was not, which left every intrinsic an out-of-line call).
+/// [`Kernel::rows_per_call`]) against every weight row, on a SIMD path. A struct rather than a closure so that the
+/// body is inlined into pulp's feature-enabled frame (a closure call there was not, which left every intrinsic an
+/// out-of-line call).
 #[cfg(target_arch = "x86_64")]
 struct Tile<'a, S> {
     simd: S,
@@ -455,8 +457,8 @@ impl Q8Matrix {
 /// and each token row's 4 inputs are broadcast to every lane. A block's 8 steps add up in int32 lanes, one per
 /// column, so the float work (convert, scale, accumulate) is once per block for 16 columns, and no horizontal sums
 /// are needed. (One run of inputs per lane, the earlier layout, converted every 64 byte products and ended each
-/// column with a reduction.) Written once over [`Columns16`], the few register operations it needs; AVX-512 holds
-/// 16 columns in one register, AVX2 in two.
+/// column with a reduction.) Written once over [`Columns16`](lanes::Columns16), the few register operations it
+/// needs; AVX-512 holds 16 columns in one register, AVX2 in two.
 #[cfg(target_arch = "x86_64")]
 mod lanes {
     use super::{Q8Matrix, BLOCK, LANES, STEP};
@@ -537,6 +539,8 @@ mod lanes {
         let blocks = m.inp / BLOCK;
         let rows = x_scales.len() / blocks;
         let groups = m.out.div_ceil(LANES);
+        let weights: &[u8] = cast_slice(&m.lanes);
+        debug_assert_eq!(weights.len(), groups * m.inp * LANES);
         let per_panel = (PANEL_BYTES / (LANES * m.inp)).max(1).next_multiple_of(G);
         for first in (0..groups).step_by(per_panel) {
             let panel = first..groups.min(first + per_panel);
@@ -548,10 +552,10 @@ mod lanes {
                 let out = &mut out[t * m.out..(t + n) * m.out];
                 let panel = panel.clone();
                 match n {
-                    4 => tile::<S, 4, G, NARROW>(simd, m, xs, x_scales, out, panel),
-                    3 => tile::<S, 3, G, NARROW>(simd, m, xs, x_scales, out, panel),
-                    2 => tile::<S, 2, G, NARROW>(simd, m, xs, x_scales, out, panel),
-                    1 => tile::<S, 1, G, NARROW>(simd, m, xs, x_scales, out, panel),
+                    4 => tile::<S, 4, G, NARROW>(simd, m, xs, x_scales, weights, out, panel),
+                    3 => tile::<S, 3, G, NARROW>(simd, m, xs, x_scales, weights, out, panel),
+                    2 => tile::<S, 2, G, NARROW>(simd, m, xs, x_scales, weights, out, panel),
+                    1 => tile::<S, 1, G, NARROW>(simd, m, xs, x_scales, weights, out, panel),
                     n => unreachable!("a tile of {n} rows"),
                 }
                 t += n;
@@ -567,11 +571,10 @@ mod lanes {
         m: &Q8Matrix,
         xs: &[u8],
         x_scales: &[f32],
+        weights: &[u8],
         out: &mut [f32],
         panel: std::ops::Range<usize>,
     ) {
-        let weights: &[u8] = pulp::bytemuck::cast_slice(&m.lanes);
-        debug_assert_eq!(weights.len(), m.out.div_ceil(LANES) * m.inp * LANES);
         let mut g = panel.start;
         while g + G <= panel.end {
             let sums = columns::<S, R, G, NARROW>(simd, m, xs, x_scales, weights, g);
@@ -1133,13 +1136,12 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_lane_code_at_avx512s_tile_shape_matches_avx2() {
-        struct Wide<'a>(pulp::x86::V3, &'a Q8Matrix, &'a Quantised, &'a mut [f32]);
-        impl pulp::NullaryFnOnce for Wide<'_> {
-            type Output = ();
+        #[derive(Clone, Copy)]
+        struct Wide(pulp::x86::V3);
+        impl TileProduct for Wide {
             #[inline(always)]
-            fn call(self) {
-                let Wide(simd, m, q, out) = self;
-                lanes::dispatch::<_, 4, 3>(simd, m, &q.values, &q.scales, out);
+            fn tile(self, m: &Q8Matrix, xs: &[u8], x_scales: &[f32], out: &mut [f32]) {
+                lanes::dispatch::<_, 4, 3>(self.0, m, xs, x_scales, out);
             }
         }
         let Some(simd) = pulp::x86::V3::try_new() else {
@@ -1154,7 +1156,13 @@ mod tests {
             ] {
                 let q = simd.vectorize(Quantise(&x));
                 let mut wide = vec![0f32; rows * out];
-                simd.vectorize(Wide(simd, &m, &q, &mut wide));
+                simd.vectorize(Tile {
+                    simd: Wide(simd),
+                    m: &m,
+                    xs: &q.values,
+                    x_scales: &q.scales,
+                    out: &mut wide,
+                });
                 assert_eq!(
                     wide,
                     m.matmul_with(&x, Kernel::Avx2(simd)),

@@ -8,9 +8,10 @@
 //!
 //! This is most of the workspace's `unsafe` code (the rest is one VNNI intrinsic in [`super::avx512`]). Rust has no
 //! stable AMX intrinsics (`x86_amx_intrinsics`, rust-lang #126622) and no maintained crate wraps them, so the
-//! instructions are inline assembly, and Linux hands out the tile registers only on request (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), which is a system call. The scope is kept
-//! small: one config load and release per tile of rows, and one assembly block per one or two weight blocks whose
-//! every address is checked against its slice first. Measured against AVX-512 in bench/RESULTS.md.
+//! instructions are inline assembly, and Linux hands out the tile registers only on request
+//! (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), which is a system call. The scope is kept small: one config load and release
+//! per tile of rows, and one assembly block per one or two weight blocks whose every address is checked against its
+//! slice first. Measured against AVX-512 in bench/RESULTS.md.
 
 use super::{Q8Matrix, BLOCK, LANES};
 use pulp::bytemuck::cast;
