@@ -9,6 +9,7 @@
 //! kefu-bench embed   --model PATH [--sentences bench/data/embed_sentences.txt] [--rounds 3]
 //! kefu-bench nlu     [--encoder PATH/e5-small-q4.bin] [--messages 1500]
 //! kefu-bench kb      [--sizes 10000,100000,1000000] [--dim 384] [--queries 200]
+//! kefu-bench products [--rows 1,4,8,12,16,32] [--rounds 20]
 //! ```
 //! Without `--interval-ms` each conversation sends its next message as soon as the reply arrives (closed loop:
 //! measures saturation throughput; latency is then mostly queueing). With it, each conversation sends one message
@@ -727,6 +728,38 @@ async fn bench_local(
     Ok(())
 }
 
+/// The local encoders' int8 products on every kernel path this CPU has (AMX, AVX512-VNNI, AVX-512, AVX2), one
+/// thread, one 384-wide layer's projections, in billions of multiply-adds per second per row count: the paths side by
+/// side on one host, in one run.
+fn bench_products(rows: &[usize], rounds: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !rows.is_empty() && rows.iter().all(|&r| r > 0) && rounds > 0,
+        "--rows needs counts above 0 and --rounds at least 1"
+    );
+    let speeds = kefu_embed_local::product_speed(rows, rounds);
+    println!("int8 products, one 384-wide layer (qkv 1152x384, output 384x384, feed-forward 1536x384 and 384x1536), one thread, best of {rounds} rounds; GMAC/s");
+    println!(
+        "| weights | kernel | {} |",
+        rows.iter()
+            .map(|&r| format!("{r} row{}", if r == 1 { "" } else { "s" }))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("|---|---|{}", "---:|".repeat(rows.len()));
+    for line in speeds.chunks(rows.len()) {
+        println!(
+            "| {} | {} | {} |",
+            line[0].weights,
+            line[0].kernel,
+            line.iter()
+                .map(|s| format!("{:.1}", s.gmacs))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    }
+    Ok(())
+}
+
 /// Embedding throughput of a local encoder: one sentence per call (what a customer's question costs) and batches
 /// of 32 (what ingestion does). Thread count follows `RAYON_NUM_THREADS` (default: all cores). `precision` applies to
 /// a BERT directory (MiniLM).
@@ -836,6 +869,14 @@ async fn main() -> anyhow::Result<()> {
             };
             bench_embed(model, precision, sentences, arg(&args, "--rounds").unwrap_or("3").parse()?).await
         }
+        Some("products") => {
+            let rows = arg(&args, "--rows")
+                .unwrap_or("1,4,8,12,16,32")
+                .split(',')
+                .map(|r| r.trim().parse::<usize>().with_context(|| format!("--rows: {r:?}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            bench_products(&rows, arg(&args, "--rounds").unwrap_or("20").parse()?)
+        }
         Some("nlu") => nlu::bench_nlu(arg(&args, "--encoder"), arg(&args, "--messages").unwrap_or("1500").parse()?),
         Some("kb") => {
             let sizes: Vec<usize> = arg(&args, "--sizes")
@@ -846,6 +887,6 @@ async fn main() -> anyhow::Result<()> {
             kb::run(&sizes, arg(&args, "--dim").unwrap_or("384").parse()?, arg(&args, "--queries").unwrap_or("200").parse()?)
         }
         Some("ws-idle") => bench_ws_idle(arg(&args, "--connections").unwrap_or("10000").parse()?).await,
-        _ => bail!("usage: kefu-bench send [--backend sqlite|postgres] [--concurrency 1,50,500] [--seconds 10] | ws-idle [--connections 10000] | local --model PATH.gguf [--threads 1,2] | embed --model PATH [--weights int8|f32] [--sentences FILE] [--rounds 3] | kb [--sizes 10000,100000,1000000] [--dim 384] [--queries 200] | nlu [--encoder PATH] [--messages 1500]"),
+        _ => bail!("usage: kefu-bench send [--backend sqlite|postgres] [--concurrency 1,50,500] [--seconds 10] | ws-idle [--connections 10000] | local --model PATH.gguf [--threads 1,2] | embed --model PATH [--weights int8|f32] [--sentences FILE] [--rounds 3] | kb [--sizes 10000,100000,1000000] [--dim 384] [--queries 200] | nlu [--encoder PATH] [--messages 1500] | products [--rows 1,4,8,12,16,32] [--rounds 20]"),
     }
 }

@@ -17,6 +17,9 @@ mod e5;
 mod minilm;
 mod q8;
 
+/// The int8 products' speed per kernel path, for `kefu-bench products`.
+pub use q8::{product_speed, ProductSpeed};
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -94,7 +94,6 @@ impl Kernel {
     }
 
     /// Every path this CPU can run, the detected one first.
-    #[cfg(test)]
     pub(crate) fn available() -> Vec<Kernel> {
         let mut all = vec![Kernel::detect()];
         #[cfg(target_arch = "x86_64")]
@@ -118,6 +117,21 @@ impl Kernel {
             all.push(Kernel::Scalar);
         }
         all
+    }
+
+    /// The path's name in benchmark tables.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kernel::Scalar => "scalar",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2(_) => "AVX2",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512(_) => "AVX-512",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vnni(_) => "AVX512-VNNI",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Amx(_) => "AMX",
+        }
     }
 
     /// Runs `f` with this path's CPU features enabled, so that plain loops in it compile to that path's vector
@@ -243,6 +257,9 @@ impl<S: TileProduct> pulp::NullaryFnOnce for Tile<'_, S> {
 
 #[cfg(target_arch = "x86_64")]
 mod amx;
+mod speed;
+
+pub use speed::{product_speed, ProductSpeed};
 
 /// 32-bit lanes of one AVX-512 register (two AVX2 ones): output columns per group in the SIMD kernels, and the width
 /// of the encoder's lane folds and padded attention rows (`bert`).
@@ -1006,25 +1023,8 @@ mod avx512 {
 
 #[cfg(test)]
 mod tests {
+    use super::speed::{activations, random_q4, weights};
     use super::*;
-
-    /// Q4_0 rows from a seeded generator: random nibbles and scales.
-    fn random_q4(out: usize, inp: usize, seed: u64) -> Vec<u8> {
-        let mut s = seed;
-        let mut next = || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
-        let mut bytes = Vec::new();
-        for _ in 0..out * inp / BLOCK {
-            let scale = half::f16::from_f32((next() % 1000) as f32 / 20_000.0 + 0.001);
-            bytes.extend(scale.to_le_bytes());
-            bytes.extend((0..16).map(|_| next() as u8));
-        }
-        bytes
-    }
 
     /// Every path the CPU has against the product, in f64, of the values each side was rounded to (`w`: the
     /// weights as the matrix holds them, `[out, in]`).
@@ -1073,20 +1073,6 @@ mod tests {
         for (i, (got, y)) in with_bias.iter().zip(&ys[0]).enumerate() {
             assert_eq!(*got, y + bias[i % out], "element {i}");
         }
-    }
-
-    /// `rows × inp` activations spread over ±5.2.
-    fn activations(rows: usize, inp: usize) -> Vec<f32> {
-        (0..rows * inp)
-            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0)
-            .collect()
-    }
-
-    /// `out × inp` f32 weights spread over ±1.65.
-    fn weights(out: usize, inp: usize) -> Vec<f32> {
-        (0..out * inp)
-            .map(|i| ((i * 104_729 % 2003) as f32 - 1001.0) / 613.0)
-            .collect()
     }
 
     /// The weights as the matrix holds them (value · block scale), `[out, in]`.
