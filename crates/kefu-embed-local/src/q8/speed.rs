@@ -12,7 +12,7 @@ use super::{Kernel, Q8Matrix, BLOCK};
 /// One kernel path's speed at one row count ([`product_speed`]).
 #[derive(Debug, Clone)]
 pub struct ProductSpeed {
-    /// The path, as [`Kernel::name`] gives it.
+    /// The path: `AMX`, `AVX512-VNNI`, `AVX-512`, `AVX2` or `scalar`.
     pub kernel: &'static str,
     /// `4-bit` (e5's weights) or `7-bit` (MiniLM's, rounded at load).
     pub weights: &'static str,
@@ -29,7 +29,7 @@ const LAYER: [(usize, usize); 4] = [(1152, 384), (384, 384), (1536, 384), (384, 
 /// One layer's products ([`LAYER`]) with seeded weights, 4-bit and 7-bit, on each kernel path, for each row count,
 /// on one thread (as the latency bar is set): the best of `rounds`, the paths interleaved within each round. A pass
 /// repeats the layer until it has done about 100 million multiply-adds (2 ms at 50 GMAC/s), well above the clock's
-/// resolution; many short rounds let the best one miss the host's busy spells.
+/// resolution.
 pub fn product_speed(rows: &[usize], rounds: usize) -> Vec<ProductSpeed> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
