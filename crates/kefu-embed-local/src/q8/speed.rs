@@ -55,46 +55,45 @@ pub fn product_speed(rows: &[usize], rounds: usize) -> Vec<ProductSpeed> {
                     .collect(),
             ),
         ];
-        let kernels = timed_paths();
         let layer_macs: usize = LAYER.iter().map(|&(out, inp)| out * inp).sum();
-        let mut best = vec![f64::MAX; kinds.len() * kernels.len() * rows.len()];
+        // Each row count's inputs, one per projection (the same widths for both weight kinds), made once.
+        let inputs: Vec<Vec<Vec<f32>>> = rows
+            .iter()
+            .map(|&r| LAYER.iter().map(|&(_, inp)| activations(r, inp)).collect())
+            .collect();
+        // Every (weights, path, row count) cell in the order of the table, each with its best time per pass.
+        let kernels = timed_paths();
+        let cells: Vec<(&'static str, &[Q8Matrix], Kernel, usize)> = kinds
+            .iter()
+            .flat_map(|(name, matrices)| {
+                kernels.iter().flat_map(move |&kernel| {
+                    (0..rows.len()).map(move |i| (*name, matrices.as_slice(), kernel, i))
+                })
+            })
+            .collect();
+        let mut best = vec![f64::MAX; cells.len()];
         for _ in 0..rounds {
-            let mut at = 0;
-            for (_, matrices) in &kinds {
-                for &kernel in &kernels {
-                    for &r in rows {
-                        let xs: Vec<Vec<f32>> =
-                            matrices.iter().map(|m| activations(r, m.inp)).collect();
-                        let passes = (100_000_000 / (layer_macs * r)).max(1);
-                        let start = Instant::now();
-                        for _ in 0..passes {
-                            for (m, x) in matrices.iter().zip(&xs) {
-                                std::hint::black_box(m.matmul_with(x, kernel));
-                            }
-                        }
-                        let per_pass = start.elapsed().as_secs_f64() / passes as f64;
-                        best[at] = best[at].min(per_pass);
-                        at += 1;
+            for (&(_, matrices, kernel, i), best) in cells.iter().zip(&mut best) {
+                let passes = (100_000_000 / (layer_macs * rows[i])).max(1);
+                let start = Instant::now();
+                for _ in 0..passes {
+                    for (m, x) in matrices.iter().zip(&inputs[i]) {
+                        std::hint::black_box(m.matmul_with(x, kernel));
                     }
                 }
+                *best = best.min(start.elapsed().as_secs_f64() / passes as f64);
             }
         }
-        let mut out = Vec::with_capacity(best.len());
-        let mut at = 0;
-        for (weights, _) in &kinds {
-            for kernel in &kernels {
-                for &r in rows {
-                    out.push(ProductSpeed {
-                        kernel: kernel.name(),
-                        weights,
-                        rows: r,
-                        gmacs: (layer_macs * r) as f64 / best[at] / 1e9,
-                    });
-                    at += 1;
-                }
-            }
-        }
-        out
+        cells
+            .iter()
+            .zip(best)
+            .map(|(&(weights, _, kernel, i), best)| ProductSpeed {
+                kernel: kernel.name(),
+                weights,
+                rows: rows[i],
+                gmacs: (layer_macs * rows[i]) as f64 / best / 1e9,
+            })
+            .collect()
     })
 }
 
