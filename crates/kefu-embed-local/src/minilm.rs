@@ -42,6 +42,44 @@ fn default_eps() -> f32 {
     1e-12
 }
 
+/// The checkpoint's tensors as f32, each taken out once, by its name under `prefix` (the part being read).
+struct Tensors {
+    by_name: HashMap<String, Tensor>,
+    prefix: String,
+}
+
+impl Tensors {
+    fn take(&mut self, name: &str) -> Result<Tensor, EmbedError> {
+        let name = format!("{}{name}", self.prefix);
+        let t = self
+            .by_name
+            .remove(&name)
+            .ok_or_else(|| EmbedError::Format(format!("model.safetensors has no {name}")))?;
+        Ok(t.to_dtype(candle_core::DType::F32)?)
+    }
+
+    fn values(&mut self, name: &str) -> Result<Vec<f32>, EmbedError> {
+        values(&self.take(name)?)
+    }
+
+    /// A LayerNorm's weight and bias.
+    fn layer_norm(&mut self, name: &str) -> Result<(Vec<f32>, Vec<f32>), EmbedError> {
+        Ok((
+            self.values(&format!("{name}.weight"))?,
+            self.values(&format!("{name}.bias"))?,
+        ))
+    }
+
+    /// The attention's query, key and value weights (or biases) stacked into one projection.
+    fn qkv(&mut self, part: &str) -> Result<Tensor, EmbedError> {
+        let heads = ["query", "key", "value"]
+            .into_iter()
+            .map(|head| self.take(&format!("attention.self.{head}.{part}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Tensor::cat(&heads, 0)?)
+    }
+}
+
 pub(crate) fn load(dir: &Path, precision: Precision) -> Result<(Encoder, WordPiece), EmbedError> {
     let weight = |w: Tensor| -> Result<Weight, EmbedError> {
         match precision {
@@ -70,62 +108,33 @@ pub(crate) fn load(dir: &Path, precision: Precision) -> Result<(Encoder, WordPie
     };
     let (cls, sep) = (special("[CLS]")?, special("[SEP]")?);
 
-    let mut tensors: HashMap<String, Tensor> =
-        candle_core::safetensors::load_buffer(&read("model.safetensors")?, &Device::Cpu)?
+    let mut tensors = Tensors {
+        by_name: candle_core::safetensors::load_buffer(&read("model.safetensors")?, &Device::Cpu)?
             .into_iter()
             .map(|(k, v)| (k.strip_prefix("bert.").map(str::to_owned).unwrap_or(k), v))
-            .collect();
-    let mut take = |name: &str| -> Result<Tensor, EmbedError> {
-        let t = tensors
-            .remove(name)
-            .ok_or_else(|| EmbedError::Format(format!("model.safetensors has no {name}")))?;
-        Ok(t.to_dtype(candle_core::DType::F32)?)
+            .collect(),
+        prefix: "embeddings.".to_owned(),
     };
     let h = config.hidden_size;
-    let word = WordTable::F32(values(&take("embeddings.word_embeddings.weight")?)?);
-    let position = values(&take("embeddings.position_embeddings.weight")?)?;
-    let token_type = values(&take("embeddings.token_type_embeddings.weight")?.get(0)?)?;
-    let emb_ln = (
-        values(&take("embeddings.LayerNorm.weight")?)?,
-        values(&take("embeddings.LayerNorm.bias")?)?,
-    );
+    let word = WordTable::F32(tensors.values("word_embeddings.weight")?);
+    let position = tensors.values("position_embeddings.weight")?;
+    let token_type = values(&tensors.take("token_type_embeddings.weight")?.get(0)?)?;
+    let emb_ln = tensors.layer_norm("LayerNorm")?;
     let mut layers = Vec::with_capacity(config.num_hidden_layers);
     for l in 0..config.num_hidden_layers {
-        let p = format!("encoder.layer.{l}.");
-        let mut t = |s: &str| take(&format!("{p}{s}"));
-        let qkv_w = Tensor::cat(
-            &[
-                t("attention.self.query.weight")?,
-                t("attention.self.key.weight")?,
-                t("attention.self.value.weight")?,
-            ],
-            0,
-        )?;
-        let qkv_b = values(&Tensor::cat(
-            &[
-                t("attention.self.query.bias")?,
-                t("attention.self.key.bias")?,
-                t("attention.self.value.bias")?,
-            ],
-            0,
-        )?)?;
+        tensors.prefix = format!("encoder.layer.{l}.");
+        let t = &mut tensors;
         layers.push(Layer {
-            qkv_w: weight(qkv_w)?,
-            qkv_b,
-            out_w: weight(t("attention.output.dense.weight")?)?,
-            out_b: values(&t("attention.output.dense.bias")?)?,
-            attn_ln: (
-                values(&t("attention.output.LayerNorm.weight")?)?,
-                values(&t("attention.output.LayerNorm.bias")?)?,
-            ),
-            ff_in_w: weight(t("intermediate.dense.weight")?)?,
-            ff_in_b: values(&t("intermediate.dense.bias")?)?,
-            ff_out_w: weight(t("output.dense.weight")?)?,
-            ff_out_b: values(&t("output.dense.bias")?)?,
-            out_ln: (
-                values(&t("output.LayerNorm.weight")?)?,
-                values(&t("output.LayerNorm.bias")?)?,
-            ),
+            qkv_w: weight(t.qkv("weight")?)?,
+            qkv_b: values(&t.qkv("bias")?)?,
+            out_w: weight(t.take("attention.output.dense.weight")?)?,
+            out_b: t.values("attention.output.dense.bias")?,
+            attn_ln: t.layer_norm("attention.output.LayerNorm")?,
+            ff_in_w: weight(t.take("intermediate.dense.weight")?)?,
+            ff_in_b: t.values("intermediate.dense.bias")?,
+            ff_out_w: weight(t.take("output.dense.weight")?)?,
+            ff_out_b: t.values("output.dense.bias")?,
+            out_ln: t.layer_norm("output.LayerNorm")?,
         });
     }
     if !h.is_multiple_of(config.num_attention_heads) {
