@@ -563,7 +563,7 @@ mod lanes {
             let panel = first..groups.min(first + per_panel);
             let mut t = 0;
             while t < rows {
-                let n = (rows - t).min(R);
+                let n = tile_rows(rows - t, R, S::ONE_INSTRUCTION_DOT);
                 let xs = &xs[t * m.inp..(t + n) * m.inp];
                 let x_scales = &x_scales[t * blocks..(t + n) * blocks];
                 let out = &mut out[t * m.out..(t + n) * m.out];
@@ -577,6 +577,19 @@ mod lanes {
                 }
                 t += n;
             }
+        }
+    }
+
+    /// Rows in the next tile when `left` rows remain and a tile holds up to `r`: `r`, except that with `split`
+    /// 5 rows left of 4 go as 3 and 2, never leaving a tile of 1. The lane kernels split where a step's products
+    /// are one instruction (VNNI): there one row reads each weight step for a single product, where 3 and 2 rows
+    /// share it. Without VNNI the 2-row tile is the slower half (4-bit weights on plain AVX-512), so tiles stay
+    /// full (`kefu-bench products` at 5, 9 and 13 rows, bench/RESULTS.md).
+    pub(super) fn tile_rows(left: usize, r: usize, split: bool) -> usize {
+        if split && left == r + 1 && r > 2 {
+            r - 1
+        } else {
+            left.min(r)
         }
     }
 
@@ -1082,6 +1095,29 @@ mod tests {
             .enumerate()
             .map(|(i, &v)| f32::from(v) * m.scales[i / BLOCK])
             .collect()
+    }
+
+    #[test]
+    fn with_vnni_a_call_never_ends_in_a_one_row_tile_that_a_wider_tile_could_share() {
+        let tiles = |mut left: usize, r: usize, split: bool| {
+            let mut sizes = Vec::new();
+            while left > 0 {
+                let n = lanes::tile_rows(left, r, split);
+                sizes.push(n);
+                left -= n;
+            }
+            sizes
+        };
+        assert_eq!(tiles(1, 4, true), [1]);
+        assert_eq!(tiles(4, 4, true), [4]);
+        assert_eq!(tiles(5, 4, true), [3, 2]);
+        assert_eq!(tiles(6, 4, true), [4, 2]);
+        assert_eq!(tiles(9, 4, true), [4, 3, 2]);
+        assert_eq!(tiles(13, 4, true), [4, 4, 3, 2]);
+        // AVX2's tiles of 2: 3 rows cannot split into two tiles wider than one row.
+        assert_eq!(tiles(3, 2, true), [2, 1]);
+        // Without VNNI tiles stay full.
+        assert_eq!(tiles(9, 4, false), [4, 4, 1]);
     }
 
     #[test]
