@@ -25,12 +25,14 @@ run --dataset clinc150 --encoders e5-small,minilm --train-config '{"refit_with_c
 run --dataset clinc150 --encoders minilm --train-config '{"refit_with_calibration":true}'
 # English under 5 ms with both encoders: e5's first 8 layers, equal on BANKING77's development tenth and ahead in
 # in-scope accuracy on both of CLINC150's val halves (bench/RESULTS.md, session 23). Under 5 ms on an Intel host with
-# AMX; 6.2–7.2 ms on AMD Zen 4, which has no AMX (session 24); 10–13 ms on AMD Zen 3, AVX2 only (session 25).
+# AMX; 5.1–5.4 ms for BANKING77 and 4.3–4.6 ms for CLINC150 on AMD Zen 4, which has no AMX (session 27); 10–13 ms on
+# AMD Zen 3, AVX2 only (session 25).
 run --dataset banking77 --encoders e5-small@8,minilm
 run --dataset clinc150 --encoders e5-small@8,minilm --train-config '{"refit_with_calibration":true}'
-# BANKING77 with one encoder, about 4–5 ms p50 on AVX2 (3.9–5.7 over five runs): MiniLM's layers 4, 5 and 6
-# pooled, dense weight 3. Ahead on the development tenth (93.03 against 92.43 for e5@8 + MiniLM and 92.53 for MiniLM
-# alone), level in 5-fold cross-validation on train (92.97 against 93.00 and 92.86); session 26 (bench/RESULTS.md).
+# BANKING77 with one encoder, about 2 ms p50 on AMD Zen 4 (session 27) and 4–5 ms on AVX2 (3.9–5.7 over five runs,
+# session 26): MiniLM's layers 4, 5 and 6 pooled, dense weight 3. Ahead on the development tenth (93.03 against 92.43
+# for e5@8 + MiniLM and 92.53 for MiniLM alone), level in 5-fold cross-validation on train (92.97 against 93.00 and
+# 92.86); session 26 (bench/RESULTS.md).
 run --dataset banking77 --encoders minilm@4+5+6 --train-config '{"features":{"dense_weight":3}}'
 run --dataset smp2017 --encoders none
 run --dataset smp2017 --encoders e5-small
