@@ -832,17 +832,26 @@ fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// A comma-separated list of counts (`--concurrency 1,50,500`), or `default` when the flag is absent.
+fn counts(args: &[String], name: &str, default: &str) -> anyhow::Result<Vec<usize>> {
+    arg(args, name)
+        .unwrap_or(default)
+        .split(',')
+        .map(|c| {
+            c.trim()
+                .parse()
+                .with_context(|| format!("{name}: {c:?} is not a count"))
+        })
+        .collect()
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("send") => {
             let backend = arg(&args, "--backend").unwrap_or("sqlite");
-            let conc: Vec<usize> = arg(&args, "--concurrency")
-                .unwrap_or("1,50,500")
-                .split(',')
-                .map(|c| c.trim().parse())
-                .collect::<Result<_, _>>()?;
+            let conc = counts(&args, "--concurrency", "1,50,500")?;
             let secs = arg(&args, "--seconds").unwrap_or("10").parse()?;
             let interval = arg(&args, "--interval-ms").map(|v| v.parse().map(Duration::from_millis)).transpose()?;
             let pipeline = match arg(&args, "--pipeline").unwrap_or("full") {
@@ -854,8 +863,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Some("local") => {
             let model = arg(&args, "--model").context("--model PATH.gguf")?;
-            let threads: Vec<usize> =
-                arg(&args, "--threads").unwrap_or("1,2").split(',').map(|c| c.trim().parse()).collect::<Result<_, _>>()?;
+            let threads = counts(&args, "--threads", "1,2")?;
             let parallel = arg(&args, "--parallel").unwrap_or("4").parse()?;
             bench_local(model, &threads, parallel, arg(&args, "--write-prompt")).await
         }
@@ -870,20 +878,12 @@ async fn main() -> anyhow::Result<()> {
             bench_embed(model, precision, sentences, arg(&args, "--rounds").unwrap_or("3").parse()?).await
         }
         Some("products") => {
-            let rows = arg(&args, "--rows")
-                .unwrap_or("1,4,8,12,16,32")
-                .split(',')
-                .map(|r| r.trim().parse::<usize>().with_context(|| format!("--rows: {r:?}")))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let rows = counts(&args, "--rows", "1,4,8,12,16,32")?;
             bench_products(&rows, arg(&args, "--rounds").unwrap_or("20").parse()?)
         }
         Some("nlu") => nlu::bench_nlu(arg(&args, "--encoder"), arg(&args, "--messages").unwrap_or("1500").parse()?),
         Some("kb") => {
-            let sizes: Vec<usize> = arg(&args, "--sizes")
-                .unwrap_or("10000,100000,1000000")
-                .split(',')
-                .map(|c| c.trim().parse())
-                .collect::<Result<_, _>>()?;
+            let sizes = counts(&args, "--sizes", "10000,100000,1000000")?;
             kb::run(&sizes, arg(&args, "--dim").unwrap_or("384").parse()?, arg(&args, "--queries").unwrap_or("200").parse()?)
         }
         Some("ws-idle") => bench_ws_idle(arg(&args, "--connections").unwrap_or("10000").parse()?).await,
