@@ -68,9 +68,10 @@ pub(crate) enum Kernel {
     /// AVX-512 with VNNI's byte dot products ([`avx512::Vnni`]).
     #[cfg(target_arch = "x86_64")]
     Vnni(avx512::Vnni),
-    /// AVX-512 with the products on AMX's tile unit ([`amx`]).
+    /// AVX-512 with the products on AMX's tile unit ([`amx`]), and calls of fewer than [`amx::MIN_ROWS`] rows on
+    /// VNNI (every CPU with AMX has it), which is faster there ([`Kernel::for_call`]).
     #[cfg(target_arch = "x86_64")]
-    Amx(pulp::x86::V4),
+    Amx(avx512::Vnni),
 }
 
 impl Kernel {
@@ -78,12 +79,10 @@ impl Kernel {
         #[cfg(target_arch = "x86_64")]
         {
             if let Some(simd) = pulp::x86::V4::try_new() {
-                return if amx::available() {
-                    Kernel::Amx(simd)
-                } else if let Some(vnni) = avx512::Vnni::try_new() {
-                    Kernel::Vnni(vnni)
-                } else {
-                    Kernel::Avx512(simd)
+                return match avx512::Vnni::try_new() {
+                    Some(vnni) if amx::available() => Kernel::Amx(vnni),
+                    Some(vnni) => Kernel::Vnni(vnni),
+                    None => Kernel::Avx512(simd),
                 };
             }
             if let Some(simd) = pulp::x86::V3::try_new() {
@@ -98,13 +97,10 @@ impl Kernel {
         let mut all = vec![Kernel::detect()];
         #[cfg(target_arch = "x86_64")]
         {
-            if let Kernel::Amx(simd) = all[0] {
-                if let Some(vnni) = avx512::Vnni::try_new() {
-                    all.push(Kernel::Vnni(vnni));
-                }
-                all.push(Kernel::Avx512(simd));
+            if let Kernel::Amx(vnni) = all[0] {
+                all.push(Kernel::Vnni(vnni));
             }
-            if let Kernel::Vnni(vnni) = all[0] {
+            if let Kernel::Amx(vnni) | Kernel::Vnni(vnni) = all[0] {
                 all.push(Kernel::Avx512(vnni.simd));
             }
             if let (Kernel::Avx512(_) | Kernel::Vnni(_) | Kernel::Amx(_), Some(simd)) =
@@ -141,7 +137,9 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2(simd) => simd.vectorize(f),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512(simd) | Kernel::Amx(simd) => simd.vectorize(f),
+            Kernel::Avx512(simd) => simd.vectorize(f),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Amx(vnni) => vnni.simd.vectorize(f),
             #[cfg(target_arch = "x86_64")]
             Kernel::Vnni(vnni) => vnni.vectorize(f),
             Kernel::Scalar => f.call(),
@@ -152,14 +150,27 @@ impl Kernel {
     /// kernels take all of a thread's rows at once ([`lanes`] reads each weight group once per call), the rows split
     /// among the pool's threads in whole tiles.
     fn rows_per_call(self, rows: usize) -> usize {
-        let tile = self.tile();
-        match self {
+        let kernel = self.for_call(rows);
+        let tile = kernel.tile();
+        match kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2(_) | Kernel::Avx512(_) | Kernel::Vnni(_) => rows
                 .div_ceil(rayon::current_num_threads())
                 .next_multiple_of(tile)
                 .max(tile),
             _ => tile,
+        }
+    }
+
+    /// The path a call of `rows` token rows runs on: AMX hands calls of fewer than [`amx::MIN_ROWS`] to VNNI. The
+    /// tile unit's fixed cost per weight block (loading the block as a tile, storing the sums) outweighs its speed
+    /// there: at 1–4 rows VNNI does the products 1.5 times as fast, at 16 rows AMX does them 1.1–1.2 times as fast
+    /// (`kefu-bench products`, bench/RESULTS.md).
+    fn for_call(self, rows: usize) -> Kernel {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Amx(vnni) if rows < amx::MIN_ROWS => Kernel::Vnni(vnni),
+            kernel => kernel,
         }
     }
 
@@ -390,15 +401,19 @@ impl Q8Matrix {
         // Inside a SIMD frame the rounding is one instruction instead of a libm call; AVX-512 has its own code.
         let q = match kernel {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512(simd) | Kernel::Amx(simd) => simd.vectorize(avx512::Quantise(simd, x)),
+            Kernel::Avx512(simd) => simd.vectorize(avx512::Quantise(simd, x)),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Vnni(vnni) => vnni.vectorize(avx512::Quantise(vnni.simd, x)),
+            Kernel::Vnni(vnni) | Kernel::Amx(vnni) => {
+                vnni.vectorize(avx512::Quantise(vnni.simd, x))
+            }
             _ => kernel.vectorize(Quantise(x)),
         };
         let mut y = vec![0f32; rows * self.out];
         let per_call = kernel.rows_per_call(rows);
         let (call_in, call_out) = (per_call * self.inp, per_call * self.out);
-        let one = |((xs, x_scales), out): ((&[u8], &[f32]), &mut [f32])| match kernel {
+        let one = |((xs, x_scales), out): ((&[u8], &[f32]), &mut [f32])| match kernel
+            .for_call(out.len() / self.out)
+        {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2(simd) => simd.vectorize(Tile {
                 simd,
@@ -424,8 +439,8 @@ impl Q8Matrix {
                 out,
             }),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Amx(simd) => simd.vectorize(Tile {
-                simd: amx::Amx(simd),
+            Kernel::Amx(vnni) => vnni.simd.vectorize(Tile {
+                simd: amx::Amx(vnni.simd),
                 m: self,
                 xs,
                 x_scales,
@@ -1150,6 +1165,27 @@ mod tests {
                 );
             }
             check_paths(&m, &w, &x);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn with_amx_calls_of_fewer_than_nine_rows_run_on_vnni() {
+        // Only the choice of path is asked here; nothing runs on the tile unit, so any AVX512-VNNI host checks it.
+        let Some(vnni) = avx512::Vnni::try_new() else {
+            return;
+        };
+        let amx = Kernel::Amx(vnni);
+        for rows in 1..amx::MIN_ROWS {
+            assert!(matches!(amx.for_call(rows), Kernel::Vnni(_)), "{rows} rows");
+            assert_eq!(
+                amx.rows_per_call(rows),
+                Kernel::Vnni(vnni).rows_per_call(rows)
+            );
+        }
+        for rows in [amx::MIN_ROWS, amx::TILE, 70] {
+            assert!(matches!(amx.for_call(rows), Kernel::Amx(_)), "{rows} rows");
+            assert_eq!(amx.rows_per_call(rows), amx::TILE);
         }
     }
 
