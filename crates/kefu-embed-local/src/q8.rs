@@ -68,8 +68,8 @@ pub(crate) enum Kernel {
     /// AVX-512 with VNNI's byte dot products ([`avx512::Vnni`]).
     #[cfg(target_arch = "x86_64")]
     Vnni(avx512::Vnni),
-    /// AVX-512 with the products on AMX's tile unit ([`amx`]), and calls of fewer than [`amx::MIN_ROWS`] rows on
-    /// VNNI (every CPU with AMX has it), which is faster there ([`Kernel::for_call`]).
+    /// AVX-512 with the products on AMX's tile unit ([`amx`]) where it is the faster one, VNNI (every CPU with AMX
+    /// has it) elsewhere ([`Kernel::for_rows`]).
     #[cfg(target_arch = "x86_64")]
     Amx(avx512::Vnni),
 }
@@ -126,7 +126,7 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Vnni(_) => "AVX512-VNNI",
             #[cfg(target_arch = "x86_64")]
-            Kernel::Amx(_) => "AMX",
+            Kernel::Amx(_) => "AMX (VNNI below 9 rows)",
         }
     }
 
@@ -150,9 +150,8 @@ impl Kernel {
     /// kernels take all of a thread's rows at once ([`lanes`] reads each weight group once per call), the rows split
     /// among the pool's threads in whole tiles.
     fn rows_per_call(self, rows: usize) -> usize {
-        let kernel = self.for_call(rows);
-        let tile = kernel.tile();
-        match kernel {
+        let tile = self.tile();
+        match self {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2(_) | Kernel::Avx512(_) | Kernel::Vnni(_) => rows
                 .div_ceil(rayon::current_num_threads())
@@ -162,14 +161,18 @@ impl Kernel {
         }
     }
 
-    /// The path a call of `rows` token rows runs on: AMX hands calls of fewer than [`amx::MIN_ROWS`] to VNNI. The
-    /// tile unit's fixed cost per weight block (loading the block as a tile, storing the sums) outweighs its speed
-    /// there: at 1–4 rows VNNI does the products 1.5 times as fast, at 16 rows AMX does them 1.1–1.2 times as fast
-    /// (`kefu-bench products`, bench/RESULTS.md).
-    fn for_call(self, rows: usize) -> Kernel {
+    /// The path a product, or one call of it, of `rows` token rows runs on: AMX keeps [`amx::MIN_ROWS`] to
+    /// [`amx::MAX_ROWS`] and hands the rest to VNNI. Below, the tile unit's fixed cost per weight block (loading it
+    /// as a tile, storing the sums) outweighs its speed; above, each 16-row tile reads all the weights again where
+    /// VNNI's lanes read each panel once for every row. Measured on an Intel Xeon with AMX (`kefu-bench products`,
+    /// bench/RESULTS.md): VNNI about 1.5 times as fast at 1–4 rows, AMX 1.1–1.2 times at 12–16, VNNI 1.04–1.08 times
+    /// from 48 rows.
+    fn for_rows(self, rows: usize) -> Kernel {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Amx(vnni) if rows < amx::MIN_ROWS => Kernel::Vnni(vnni),
+            Kernel::Amx(vnni) if !(amx::MIN_ROWS..=amx::MAX_ROWS).contains(&rows) => {
+                Kernel::Vnni(vnni)
+            }
             kernel => kernel,
         }
     }
@@ -409,10 +412,12 @@ impl Q8Matrix {
             _ => kernel.vectorize(Quantise(x)),
         };
         let mut y = vec![0f32; rows * self.out];
+        // An AMX product's calls are single tiles, so the last may still be too short for AMX.
+        let kernel = kernel.for_rows(rows);
         let per_call = kernel.rows_per_call(rows);
         let (call_in, call_out) = (per_call * self.inp, per_call * self.out);
         let one = |((xs, x_scales), out): ((&[u8], &[f32]), &mut [f32])| match kernel
-            .for_call(out.len() / self.out)
+            .for_rows(out.len() / self.out)
         {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2(simd) => simd.vectorize(Tile {
@@ -1170,23 +1175,22 @@ mod tests {
 
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn with_amx_calls_of_fewer_than_nine_rows_run_on_vnni() {
+    fn with_amx_products_of_9_to_32_rows_run_on_the_tiles_and_the_rest_on_vnni() {
         // Only the choice of path is asked here; nothing runs on the tile unit, so any AVX512-VNNI host checks it.
         let Some(vnni) = avx512::Vnni::try_new() else {
             return;
         };
         let amx = Kernel::Amx(vnni);
-        for rows in 1..amx::MIN_ROWS {
-            assert!(matches!(amx.for_call(rows), Kernel::Vnni(_)), "{rows} rows");
-            assert_eq!(
-                amx.rows_per_call(rows),
-                Kernel::Vnni(vnni).rows_per_call(rows)
-            );
+        let vnni_rows = (1..amx::MIN_ROWS).chain([amx::MAX_ROWS + 1, 70, 500]);
+        for rows in vnni_rows {
+            assert!(matches!(amx.for_rows(rows), Kernel::Vnni(_)), "{rows} rows");
         }
-        for rows in [amx::MIN_ROWS, amx::TILE, 70] {
-            assert!(matches!(amx.for_call(rows), Kernel::Amx(_)), "{rows} rows");
-            assert_eq!(amx.rows_per_call(rows), amx::TILE);
+        for rows in amx::MIN_ROWS..=amx::MAX_ROWS {
+            assert!(matches!(amx.for_rows(rows), Kernel::Amx(_)), "{rows} rows");
         }
+        // A call is at most one tile; the tile unit takes no more.
+        assert!(amx::MAX_ROWS > amx::TILE);
+        assert_eq!(amx.rows_per_call(amx::MAX_ROWS), amx::TILE);
     }
 
     /// The lane code at AVX-512's tile shape (4 rows by 3 groups), run with AVX2's instructions: hosts without

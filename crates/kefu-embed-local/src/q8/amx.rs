@@ -22,9 +22,13 @@ use std::sync::OnceLock;
 
 /// Token rows per tile: the tile registers' 16 rows.
 pub(super) const TILE: usize = 16;
-/// Fewer rows than this go to VNNI instead ([`super::Kernel::for_call`]): where the two cross on an Intel Xeon with
-/// AMX (`kefu-bench products`: 8 rows 0.96 of VNNI's speed, 9 rows 1.03, bench/RESULTS.md).
+/// Products of fewer rows go to VNNI instead ([`super::Kernel::for_rows`]), as does a last tile of fewer: where the
+/// two cross on an Intel Xeon with AMX (`kefu-bench products`: 8 rows 0.96 of VNNI's speed, 9 rows 1.03,
+/// bench/RESULTS.md).
 pub(super) const MIN_ROWS: usize = 9;
+/// Products of more rows go to VNNI ([`super::Kernel::for_rows`]): from two full tiles on, VNNI is as fast or
+/// faster on an Intel Xeon with AMX (`kefu-bench products`, bench/RESULTS.md). A query has fewer rows; a batch more.
+pub(super) const MAX_ROWS: usize = 32;
 /// Bytes of one block of one column group: the B operand, 8 rows of 64.
 const B_BYTES: usize = BLOCK * LANES;
 
