@@ -126,7 +126,7 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Vnni(_) => "AVX512-VNNI",
             #[cfg(target_arch = "x86_64")]
-            Kernel::Amx(_) => "AMX (VNNI below 9 rows)",
+            Kernel::Amx(_) => "AMX, VNNI outside 9-32 rows",
         }
     }
 
@@ -165,7 +165,7 @@ impl Kernel {
     /// [`amx::MAX_ROWS`] and hands the rest to VNNI. Below, the tile unit's fixed cost per weight block (loading it
     /// as a tile, storing the sums) outweighs its speed; above, each 16-row tile reads all the weights again where
     /// VNNI's lanes read each panel once for every row. Measured on an Intel Xeon with AMX (`kefu-bench products`,
-    /// bench/RESULTS.md): VNNI about 1.5 times as fast at 1–4 rows, AMX 1.1–1.2 times at 12–16, VNNI 1.04–1.08 times
+    /// bench/RESULTS.md): VNNI about 1.5 times as fast at 1–4 rows, AMX 1.1–1.2 times at 13–16, VNNI 1.04–1.11 times
     /// from 48 rows.
     fn for_rows(self, rows: usize) -> Kernel {
         match self {

@@ -12,7 +12,7 @@ use super::{Kernel, Q8Matrix, BLOCK};
 /// One kernel path's speed at one row count ([`product_speed`]).
 #[derive(Debug, Clone)]
 pub struct ProductSpeed {
-    /// The path: `AMX (VNNI below 9 rows)`, `AVX512-VNNI`, `AVX-512`, `AVX2` or `scalar`.
+    /// The path: `AMX, VNNI outside 9-32 rows`, `AVX512-VNNI`, `AVX-512`, `AVX2` or `scalar`.
     pub kernel: &'static str,
     /// `4-bit` (e5's weights) or `7-bit` (MiniLM's, rounded at load).
     pub weights: &'static str,
