@@ -412,7 +412,8 @@ impl Q8Matrix {
             _ => kernel.vectorize(Quantise(x)),
         };
         let mut y = vec![0f32; rows * self.out];
-        // An AMX product's calls are single tiles, so the last may still be too short for AMX.
+        // The path by the product's rows, then by each call's: an AMX product's calls are single tiles, and a last
+        // one too short for the tile unit goes to VNNI.
         let kernel = kernel.for_rows(rows);
         let per_call = kernel.rows_per_call(rows);
         let (call_in, call_out) = (per_call * self.inp, per_call * self.out);
@@ -1188,8 +1189,7 @@ mod tests {
         for rows in amx::MIN_ROWS..=amx::MAX_ROWS {
             assert!(matches!(amx.for_rows(rows), Kernel::Amx(_)), "{rows} rows");
         }
-        // A call is at most one tile; the tile unit takes no more.
-        assert!(amx::MAX_ROWS > amx::TILE);
+        // An AMX product's calls are single tiles, which is all the tile unit takes.
         assert_eq!(amx.rows_per_call(amx::MAX_ROWS), amx::TILE);
     }
 

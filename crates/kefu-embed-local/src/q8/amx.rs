@@ -26,8 +26,9 @@ pub(super) const TILE: usize = 16;
 /// two cross on an Intel Xeon with AMX (`kefu-bench products`: 8 rows 0.96 of VNNI's speed, 9 rows 1.03,
 /// bench/RESULTS.md).
 pub(super) const MIN_ROWS: usize = 9;
-/// Products of more rows go to VNNI ([`super::Kernel::for_rows`]): from two full tiles on, VNNI is as fast or
-/// faster on an Intel Xeon with AMX (`kefu-bench products`, bench/RESULTS.md). A query has fewer rows; a batch more.
+/// Products of more rows go to VNNI ([`super::Kernel::for_rows`]): past two tiles VNNI is faster on an Intel Xeon
+/// with AMX (1.04–1.11 times from 48 rows), while from 17 to 32 rows the two are level or the first full tile keeps
+/// AMX ahead (`kefu-bench products`, bench/RESULTS.md). A query has fewer rows; a batch more.
 pub(super) const MAX_ROWS: usize = 32;
 /// Bytes of one block of one column group: the B operand, 8 rows of 64.
 const B_BYTES: usize = BLOCK * LANES;
