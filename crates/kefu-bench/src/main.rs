@@ -7,7 +7,7 @@
 //! kefu-bench ws-idle --connections 10000
 //! kefu-bench local   --model PATH.gguf --threads 1,2 [--parallel 4] [--write-prompt DIR]
 //! kefu-bench embed   --model PATH [--sentences bench/data/embed_sentences.txt] [--rounds 3]
-//! kefu-bench nlu     [--encoder PATH/e5-small-q4.bin] [--messages 1500]
+//! kefu-bench nlu     [--encoder PATH/e5-small-q4.bin] [--messages 1500] [--gap-ms 0]
 //! kefu-bench kb      [--sizes 10000,100000,1000000] [--dim 384] [--queries 200]
 //! kefu-bench products [--rows 1,4,8,12,16,32] [--rounds 20]
 //! ```
@@ -881,12 +881,16 @@ async fn main() -> anyhow::Result<()> {
             let rows = counts(&args, "--rows", "1,4,8,12,16,32")?;
             bench_products(&rows, arg(&args, "--rounds").unwrap_or("20").parse()?)
         }
-        Some("nlu") => nlu::bench_nlu(arg(&args, "--encoder"), arg(&args, "--messages").unwrap_or("1500").parse()?),
+        Some("nlu") => nlu::bench_nlu(
+            arg(&args, "--encoder"),
+            arg(&args, "--messages").unwrap_or("1500").parse()?,
+            Duration::from_millis(arg(&args, "--gap-ms").unwrap_or("0").parse()?),
+        ),
         Some("kb") => {
             let sizes = counts(&args, "--sizes", "10000,100000,1000000")?;
             kb::run(&sizes, arg(&args, "--dim").unwrap_or("384").parse()?, arg(&args, "--queries").unwrap_or("200").parse()?)
         }
         Some("ws-idle") => bench_ws_idle(arg(&args, "--connections").unwrap_or("10000").parse()?).await,
-        _ => bail!("usage: kefu-bench send [--backend sqlite|postgres] [--concurrency 1,50,500] [--seconds 10] | ws-idle [--connections 10000] | local --model PATH.gguf [--threads 1,2] | embed --model PATH [--weights int8|f32] [--sentences FILE] [--rounds 3] | kb [--sizes 10000,100000,1000000] [--dim 384] [--queries 200] | nlu [--encoder PATH] [--messages 1500] | products [--rows 1,4,8,12,16,32] [--rounds 20]"),
+        _ => bail!("usage: kefu-bench send [--backend sqlite|postgres] [--concurrency 1,50,500] [--seconds 10] | ws-idle [--connections 10000] | local --model PATH.gguf [--threads 1,2] | embed --model PATH [--weights int8|f32] [--sentences FILE] [--rounds 3] | kb [--sizes 10000,100000,1000000] [--dim 384] [--queries 200] | nlu [--encoder PATH] [--messages 1500] [--gap-ms 0] | products [--rows 1,4,8,12,16,32] [--rounds 20]"),
     }
 }

@@ -3,7 +3,7 @@
 //! takes: the embedder, a trained intent model and a word list.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use kefu_nlu::moderation::{parse_word_list, Action, Moderator};
@@ -46,10 +46,14 @@ fn messages(n: usize) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
-fn time_each(messages: &[String], mut f: impl FnMut(&str)) -> (f64, f64, f64) {
+/// p50, p99 and mean ms of `f` over `messages`, one at a time, each after `gap` idle.
+fn time_each(messages: &[String], gap: Duration, mut f: impl FnMut(&str)) -> (f64, f64, f64) {
     let mut ms: Vec<f64> = messages
         .iter()
         .map(|m| {
+            if !gap.is_zero() {
+                std::thread::sleep(gap);
+            }
             let t = Instant::now();
             f(m);
             t.elapsed().as_secs_f64() * 1e3
@@ -60,7 +64,10 @@ fn time_each(messages: &[String], mut f: impl FnMut(&str)) -> (f64, f64, f64) {
     (pct(&ms, 0.5), pct(&ms, 0.99), mean)
 }
 
-pub fn bench_nlu(encoder_path: Option<&str>, n: usize) -> anyhow::Result<()> {
+/// The understanding step's parts and the whole, per message on one thread. With `gap`, each timed message comes
+/// after that long idle, as a service between customers' messages sees it: caches and the CPU's vector units may
+/// have gone cold (back to back, they stay warm).
+pub fn bench_nlu(encoder_path: Option<&str>, n: usize, gap: Duration) -> anyhow::Result<()> {
     let messages = messages(n)?;
     let rss_start = rss_mib();
     let encoders: Vec<Arc<dyn SentenceEncoder>> = match encoder_path {
@@ -93,8 +100,9 @@ pub fn bench_nlu(encoder_path: Option<&str>, n: usize) -> anyhow::Result<()> {
     }
 
     println!(
-        "{} messages (zh + en), one thread; embedder {}; intent model trained in {train_s:.1} s on demo/intents",
+        "{} messages (zh + en), one thread, {} ms idle before each; embedder {}; intent model trained in {train_s:.1} s on demo/intents",
         messages.len(),
+        gap.as_millis(),
         encoder_path.unwrap_or("none")
     );
     println!("| step | p50 ms | p99 ms | mean ms |");
@@ -104,23 +112,23 @@ pub fn bench_nlu(encoder_path: Option<&str>, n: usize) -> anyhow::Result<()> {
     };
     row(
         "language",
-        time_each(&messages, |m| {
+        time_each(&messages, gap, |m| {
             drop(std::hint::black_box(kefu_nlu::lang::detect(m)))
         }),
     );
     row(
         "PII masking",
-        time_each(&messages, |m| drop(std::hint::black_box(pii.mask(m)))),
+        time_each(&messages, gap, |m| drop(std::hint::black_box(pii.mask(m)))),
     );
     row(
         "moderation",
-        time_each(&messages, |m| {
+        time_each(&messages, gap, |m| {
             drop(std::hint::black_box(moderator.check(m)))
         }),
     );
     row(
         "injection score",
-        time_each(&messages, |m| {
+        time_each(&messages, gap, |m| {
             drop(std::hint::black_box(kefu_nlu::injection::score(
                 m,
                 &Default::default(),
@@ -129,19 +137,21 @@ pub fn bench_nlu(encoder_path: Option<&str>, n: usize) -> anyhow::Result<()> {
     );
     row(
         "emotion",
-        time_each(&messages, |m| {
+        time_each(&messages, gap, |m| {
             drop(std::hint::black_box(kefu_nlu::emotion::analyse(m)))
         }),
     );
     row(
         "intent (embedding included)",
-        time_each(&messages, |m| {
+        time_each(&messages, gap, |m| {
             drop(std::hint::black_box(classifier.predict(m)))
         }),
     );
     row(
         "**whole understand()**",
-        time_each(&messages, |m| drop(std::hint::black_box(u.understand(m)))),
+        time_each(&messages, gap, |m| {
+            drop(std::hint::black_box(u.understand(m)))
+        }),
     );
     println!(
         "\nRSS: {rss_start:.0} MiB at start, +{:.0} MiB embedder, +{:.0} MiB intent model, word list and lexicons ({:.0} MiB in all)",
