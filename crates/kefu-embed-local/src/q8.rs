@@ -139,9 +139,7 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512(simd) => simd.vectorize(f),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Amx(vnni) => vnni.simd.vectorize(f),
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Vnni(vnni) => vnni.vectorize(f),
+            Kernel::Vnni(vnni) | Kernel::Amx(vnni) => vnni.vectorize(f),
             Kernel::Scalar => f.call(),
         }
     }
