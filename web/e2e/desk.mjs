@@ -219,6 +219,14 @@ try {
   // --- An admin adds an FAQ entry in the console; customers get it word for word at once.
   const adminPage = await (await browser.newContext({ viewport: { width: 1400, height: 900 }, locale: "zh-CN" })).newPage();
   pages.push(["admin", adminPage]);
+  // The queue's first poll answers late, after the admin has gone on to the knowledge view: the late answer must not
+  // replace the document list (a slow server did that once).
+  const queuePoll = "**/v1/desk/conversations?*";
+  await adminPage.route(queuePoll, async (route) => {
+    await new Promise((r) => setTimeout(r, 1500));
+    await route.continue();
+  });
+  const lateQueue = adminPage.waitForResponse((r) => r.url().includes("/v1/desk/conversations?"));
   await adminPage.goto(`${base}/console/`);
   await adminPage.fill('input[name="tenant"]', tenant);
   await adminPage.fill('input[name="email"]', adminEmail);
@@ -226,6 +234,10 @@ try {
   await adminPage.click('button[type="submit"]');
   await adminPage.click('[data-view="knowledge"]');
   await adminPage.waitForSelector("[data-document]");
+  await (await lateQueue).finished();
+  await adminPage.evaluate(() => new Promise((r) => setTimeout(r, 100)));
+  assert.ok((await adminPage.locator("[data-document]").count()) > 0, "the late queue poll replaced the document list");
+  await adminPage.unroute(queuePoll);
   await adminPage.fill('[data-kefu="faq-question"]', "发票抬头开错了可以改吗？");
   await adminPage.fill('[data-kefu="faq-answer"]', "可以，开票后 30 天内在订单详情页申请重开发票即可。");
   await adminPage.fill('[data-kefu="faq-alternatives"]', "发票抬头写错了怎么办");

@@ -439,7 +439,23 @@ class Console {
   private source: EventSource | null = null;
   private poll: number | undefined;
   private beat: number | undefined;
+  /** Counts what the console has been asked to show (a view, a ticket, a document, a settings page). A request made
+   *  for one of them draws nothing if the agent has moved on by the time it returns: a slow queue poll must not fill
+   *  the knowledge view's list. */
+  private shown = 0;
   private app = h("div", { id: "app" });
+
+  /** Moves on to something new to show; the returned check stays true until the console moves on again. */
+  private moveOn(): () => boolean {
+    const at = ++this.shown;
+    return () => at === this.shown;
+  }
+
+  /** Stays true while the console still shows what it shows now. */
+  private showing(): () => boolean {
+    const at = this.shown;
+    return () => at === this.shown;
+  }
 
   private get t() {
     return T[this.lang];
@@ -522,6 +538,7 @@ class Console {
     // Presence: while the console is open the agent is online; a minute of silence and the conversations they
     // hold go back to the queue.
     clearInterval(this.beat);
+    this.moveOn();
     const beat = () => this.api.call("POST", "/v1/desk/heartbeat").catch(() => undefined);
     beat();
     this.beat = window.setInterval(beat, 20000);
@@ -593,8 +610,9 @@ class Console {
 
   /** The desk's teams (for the queue filter and transfers), once per visit to the desk. */
   private async loadTeams() {
+    const still = this.showing();
     const r = await this.guard(this.api.call<{ teams: string[]; mine: string[] }>("GET", "/v1/desk/teams"));
-    if (!r) return;
+    if (!r || !still()) return;
     this.teams = r;
     if (this.teamFilter !== "all" && this.teamFilter !== "mine" && this.teamFilter !== "general" && !r.teams.includes(this.teamFilter))
       this.teamFilter = "all";
@@ -621,8 +639,9 @@ class Console {
   private async refresh() {
     if (this.view === "tickets" || this.view === "settings" || this.view === "knowledge") return;
     const team = this.teamFilter === "all" ? "" : `&team=${encodeURIComponent(this.teamFilter)}`;
+    const still = this.showing();
     const r = await this.guard(this.api.call<{ conversations: DeskRow[] }>("GET", `/v1/desk/conversations?view=${this.view}${team}`));
-    if (!r) return;
+    if (!r || !still()) return;
     const items = r.conversations.map((row) => {
       const c = row.conversation;
       const who = row.customer.display_name || row.customer.external_id || this.t.anonymous;
@@ -645,10 +664,11 @@ class Console {
 
   /** Supervisors: who is online, how many conversations each holds, their teams. */
   private async presence() {
+    const still = this.showing();
     const r = await this.guard(
       this.api.call<{ agents: { id: string; display_name: string | null; online: boolean; held: number; teams: string[] }[] }>("GET", "/v1/desk/agents"),
     );
-    if (!r || this.view !== "held") return;
+    if (!r || !still()) return;
     const left = this.app.querySelector(".left");
     left?.querySelector(".presence")?.remove();
     left?.append(
@@ -938,8 +958,9 @@ class Console {
   }
 
   private async tickets(selected?: string) {
+    const still = this.moveOn();
     const r = await this.guard(this.api.call<{ tickets: Ticket[] }>("GET", "/v1/tickets?limit=100"));
-    if (!r) return;
+    if (!r || !still()) return;
     const items = r.tickets.map((t) => {
       const late = t.sla && (t.sla.first_response_breached || t.sla.resolution_breached);
       const li = h(
@@ -959,8 +980,9 @@ class Console {
   }
 
   private async ticketDetail(id: string) {
+    const still = this.showing();
     const d = await this.guard(this.api.call<{ ticket: Ticket; notes: TicketNote[] }>("GET", `/v1/tickets/${id}`));
-    if (!d) return;
+    if (!d || !still()) return;
     const t = d.ticket;
     const when = (s: string) => new Date(s).toLocaleString(this.lang === "zh" ? "zh-CN" : "en-GB");
     const moves = NEXT[t.status].map((to) => {
@@ -1013,8 +1035,9 @@ class Console {
   /** Knowledge base: browse documents and their chunks; supervisors and admins import files, delete documents and
    *  add or edit single FAQ entries (each kept as a small FAQ document, so re-saving replaces it). */
   private async knowledge(selected?: string) {
+    const still = this.moveOn();
     const docs = await this.guard(this.api.call<KbDocument[]>("GET", "/v1/admin/kb/documents?limit=200"));
-    if (!docs) return;
+    if (!docs || !still()) return;
     const items = docs.map((d) => {
       const li = h(
         "li",
@@ -1033,7 +1056,7 @@ class Console {
       return;
     }
     const d = await this.guard(this.api.call<{ document: KbDocument; chunks: KbChunk[] }>("GET", `/v1/admin/kb/documents/${selected}`));
-    if (!d) return;
+    if (!d || !still()) return;
     const del = h("button", { type: "button", "data-kefu": "delete-doc" }, this.t.deleteDoc);
     del.addEventListener("click", async () => {
       if (!confirm(this.t.confirmDelete)) return;
@@ -1115,6 +1138,7 @@ class Console {
   }
 
   private async settings() {
+    const still = this.moveOn();
     this.side.replaceChildren();
     const admin = this.me?.role === "admin";
     const pages: SettingsPage[] = ["hours", "handoff", "teams", "words", ...(admin ? (["agents", "models"] as SettingsPage[]) : [])];
@@ -1142,7 +1166,7 @@ class Console {
     if (page === "agents") return this.agentsPage();
     if (page === "models") return this.modelsPage();
     const cfg = await this.guard(this.api.call<DeskConfig>("GET", "/v1/admin/desk-config"));
-    if (!cfg) return;
+    if (!cfg || !still()) return;
     if (page === "hours") this.hoursPage(cfg);
     else if (page === "handoff") this.handoffPage(cfg);
     else this.teamsPage(cfg);
@@ -1272,11 +1296,12 @@ class Console {
   }
 
   private async agentsPage() {
+    const still = this.showing();
     const [users, cfg] = await Promise.all([
       this.guard(this.api.call<{ id: string; email: string; display_name: string | null; role: string; teams: string[] }[]>("GET", "/v1/admin/users")),
       this.guard(this.api.call<DeskConfig>("GET", "/v1/admin/desk-config")),
     ]);
-    if (!users || !cfg) return;
+    if (!users || !cfg || !still()) return;
     const teamNames = (cfg.teams ?? []).map((t) => t.name);
     const rows = users.map((u) => {
       const role = h("select", { "data-kefu": "user-role" });
@@ -1303,13 +1328,14 @@ class Console {
   }
 
   private async wordsPage() {
+    const still = this.showing();
     const cur = await this.guard(
       this.api.call<{ words: string; default_action: string; entries: number; categories: Record<string, number>; active_entries: number }>(
         "GET",
         "/v1/admin/moderation",
       ),
     );
-    if (!cur) return;
+    if (!cur || !still()) return;
     const words = h("textarea", { rows: "14", class: "mono", spellcheck: "false", "data-kefu": "words" }, cur.words);
     const action = h("select", { "data-kefu": "default-action" });
     for (const a of ["flag", "mask", "block"]) action.append(h("option", { value: a, selected: a === cur.default_action }, a));
@@ -1362,8 +1388,9 @@ class Console {
   }
 
   private async modelsPage() {
+    const still = this.showing();
     const cur = await this.guard(this.api.call<{ source: string; config: ModelConfig }>("GET", "/v1/admin/model-config"));
-    if (!cur) return;
+    if (!cur || !still()) return;
     const c = cur.config;
     const providers = h("div", { class: "rows" });
     const chain = h("div", { class: "rows" });
