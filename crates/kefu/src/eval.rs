@@ -316,6 +316,10 @@ pub struct IntentArgs {
     /// development data with `--dev`).
     #[arg(long, conflicts_with = "cv")]
     pub errors: Option<PathBuf>,
+    /// Idle this many ms before each timed query (outside the timing), as a lightly loaded service sees its
+    /// queries; 0 times them back to back.
+    #[arg(long, default_value_t = 0)]
+    pub gap_ms: u64,
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
 }
@@ -414,10 +418,11 @@ pub async fn intent(settings: Settings, args: IntentArgs) -> anyhow::Result<()> 
         );
         return Ok(());
     }
-    let dev = args.dev;
-    let report =
-        tokio::task::spawn_blocking(move || run(dataset, &splits, dev, &encoders, &live, &config))
-            .await??;
+    let (dev, idle) = (args.dev, std::time::Duration::from_millis(args.gap_ms));
+    let report = tokio::task::spawn_blocking(move || {
+        run(dataset, &splits, dev, &encoders, &live, &config, idle)
+    })
+    .await??;
     for c in &cached {
         c.save()?;
     }

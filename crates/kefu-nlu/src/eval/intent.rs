@@ -245,7 +245,9 @@ pub struct Mistake {
 }
 
 /// Trains on the dataset and measures. `encoders` may answer from a cache; latency is measured separately with
-/// `live_encoders` (the same models, uncached) on up to 300 test queries, one at a time.
+/// `live_encoders` (the same models, uncached) on up to 300 test queries, one at a time, each after `idle` without
+/// work (zero: back to back, with the caches and the CPU's vector units warm; a lightly loaded service sees its
+/// queries after idle time).
 pub fn run(
     dataset: IntentDataset,
     splits: &Splits,
@@ -253,6 +255,7 @@ pub fn run(
     encoders: &[Arc<dyn SentenceEncoder>],
     live_encoders: &[Arc<dyn SentenceEncoder>],
     config: &TrainConfig,
+    idle: std::time::Duration,
 ) -> Result<IntentReport, NluError> {
     let started = Instant::now();
     let model = IntentModel::train(
@@ -271,6 +274,9 @@ pub fn run(
 
     let mut latencies = Vec::new();
     for e in splits.test.iter().take(300) {
+        if !idle.is_zero() {
+            std::thread::sleep(idle);
+        }
         let t = Instant::now();
         std::hint::black_box(live.predict(&e.text)?);
         latencies.push(t.elapsed().as_secs_f64() * 1e3);
