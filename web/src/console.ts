@@ -744,9 +744,10 @@ class Console {
       }
     };
     this.center.replaceChildren(this.statusLine, this.actions, this.thread, this.typingEl, form);
+    const still = this.showing();
     const conv = await this.guard(this.api.call<Conversation>("GET", `/v1/conversations/${id}`));
-    // Another conversation was opened while this one loaded: it owns the pane now.
-    if (!conv || this.selected !== id) return;
+    // Another conversation, or another view, was opened while this one loaded: it owns the pane now.
+    if (!conv || this.selected !== id || !still()) return;
     this.setConv(conv);
     const src = this.api.events(id, 0);
     this.source = src;
@@ -895,8 +896,9 @@ class Console {
   }
 
   private async loadBrief(id: string) {
+    const still = this.showing();
     const b = await this.guard(this.api.call<Brief>("GET", `/v1/conversations/${id}/brief`));
-    if (!b || this.selected !== id) return;
+    if (!b || this.selected !== id || !still()) return;
     const dl = (pairs: [string, Node | string | null][]) =>
       h("dl", {}, ...pairs.filter(([, v]) => v !== null && v !== "").flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v as Node | string)]));
     const use = h("button", { type: "button", class: "link", "data-kefu": "use-suggestion" }, this.t.useSuggestion);
