@@ -501,6 +501,7 @@ mod tests {
             &[],
             &[],
             &TrainConfig::default(),
+            std::time::Duration::ZERO,
         )
         .unwrap();
         let missed = |pct: f64, n: f64| ((100.0 - pct) / 100.0 * n).round() as usize;
