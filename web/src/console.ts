@@ -447,8 +447,8 @@ class Console {
 
   /** Moves on to something new to show; the returned check stays true until the console moves on again. */
   private moveOn(): () => boolean {
-    const at = ++this.shown;
-    return () => at === this.shown;
+    this.shown++;
+    return this.showing();
   }
 
   /** Stays true while the console still shows what it shows now. */

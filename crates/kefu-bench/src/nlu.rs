@@ -50,14 +50,7 @@ fn messages(n: usize) -> anyhow::Result<Vec<String>> {
 fn time_each(messages: &[String], gap: Duration, mut f: impl FnMut(&str)) -> (f64, f64, f64) {
     let mut ms: Vec<f64> = messages
         .iter()
-        .map(|m| {
-            if !gap.is_zero() {
-                std::thread::sleep(gap);
-            }
-            let t = Instant::now();
-            f(m);
-            t.elapsed().as_secs_f64() * 1e3
-        })
+        .map(|m| kefu_nlu::eval::timed_after_idle(gap, || f(m)).1)
         .collect();
     ms.sort_by(f64::total_cmp);
     let mean = ms.iter().sum::<f64>() / ms.len().max(1) as f64;

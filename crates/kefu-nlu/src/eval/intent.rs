@@ -246,8 +246,7 @@ pub struct Mistake {
 
 /// Trains on the dataset and measures. `encoders` may answer from a cache; latency is measured separately with
 /// `live_encoders` (the same models, uncached) on up to 300 test queries, one at a time, each after `idle` without
-/// work (zero: back to back, with the caches and the CPU's vector units warm; a lightly loaded service sees its
-/// queries after idle time).
+/// work ([`super::timed_after_idle`]).
 pub fn run(
     dataset: IntentDataset,
     splits: &Splits,
@@ -274,12 +273,9 @@ pub fn run(
 
     let mut latencies = Vec::new();
     for e in splits.test.iter().take(300) {
-        if !idle.is_zero() {
-            std::thread::sleep(idle);
-        }
-        let t = Instant::now();
-        std::hint::black_box(live.predict(&e.text)?);
-        latencies.push(t.elapsed().as_secs_f64() * 1e3);
+        let (prediction, ms) = super::timed_after_idle(idle, || live.predict(&e.text));
+        prediction?;
+        latencies.push(ms);
     }
     let (mut n_in, mut top_ok, mut in_ok, mut n_oos, mut oos_ok) =
         (0usize, 0usize, 0usize, 0usize, 0usize);
