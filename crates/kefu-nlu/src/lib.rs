@@ -15,7 +15,8 @@ pub mod text;
 pub mod understand;
 
 pub use intent::{
-    Example, IntentClassifier, IntentModel, IntentPrediction, SentenceEncoder, TrainConfig,
+    Example, FirstStageInfo, IntentClassifier, IntentModel, IntentPrediction, SentenceEncoder,
+    TrainConfig,
 };
 pub use pii::{Masked, PiiDetector, PiiKind, PiiSpan, Vault};
 pub use understand::{Understander, Understanding};

@@ -67,6 +67,10 @@ pub struct TrainConfig {
     /// refitted on the training and calibration examples together, as a held-out share is refitted when none is
     /// given. Off by default: the calibration then scores the very model that runs.
     pub refit_with_calibration: bool,
+    /// A cheaper first stage: a second model, trained the same way on these of the encoders only (by id), answers
+    /// the messages it is sure of, and the other encoders and the full model run only for the rest. How sure is
+    /// the gate, chosen on the calibration rows ([`choose_gate`]). Empty (the default): one stage.
+    pub first_stage_encoders: Vec<String>,
 }
 
 impl Default for TrainConfig {
@@ -79,6 +83,7 @@ impl Default for TrainConfig {
             support_power: 2.0,
             neighbour_weights: vec![0.0],
             refit_with_calibration: false,
+            first_stage_encoders: Vec::new(),
         }
     }
 }
@@ -187,6 +192,21 @@ pub struct ModelInfo {
     pub calibration_accuracy: Option<f32>,
     pub calibration_oos_recall: Option<f32>,
     pub sparse_features: usize,
+    /// With a first stage (`config.first_stage_encoders`): its gate and what it did on the calibration rows.
+    #[serde(default)]
+    pub first_stage: Option<FirstStageInfo>,
+}
+
+/// The first stage's gate: it answers a message when it lets an intent through with a score (the one the
+/// out-of-scope threshold applies to) of at least `gate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FirstStageInfo {
+    pub gate: f32,
+    /// Share of the calibration rows the first stage answered.
+    pub answered: f32,
+    /// Rows right on calibration: the two stages together, and the full model alone.
+    pub right: usize,
+    pub right_full_model: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -205,6 +225,8 @@ pub struct IntentModel {
     vectorizer: Vectorizer,
     linear: Linear,
     exemplars: Exemplars,
+    /// The first stage (its gate is in `info.first_stage`).
+    first_stage: Option<Box<IntentModel>>,
 }
 
 /// The in-scope training examples' sentence vectors, grouped by intent, each stored as int8 with one scale.
@@ -341,6 +363,8 @@ pub(crate) struct Decision {
     pub prediction: IntentPrediction,
     pub score: f32,
     pub oos_class_wins: bool,
+    /// Answered by the first stage (the full model did not run).
+    pub first_stage: bool,
 }
 
 /// A model with the encoders it was trained with, ready to predict.
@@ -365,6 +389,25 @@ fn hex_string(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// One encoder's normalised vectors of `texts` (64 at a time).
+fn encode_one(enc: &Arc<dyn SentenceEncoder>, texts: &[&str]) -> Result<Vec<Vec<f32>>, NluError> {
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(64) {
+        let vs = enc.encode(chunk).map_err(NluError::Encoder)?;
+        if vs.len() != chunk.len() {
+            return Err(NluError::Encoder(format!(
+                "{} returned {} vectors for {} texts",
+                enc.id(),
+                vs.len(),
+                chunk.len()
+            )));
+        }
+        out.extend(vs.into_iter().map(normalised));
+    }
+    Ok(out)
+}
+
+/// Every encoder's normalised vectors of each text, concatenated in encoder order, and what each encoder gave.
 fn encode_all(
     encoders: &[Arc<dyn SentenceEncoder>],
     texts: &[&str],
@@ -372,26 +415,14 @@ fn encode_all(
     let mut dense: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
     let mut infos = Vec::new();
     for enc in encoders {
-        let mut dim = 0;
-        for (chunk_i, chunk) in texts.chunks(64).enumerate() {
-            let vs = enc.encode(chunk).map_err(NluError::Encoder)?;
-            if vs.len() != chunk.len() {
-                return Err(NluError::Encoder(format!(
-                    "{} returned {} vectors for {} texts",
-                    enc.id(),
-                    vs.len(),
-                    chunk.len()
-                )));
-            }
-            for (j, v) in vs.into_iter().enumerate() {
-                dim = v.len();
-                dense[chunk_i * 64 + j].extend(normalised(v));
-            }
-        }
+        let vs = encode_one(enc, texts)?;
         infos.push(EncoderInfo {
             id: enc.id().to_owned(),
-            dim,
+            dim: vs.last().map_or(0, Vec::len),
         });
+        for (d, v) in dense.iter_mut().zip(vs) {
+            d.extend(v);
+        }
     }
     Ok((dense, infos))
 }
@@ -510,15 +541,117 @@ fn fit(
     }
 }
 
+/// A calibration row as the calibrated model decided it: the intent it let through (`None`: rejected as out of
+/// scope), the out-of-scope score, and the row's label.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct HeldDecision {
+    intent: Option<usize>,
+    score: f32,
+    label: usize,
+}
+
+impl HeldDecision {
+    fn right(&self, oos: Option<usize>) -> bool {
+        if Some(self.label) == oos {
+            self.intent.is_none()
+        } else {
+            self.intent == Some(self.label)
+        }
+    }
+}
+
+/// The first stage's gate: the lowest score at which the two stages together get at least as many calibration rows
+/// right as the full model alone (`stage` and `full` decide the same rows, in the same order). Walking down from
+/// the top, each row the first stage would answer adds one when only it is right and takes one when only the full
+/// model is; the gate is the lowest score where that running count is not below 0. A gate above every score
+/// (`f32::MAX`) when no score keeps up.
+fn choose_gate(
+    stage: &[HeldDecision],
+    full: &[HeldDecision],
+    oos: Option<usize>,
+) -> FirstStageInfo {
+    let right_full = full.iter().filter(|d| d.right(oos)).count();
+    let mut answerable: Vec<(f32, i32)> = stage
+        .iter()
+        .zip(full)
+        .filter(|(s, _)| s.intent.is_some())
+        .map(|(s, f)| (s.score, i32::from(s.right(oos)) - i32::from(f.right(oos))))
+        .collect();
+    answerable.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (mut gate, mut answered, mut balance, mut best) = (f32::MAX, 0usize, 0i32, 0i32);
+    let mut i = 0;
+    while i < answerable.len() {
+        // Rows of equal score are answered together.
+        let score = answerable[i].0;
+        while i < answerable.len() && answerable[i].0 == score {
+            balance += answerable[i].1;
+            i += 1;
+        }
+        if balance >= 0 {
+            (gate, answered, best) = (score, i, balance);
+        }
+    }
+    FirstStageInfo {
+        gate,
+        answered: answered as f32 / stage.len().max(1) as f32,
+        right: (right_full as i32 + best) as usize,
+        right_full_model: right_full,
+    }
+}
+
 impl IntentModel {
     /// Trains on `examples`; `calibration`, when given, fits the temperature and threshold (and the model is not
-    /// refitted), otherwise a stratified share of `examples` does.
+    /// refitted), otherwise a stratified share of `examples` does. With `config.first_stage_encoders`, the first
+    /// stage is trained the same way on those encoders and gated on the same calibration rows.
     pub fn train(
         examples: &[Example],
         calibration: Option<&[Example]>,
         encoders: &[Arc<dyn SentenceEncoder>],
         config: &TrainConfig,
     ) -> Result<IntentModel, NluError> {
+        if config.first_stage_encoders.is_empty() {
+            return Ok(Self::train_one(examples, calibration, encoders, config)?.0);
+        }
+        let wanted = &config.first_stage_encoders;
+        let first: Vec<Arc<dyn SentenceEncoder>> = encoders
+            .iter()
+            .filter(|e| wanted.iter().any(|w| w == e.id()))
+            .cloned()
+            .collect();
+        let ids: Vec<&str> = encoders.iter().map(|e| e.id()).collect();
+        if first.len() != wanted.len() || first.len() == encoders.len() {
+            return Err(NluError::BadTrainingFile(format!(
+                "training settings: first_stage_encoders {wanted:?} must name some, not all, of the encoders \
+                 {ids:?}, each once"
+            )));
+        }
+        let one = TrainConfig {
+            first_stage_encoders: Vec::new(),
+            ..config.clone()
+        };
+        let (mut model, full) = Self::train_one(examples, calibration, encoders, &one)?;
+        let (stage, stage_held) = Self::train_one(examples, calibration, &first, &one)?;
+        let oos = model.out_of_scope_index();
+        model.info.config = config.clone();
+        model.info.first_stage = Some(choose_gate(&stage_held, &full, oos));
+        model.first_stage = Some(Box::new(stage));
+        Ok(model)
+    }
+
+    fn out_of_scope_index(&self) -> Option<usize> {
+        self.info
+            .out_of_scope_label
+            .as_ref()
+            .and_then(|l| self.info.labels.iter().position(|x| x == l))
+    }
+
+    /// One model, and how it decided its calibration rows once calibrated.
+    fn train_one(
+        examples: &[Example],
+        calibration: Option<&[Example]>,
+        encoders: &[Arc<dyn SentenceEncoder>],
+        config: &TrainConfig,
+    ) -> Result<(IntentModel, Vec<HeldDecision>), NluError> {
         data::validate(examples)?;
         config.validate()?;
         let mut labels: Vec<String> = examples.iter().map(|e| e.intent.clone()).collect();
@@ -658,6 +791,22 @@ impl IntentModel {
             accuracy: cal_acc,
             oos_recall: cal_oos,
         } = best.expect("at least one candidate");
+        let held_decisions = held
+            .iter()
+            .map(|(logits, nearest, label)| {
+                let mut l = logits.clone();
+                add_neighbour_votes(&mut l, nearest, neighbour_weight);
+                let (c, p) = best_in_scope(&l, temperature, oos);
+                let score = in_scope_score(p, nearest[c], config.support_power);
+                // An out-of-scope class that wins reports probability 0: rejected at any threshold.
+                let rejected = p == 0.0 || score < threshold;
+                HeldDecision {
+                    intent: (!rejected).then_some(c),
+                    score,
+                    label: *label,
+                }
+            })
+            .collect();
 
         // With the examples it learned from besides `examples`.
         let (
@@ -671,7 +820,7 @@ impl IntentModel {
             Some(f) => f,
             None => (fit_all(), &[][..]),
         };
-        Ok(IntentModel {
+        let model = IntentModel {
             info: ModelInfo {
                 format: FORMAT,
                 out_of_scope_label: oos.map(|i| labels[i].clone()),
@@ -686,11 +835,14 @@ impl IntentModel {
                 calibration_accuracy: cal_acc,
                 calibration_oos_recall: cal_oos,
                 sparse_features: vectorizer.len(),
+                first_stage: None,
             },
             vectorizer,
             linear,
             exemplars,
-        })
+            first_stage: None,
+        };
+        Ok((model, held_decisions))
     }
 
     /// Calibrated probabilities for every label, from a text and its (already normalised) embeddings.
@@ -709,11 +861,7 @@ impl IntentModel {
     }
 
     fn decide(&self, p: &[f32], dense: &[f32]) -> Decision {
-        let oos = self
-            .info
-            .out_of_scope_label
-            .as_ref()
-            .and_then(|l| self.info.labels.iter().position(|x| x == l));
+        let oos = self.out_of_scope_index();
         let mut order: Vec<usize> = (0..p.len()).filter(|&i| Some(i) != oos).collect();
         order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
         let best = order[0];
@@ -735,11 +883,26 @@ impl IntentModel {
             },
             score,
             oos_class_wins,
+            first_stage: false,
         }
     }
 
+    /// The first stage's answer when it passes the gate.
+    fn first_stage_answer(&self, text: &str, dense: &[f32]) -> Option<Decision> {
+        let (stage, info) = (
+            self.first_stage.as_deref()?,
+            self.info.first_stage.as_ref()?,
+        );
+        let d = stage.decide(&stage.probabilities(text, dense), dense);
+        (!d.prediction.out_of_scope && d.score >= info.gate).then_some(Decision {
+            first_stage: true,
+            ..d
+        })
+    }
+
     /// Serialises to `KEFUINT1`, a JSON header length (u64 LE), the JSON header, the f32 LE biases and weights,
-    /// then the exemplars' f32 LE scales and int8 values.
+    /// then the exemplars' f32 LE scales and int8 values, then the first stage's own bytes (`first_stage_bytes` in
+    /// the header; none without one).
     pub fn to_bytes(&self) -> Vec<u8> {
         #[derive(Serialize)]
         struct Header<'a> {
@@ -749,7 +912,13 @@ impl IntentModel {
             dense_dim: usize,
             exemplar_dim: usize,
             exemplar_offsets: &'a [u32],
+            first_stage_bytes: usize,
         }
+        let stage = self
+            .first_stage
+            .as_ref()
+            .map(|m| m.to_bytes())
+            .unwrap_or_default();
         let e = &self.exemplars;
         let header = serde_json::to_vec(&Header {
             info: &self.info,
@@ -758,6 +927,7 @@ impl IntentModel {
             dense_dim: self.linear.dense_dim,
             exemplar_dim: e.dim,
             exemplar_offsets: &e.offsets,
+            first_stage_bytes: stage.len(),
         })
         .expect("model header serialises");
         let mut out = Vec::with_capacity(
@@ -778,6 +948,7 @@ impl IntentModel {
             out.extend_from_slice(&x.to_le_bytes());
         }
         out.extend(e.values.iter().map(|v| v.to_le_bytes()[0]));
+        out.extend_from_slice(&stage);
         out
     }
 
@@ -790,6 +961,8 @@ impl IntentModel {
             dense_dim: usize,
             exemplar_dim: usize,
             exemplar_offsets: Vec<u32>,
+            #[serde(default)]
+            first_stage_bytes: usize,
         }
         let bad = |m: &str| NluError::BadModel(m.to_owned());
         if bytes.len() < 16 || &bytes[..8] != MAGIC {
@@ -825,6 +998,32 @@ impl IntentModel {
                 && h.exemplar_offsets.windows(2).all(|w| w[0] <= w[1]));
         let n_floats = classes * (1 + h.sparse_dim + h.dense_dim) + n_exemplars;
         let tail = &bytes[16 + len..];
+        let Some((tail, stage)) = tail
+            .len()
+            .checked_sub(h.first_stage_bytes)
+            .map(|at| tail.split_at(at))
+        else {
+            return Err(bad("truncated first stage"));
+        };
+        let first_stage = match (stage.is_empty(), &h.info.first_stage) {
+            (true, None) => None,
+            (false, Some(_)) => {
+                let stage = IntentModel::from_bytes(stage)?;
+                // Its encoders are some of the full model's, with the same dimensions.
+                if stage.first_stage.is_some()
+                    || stage.info.labels != h.info.labels
+                    || !stage
+                        .info
+                        .encoders
+                        .iter()
+                        .all(|e| h.info.encoders.contains(e))
+                {
+                    return Err(bad("the first stage does not fit the model"));
+                }
+                Some(Box::new(stage))
+            }
+            _ => return Err(bad("the first stage does not match the header")),
+        };
         if !offsets_ok
             || h.vectorizer.len() != h.sparse_dim
             || Some(tail.len())
@@ -858,6 +1057,7 @@ impl IntentModel {
                 scales,
                 values: values.iter().map(|&b| i8::from_le_bytes([b])).collect(),
             },
+            first_stage,
         })
     }
 }
@@ -1028,36 +1228,7 @@ impl IntentClassifier {
         text: &str,
         given: &[(&str, &[f32])],
     ) -> Result<IntentPrediction, NluError> {
-        let clipped = crate::text::clip(text, 2000);
-        let mut dense = Vec::new();
-        for enc in &self.encoders {
-            let v = match given.iter().find(|(id, _)| *id == enc.id()) {
-                Some((_, v)) => v.to_vec(),
-                None => {
-                    let (mut vs, _) = encode_all(std::slice::from_ref(enc), &[clipped])?;
-                    vs.pop().unwrap_or_default()
-                }
-            };
-            let want = self
-                .model
-                .info
-                .encoders
-                .iter()
-                .find(|e| e.id == enc.id())
-                .map_or(0, |e| e.dim);
-            if v.len() != want {
-                return Err(NluError::Encoder(format!(
-                    "{} gave a vector of {} dimensions; the model was trained with {want}",
-                    enc.id(),
-                    v.len()
-                )));
-            }
-            dense.extend(normalised(v));
-        }
-        Ok(self
-            .model
-            .decide(&self.model.probabilities(clipped, &dense), &dense)
-            .prediction)
+        Ok(self.decide_all(&[text], given)?.remove(0).prediction)
     }
 
     /// Several texts at once (the encoders batch them).
@@ -1071,14 +1242,106 @@ impl IntentClassifier {
 
     /// [`Self::predict_batch`] with what each out-of-scope decision was made of (for the eval's diagnosis).
     pub(crate) fn decide_batch(&self, texts: &[&str]) -> Result<Vec<Decision>, NluError> {
+        self.decide_all(texts, &[])
+    }
+
+    /// Decides each text: by the first stage where there is one and it passes the gate, otherwise by the full
+    /// model. Encoders run only for the texts that need them, each once; `given` vectors stand in for theirs when
+    /// there is one text.
+    fn decide_all(
+        &self,
+        texts: &[&str],
+        given: &[(&str, &[f32])],
+    ) -> Result<Vec<Decision>, NluError> {
         // Classify on a bounded prefix: a 1 MB message costs the same as its first 2,000 characters.
         let clipped: Vec<&str> = texts.iter().map(|t| crate::text::clip(t, 2000)).collect();
-        let (dense, _) = encode_all(&self.encoders, &clipped)?;
-        Ok(clipped
-            .iter()
-            .zip(&dense)
-            .map(|(t, d)| self.model.decide(&self.model.probabilities(t, d), d))
+        let given = if texts.len() == 1 { given } else { &[] };
+        let mut vectors = Vectors {
+            of: vec![vec![None; clipped.len()]; self.encoders.len()],
+            texts: &clipped,
+            given,
+        };
+        let mut out: Vec<Option<Decision>> = (0..clipped.len()).map(|_| None).collect();
+        let all: Vec<usize> = (0..clipped.len()).collect();
+        if let Some(stage) = &self.model.first_stage {
+            let dense = vectors.dense(&self.encoders, &stage.info.encoders, &all)?;
+            for ((slot, t), d) in out.iter_mut().zip(&clipped).zip(&dense) {
+                *slot = self.model.first_stage_answer(t, d);
+            }
+        }
+        let rest: Vec<usize> = all.into_iter().filter(|&i| out[i].is_none()).collect();
+        if !rest.is_empty() {
+            let dense = vectors.dense(&self.encoders, &self.model.info.encoders, &rest)?;
+            for (&i, d) in rest.iter().zip(&dense) {
+                out[i] = Some(
+                    self.model
+                        .decide(&self.model.probabilities(clipped[i], d), d),
+                );
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|d| d.expect("every text decided"))
             .collect())
+    }
+}
+
+/// The encoders' normalised vectors of a batch of texts, each computed when first asked for.
+struct Vectors<'a> {
+    /// `of[encoder][text]`.
+    of: Vec<Vec<Option<Vec<f32>>>>,
+    texts: &'a [&'a str],
+    /// Vectors the caller gave for the only text, by encoder id.
+    given: &'a [(&'a str, &'a [f32])],
+}
+
+impl Vectors<'_> {
+    /// The `wanted` encoders' vectors of the texts at `rows`, concatenated in `wanted`'s order; `encoders` are the
+    /// classifier's, in the model's order.
+    fn dense(
+        &mut self,
+        encoders: &[Arc<dyn SentenceEncoder>],
+        wanted: &[EncoderInfo],
+        rows: &[usize],
+    ) -> Result<Vec<Vec<f32>>, NluError> {
+        let mut dense = vec![Vec::new(); rows.len()];
+        for info in wanted {
+            let Some(k) = encoders.iter().position(|e| e.id() == info.id) else {
+                return Err(NluError::BadModel(format!(
+                    "encoder {} is not loaded",
+                    info.id
+                )));
+            };
+            let missing: Vec<usize> = rows
+                .iter()
+                .copied()
+                .filter(|&i| self.of[k][i].is_none())
+                .collect();
+            if !missing.is_empty() {
+                let vs = match self.given.iter().find(|(id, _)| *id == info.id) {
+                    Some((_, v)) => vec![normalised(v.to_vec())],
+                    None => {
+                        let texts: Vec<&str> = missing.iter().map(|&i| self.texts[i]).collect();
+                        encode_one(&encoders[k], &texts)?
+                    }
+                };
+                for (&i, v) in missing.iter().zip(vs) {
+                    if v.len() != info.dim {
+                        return Err(NluError::Encoder(format!(
+                            "{} gave a vector of {} dimensions; the model was trained with {}",
+                            info.id,
+                            v.len(),
+                            info.dim
+                        )));
+                    }
+                    self.of[k][i] = Some(v);
+                }
+            }
+            for (d, &i) in dense.iter_mut().zip(rows) {
+                d.extend_from_slice(self.of[k][i].as_deref().expect("computed above"));
+            }
+        }
+        Ok(dense)
     }
 }
 

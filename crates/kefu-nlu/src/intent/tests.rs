@@ -429,3 +429,161 @@ fn settings_out_of_range_are_refused_with_the_field_named() {
     let err = IntentModel::train(&shop_examples(), None, &[], &bad).unwrap_err();
     assert!(err.to_string().contains("support_power"), "{err}");
 }
+
+#[test]
+fn the_gate_is_the_lowest_score_where_both_stages_keep_up_with_the_full_model() {
+    // (first stage's score, first stage right, full model right), label 0 for every row; a wrong answer names 1.
+    let rows = [
+        (0.99, true, true),
+        (0.95, true, false),
+        (0.90, false, true),
+        (0.80, false, true),
+        (0.70, true, false),
+        (0.60, false, true),
+    ];
+    let held = |rows: &[(f32, bool, bool)], full: bool| -> Vec<HeldDecision> {
+        rows.iter()
+            .map(|&(score, s, f)| HeldDecision {
+                intent: Some(usize::from(!if full { f } else { s })),
+                score,
+                label: 0,
+            })
+            .collect()
+    };
+    let mut stage = held(&rows, false);
+    // A row the first stage rejects is never its to answer, however high its score.
+    stage.push(HeldDecision {
+        intent: None,
+        score: 0.999,
+        label: 0,
+    });
+    let mut full = held(&rows, true);
+    full.push(HeldDecision {
+        intent: Some(1),
+        score: 0.5,
+        label: 0,
+    });
+    // Running count from the top: 0, +1, 0, -1, 0, -1: the lowest score at 0 or above is 0.70 (5 of 7 rows).
+    let info = choose_gate(&stage, &full, None);
+    assert_eq!(info.gate, 0.70);
+    assert!((info.answered - 5.0 / 7.0).abs() < 1e-6, "{info:?}");
+    assert_eq!((info.right, info.right_full_model), (4, 4));
+    // When the top row already loses, no gate keeps up: the first stage never answers.
+    let info = choose_gate(&stage[2..], &full[2..], None);
+    assert_eq!((info.gate, info.answered), (f32::MAX, 0.0));
+    // Out of scope: a rejection is the right answer.
+    let oos = HeldDecision {
+        intent: None,
+        score: 0.1,
+        label: 7,
+    };
+    assert!(oos.right(Some(7)) && !oos.right(None));
+}
+
+/// Two encoders: "cheap" puts human and greeting at the same point, "full" tells all four intents apart. With the
+/// n-grams off, the first stage (cheap) is sure only of track_order and refund; the full model runs for the rest,
+/// and only then does the full encoder run.
+#[test]
+fn a_first_stage_answers_what_it_is_sure_of_and_the_full_model_the_rest() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    struct Axes {
+        id: &'static str,
+        axis: fn(&str) -> usize,
+        texts: AtomicUsize,
+    }
+    impl SentenceEncoder for Axes {
+        fn id(&self) -> &str {
+            self.id
+        }
+        fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+            self.texts.fetch_add(texts.len(), Ordering::SeqCst);
+            Ok(texts
+                .iter()
+                .map(|t| {
+                    let mut v = vec![0.0; 8];
+                    v[(self.axis)(t)] = 1.0;
+                    v[4 + (text_hash(t) % 4) as usize] += 0.1;
+                    v
+                })
+                .collect())
+        }
+    }
+    fn intent_of(t: &str) -> usize {
+        let order = ["track_order", "refund", "human", "greeting"];
+        let e = shop_examples().into_iter().find(|e| e.text == t);
+        e.map_or(3, |e| order.iter().position(|o| *o == e.intent).unwrap())
+    }
+    let cheap = Arc::new(Axes {
+        id: "cheap",
+        axis: |t| [0, 1, 2, 2][intent_of(t)],
+        texts: AtomicUsize::new(0),
+    });
+    let full = Arc::new(Axes {
+        id: "full",
+        axis: intent_of,
+        texts: AtomicUsize::new(0),
+    });
+    let encoders: Vec<Arc<dyn SentenceEncoder>> = vec![full.clone(), cheap.clone()];
+    let config = TrainConfig {
+        features: FeatureConfig {
+            word_weight: 0.0,
+            char_weight: 0.0,
+            ..FeatureConfig::default()
+        },
+        first_stage_encoders: vec!["cheap".into()],
+        ..TrainConfig::default()
+    };
+    let model = IntentModel::train(&shop_examples(), None, &encoders, &config).unwrap();
+    let info = model.info.first_stage.clone().unwrap();
+    // Every row is held out once (5 folds); the first stage keeps up on the two intents it can tell apart.
+    assert!(
+        info.gate < 1.0 && (0.4..=0.6).contains(&info.answered),
+        "{info:?}"
+    );
+    assert_eq!(info.right, info.right_full_model);
+
+    let clf = IntentClassifier::new(model.clone(), encoders.clone()).unwrap();
+    let texts = ["track my package", "申请退款", "转人工", "早上好"];
+    let (full_before, cheap_before) = (
+        full.texts.load(Ordering::SeqCst),
+        cheap.texts.load(Ordering::SeqCst),
+    );
+    let decided = clf.decide_batch(&texts).unwrap();
+    let got: Vec<(&str, bool)> = decided
+        .iter()
+        .map(|d| (d.prediction.top[0].0.as_str(), d.first_stage))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("track_order", true),
+            ("refund", true),
+            ("human", false),
+            ("greeting", false)
+        ]
+    );
+    // The cheap encoder saw every text once, the full one only the two the full model decided.
+    assert_eq!(cheap.texts.load(Ordering::SeqCst) - cheap_before, 4);
+    assert_eq!(full.texts.load(Ordering::SeqCst) - full_before, 2);
+
+    // Saved and loaded, both stages predict the same.
+    let loaded = IntentModel::from_bytes(&model.to_bytes()).unwrap();
+    assert_eq!(loaded.info, model.info);
+    let again = IntentClassifier::new(loaded, encoders.clone()).unwrap();
+    for t in texts {
+        assert_eq!(again.predict(t).unwrap(), clf.predict(t).unwrap(), "{t}");
+    }
+    // A cut-off first stage is refused.
+    let bytes = model.to_bytes();
+    assert!(IntentModel::from_bytes(&bytes[..bytes.len() - 4]).is_err());
+
+    // The first stage must use some, not all, of the encoders.
+    for stage in [vec!["nope".to_owned()], vec!["cheap".into(), "full".into()]] {
+        let config = TrainConfig {
+            first_stage_encoders: stage,
+            ..config.clone()
+        };
+        let err = IntentModel::train(&shop_examples(), None, &encoders, &config).unwrap_err();
+        assert!(err.to_string().contains("first_stage_encoders"), "{err}");
+    }
+}
