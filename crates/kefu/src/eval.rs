@@ -447,10 +447,10 @@ pub async fn intent(settings: Settings, args: IntentArgs) -> anyhow::Result<()> 
         report.classes,
         report.encoders
     );
-    println!("| accuracy | in-scope accuracy | out-of-scope recall | ECE | threshold | vote | train s | p50 ms | p99 ms | encoder threads | model MB |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| accuracy | in-scope accuracy | out-of-scope recall | ECE | threshold | vote | train s | p50 ms | p99 ms | mean ms | encoder threads | model MB |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| {:.2} | {:.2} | {} | {:.3} | {:.3} | {} | {:.1} | {:.2} | {:.2} | {} | {:.1} |",
+        "| {:.2} | {:.2} | {} | {:.3} | {:.3} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {} | {:.1} |",
         report.accuracy,
         report.in_scope_accuracy,
         report
@@ -462,6 +462,7 @@ pub async fn intent(settings: Settings, args: IntentArgs) -> anyhow::Result<()> 
         report.train_seconds,
         report.latency_p50_ms,
         report.latency_p99_ms,
+        report.latency_mean_ms,
         if report.encoders.is_empty() {
             "–".to_owned()
         } else {
@@ -469,6 +470,16 @@ pub async fn intent(settings: Settings, args: IntentArgs) -> anyhow::Result<()> 
         },
         report.model_bytes as f64 / 1e6
     );
+    if let (Some(f), Some(test)) = (&report.first_stage, report.first_stage_answered) {
+        println!(
+            "first stage: answered {test:.1} % of the test rows (gate {:.3}; on the calibration rows it answered \
+             {:.1} %, with {} right against {} for the full model alone)",
+            f.gate,
+            100.0 * f.answered,
+            f.right,
+            f.right_full_model
+        );
+    }
     if let Some(a) = report.in_scope_accuracy_at_oos_90_on_split {
         println!(
             "diagnosis: with the threshold picked on this split itself, the best in-scope accuracy at ≥ 90 % \

@@ -216,10 +216,15 @@ pub struct IntentReport {
     /// Expected calibration error of the top in-scope confidence (15 bins).
     pub ece: f64,
     pub train_seconds: f64,
-    /// Per-query latency, one query at a time, embedding included (first 300 test queries); the encoder's matrix
+    /// Per-query latency, one query at a time, embedding included (300 test queries spread evenly over the split); the encoder's matrix
     /// products use its own thread count (`kefu eval intent` prints it; `RAYON_NUM_THREADS=1` for one core).
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
+    pub latency_mean_ms: f64,
+    /// With a first stage: its gate and what it did on the calibration rows.
+    pub first_stage: Option<crate::FirstStageInfo>,
+    /// With a first stage: the share of test rows it answered (percent; the full model ran for the rest).
+    pub first_stage_answered: Option<f64>,
     pub model_bytes: usize,
     /// Diagnosis, not a result: the best in-scope accuracy any threshold reaches while rejecting at least 90 % of
     /// the out-of-scope rows, the threshold picked on this split itself. It tells a threshold that transferred
@@ -245,8 +250,9 @@ pub struct Mistake {
 }
 
 /// Trains on the dataset and measures. `encoders` may answer from a cache; latency is measured separately with
-/// `live_encoders` (the same models, uncached) on up to 300 test queries, one at a time, each after `idle` without
-/// work ([`super::timed_after_idle`]).
+/// `live_encoders` (the same models, uncached) on up to 300 test queries spread evenly over the split (in and out of
+/// scope: the files group rows by intent, and a first stage answers some intents more often than others), one at a
+/// time, each after `idle` without work ([`super::timed_after_idle`]).
 pub fn run(
     dataset: IntentDataset,
     splits: &Splits,
@@ -272,7 +278,8 @@ pub fn run(
     let is_oos = |l: &str| oos_label.as_deref() == Some(l);
 
     let mut latencies = Vec::new();
-    for e in splits.test.iter().take(300) {
+    let n = splits.test.len();
+    for e in (0..n.min(300)).map(|i| &splits.test[i * n / n.min(300)]) {
         let (prediction, ms) = super::timed_after_idle(idle, || live.predict(&e.text));
         prediction?;
         latencies.push(ms);
@@ -284,7 +291,9 @@ pub fn run(
     // Per test row: (out of scope, top intent right, in-scope score, out-of-scope class wins), for the diagnosis.
     let mut rows: Vec<(bool, bool, f32, bool)> = Vec::with_capacity(texts.len());
     let mut mistakes = Vec::new();
+    let mut first_stage = 0usize;
     for (e, d) in splits.test.iter().zip(predict_all(&clf, &texts)?) {
+        first_stage += usize::from(d.first_stage);
         let p = &d.prediction;
         let top_right = p.top[0].0 == e.intent;
         let oos = is_oos(&e.intent);
@@ -336,6 +345,12 @@ pub fn run(
         train_seconds,
         latency_p50_ms: pct(0.5),
         latency_p99_ms: pct(0.99),
+        latency_mean_ms: latencies.iter().sum::<f64>() / latencies.len().max(1) as f64,
+        first_stage: info.first_stage.clone(),
+        first_stage_answered: info
+            .first_stage
+            .is_some()
+            .then(|| 100.0 * first_stage as f64 / splits.test.len().max(1) as f64),
         model_bytes,
         in_scope_accuracy_at_oos_90_on_split: separation,
         mistakes,
