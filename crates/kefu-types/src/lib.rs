@@ -1282,6 +1282,10 @@ pub struct IntentModelView {
     pub labels: Vec<String>,
     pub out_of_scope_label: Option<String>,
     pub encoders: Vec<String>,
+    /// The encoders of a first stage, which answers the messages it is sure of before the full model runs (empty:
+    /// one stage).
+    #[serde(default)]
+    pub first_stage_encoders: Vec<String>,
     pub examples: usize,
     /// Out-of-scope threshold on the confidence × support score.
     pub threshold: f32,

@@ -35,6 +35,10 @@ fn view(m: &IntentModelRecord, current: Option<i32>) -> IntentModelView {
             .as_ref()
             .map(|i| i.encoders.iter().map(|e| e.id.clone()).collect())
             .unwrap_or_default(),
+        first_stage_encoders: info
+            .as_ref()
+            .map(|i| i.config.first_stage_encoders.clone())
+            .unwrap_or_default(),
         examples: info.as_ref().map_or(0, |i| i.examples),
         threshold: info.as_ref().map_or(0.0, |i| i.threshold),
         calibration_accuracy: info.as_ref().and_then(|i| i.calibration_accuracy),

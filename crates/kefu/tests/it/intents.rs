@@ -74,6 +74,7 @@ async fn trained_models_serve_conversations_and_are_switched_by_version() {
         (v1["examples"].as_u64(), v1["encoders"].clone()),
         (Some(18), json!([]))
     );
+    assert_eq!(v1["first_stage_encoders"], json!([]), "{v1}");
     assert!(v1["created_by"].is_string(), "{v1}");
 
     // Tried directly, and used by a conversation: the turn records the intent.
@@ -227,6 +228,11 @@ async fn bad_training_data_is_a_clear_error_and_stores_nothing() {
             json!({"data": shop_csv(), "encoders": [], "config": {"linear": {"c": 0}}}),
             "invalid_training_data",
             "linear.c",
+        ),
+        (
+            json!({"data": shop_csv(), "encoders": [], "config": {"first_stage_encoders": ["minilm"]}}),
+            "invalid_training_data",
+            "first_stage_encoders",
         ),
         (
             json!({"data": shop_csv(), "format": "xml"}),
