@@ -1257,6 +1257,7 @@ impl IntentClassifier {
         let clipped: Vec<&str> = texts.iter().map(|t| crate::text::clip(t, 2000)).collect();
         let given = if texts.len() == 1 { given } else { &[] };
         let mut vectors = Vectors {
+            encoders: &self.encoders,
             of: vec![vec![None; clipped.len()]; self.encoders.len()],
             texts: &clipped,
             given,
@@ -1264,14 +1265,14 @@ impl IntentClassifier {
         let mut out: Vec<Option<Decision>> = (0..clipped.len()).map(|_| None).collect();
         let all: Vec<usize> = (0..clipped.len()).collect();
         if let Some(stage) = &self.model.first_stage {
-            let dense = vectors.dense(&self.encoders, &stage.info.encoders, &all)?;
+            let dense = vectors.dense(&stage.info.encoders, &all)?;
             for ((slot, t), d) in out.iter_mut().zip(&clipped).zip(&dense) {
                 *slot = self.model.first_stage_answer(t, d);
             }
         }
         let rest: Vec<usize> = all.into_iter().filter(|&i| out[i].is_none()).collect();
         if !rest.is_empty() {
-            let dense = vectors.dense(&self.encoders, &self.model.info.encoders, &rest)?;
+            let dense = vectors.dense(&self.model.info.encoders, &rest)?;
             for (&i, d) in rest.iter().zip(&dense) {
                 out[i] = Some(
                     self.model
@@ -1288,6 +1289,8 @@ impl IntentClassifier {
 
 /// The encoders' normalised vectors of a batch of texts, each computed when first asked for.
 struct Vectors<'a> {
+    /// The classifier's encoders, in the model's order.
+    encoders: &'a [Arc<dyn SentenceEncoder>],
     /// `of[encoder][text]`.
     of: Vec<Vec<Option<Vec<f32>>>>,
     texts: &'a [&'a str],
@@ -1296,17 +1299,11 @@ struct Vectors<'a> {
 }
 
 impl Vectors<'_> {
-    /// The `wanted` encoders' vectors of the texts at `rows`, concatenated in `wanted`'s order; `encoders` are the
-    /// classifier's, in the model's order.
-    fn dense(
-        &mut self,
-        encoders: &[Arc<dyn SentenceEncoder>],
-        wanted: &[EncoderInfo],
-        rows: &[usize],
-    ) -> Result<Vec<Vec<f32>>, NluError> {
+    /// The `wanted` encoders' vectors of the texts at `rows`, concatenated in `wanted`'s order.
+    fn dense(&mut self, wanted: &[EncoderInfo], rows: &[usize]) -> Result<Vec<Vec<f32>>, NluError> {
         let mut dense = vec![Vec::new(); rows.len()];
         for info in wanted {
-            let Some(k) = encoders.iter().position(|e| e.id() == info.id) else {
+            let Some(k) = self.encoders.iter().position(|e| e.id() == info.id) else {
                 return Err(NluError::BadModel(format!(
                     "encoder {} is not loaded",
                     info.id
@@ -1322,7 +1319,7 @@ impl Vectors<'_> {
                     Some((_, v)) => vec![normalised(v.to_vec())],
                     None => {
                         let texts: Vec<&str> = missing.iter().map(|&i| self.texts[i]).collect();
-                        encode_one(&encoders[k], &texts)?
+                        encode_one(&self.encoders[k], &texts)?
                     }
                 };
                 for (&i, v) in missing.iter().zip(vs) {
