@@ -587,3 +587,33 @@ fn a_first_stage_answers_what_it_is_sure_of_and_the_full_model_the_rest() {
         assert!(err.to_string().contains("first_stage_encoders"), "{err}");
     }
 }
+
+/// A file written before first stages existed (no `first_stage_bytes` in the header, no `first_stage` in the info)
+/// still loads, as one stage.
+#[test]
+fn files_from_before_first_stages_still_load() {
+    let model = IntentModel::train(&shop_examples(), None, &[], &sparse_only()).unwrap();
+    let bytes = model.to_bytes();
+    let len = u64::from_le_bytes(bytes[8..16].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[16..16 + len]).unwrap();
+    header
+        .as_object_mut()
+        .unwrap()
+        .remove("first_stage_bytes")
+        .unwrap();
+    header["info"]
+        .as_object_mut()
+        .unwrap()
+        .remove("first_stage")
+        .unwrap();
+    let header = serde_json::to_vec(&header).unwrap();
+    let mut old = bytes[..8].to_vec();
+    old.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    old.extend_from_slice(&header);
+    old.extend_from_slice(&bytes[16 + len..]);
+    let loaded = IntentModel::from_bytes(&old).unwrap();
+    assert_eq!(loaded.info, model.info);
+    assert!(loaded.first_stage.is_none());
+    let clf = IntentClassifier::new(loaded, vec![]).unwrap();
+    assert_eq!(clf.predict("我要退款").unwrap().top[0].0, "refund");
+}
