@@ -541,6 +541,50 @@ fn fit(
     }
 }
 
+/// An encoder that keeps every vector it computed, by text (training both stages reads the first stage's encoders
+/// twice).
+struct Remembered {
+    inner: Arc<dyn SentenceEncoder>,
+    vectors: std::sync::Mutex<HashMap<String, Vec<f32>>>,
+}
+
+impl Remembered {
+    fn new(inner: Arc<dyn SentenceEncoder>) -> Remembered {
+        Remembered {
+            inner,
+            vectors: Default::default(),
+        }
+    }
+}
+
+impl SentenceEncoder for Remembered {
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+
+    fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        let mut known = self.vectors.lock().unwrap_or_else(|e| e.into_inner());
+        let new: Vec<&str> = texts
+            .iter()
+            .copied()
+            .filter(|t| !known.contains_key(*t))
+            .collect();
+        if !new.is_empty() {
+            let vs = self.inner.encode(&new)?;
+            if vs.len() != new.len() {
+                return Err(format!(
+                    "{} returned {} vectors for {} texts",
+                    self.id(),
+                    vs.len(),
+                    new.len()
+                ));
+            }
+            known.extend(new.into_iter().map(str::to_owned).zip(vs));
+        }
+        Ok(texts.iter().map(|t| known[*t].clone()).collect())
+    }
+}
+
 /// A calibration row as the calibrated model decided it: the intent it let through (`None`: rejected as out of
 /// scope), the out-of-scope score, and the row's label.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -613,10 +657,11 @@ impl IntentModel {
             return Ok(Self::train_one(examples, calibration, encoders, config)?.0);
         }
         let wanted = &config.first_stage_encoders;
+        // Both models read the first stage's encoders: each text is encoded once, for both.
         let first: Vec<Arc<dyn SentenceEncoder>> = encoders
             .iter()
             .filter(|e| wanted.iter().any(|w| w == e.id()))
-            .cloned()
+            .map(|e| Arc::new(Remembered::new(e.clone())) as Arc<dyn SentenceEncoder>)
             .collect();
         let ids: Vec<&str> = encoders.iter().map(|e| e.id()).collect();
         if first.len() != wanted.len() || first.len() == encoders.len() {
@@ -629,7 +674,11 @@ impl IntentModel {
             first_stage_encoders: Vec::new(),
             ..config.clone()
         };
-        let (mut model, full) = Self::train_one(examples, calibration, encoders, &one)?;
+        let encoders: Vec<Arc<dyn SentenceEncoder>> = encoders
+            .iter()
+            .map(|e| first.iter().find(|f| f.id() == e.id()).unwrap_or(e).clone())
+            .collect();
+        let (mut model, full) = Self::train_one(examples, calibration, &encoders, &one)?;
         let (stage, stage_held) = Self::train_one(examples, calibration, &first, &one)?;
         let oos = model.out_of_scope_index();
         model.info.config = config.clone();

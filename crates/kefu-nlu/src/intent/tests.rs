@@ -534,6 +534,15 @@ fn a_first_stage_answers_what_it_is_sure_of_and_the_full_model_the_rest() {
         ..TrainConfig::default()
     };
     let model = IntentModel::train(&shop_examples(), None, &encoders, &config).unwrap();
+    // Each encoder saw each training text once, though two models learned from the cheap one's vectors.
+    let n = shop_examples().len();
+    assert_eq!(
+        (
+            full.texts.load(Ordering::SeqCst),
+            cheap.texts.load(Ordering::SeqCst)
+        ),
+        (n, n)
+    );
     let info = model.info.first_stage.clone().unwrap();
     // Every row is held out once (5 folds); the first stage keeps up on the two intents it can tell apart.
     assert!(
