@@ -11,7 +11,7 @@ use kefu_nlu::{
     IntentClassifier, IntentModel, PiiDetector, SentenceEncoder, TrainConfig, Understander,
 };
 
-use crate::kb::{pct, rss_mib};
+use crate::kb::rss_mib;
 
 /// zh + en customer messages from the committed sets: BANKING77 test questions, the Chinese shop FAQ queries and
 /// the PII set's messages.
@@ -48,13 +48,12 @@ fn messages(n: usize) -> anyhow::Result<Vec<String>> {
 
 /// p50, p99 and mean ms of `f` over `messages`, one at a time, each after `gap` idle.
 fn time_each(messages: &[String], gap: Duration, mut f: impl FnMut(&str)) -> (f64, f64, f64) {
-    let mut ms: Vec<f64> = messages
-        .iter()
-        .map(|m| kefu_nlu::eval::timed_after_idle(gap, || f(m)).1)
-        .collect();
-    ms.sort_by(f64::total_cmp);
-    let mean = ms.iter().sum::<f64>() / ms.len().max(1) as f64;
-    (pct(&ms, 0.5), pct(&ms, 0.99), mean)
+    kefu_nlu::eval::latency_summary(
+        messages
+            .iter()
+            .map(|m| kefu_nlu::eval::timed_after_idle(gap, || f(m)).1)
+            .collect(),
+    )
 }
 
 /// The understanding step's parts and the whole, per message on one thread. With `gap`, each timed message comes

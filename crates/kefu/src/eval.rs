@@ -470,10 +470,12 @@ pub async fn intent(settings: Settings, args: IntentArgs) -> anyhow::Result<()> 
         },
         report.model_bytes as f64 / 1e6
     );
-    if let (Some(f), Some(test)) = (&report.first_stage, report.first_stage_answered) {
+    if let Some(s) = &report.first_stage {
+        let f = &s.calibration;
         println!(
-            "first stage: answered {test:.1} % of the test rows (gate {:.3}; on the calibration rows it answered \
+            "first stage: answered {:.1} % of the test rows (gate {:.3}; on the calibration rows it answered \
              {:.1} %, with {} right against {} for the full model alone)",
+            s.answered_test,
             f.gate,
             100.0 * f.answered,
             f.right,

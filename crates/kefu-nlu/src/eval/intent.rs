@@ -216,15 +216,14 @@ pub struct IntentReport {
     /// Expected calibration error of the top in-scope confidence (15 bins).
     pub ece: f64,
     pub train_seconds: f64,
-    /// Per-query latency, one query at a time, embedding included (300 test queries spread evenly over the split); the encoder's matrix
-    /// products use its own thread count (`kefu eval intent` prints it; `RAYON_NUM_THREADS=1` for one core).
+    /// Per-query latency, one query at a time, embedding included (300 test queries spread evenly over the split);
+    /// the encoder's matrix products use its own thread count (`kefu eval intent` prints it; `RAYON_NUM_THREADS=1`
+    /// for one core).
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub latency_mean_ms: f64,
-    /// With a first stage: its gate and what it did on the calibration rows.
-    pub first_stage: Option<crate::FirstStageInfo>,
-    /// With a first stage: the share of test rows it answered (percent; the full model ran for the rest).
-    pub first_stage_answered: Option<f64>,
+    /// With a first stage: its gate, what it did on the calibration rows and the share of test rows it answered.
+    pub first_stage: Option<FirstStageReport>,
     pub model_bytes: usize,
     /// Diagnosis, not a result: the best in-scope accuracy any threshold reaches while rejecting at least 90 % of
     /// the out-of-scope rows, the threshold picked on this split itself. It tells a threshold that transferred
@@ -234,6 +233,15 @@ pub struct IntentReport {
     /// through), for error analysis on development data; `kefu eval intent --errors FILE` writes them.
     #[serde(skip)]
     pub mistakes: Vec<Mistake>,
+}
+
+/// A first stage's gate and calibration figures (`calibration.answered` is a share), and the share of test rows it
+/// answered (percent; the full model ran for the rest).
+#[derive(Debug, Clone, Serialize)]
+pub struct FirstStageReport {
+    #[serde(flatten)]
+    pub calibration: crate::FirstStageInfo,
+    pub answered_test: f64,
 }
 
 /// One test row the classifier got wrong.
@@ -325,8 +333,7 @@ pub fn run(
         }
     }
     let separation = best_in_scope_at_recall(&rows, 0.90);
-    latencies.sort_by(f64::total_cmp);
-    let pct = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    let (latency_p50_ms, latency_p99_ms, latency_mean_ms) = super::latency_summary(latencies);
     Ok(IntentReport {
         dataset: dataset.name().to_owned(),
         split: if dev { "dev" } else { "test" }.to_owned(),
@@ -343,14 +350,16 @@ pub fn run(
         threshold: info.threshold,
         ece: expected_calibration_error(&calib, 15),
         train_seconds,
-        latency_p50_ms: pct(0.5),
-        latency_p99_ms: pct(0.99),
-        latency_mean_ms: latencies.iter().sum::<f64>() / latencies.len().max(1) as f64,
-        first_stage: info.first_stage.clone(),
-        first_stage_answered: info
+        latency_p50_ms,
+        latency_p99_ms,
+        latency_mean_ms,
+        first_stage: info
             .first_stage
-            .is_some()
-            .then(|| 100.0 * first_stage as f64 / splits.test.len().max(1) as f64),
+            .clone()
+            .map(|calibration| FirstStageReport {
+                calibration,
+                answered_test: 100.0 * first_stage as f64 / splits.test.len().max(1) as f64,
+            }),
         model_bytes,
         in_scope_accuracy_at_oos_90_on_split: separation,
         mistakes,
