@@ -394,17 +394,23 @@ fn encode_one(enc: &Arc<dyn SentenceEncoder>, texts: &[&str]) -> Result<Vec<Vec<
     let mut out = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(64) {
         let vs = enc.encode(chunk).map_err(NluError::Encoder)?;
-        if vs.len() != chunk.len() {
-            return Err(NluError::Encoder(format!(
-                "{} returned {} vectors for {} texts",
-                enc.id(),
-                vs.len(),
-                chunk.len()
-            )));
-        }
+        one_each(enc.id(), &vs, chunk).map_err(NluError::Encoder)?;
         out.extend(vs.into_iter().map(normalised));
     }
     Ok(out)
+}
+
+/// An encoder must return one vector per text.
+fn one_each(id: &str, vectors: &[Vec<f32>], texts: &[&str]) -> Result<(), String> {
+    if vectors.len() == texts.len() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{id} returned {} vectors for {} texts",
+            vectors.len(),
+            texts.len()
+        ))
+    }
 }
 
 /// Every encoder's normalised vectors of each text, concatenated in encoder order, and what each encoder gave.
@@ -571,14 +577,7 @@ impl SentenceEncoder for Remembered {
             .collect();
         if !new.is_empty() {
             let vs = self.inner.encode(&new)?;
-            if vs.len() != new.len() {
-                return Err(format!(
-                    "{} returned {} vectors for {} texts",
-                    self.id(),
-                    vs.len(),
-                    new.len()
-                ));
-            }
+            one_each(self.id(), &vs, &new)?;
             known.extend(new.into_iter().map(str::to_owned).zip(vs));
         }
         Ok(texts.iter().map(|t| known[*t].clone()).collect())
