@@ -435,17 +435,17 @@ impl Engine {
         f
     }
 
-    /// The understanding step. When the tenant's intent classifier reads the knowledge embedder's sentence vectors,
-    /// or chosen layers of its model (`<embedder>@<layers>`), the message's query vector is computed here, in one
-    /// pass, and returned for knowledge search to reuse; a classifier with other sentence encoders runs them off the
-    /// async workers.
+    /// The understanding step. When the tenant's intent classifier or the polarity anchors read the knowledge
+    /// embedder's sentence vectors, or chosen layers of its model (`<embedder>@<layers>`), the message's query vector
+    /// is computed here, in one pass, and returned for knowledge search to reuse; a classifier with other sentence
+    /// encoders runs them off the async workers.
     async fn understand(
         &self,
         understander: &Arc<Understander>,
         text: &str,
     ) -> (Option<Understanding>, Option<Vec<f32>>) {
         let encoders: Vec<String> = understander
-            .intent_encoders()
+            .encoders()
             .into_iter()
             .map(str::to_owned)
             .collect();

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::emotion::{analyse, EmotionReading};
+use crate::emotion::{analyse_with, EmotionReading, PolarityAnchors};
 use crate::injection::{score, InjectionScore, ToolContext};
 use crate::intent::{IntentClassifier, IntentPrediction};
 use crate::lang::{detect, LanguageGuess};
@@ -47,6 +47,7 @@ pub struct Understander {
     pii: PiiDetector,
     moderator: Option<Arc<Moderator>>,
     intent: Option<IntentClassifier>,
+    anchors: Option<Arc<PolarityAnchors>>,
     tools: ToolContext,
 }
 
@@ -66,6 +67,25 @@ impl Understander {
     pub fn with_intent(mut self, classifier: IntentClassifier) -> Self {
         self.intent = Some(classifier);
         self
+    }
+
+    /// Reads polarity from the message's sentence vector as well as its words (see [`crate::emotion::analyse_with`])
+    /// when the caller hands [`Understander::understand_with`] a vector of the anchors' encoder.
+    pub fn with_anchors(mut self, anchors: Arc<PolarityAnchors>) -> Self {
+        self.anchors = Some(anchors);
+        self
+    }
+
+    /// The sentence encoders whose vectors of [`Understander::intent_text`] this step uses: the intent classifier's
+    /// and the polarity anchors' (ids, each once; empty when it reads words only).
+    pub fn encoders(&self) -> Vec<&str> {
+        let mut ids = self.intent_encoders();
+        if let Some(a) = &self.anchors {
+            if !ids.contains(&a.encoder_id()) {
+                ids.push(a.encoder_id());
+            }
+        }
+        ids
     }
 
     pub fn with_tools(mut self, tools: ToolContext) -> Self {
@@ -105,7 +125,8 @@ impl Understander {
     }
 
     /// [`Understander::understand`] with sentence vectors of [`Understander::intent_text`] the caller already has
-    /// (`(encoder id, vector)`), so an encoder shared with knowledge search runs once per message.
+    /// (`(encoder id, vector)`), so an encoder shared with knowledge search runs once per message. The intent
+    /// classifier runs its own encoders for any it is not given; the polarity anchors read only a given vector.
     pub fn understand_with(
         &self,
         text: &str,
@@ -134,7 +155,13 @@ impl Understander {
             moderation: self.moderator.as_ref().map(|m| m.check(&masked.text)),
             injection: score(&clean, &self.tools),
             intent,
-            emotion: analyse(&clean),
+            emotion: analyse_with(
+                &clean,
+                self.anchors.as_ref().and_then(|a| {
+                    let (_, v) = vectors.iter().find(|(id, _)| *id == a.encoder_id())?;
+                    Some((&**a, *v))
+                }),
+            ),
             masked,
             micros: started.elapsed().as_micros() as u64,
         })
@@ -173,6 +200,24 @@ mod tests {
         Understander::new(PiiDetector::new())
             .with_moderator(Arc::new(Moderator::new(words).unwrap()))
             .with_intent(IntentClassifier::new(model, vec![]).unwrap())
+    }
+
+    #[test]
+    fn emotion_reads_a_given_vector_of_the_anchors_encoder() {
+        let anchors = Arc::new(crate::emotion::tests::axis_anchors());
+        let plain = Understander::new(PiiDetector::new());
+        assert!(plain.encoders().is_empty());
+        let u = understander().with_anchors(anchors);
+        assert_eq!(u.encoders(), vec!["axes"]);
+        let text = "my flight to Boston leaves at 6 tomorrow";
+        let negative = [1.0f32, 0.1, 0.1];
+        let read = u.understand_with(text, &[("axes", &negative)]).unwrap();
+        assert_eq!(read.emotion.polarity, crate::emotion::Polarity::Negative);
+        // Without that encoder's vector (or with another encoder's), the words alone.
+        for given in [&[][..], &[("other", &negative[..])][..]] {
+            let words = u.understand_with(text, given).unwrap();
+            assert_eq!(words.emotion.polarity, crate::emotion::Polarity::Neutral);
+        }
     }
 
     #[test]

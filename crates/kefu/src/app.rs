@@ -88,6 +88,22 @@ impl Application {
             &settings,
             embedding.encoder.clone(),
         ));
+        let anchors = match embedding.encoder.clone() {
+            Some(e) => {
+                match tokio::task::spawn_blocking(move || {
+                    kefu_nlu::emotion::PolarityAnchors::new(e.as_ref())
+                })
+                .await?
+                {
+                    Ok(a) => Some(Arc::new(a)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "emotion reads words only: the polarity anchors were not embedded");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         if bootstrap_file.is_some() && settings.demo.shop {
             seed_demo_knowledge(store.as_ref(), &knowledge, &settings.bootstrap.tenant_slug)
                 .await?;
@@ -141,6 +157,7 @@ impl Application {
                 store.clone(),
                 encoders,
                 moderator,
+                anchors,
             )),
             knowledge: Some(knowledge.clone()),
             policy: settings.engine.policy.clone(),

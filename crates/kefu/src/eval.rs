@@ -547,6 +547,18 @@ pub async fn emotion(settings: Settings, args: EmotionArgs) -> anyhow::Result<()
         "| trained on this set (encoders {:?}) | {:.1} | {:.1} | trained in {:.1} s |",
         r.trained_encoders, r.trained.accuracy, r.trained.macro_f1, r.train_seconds
     );
+    if let Some(a) = &r.anchored {
+        println!(
+            "| lexicon, {} anchors where it is silent (not zh) | {:.1} | {:.1} | train part {:.1} (best offsets there: neutral {:+.3}, positive {:+.3}: {:.1}) |",
+            a.encoder,
+            a.scores.accuracy,
+            a.scores.macro_f1,
+            a.train_accuracy,
+            a.best_offsets_on_train[0],
+            a.best_offsets_on_train[1],
+            a.best_train_accuracy
+        );
+    }
     println!(
         "lexicon emotions: {:.1} % of negative rows angry/anxious/frustrated, {:.1} % of positive rows satisfied",
         r.negative_with_emotion, r.positive_satisfied

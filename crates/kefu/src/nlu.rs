@@ -91,14 +91,19 @@ struct Loaded {
 }
 
 impl TenantUnderstanding {
+    /// `anchors`: polarity anchors on the server's embedder, so emotion reads the query vector the turn computes.
     pub fn new(
         store: Arc<dyn Store>,
         encoders: Arc<Encoders>,
         moderator: Option<Arc<Moderator>>,
+        anchors: Option<Arc<kefu_nlu::emotion::PolarityAnchors>>,
     ) -> Self {
         let mut base = Understander::new(PiiDetector::new());
         if let Some(m) = moderator {
             base = base.with_moderator(m);
+        }
+        if let Some(a) = anchors {
+            base = base.with_anchors(a);
         }
         TenantUnderstanding {
             store,
