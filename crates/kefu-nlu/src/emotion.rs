@@ -519,94 +519,85 @@ pub fn analyse(text: &str) -> EmotionReading {
 
 /// Example customer messages of each polarity, Chinese and English, written for kefu (no dataset's text): the
 /// centroids [`PolarityAnchors`] compares a message's sentence vector with.
-const ANCHORS: &[(Polarity, &str)] = &[
-    (Polarity::Negative, "This is terrible service."),
-    (Polarity::Negative, "I am very angry and disappointed."),
+const ANCHORS: [(Polarity, &[&str]); 3] = [
     (
         Polarity::Negative,
-        "My order never arrived and nobody helps me.",
+        &[
+            "This is terrible service.",
+            "I am very angry and disappointed.",
+            "My order never arrived and nobody helps me.",
+            "Worst experience ever, I want a refund.",
+            "I have been waiting for hours, this is unacceptable.",
+            "The product is broken and support ignores me.",
+            "I'm so frustrated with your company.",
+            "You lost my package again.",
+            "Why is this so slow? Really annoyed.",
+            "I am worried my money is gone.",
+            "服务太差了，非常生气",
+            "我很失望，东西坏了也没人管",
+            "快递一直不到，太气人了",
+            "这是最糟糕的一次购物，我要退款",
+            "等了好几个小时，简直无法接受",
+            "质量太差，客服也不理人",
+            "你们怎么这么慢，烦死了",
+            "钱扣了货没到，我很着急",
+            "垃圾产品，再也不买了",
+            "投诉！问题一直没解决",
+        ],
     ),
     (
-        Polarity::Negative,
-        "Worst experience ever, I want a refund.",
+        Polarity::Neutral,
+        &[
+            "What time do you open tomorrow?",
+            "How do I change my delivery address?",
+            "Can you tell me the status of my order?",
+            "Do you ship to Canada?",
+            "I would like to know the return policy.",
+            "Where can I find my invoice?",
+            "Is this item available in blue?",
+            "How long does shipping take?",
+            "Please send me the tracking number.",
+            "Can I pay by credit card?",
+            "明天几点开门？",
+            "怎么修改收货地址？",
+            "帮我查一下订单状态",
+            "可以寄到北京吗？",
+            "退货政策是什么？",
+            "发票在哪里下载？",
+            "这款有蓝色的吗？",
+            "发货要多久？",
+            "请告诉我快递单号",
+            "可以用信用卡付款吗？",
+        ],
     ),
-    (
-        Polarity::Negative,
-        "I have been waiting for hours, this is unacceptable.",
-    ),
-    (
-        Polarity::Negative,
-        "The product is broken and support ignores me.",
-    ),
-    (Polarity::Negative, "I'm so frustrated with your company."),
-    (Polarity::Negative, "You lost my package again."),
-    (Polarity::Negative, "Why is this so slow? Really annoyed."),
-    (Polarity::Negative, "I am worried my money is gone."),
-    (Polarity::Negative, "服务太差了，非常生气"),
-    (Polarity::Negative, "我很失望，东西坏了也没人管"),
-    (Polarity::Negative, "快递一直不到，太气人了"),
-    (Polarity::Negative, "这是最糟糕的一次购物，我要退款"),
-    (Polarity::Negative, "等了好几个小时，简直无法接受"),
-    (Polarity::Negative, "质量太差，客服也不理人"),
-    (Polarity::Negative, "你们怎么这么慢，烦死了"),
-    (Polarity::Negative, "钱扣了货没到，我很着急"),
-    (Polarity::Negative, "垃圾产品，再也不买了"),
-    (Polarity::Negative, "投诉！问题一直没解决"),
-    (Polarity::Neutral, "What time do you open tomorrow?"),
-    (Polarity::Neutral, "How do I change my delivery address?"),
-    (Polarity::Neutral, "Can you tell me the status of my order?"),
-    (Polarity::Neutral, "Do you ship to Canada?"),
-    (Polarity::Neutral, "I would like to know the return policy."),
-    (Polarity::Neutral, "Where can I find my invoice?"),
-    (Polarity::Neutral, "Is this item available in blue?"),
-    (Polarity::Neutral, "How long does shipping take?"),
-    (Polarity::Neutral, "Please send me the tracking number."),
-    (Polarity::Neutral, "Can I pay by credit card?"),
-    (Polarity::Neutral, "明天几点开门？"),
-    (Polarity::Neutral, "怎么修改收货地址？"),
-    (Polarity::Neutral, "帮我查一下订单状态"),
-    (Polarity::Neutral, "可以寄到北京吗？"),
-    (Polarity::Neutral, "退货政策是什么？"),
-    (Polarity::Neutral, "发票在哪里下载？"),
-    (Polarity::Neutral, "这款有蓝色的吗？"),
-    (Polarity::Neutral, "发货要多久？"),
-    (Polarity::Neutral, "请告诉我快递单号"),
-    (Polarity::Neutral, "可以用信用卡付款吗？"),
-    (Polarity::Positive, "Thank you so much, great service!"),
-    (
-        Polarity::Positive,
-        "I love it, everything arrived perfectly.",
-    ),
-    (Polarity::Positive, "You guys are awesome, very helpful."),
     (
         Polarity::Positive,
-        "Excellent support, problem solved quickly.",
+        &[
+            "Thank you so much, great service!",
+            "I love it, everything arrived perfectly.",
+            "You guys are awesome, very helpful.",
+            "Excellent support, problem solved quickly.",
+            "Really happy with my purchase.",
+            "Thanks for the fast reply, much appreciated.",
+            "The staff was friendly and kind.",
+            "Best customer service I have had.",
+            "Perfect, that is exactly what I needed.",
+            "Great job, I will order again.",
+            "非常感谢，服务很好！",
+            "很喜欢，东西完好无损",
+            "客服态度很好，很耐心",
+            "问题很快就解决了，点赞",
+            "买得很满意",
+            "谢谢你们这么快回复",
+            "服务人员很热情",
+            "这是我遇到最好的客服",
+            "太好了，正是我需要的",
+            "下次还会再来买",
+        ],
     ),
-    (Polarity::Positive, "Really happy with my purchase."),
-    (
-        Polarity::Positive,
-        "Thanks for the fast reply, much appreciated.",
-    ),
-    (Polarity::Positive, "The staff was friendly and kind."),
-    (Polarity::Positive, "Best customer service I have had."),
-    (
-        Polarity::Positive,
-        "Perfect, that is exactly what I needed.",
-    ),
-    (Polarity::Positive, "Great job, I will order again."),
-    (Polarity::Positive, "非常感谢，服务很好！"),
-    (Polarity::Positive, "很喜欢，东西完好无损"),
-    (Polarity::Positive, "客服态度很好，很耐心"),
-    (Polarity::Positive, "问题很快就解决了，点赞"),
-    (Polarity::Positive, "买得很满意"),
-    (Polarity::Positive, "谢谢你们这么快回复"),
-    (Polarity::Positive, "服务人员很热情"),
-    (Polarity::Positive, "这是我遇到最好的客服"),
-    (Polarity::Positive, "太好了，正是我需要的"),
-    (Polarity::Positive, "下次还会再来买"),
 ];
 
-const POLARITIES: [Polarity; 3] = [Polarity::Negative, Polarity::Neutral, Polarity::Positive];
+const POLARITIES: [Polarity; 3] = [ANCHORS[0].0, ANCHORS[1].0, ANCHORS[2].0];
 
 /// Polarity from a sentence vector: the polarity whose anchor centroid (the mean of [`ANCHORS`]' vectors, unit
 /// length) has the highest cosine plus that polarity's offset. Built once per encoder (60 short texts).
@@ -626,7 +617,7 @@ impl PolarityAnchors {
     pub const OFFSETS: [f32; 3] = [0.0, -0.015, -0.015];
 
     pub fn new(encoder: &dyn crate::SentenceEncoder) -> Result<Self, crate::NluError> {
-        let texts: Vec<&str> = ANCHORS.iter().map(|a| a.1).collect();
+        let texts: Vec<&str> = ANCHORS.iter().flat_map(|a| a.1.iter().copied()).collect();
         let vectors = encoder
             .encode(&texts)
             .map_err(|e| crate::NluError::Encoder(format!("{}: {e}", encoder.id())))?;
@@ -638,9 +629,12 @@ impl PolarityAnchors {
                 texts.len()
             )));
         }
-        let centroids = POLARITIES.map(|p| {
+        let mut rest = vectors.as_slice();
+        let centroids = ANCHORS.map(|(_, texts)| {
+            let (these, others) = rest.split_at(texts.len());
+            rest = others;
             let mut c = vec![0.0f32; dim];
-            for (v, _) in vectors.iter().zip(ANCHORS).filter(|(_, a)| a.0 == p) {
+            for v in these {
                 for (c, x) in c.iter_mut().zip(unit(v)) {
                     *c += x;
                 }
@@ -784,15 +778,15 @@ pub(crate) mod tests {
             Ok(texts
                 .iter()
                 .map(|t| {
-                    let axis = match ANCHORS.iter().find(|a| a.1 == *t).map(|a| a.0) {
-                        Some(Polarity::Negative) => 0,
-                        Some(Polarity::Neutral) => 1,
-                        Some(Polarity::Positive) => 2,
-                        None => ["negative", "neutral", "positive"]
-                            .iter()
-                            .position(|w| t.starts_with(w))
-                            .unwrap_or(1),
-                    };
+                    let axis = ANCHORS
+                        .iter()
+                        .position(|a| a.1.contains(t))
+                        .or_else(|| {
+                            ["negative", "neutral", "positive"]
+                                .iter()
+                                .position(|w| t.starts_with(w))
+                        })
+                        .unwrap_or(1);
                     let mut v = vec![0.1f32; 3];
                     v[axis] = 1.0;
                     v
@@ -806,7 +800,7 @@ pub(crate) mod tests {
         let a = PolarityAnchors::new(&enc).unwrap();
         assert_eq!(
             enc.0.load(std::sync::atomic::Ordering::Relaxed),
-            ANCHORS.len()
+            ANCHORS.iter().map(|a| a.1.len()).sum::<usize>()
         );
         a
     }
