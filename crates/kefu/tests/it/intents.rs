@@ -419,3 +419,22 @@ async fn a_layer_pooled_model_reads_its_layers_from_the_knowledge_pass() {
         "turn {shared} against predict {own}"
     );
 }
+
+/// With the real multilingual embedder and no intent model, the turn still hands the understanding step its query
+/// vector: a complaint without a sentiment word, which the lexicon alone reads as neutral, is recorded as negative.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emotion_reads_the_query_vector_where_no_word_says_it() {
+    let e5 = kefu_testkit::models::test_model("e5-small").await.remove(0);
+    let extra = format!("[models]\nembedder = \"{}\"\n", e5.display());
+    let app = spawn_app_with(Backend::Sqlite, &extra).await;
+    let admin = app.admin_token().await;
+    let text = "the item that came is not what I ordered and the box was torn";
+    assert_eq!(
+        kefu_nlu::emotion::analyse(text).polarity,
+        kefu_nlu::emotion::Polarity::Neutral
+    );
+    let conv = app.new_conversation(&app.api_key, Some("c-anchors")).await;
+    app.send(&app.api_key, &conv, text, None, true).await;
+    let turn = app.turns(&admin, &conv).await[0].clone();
+    assert_eq!(turn["trace"]["polarity"], "negative", "{turn}");
+}
