@@ -3,11 +3,12 @@
 //! intensifiers, exclamation and shouting; and the conversation-level [`Trajectory`] that hand-off rules read
 //! ("three negative turns in a row", "getting worse").
 //!
-//! The lexicon ships with kefu (no licensed training data is needed). Where it finds no sentiment word ("3 hours on
-//! hold", "Cancelled Flightled"), [`PolarityAnchors`] reads the polarity from the message's sentence vector, which the
-//! turn computes anyway for knowledge search: its cosine to built-in example messages of each polarity, written
-//! for kefu in Chinese and English. A tenant with labelled messages can train a polarity model with the intent
-//! classifier instead; `kefu eval emotion` measures all three on ChnSentiCorp and the airline tweets.
+//! The lexicon ships with kefu (no licensed training data is needed). Where it finds no sentiment word in a message
+//! not in Chinese ("the box was torn and it is not what I ordered"), [`PolarityAnchors`] reads the polarity from the
+//! message's sentence vector, which the turn computes anyway for knowledge search: its cosine to built-in example
+//! messages of each polarity, written for kefu in Chinese and English. `kefu eval emotion` measures both on
+//! ChnSentiCorp and the airline tweets, beside a polarity model trained on each set with the intent classifier: the
+//! ceiling labelled messages would give (the engine does not take a trained polarity model).
 
 use std::sync::OnceLock;
 

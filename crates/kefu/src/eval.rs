@@ -549,10 +549,11 @@ pub async fn emotion(settings: Settings, args: EmotionArgs) -> anyhow::Result<()
     );
     if let Some(a) = &r.anchored {
         println!(
-            "| lexicon, {} anchors where it is silent (not zh) | {:.1} | {:.1} | train part {:.1} (best offsets there: neutral {:+.3}, positive {:+.3}: {:.1}) |",
+            "| lexicon, {} anchors where it is silent (not zh) | {:.1} | {:.1} | {:.0} µs/message with the vector given; train part {:.1} (best offsets there: neutral {:+.3}, positive {:+.3}: {:.1}) |",
             a.encoder,
             a.scores.accuracy,
             a.scores.macro_f1,
+            a.us_per_message,
             a.train_accuracy,
             a.best_offsets_on_train[0],
             a.best_offsets_on_train[1],

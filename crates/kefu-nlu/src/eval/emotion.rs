@@ -105,6 +105,9 @@ pub struct AnchoredReport {
     pub best_offsets_on_train: [f32; 2],
     pub best_train_accuracy: f64,
     pub train_accuracy: f64,
+    /// Time of [`analyse_with`] per test message, the vector given (what it adds to a turn, which computes the
+    /// vector for knowledge search anyway).
+    pub us_per_message: f64,
 }
 
 /// The deterministic 80/20 split: a row is in the test part when its text hash falls in the lowest fifth.
@@ -295,7 +298,13 @@ pub fn run(
                     }
                 }
             }
+            let started = Instant::now();
+            for (e, v) in test.iter().zip(&test_vectors) {
+                std::hint::black_box(analyse_with(&e.text, Some((&anchors, v))));
+            }
+            let us_per_message = started.elapsed().as_secs_f64() * 1e6 / test.len().max(1) as f64;
             Some(AnchoredReport {
+                us_per_message,
                 encoder: enc.id().to_owned(),
                 scores: accuracy(&test, &test_vectors, &anchors),
                 best_offsets_on_train: best.1,
