@@ -498,9 +498,14 @@ pub struct EmotionArgs {
     pub dataset: String,
     #[arg(long)]
     pub path: Option<PathBuf>,
-    /// Encoders for the trained comparison model (default: none, TF-IDF only).
+    /// Encoders for the trained comparison model (default: none, TF-IDF only); the first also reads polarity
+    /// through the built-in anchors.
     #[arg(long, value_delimiter = ',', default_value = "none")]
     pub encoders: Vec<String>,
+    /// Labelled customer messages whose neutral intents (`kefu_nlu::eval::emotion::NEUTRAL_INTENTS`) must not read
+    /// negative: the count is reported and bounds the anchors' offset search.
+    #[arg(long, default_value = "demo/intents/shop-intents.csv")]
+    pub questions: PathBuf,
     #[arg(long)]
     pub json: bool,
     #[arg(long)]
@@ -520,10 +525,23 @@ pub async fn emotion(settings: Settings, args: EmotionArgs) -> anyhow::Result<()
         .clone()
         .unwrap_or_else(|| PathBuf::from(dataset.default_path()));
     let rows = load(dataset, &path)?;
+    let bytes = std::fs::read(&args.questions)
+        .with_context(|| format!("reading {}", args.questions.display()))?;
+    let questions: Vec<kefu_nlu::Example> =
+        kefu_nlu::intent::read_examples(&args.questions.display().to_string(), &bytes)?
+            .into_iter()
+            .filter(|e| kefu_nlu::eval::emotion::NEUTRAL_INTENTS.contains(&e.intent.as_str()))
+            .collect();
     let live = load_encoders(&settings, &args.encoders).await?;
     let (cached, encoders) = with_cache(&settings, &live);
     let r = tokio::task::spawn_blocking(move || {
-        run(dataset, &rows, &encoders, &kefu_nlu::TrainConfig::default())
+        run(
+            dataset,
+            &rows,
+            &encoders,
+            &kefu_nlu::TrainConfig::default(),
+            &questions,
+        )
     })
     .await??;
     for c in &cached {
@@ -548,17 +566,30 @@ pub async fn emotion(settings: Settings, args: EmotionArgs) -> anyhow::Result<()
         r.trained_encoders, r.trained.accuracy, r.trained.macro_f1, r.train_seconds
     );
     if let Some(a) = &r.anchored {
+        let best = match (a.best_offsets_on_train, a.best_train_accuracy) {
+            (Some([neutral, positive]), Some(acc)) => {
+                format!("neutral {neutral:+.3}, positive {positive:+.3}: {acc:.1}")
+            }
+            _ => "none".to_owned(),
+        };
         println!(
-            "| lexicon, {} anchors where it is silent (not zh) | {:.1} | {:.1} | {:.0} µs/message with the vector given; train part {:.1} (best offsets there: neutral {:+.3}, positive {:+.3}: {:.1}) |",
+            "| lexicon, {} anchors where it is silent (not zh) | {:.1} | {:.1} | {:.0} µs/message with the vector given; train part {:.1} (best offsets there with at most {:.0} % of the questions negative: {}) |",
             a.encoder,
             a.scores.accuracy,
             a.scores.macro_f1,
             a.us_per_message,
             a.train_accuracy,
-            a.best_offsets_on_train[0],
-            a.best_offsets_on_train[1],
-            a.best_train_accuracy
+            100.0 * kefu_nlu::eval::emotion::MAX_QUESTIONS_NEGATIVE,
+            best
         );
+    }
+    print!(
+        "neutral questions ({}) read negative: {} by the lexicon",
+        r.questions, r.questions_negative_lexicon
+    );
+    match &r.anchored {
+        Some(a) => println!(", {} with the anchors", a.questions_negative),
+        None => println!(),
     }
     println!(
         "lexicon emotions: {:.1} % of negative rows angry/anxious/frustrated, {:.1} % of positive rows satisfied",
