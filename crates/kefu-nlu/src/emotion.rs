@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
+use crate::intent::normalised;
 use crate::matcher::{key, WordMatcher};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -636,11 +637,11 @@ impl PolarityAnchors {
             rest = others;
             let mut c = vec![0.0f32; dim];
             for v in these {
-                for (c, x) in c.iter_mut().zip(unit(v)) {
+                for (c, x) in c.iter_mut().zip(normalised(v.clone())) {
                     *c += x;
                 }
             }
-            unit(&c)
+            normalised(c)
         });
         Ok(PolarityAnchors {
             encoder: encoder.id().to_owned(),
@@ -666,7 +667,7 @@ impl PolarityAnchors {
         if vector.len() != self.centroids[0].len() {
             return None;
         }
-        let v = unit(vector);
+        let v = normalised(vector.to_vec());
         Some(std::array::from_fn(|i| {
             self.centroids[i]
                 .iter()
@@ -683,19 +684,16 @@ impl PolarityAnchors {
     }
 }
 
-fn unit(v: &[f32]) -> Vec<f32> {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if n == 0.0 {
-        v.to_vec()
-    } else {
-        v.iter().map(|x| x / n).collect()
-    }
-}
-
 /// The score and intensity of a polarity read from the sentence vector alone: past the ±0.2 lines that make a reading
 /// negative or positive, and mild, since no word says how strongly the customer feels.
 const ANCHOR_SCORE: f32 = 0.3;
 const ANCHOR_INTENSITY: f32 = 0.2;
+
+/// Whether [`analyse_with`] lets the anchors choose the polarity of `text`, given its lexicon reading: no sentiment
+/// word (a score of 0), and not Chinese.
+pub fn anchors_decide(text: &str, lexicon: &EmotionReading) -> bool {
+    lexicon.score == 0.0 && crate::lang::detect(text).lang != "zh"
+}
 
 /// [`analyse`], and where the lexicon finds no sentiment word (a score of 0) in a message not in Chinese, the
 /// polarity [`PolarityAnchors`] reads from the message's sentence vector (made by the anchors' encoder from the same
@@ -705,7 +703,7 @@ const ANCHOR_INTENSITY: f32 = 0.2;
 /// than the lexicon's default even with offsets chosen there, and worse with the built-in ones.
 pub fn analyse_with(text: &str, anchors: Option<(&PolarityAnchors, &[f32])>) -> EmotionReading {
     let mut reading = analyse(text);
-    if reading.score != 0.0 || anchors.is_none() || crate::lang::detect(text).lang == "zh" {
+    if anchors.is_none() || !anchors_decide(text, &reading) {
         return reading;
     }
     let Some(polarity) = anchors.and_then(|(a, v)| Some(a.choose(a.cosines(v)?))) else {

@@ -12,7 +12,9 @@ use std::time::Instant;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::emotion::{analyse, analyse_with, EmotionReading, Polarity, PolarityAnchors};
+use crate::emotion::{
+    analyse, analyse_with, anchors_decide, EmotionReading, Polarity, PolarityAnchors,
+};
 use crate::intent::{Example, IntentClassifier, IntentModel, SentenceEncoder, TrainConfig};
 use crate::NluError;
 
@@ -281,23 +283,16 @@ pub fn run(
             };
             let anchors = PolarityAnchors::new(enc.as_ref())?;
             // The offset search on the training part: the lexicon reading and the cosines once per row; only the
-            // silent rows' choice moves with the offsets.
-            let silent_train: Vec<(&str, [f32; 3])> = train
-                .iter()
-                .zip(&train_vectors)
-                .filter(|(e, _)| {
-                    analyse(&e.text).score == 0.0 && crate::lang::detect(&e.text).lang != "zh"
-                })
-                .filter_map(|(e, v)| Some((e.intent.as_str(), anchors.cosines(v)?)))
-                .collect();
-            let lexicon_right = train
-                .iter()
-                .filter(|e| {
-                    let r = analyse(&e.text);
-                    let silent = r.score == 0.0 && crate::lang::detect(&e.text).lang != "zh";
-                    !silent && read(&r) == e.intent
-                })
-                .count();
+            // choice for the rows the anchors decide moves with the offsets.
+            let (mut lexicon_right, mut open_train) = (0usize, Vec::new());
+            for (e, v) in train.iter().zip(&train_vectors) {
+                let r = analyse(&e.text);
+                if anchors_decide(&e.text, &r) {
+                    open_train.extend(anchors.cosines(v).map(|c| (e.intent.as_str(), c)));
+                } else if read(&r) == e.intent {
+                    lexicon_right += 1;
+                }
+            }
             let label = |p: Polarity| {
                 if binary {
                     if p == Polarity::Negative {
@@ -314,7 +309,7 @@ pub fn run(
             let (mut worded_negative, mut open) = (0usize, Vec::new());
             for (e, v) in questions.iter().zip(&question_vectors) {
                 let r = analyse(&e.text);
-                if r.score == 0.0 && crate::lang::detect(&e.text).lang != "zh" {
+                if anchors_decide(&e.text, &r) {
                     open.extend(anchors.cosines(v));
                 } else if r.polarity == Polarity::Negative {
                     worded_negative += 1;
@@ -335,7 +330,7 @@ pub fn run(
                         continue;
                     }
                     let right = lexicon_right
-                        + silent_train
+                        + open_train
                             .iter()
                             .filter(|(gold, c)| label(a.choose(*c)) == *gold)
                             .count();

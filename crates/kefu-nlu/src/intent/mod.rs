@@ -433,7 +433,8 @@ fn encode_all(
     Ok((dense, infos))
 }
 
-fn normalised(mut v: Vec<f32>) -> Vec<f32> {
+/// `v` scaled to unit length (left as is when it is all zeros).
+pub(crate) fn normalised(mut v: Vec<f32>) -> Vec<f32> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if n > 0.0 {
         for x in &mut v {
