@@ -702,13 +702,18 @@ pub fn anchors_decide(text: &str, lexicon: &EmotionReading) -> bool {
 /// on ChnSentiCorp), and Chinese ones keep it as well: on ChnSentiCorp's silent reviews the anchors did no better
 /// than the lexicon's default even with offsets chosen there, and worse with the built-in ones.
 pub fn analyse_with(text: &str, anchors: Option<(&PolarityAnchors, &[f32])>) -> EmotionReading {
-    let mut reading = analyse(text);
-    if anchors.is_none() || !anchors_decide(text, &reading) {
-        return reading;
+    let reading = analyse(text);
+    match anchors {
+        Some((a, v)) if anchors_decide(text, &reading) => match a.cosines(v) {
+            Some(c) => anchored(reading, a.choose(c)),
+            None => reading,
+        },
+        _ => reading,
     }
-    let Some(polarity) = anchors.and_then(|(a, v)| Some(a.choose(a.cosines(v)?))) else {
-        return reading;
-    };
+}
+
+/// A lexicon reading given the polarity the anchors chose: a mild score of its sign, the words' emotions kept.
+pub fn anchored(mut reading: EmotionReading, polarity: Polarity) -> EmotionReading {
     let sign = match polarity {
         Polarity::Negative => -1.0,
         Polarity::Neutral => 0.0,

@@ -79,7 +79,11 @@ impl Understander {
     /// The sentence encoders whose vectors of [`Understander::intent_text`] this step uses: the intent classifier's
     /// and the polarity anchors' (ids, each once; empty when it reads words only).
     pub fn encoders(&self) -> Vec<&str> {
-        let mut ids = self.intent_encoders();
+        let mut ids = self
+            .intent
+            .as_ref()
+            .map(IntentClassifier::encoder_ids)
+            .unwrap_or_default();
         if let Some(a) = &self.anchors {
             if !ids.contains(&a.encoder_id()) {
                 ids.push(a.encoder_id());
@@ -101,14 +105,6 @@ impl Understander {
     /// Masks PII in `text` with a vault shared across a conversation's messages.
     pub fn mask_with(&self, text: &str, vault: &mut crate::Vault) -> String {
         self.pii.mask_with(text, vault)
-    }
-
-    /// The sentence encoders the intent classifier uses (their ids; empty without one, or for n-grams only).
-    pub fn intent_encoders(&self) -> Vec<&str> {
-        self.intent
-            .as_ref()
-            .map(IntentClassifier::encoder_ids)
-            .unwrap_or_default()
     }
 
     /// The text the intent classifier reads from a message: control characters removed, PII masked, at most 2,000

@@ -13,7 +13,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::emotion::{
-    analyse, analyse_with, anchors_decide, EmotionReading, Polarity, PolarityAnchors,
+    analyse, analyse_with, anchored, anchors_decide, EmotionReading, Polarity, PolarityAnchors,
 };
 use crate::intent::{Example, IntentClassifier, IntentModel, SentenceEncoder, TrainConfig};
 use crate::NluError;
@@ -265,103 +265,14 @@ pub fn run(
         .collect();
 
     let anchored = match encoders.first() {
-        Some(enc) => {
-            let test_vectors = encode_chunked(enc.as_ref(), &test)?;
-            let train_vectors = encode_chunked(enc.as_ref(), &train)?;
-            let accuracy = |rows: &[Example], vectors: &[Vec<f32>], a: &PolarityAnchors| {
-                let pairs: Vec<(&str, &str)> = rows
-                    .iter()
-                    .zip(vectors)
-                    .map(|(e, v)| {
-                        (
-                            e.intent.as_str(),
-                            read(&analyse_with(&e.text, Some((a, v)))),
-                        )
-                    })
-                    .collect();
-                scores(&pairs, labels)
-            };
-            let anchors = PolarityAnchors::new(enc.as_ref())?;
-            // The offset search on the training part: the lexicon reading and the cosines once per row; only the
-            // choice for the rows the anchors decide moves with the offsets.
-            let (mut lexicon_right, mut open_train) = (0usize, Vec::new());
-            for (e, v) in train.iter().zip(&train_vectors) {
-                let r = analyse(&e.text);
-                if anchors_decide(&e.text, &r) {
-                    open_train.extend(anchors.cosines(v).map(|c| (e.intent.as_str(), c)));
-                } else if read(&r) == e.intent {
-                    lexicon_right += 1;
-                }
-            }
-            let label = |p: Polarity| {
-                if binary {
-                    if p == Polarity::Negative {
-                        "negative"
-                    } else {
-                        "positive"
-                    }
-                } else {
-                    label_name(p)
-                }
-            };
-            // The neutral questions: negative by words, or open to the anchors (their cosines).
-            let question_vectors = encode_chunked(enc.as_ref(), questions)?;
-            let (mut worded_negative, mut open) = (0usize, Vec::new());
-            for (e, v) in questions.iter().zip(&question_vectors) {
-                let r = analyse(&e.text);
-                if anchors_decide(&e.text, &r) {
-                    open.extend(anchors.cosines(v));
-                } else if r.polarity == Polarity::Negative {
-                    worded_negative += 1;
-                }
-            }
-            let allowed = (MAX_QUESTIONS_NEGATIVE * questions.len() as f64).floor() as usize;
-            let mut best: Option<(f64, [f32; 2])> = None;
-            for i in -10..=10 {
-                for j in -10..=10 {
-                    let offsets = [0.0, i as f32 * 0.005, j as f32 * 0.005];
-                    let a = anchors.clone().with_offsets(offsets);
-                    let alarms = worded_negative
-                        + open
-                            .iter()
-                            .filter(|c| a.choose(**c) == Polarity::Negative)
-                            .count();
-                    if alarms > allowed {
-                        continue;
-                    }
-                    let right = lexicon_right
-                        + open_train
-                            .iter()
-                            .filter(|(gold, c)| label(a.choose(*c)) == *gold)
-                            .count();
-                    let acc = 100.0 * right as f64 / train.len().max(1) as f64;
-                    if best.is_none_or(|(b, _)| acc > b) {
-                        best = Some((acc, [offsets[1], offsets[2]]));
-                    }
-                }
-            }
-            let started = Instant::now();
-            for (e, v) in test.iter().zip(&test_vectors) {
-                std::hint::black_box(analyse_with(&e.text, Some((&anchors, v))));
-            }
-            let us_per_message = started.elapsed().as_secs_f64() * 1e6 / test.len().max(1) as f64;
-            let questions_negative = questions
-                .iter()
-                .zip(&question_vectors)
-                .filter(|(e, v)| {
-                    analyse_with(&e.text, Some((&anchors, v))).polarity == Polarity::Negative
-                })
-                .count();
-            Some(AnchoredReport {
-                questions_negative,
-                us_per_message,
-                encoder: enc.id().to_owned(),
-                scores: accuracy(&test, &test_vectors, &anchors),
-                best_offsets_on_train: best.map(|b| b.1),
-                best_train_accuracy: best.map(|b| b.0),
-                train_accuracy: accuracy(&train, &train_vectors, &anchors).accuracy,
-            })
-        }
+        Some(enc) => Some(anchored_report(
+            enc.as_ref(),
+            &train,
+            &test,
+            questions,
+            &read,
+            labels,
+        )?),
         None => None,
     };
 
@@ -383,6 +294,100 @@ pub fn run(
             .iter()
             .filter(|e| analyse(&e.text).polarity == Polarity::Negative)
             .count(),
+    })
+}
+
+/// The lexicon with `enc`'s vectors read by [`PolarityAnchors`]: scores with the built-in offsets, the offset
+/// search on the training part (bounded by the neutral questions), and the step's time per message.
+fn anchored_report(
+    enc: &dyn SentenceEncoder,
+    train: &[Example],
+    test: &[Example],
+    questions: &[Example],
+    read: &dyn Fn(&EmotionReading) -> &'static str,
+    labels: &[&str],
+) -> Result<AnchoredReport, NluError> {
+    let test_vectors = encode_chunked(enc, test)?;
+    let train_vectors = encode_chunked(enc, train)?;
+    let question_vectors = encode_chunked(enc, questions)?;
+    let anchors = PolarityAnchors::new(enc)?;
+    let accuracy = |rows: &[Example], vectors: &[Vec<f32>]| {
+        let pairs: Vec<(&str, &str)> = rows
+            .iter()
+            .zip(vectors)
+            .map(|(e, v)| {
+                (
+                    e.intent.as_str(),
+                    read(&analyse_with(&e.text, Some((&anchors, v)))),
+                )
+            })
+            .collect();
+        scores(&pairs, labels)
+    };
+    // The lexicon reading and the cosines once per row; only the rows the anchors decide move with the offsets.
+    // Training rows: how many the lexicon gets right where it decides, and the rest's reading and cosines.
+    let (mut lexicon_right, mut open_train) = (0usize, Vec::new());
+    for (e, v) in train.iter().zip(&train_vectors) {
+        let r = analyse(&e.text);
+        if anchors_decide(&e.text, &r) {
+            open_train.extend(anchors.cosines(v).map(|c| (e.intent.as_str(), r, c)));
+        } else if read(&r) == e.intent {
+            lexicon_right += 1;
+        }
+    }
+    // The neutral questions: negative by words, or open to the anchors.
+    let (mut worded_negative, mut open_questions) = (0usize, Vec::new());
+    for (e, v) in questions.iter().zip(&question_vectors) {
+        let r = analyse(&e.text);
+        if anchors_decide(&e.text, &r) {
+            open_questions.extend(anchors.cosines(v));
+        } else if r.polarity == Polarity::Negative {
+            worded_negative += 1;
+        }
+    }
+    let allowed = (MAX_QUESTIONS_NEGATIVE * questions.len() as f64).floor() as usize;
+    let mut best: Option<(f64, [f32; 2])> = None;
+    for i in -10..=10 {
+        for j in -10..=10 {
+            let offsets = [0.0, i as f32 * 0.005, j as f32 * 0.005];
+            let a = anchors.clone().with_offsets(offsets);
+            let alarms = worded_negative
+                + open_questions
+                    .iter()
+                    .filter(|c| a.choose(**c) == Polarity::Negative)
+                    .count();
+            if alarms > allowed {
+                continue;
+            }
+            let right = lexicon_right
+                + open_train
+                    .iter()
+                    .filter(|(gold, r, c)| read(&anchored(r.clone(), a.choose(*c))) == *gold)
+                    .count();
+            let acc = 100.0 * right as f64 / train.len().max(1) as f64;
+            if best.is_none_or(|(b, _)| acc > b) {
+                best = Some((acc, [offsets[1], offsets[2]]));
+            }
+        }
+    }
+    let started = Instant::now();
+    for (e, v) in test.iter().zip(&test_vectors) {
+        std::hint::black_box(analyse_with(&e.text, Some((&anchors, v))));
+    }
+    let us_per_message = started.elapsed().as_secs_f64() * 1e6 / test.len().max(1) as f64;
+    let questions_negative = questions
+        .iter()
+        .zip(&question_vectors)
+        .filter(|(e, v)| analyse_with(&e.text, Some((&anchors, v))).polarity == Polarity::Negative)
+        .count();
+    Ok(AnchoredReport {
+        encoder: enc.id().to_owned(),
+        scores: accuracy(test, &test_vectors),
+        best_offsets_on_train: best.map(|b| b.1),
+        best_train_accuracy: best.map(|b| b.0),
+        train_accuracy: accuracy(train, &train_vectors).accuracy,
+        questions_negative,
+        us_per_message,
     })
 }
 

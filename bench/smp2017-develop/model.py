@@ -1,5 +1,5 @@
 """The packed e5 file (E5S1, 4-bit Q4_0 blocks) in numpy, the layer-8 dump, the eval's vector cache and SMP2017's
-splits: helpers for finetune.py (bench/smp-finetune/README.md)."""
+splits: helpers for finetune.py and dense_heads.py (bench/smp2017-develop/README.md)."""
 import glob, os, struct, numpy as np
 def f16(b): return np.frombuffer(b,dtype='<f2')
 def load(path):

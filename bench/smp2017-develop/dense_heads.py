@@ -3,12 +3,10 @@
 
 Reads the vectors `kefu eval intent --dataset smp2017 --dev --encoders e5-small@8+10+12 --data-dir DIR` cached in
 DIR/cache, trains on SMP's train split and prints develop accuracy for a linear model, an RBF SVM and a one-layer
-MLP on the dense block alone (no n-grams). Needs numpy and scikit-learn; run from the repository root:
-    python3 bench/smp-dense-heads.py /tmp/kie
+MLP on the dense block alone (no n-grams). Needs numpy and scikit-learn; run from this folder:
+    python3 dense_heads.py /tmp/kie
 """
-import glob
 import os
-import struct
 import sys
 
 import numpy as np
@@ -17,31 +15,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import normalize
 from sklearn.svm import SVC
 
-DATA = "../shared/data/smp_ecdt_zh/smp2017_task1"
-
-
-def split(name):
-    texts, labels = [], []
-    for f in sorted(glob.glob(f"{DATA}/{name}/{name}_*.txt")):
-        label = os.path.basename(f)[len(name) + 1 : -4]
-        for line in open(f, encoding="utf-8-sig"):
-            if line.strip():
-                texts.append(line.strip())
-                labels.append(label)
-    return texts, labels
-
-
-def cache(path):
-    b, at, m = open(path, "rb").read(), 0, {}
-    while at < len(b):
-        (n,) = struct.unpack_from("<I", b, at)
-        text = b[at + 4 : at + 4 + n].decode()
-        at += 4 + n
-        (d,) = struct.unpack_from("<I", b, at)
-        m[text] = np.frombuffer(b, dtype="<f4", count=d, offset=at + 4)
-        at += 4 + 4 * d
-    return m
-
+from model import cache, split
 
 m = cache(os.path.join(sys.argv[1], "cache", "vectors-e5-small_8_10_12.bin"))
 (tr, ytr), (dv, ydv) = split("train"), split("develop")

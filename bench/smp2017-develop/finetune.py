@@ -1,6 +1,6 @@
 """Fine-tunes e5's layers 9-12 and a linear head on SMP2017 train from dumped layer-8 token states (JAX), prints
 develop accuracy per epoch, and with OUT= writes the pooled layers 8/10/12 of train + develop as a kefu eval vector
-cache (bench/smp-finetune/README.md)."""
+cache (bench/smp2017-develop/README.md)."""
 import numpy as np, sys, time, os
 from model import *
 import jax, jax.numpy as jnp
