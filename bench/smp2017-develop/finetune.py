@@ -69,15 +69,11 @@ for ep in range(EP):
         b=perm[i:i+BS];P,st,l=step(P,st,Xtr[b],Mtr[b],ytr[b]);tot+=float(l)*len(b)
     print(f'epoch {ep} loss {tot/len(ytr):.4f} dev acc (own head) {acc_head(P):.2f}  {time.time()-t:.0f}s',flush=True)
 # write features for kefu's cache: same encoder id file with fine-tuned vectors for train+dev texts, probe kept
-import struct
 out=os.environ.get('OUT')
 if out:
     allt=tr[0]+dv[0];X,Mk=pack(allt)
     F=np.concatenate([np.asarray(feats_j(P,X[i:i+128],Mk[i:i+128])) for i in range(0,len(allt),128)])
     m=dict(C)
     for t,f in zip(allt,F): m[t]=f.astype(np.float32)
-    os.makedirs(os.path.dirname(out),exist_ok=True)
-    with open(out,'wb') as fh:
-        for t,v in m.items():
-            b=t.encode();fh.write(struct.pack('<I',len(b)));fh.write(b);fh.write(struct.pack('<I',len(v)));fh.write(np.asarray(v,'<f4').tobytes())
+    write_cache(out,m)
     print('wrote',out)

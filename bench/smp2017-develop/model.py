@@ -58,3 +58,9 @@ def cache(path):
         n=struct.unpack_from('<I',b,at)[0];at+=4;t=b[at:at+n].decode();at+=n
         d=struct.unpack_from('<I',b,at)[0];at+=4;m[t]=np.frombuffer(b,dtype='<f4',count=d,offset=at);at+=4*d
     return m
+def write_cache(path,m):
+    """Writes `m` (text -> vector) in the eval's vector-cache layout, the inverse of `cache`."""
+    os.makedirs(os.path.dirname(path) or '.',exist_ok=True)
+    with open(path,'wb') as fh:
+        for t,v in m.items():
+            b=t.encode();fh.write(struct.pack('<I',len(b)));fh.write(b);fh.write(struct.pack('<I',len(v)));fh.write(np.asarray(v,'<f4').tobytes())
