@@ -14,6 +14,7 @@ Steps (from this folder; needs `pip install sentence-transformers` into a virtua
     python3 embeddinggemma.py embed /tmp/eg/model /tmp/eg/smp.npz # every SMP2017 text, "Classification" prompt
     python3 embeddinggemma.py cache SRC DST /tmp/eg/smp.npz --with e5|none
     taskset -c 1 python3 embeddinggemma.py time /tmp/eg/model    # one query at a time, one thread
+    python3 embeddinggemma.py linear /tmp/eg/smp.npz             # a logistic regression on these vectors alone
 SRC is `DIR/cache/vectors-e5-small_8_10_12.bin` as a `kefu eval intent --data-dir DIR --dataset smp2017
 --encoders e5-small@8+10+12` run left it (copy it away first); DST is the same path.
 """
@@ -110,6 +111,19 @@ def time_queries(model_dir):
     print('int8 against float32, cosine: min %.4f, mean %.4f' % (cos.min(), cos.mean()))
 
 
+def linear(vectors):
+    from sklearn.linear_model import LogisticRegression
+    got = np.load(vectors)
+    by_text = dict(zip(got['texts'].tolist(), got['vectors']))
+    (tr, tr_y), (dv, dv_y), (te, te_y) = (split(name) for name in ('train', 'develop', 'test'))
+    x = lambda texts: np.array([by_text[t] for t in texts])
+    for c in (10, 100):
+        dev = (LogisticRegression(C=c, max_iter=5000).fit(x(tr), tr_y).predict(x(dv)) == np.array(dv_y)).mean()
+        test = (LogisticRegression(C=c, max_iter=5000).fit(x(tr + dv), tr_y + dv_y).predict(x(te))
+                == np.array(te_y)).mean()
+        print(f'C = {c}: develop {dev * 100:.2f}, test {test * 100:.2f}')
+
+
 if __name__ == '__main__':
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == 'fetch':
@@ -118,6 +132,8 @@ if __name__ == '__main__':
         embed(*args)
     elif cmd == 'cache':
         fill_cache(args[0], args[1], args[2], args[args.index('--with') + 1])
+    elif cmd == 'linear':
+        linear(*args)
     elif cmd == 'time':
         time_queries(*args)
     else:
