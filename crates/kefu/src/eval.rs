@@ -613,36 +613,51 @@ pub struct ModerationArgs {
     pub json: bool,
 }
 
-/// Clean customer messages for false-positive counts: the BANKING77 and CLINC150 test questions and the Chinese
-/// shop FAQ queries (all committed).
-fn clean_messages() -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::new();
+/// The committed customer messages by source and language: the BANKING77 and CLINC150 test questions (English)
+/// and the Chinese shop FAQ's questions and queries.
+fn committed_messages() -> anyhow::Result<Vec<(&'static str, &'static str, Vec<String>)>> {
     let b77 = std::fs::read_to_string("eval/datasets/banking77/test.csv")
         .context("eval/datasets/banking77")?;
-    out.extend(
-        kefu_nlu::intent::read_examples("test.csv", b77.as_bytes())?
-            .into_iter()
-            .map(|e| e.text),
-    );
+    let b77 = kefu_nlu::intent::read_examples("test.csv", b77.as_bytes())?;
     let clinc = kefu_nlu::eval::intent::load(
         kefu_nlu::eval::intent::IntentDataset::Clinc150,
         std::path::Path::new("eval/datasets/clinc150/data_full.json"),
         false,
     )?;
-    out.extend(clinc.test.into_iter().map(|e| e.text));
     let shop: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string("eval/datasets/shop-faq-zh.json")?)?;
+    let mut shop_zh = Vec::new();
     for q in shop["queries"].as_array().into_iter().flatten() {
         if let Some(t) = q["text"].as_str() {
-            out.push(t.to_owned());
+            shop_zh.push(t.to_owned());
         }
     }
     for f in shop["faqs"].as_array().into_iter().flatten() {
         if let Some(t) = f["question"].as_str() {
-            out.push(t.to_owned());
+            shop_zh.push(t.to_owned());
         }
     }
-    Ok(out)
+    Ok(vec![
+        (
+            "banking77 test",
+            "en",
+            b77.into_iter().map(|e| e.text).collect(),
+        ),
+        (
+            "clinc150 test",
+            "en",
+            clinc.test.into_iter().map(|e| e.text).collect(),
+        ),
+        ("shop FAQ (zh)", "zh", shop_zh),
+    ])
+}
+
+/// Clean customer messages for false-positive counts: every committed message of [`committed_messages`].
+fn clean_messages() -> anyhow::Result<Vec<String>> {
+    Ok(committed_messages()?
+        .into_iter()
+        .flat_map(|(_, _, texts)| texts)
+        .collect())
 }
 
 pub fn moderation(args: ModerationArgs) -> anyhow::Result<()> {
@@ -682,6 +697,126 @@ pub fn moderation(args: ModerationArgs) -> anyhow::Result<()> {
     }
     for m in &i.false_alarms {
         println!("  false alarm: {m}");
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct LanguageArgs {
+    /// The written set: other languages, short replies, code-mixed zh/en (JSON lines: text, lang, mixed?).
+    #[arg(long, default_value = "eval/datasets/language-set.jsonl")]
+    pub set: PathBuf,
+    /// SMP2017, ChnSentiCorp and the airline tweets, read from here when present (never copied into the repo).
+    #[arg(long, default_value = "../shared/data")]
+    pub shared: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `kefu eval language`: the detector on the committed messages, the shared zh/en sets when present, and the
+/// written set (see `kefu_nlu::eval::language`).
+pub fn language(args: LanguageArgs) -> anyhow::Result<()> {
+    use kefu_nlu::eval::language::{parse_set, run, Labelled};
+    let labelled = |lang: &str, texts: Vec<String>| -> Vec<Labelled> {
+        texts
+            .into_iter()
+            .map(|text| Labelled {
+                text,
+                lang: lang.to_owned(),
+                mixed: None,
+            })
+            .collect()
+    };
+    let mut sources: Vec<(String, Vec<Labelled>)> = committed_messages()?
+        .into_iter()
+        .map(|(source, lang, texts)| (source.to_owned(), labelled(lang, texts)))
+        .collect();
+    let questions: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        "eval/datasets/shop-questions-en.json",
+    )?)?;
+    let questions = questions["queries"].as_array().into_iter().flatten();
+    sources.push((
+        "shop questions (en)".into(),
+        labelled(
+            "en",
+            questions
+                .filter_map(|q| Some(q["text"].as_str()?.to_owned()))
+                .collect(),
+        ),
+    ));
+    let smp = args.shared.join("smp_ecdt_zh/smp2017_task1");
+    if smp.exists() {
+        let test = kefu_nlu::eval::intent::load(
+            kefu_nlu::eval::intent::IntentDataset::Smp2017,
+            &smp,
+            false,
+        )?
+        .test;
+        sources.push((
+            "smp2017 test".into(),
+            labelled("zh", test.into_iter().map(|e| e.text).collect()),
+        ));
+    }
+    for (dataset, file, lang) in [
+        (
+            kefu_nlu::eval::emotion::EmotionDataset::ChnSentiCorp,
+            "chnsenticorp_htl_zh/ChnSentiCorp_htl_all.csv",
+            "zh",
+        ),
+        (
+            kefu_nlu::eval::emotion::EmotionDataset::Airline,
+            "twitter_airline_sentiment_en/Tweets.csv",
+            "en",
+        ),
+    ] {
+        let path = args.shared.join(file);
+        if path.exists() {
+            let rows = kefu_nlu::eval::emotion::load(dataset, &path)?;
+            sources.push((
+                dataset.name().into(),
+                labelled(lang, rows.into_iter().map(|e| e.text).collect()),
+            ));
+        }
+    }
+    let set = std::fs::read_to_string(&args.set)
+        .with_context(|| format!("reading {}", args.set.display()))?;
+    sources.push(("written set".into(), parse_set(&set)?));
+    let r = run(&sources);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!(
+        "{} messages, {:.1} µs per message",
+        r.messages, r.us_per_message
+    );
+    println!("| source | language | messages | accuracy % | mixed right | detected instead |");
+    println!("|---|---|---:|---:|---:|---|");
+    for row in &r.rows {
+        let mixed = if row.mixed_labelled > 0 {
+            format!("{} / {}", row.mixed_right, row.mixed_labelled)
+        } else {
+            "–".into()
+        };
+        let confused: Vec<String> = row
+            .confused_with
+            .iter()
+            .map(|(l, n)| format!("{l} {n}"))
+            .collect();
+        println!(
+            "| {} | {} | {} | {:.2} | {mixed} | {} |",
+            row.source,
+            row.lang,
+            row.messages,
+            row.accuracy,
+            confused.join(", ")
+        );
+    }
+    for row in &r.rows {
+        for (text, got) in &row.examples {
+            let text: String = text.chars().take(80).collect();
+            println!("  {} ({}), read as {got}: {text}", row.source, row.lang);
+        }
     }
     Ok(())
 }

@@ -168,6 +168,9 @@ enum EvalCommand {
     /// Word-list load and scan speed, disguised-word recall (whole and streamed), false hits on clean messages,
     /// and prompt-injection precision/recall.
     Moderation(kefu::eval::ModerationArgs),
+    /// Language detection accuracy per source and language (public zh/en sets, a written set of 14 other
+    /// languages, short replies and code-mixed zh/en) and how often code-mixing is flagged.
+    Language(kefu::eval::LanguageArgs),
     /// Answer-cache matching on labelled paraphrase pairs (BQ): per scorer, the threshold for under 1 wrong hit per
     /// 100 hits, and the hit rate it leaves, on held-out pairs.
     Cache(kefu::eval::CacheArgs),
@@ -309,6 +312,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval {
             command: EvalCommand::Moderation(args),
         } => kefu::eval::moderation(args),
+        Command::Eval {
+            command: EvalCommand::Language(args),
+        } => kefu::eval::language(args),
         Command::Eval {
             command: EvalCommand::Conversations(args),
         } => {

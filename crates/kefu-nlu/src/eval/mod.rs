@@ -1,7 +1,8 @@
-//! Reproducible measurements behind `kefu eval intent|emotion|pii|moderation`.
+//! Reproducible measurements behind `kefu eval intent|emotion|pii|moderation|language`.
 
 pub mod emotion;
 pub mod intent;
+pub mod language;
 pub mod moderation;
 pub mod pii;
 
