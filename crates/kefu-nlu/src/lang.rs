@@ -1,7 +1,11 @@
-//! Language of a customer message. Chinese is decided by script, counting each Han character against each Latin
-//! word, so "我的order还没到" is Chinese with English mixed in; kana and hangul decide Japanese and Korean; other
-//! text goes to whatlang's trigram model. Very short Latin text ("ok", "refund?") is English unless whatlang is
+//! Language of a customer message. Chinese is decided by script, counting two Han characters (about one Chinese
+//! word) against each Latin word, so "我的order还没到" is Chinese with English mixed in and "Where is my 快递?" English
+//! with Chinese; kana and hangul decide Japanese and Korean; other text goes to whatlang's trigram model, limited to
+//! the languages kefu names. @handles, #tags and web addresses are left out. Very short Latin text ("ok", "refund?") is English unless whatlang is
 //! confident otherwise: customers of a zh/en service write short English far more often than short Spanish.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use serde::Serialize;
 use whatlang::Lang;
@@ -18,40 +22,68 @@ pub struct LanguageGuess {
     pub mixed: bool,
 }
 
+/// The languages kefu names, with their ISO 639-1 codes; whatlang only chooses among these. It knows 69, and on
+/// short messages the others are mostly misreadings of these: Russian read as Bulgarian or Macedonian, an English
+/// tweet as Afrikaans or Latin (`kefu eval language`, bench/RESULTS.md).
+const LANGUAGES: &[(Lang, &str)] = &[
+    (Lang::Eng, "en"),
+    (Lang::Cmn, "zh"),
+    (Lang::Spa, "es"),
+    (Lang::Fra, "fr"),
+    (Lang::Deu, "de"),
+    (Lang::Por, "pt"),
+    (Lang::Ita, "it"),
+    (Lang::Rus, "ru"),
+    (Lang::Ukr, "uk"),
+    (Lang::Jpn, "ja"),
+    (Lang::Kor, "ko"),
+    (Lang::Vie, "vi"),
+    (Lang::Tha, "th"),
+    (Lang::Ind, "id"),
+    (Lang::Ara, "ar"),
+    (Lang::Tur, "tr"),
+    (Lang::Nld, "nl"),
+    (Lang::Pol, "pl"),
+    (Lang::Hin, "hi"),
+    (Lang::Swe, "sv"),
+    (Lang::Dan, "da"),
+    (Lang::Fin, "fi"),
+    (Lang::Ell, "el"),
+    (Lang::Heb, "he"),
+    (Lang::Ces, "cs"),
+    (Lang::Ron, "ro"),
+    (Lang::Hun, "hu"),
+    (Lang::Tgl, "tl"),
+    (Lang::Nob, "nb"),
+];
+
 fn iso639_1(lang: Lang) -> String {
-    let code = match lang {
-        Lang::Eng => "en",
-        Lang::Cmn => "zh",
-        Lang::Spa => "es",
-        Lang::Fra => "fr",
-        Lang::Deu => "de",
-        Lang::Por => "pt",
-        Lang::Ita => "it",
-        Lang::Rus => "ru",
-        Lang::Ukr => "uk",
-        Lang::Jpn => "ja",
-        Lang::Kor => "ko",
-        Lang::Vie => "vi",
-        Lang::Tha => "th",
-        Lang::Ind => "id",
-        Lang::Ara => "ar",
-        Lang::Tur => "tr",
-        Lang::Nld => "nl",
-        Lang::Pol => "pl",
-        Lang::Hin => "hi",
-        Lang::Swe => "sv",
-        Lang::Dan => "da",
-        Lang::Fin => "fi",
-        Lang::Ell => "el",
-        Lang::Heb => "he",
-        Lang::Ces => "cs",
-        Lang::Ron => "ro",
-        Lang::Hun => "hu",
-        Lang::Tgl => "tl",
-        Lang::Nob => "nb",
-        other => return other.code().to_owned(),
-    };
-    code.to_owned()
+    match LANGUAGES.iter().find(|(l, _)| *l == lang) {
+        Some((_, code)) => (*code).to_owned(),
+        None => lang.code().to_owned(),
+    }
+}
+
+static DETECTOR: LazyLock<whatlang::Detector> = LazyLock::new(|| {
+    whatlang::Detector::with_allowlist(LANGUAGES.iter().map(|(l, _)| *l).collect())
+});
+
+/// `text` without @handles, #tags and web addresses, which carry no language (a trigram model reads a tweet's
+/// handles as French); `text` itself when nothing with letters is left.
+fn prose(text: &str) -> Cow<'_, str> {
+    if !text.contains(['@', '#']) && !text.contains("://") && !text.contains("www.") {
+        return Cow::Borrowed(text);
+    }
+    let kept: Vec<&str> = text
+        .split_whitespace()
+        .filter(|w| !(w.starts_with(['@', '#']) || w.contains("://") || w.starts_with("www.")))
+        .collect();
+    let kept = kept.join(" ");
+    if kept.chars().any(char::is_alphabetic) {
+        Cow::Owned(kept)
+    } else {
+        Cow::Borrowed(text)
+    }
 }
 
 /// Frequent function words of the Latin-script languages a shop widget sees most. Short messages carry too few
@@ -163,8 +195,9 @@ fn by_function_words(text: &str) -> Option<&'static str> {
 /// Guesses the language of `text` (only its first 2,000 characters are read).
 pub fn detect(text: &str) -> LanguageGuess {
     let text = crate::text::clip(text, 2000);
-    let (mut han, mut kana, mut hangul, mut latin_words, mut letters) =
-        (0usize, 0usize, 0usize, 0usize, 0usize);
+    let text: &str = &prose(text);
+    let (mut han, mut kana, mut hangul, mut cyrillic, mut latin_words, mut letters) =
+        (0usize, 0usize, 0usize, 0usize, 0usize, 0usize);
     let mut in_latin_word = false;
     for c in text.chars() {
         let latin = crate::text::is_latin_letter(c);
@@ -178,6 +211,8 @@ pub fn detect(text: &str) -> LanguageGuess {
             kana += 1;
         } else if matches!(c as u32, 0xAC00..=0xD7AF | 0x1100..=0x11FF) {
             hangul += 1;
+        } else if matches!(c as u32, 0x0400..=0x04FF) {
+            cyrillic += 1;
         }
         if c.is_alphabetic() {
             letters += 1;
@@ -202,25 +237,38 @@ pub fn detect(text: &str) -> LanguageGuess {
         return guess("ko", 0.95, latin_words > 0);
     }
     if han > 0 {
-        // A Han character carries about as much as a Latin word.
-        let share = han as f32 / (han + latin_words) as f32;
+        // A Chinese word is about two characters: two Han characters weigh as much as one Latin word, so "Where is
+        // my 快递?" is English with a Chinese word in it and "我的order还没到" Chinese with an English one.
+        let words = han as f32 / 2.0;
+        let share = words / (words + latin_words as f32);
         if share >= 0.3 {
             return guess("zh", share.clamp(0.5, 1.0), latin_words > 0);
         }
     }
+    if cyrillic * 2 >= letters {
+        // Russian and Ukrainian share most letters, and a short message's trigrams cannot tell them apart; Ukrainian
+        // text almost always has one of і ї є ґ, which Russian does not use.
+        let ukrainian = text.contains(['і', 'ї', 'є', 'ґ', 'І', 'Ї', 'Є', 'Ґ']);
+        return guess(if ukrainian { "uk" } else { "ru" }, 0.9, han > 0);
+    }
     if let Some(lang) = by_function_words(text) {
         return guess(lang, 0.8, han > 0);
     }
-    let info = whatlang::detect(text);
+    // Emoji, curly quotes and the like do not make a message less English: only its letters count here.
+    let ascii_letters = text
+        .chars()
+        .filter(|c| c.is_alphabetic())
+        .all(|c| c.is_ascii());
+    let info = DETECTOR.detect(text);
     match info {
-        Some(i) if i.is_reliable() || !text.is_ascii() => {
+        Some(i) if i.is_reliable() || !ascii_letters => {
             guess(&iso639_1(i.lang()), i.confidence() as f32, han > 0)
         }
         // Short or ambiguous ASCII text: English, unless whatlang leans elsewhere with some confidence.
         Some(i) if i.lang() != Lang::Eng && i.confidence() > 0.5 && latin_words >= 4 => {
             guess(&iso639_1(i.lang()), i.confidence() as f32, han > 0)
         }
-        _ if text.is_ascii() || latin_words > 0 => guess("en", 0.5, han > 0),
+        _ if ascii_letters || latin_words > 0 => guess("en", 0.5, han > 0),
         Some(i) => guess(&iso639_1(i.lang()), i.confidence() as f32, han > 0),
         None => guess("und", 0.0, false),
     }
@@ -283,6 +331,38 @@ mod tests {
         ] {
             assert_eq!(detect(text).lang, want, "{text}");
         }
+    }
+
+    #[test]
+    fn short_messages_of_the_widget_and_its_channels() {
+        // Each of these was misread before `kefu eval language` (session 32): Russian as Bulgarian, Macedonian or
+        // Ukrainian, Spanish as Catalan, an English sentence with a Chinese noun as Chinese, tweets with handles or emoji as French or
+        // Turkish.
+        for (text, want, mixed) in [
+            ("Здравствуйте, где мой заказ?", "ru", false),
+            ("Оплата не прошла, почему?", "ru", false),
+            ("Коли я отримаю гроші?", "uk", false),
+            ("El producto llegó roto", "es", false),
+            ("Where is my 快递?", "en", true),
+            ("Can I pay with 支付宝?", "en", true),
+            ("我要cancel这个订单", "zh", true),
+            (
+                "@VirginAmerica Congrats VX on the new route! ✈️🎉",
+                "en",
+                false,
+            ),
+            ("@united thats weak. See ya 👋", "en", false),
+            (
+                "@VirginAmerica @freddieawards Done and done! Best airline around, hands down!",
+                "en",
+                false,
+            ),
+        ] {
+            let got = detect(text);
+            assert_eq!((got.lang.as_str(), got.mixed), (want, mixed), "{text}");
+        }
+        // A handle alone is still read rather than dropped.
+        assert_eq!(detect("@united").lang, "en");
     }
 
     #[test]
