@@ -90,12 +90,20 @@ impl Application {
         ));
         let anchors = match embedding.encoder.clone() {
             Some(e) => {
+                let started = std::time::Instant::now();
                 match tokio::task::spawn_blocking(move || {
                     kefu_nlu::emotion::PolarityAnchors::new(e.as_ref())
                 })
                 .await?
                 {
-                    Ok(a) => Some(Arc::new(a)),
+                    Ok(a) => {
+                        tracing::info!(
+                            encoder = a.encoder_id(),
+                            ms = started.elapsed().as_millis() as u64,
+                            "emotion: polarity anchors embedded"
+                        );
+                        Some(Arc::new(a))
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "emotion reads words only: the polarity anchors were not embedded");
                         None
