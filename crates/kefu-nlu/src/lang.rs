@@ -1,8 +1,9 @@
 //! Language of a customer message. Chinese is decided by script, counting two Han characters (about one Chinese
 //! word) against each Latin word, so "我的order还没到" is Chinese with English mixed in and "Where is my 快递?" English
 //! with Chinese; kana and hangul decide Japanese and Korean; other text goes to whatlang's trigram model, limited to
-//! the languages kefu names. @handles, #tags and web addresses are left out. Very short Latin text ("ok", "refund?") is English unless whatlang is
-//! confident otherwise: customers of a zh/en service write short English far more often than short Spanish.
+//! the languages kefu names; Cyrillic is Russian or Ukrainian by its letters. @handles, #tags and web addresses are
+//! left out. Very short Latin text ("ok", "refund?") is English unless whatlang is confident otherwise: customers of
+//! a zh/en service write short English far more often than short Spanish.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -336,8 +337,8 @@ mod tests {
     #[test]
     fn short_messages_of_the_widget_and_its_channels() {
         // Each of these was misread before `kefu eval language` (session 32): Russian as Bulgarian, Macedonian or
-        // Ukrainian, Spanish as Catalan, an English sentence with a Chinese noun as Chinese, tweets with handles or emoji as French or
-        // Turkish.
+        // Ukrainian, Spanish as Catalan, an English sentence with a Chinese noun as Chinese, tweets with handles or
+        // emoji as French, German or Turkish.
         for (text, want, mixed) in [
             ("Здравствуйте, где мой заказ?", "ru", false),
             ("Оплата не прошла, почему?", "ru", false),

@@ -706,16 +706,14 @@ pub struct LanguageArgs {
     /// The written set: other languages, short replies, code-mixed zh/en (JSON lines: text, lang, mixed?).
     #[arg(long, default_value = "eval/datasets/language-set.jsonl")]
     pub set: PathBuf,
-    /// SMP2017, ChnSentiCorp and the airline tweets, read from here when present (never copied into the repo).
-    #[arg(long, default_value = "../shared/data")]
-    pub shared: PathBuf,
     #[arg(long)]
     pub json: bool,
 }
 
-/// `kefu eval language`: the detector on the committed messages, the shared zh/en sets when present, and the
-/// written set (see `kefu_nlu::eval::language`).
+/// `kefu eval language`: the detector on the committed messages, SMP2017, ChnSentiCorp and the airline tweets when
+/// `../shared/data` is there (never copied into the repo), and the written set (see `kefu_nlu::eval::language`).
 pub fn language(args: LanguageArgs) -> anyhow::Result<()> {
+    use kefu_nlu::eval::emotion::EmotionDataset;
     use kefu_nlu::eval::language::{parse_set, run, Labelled};
     let labelled = |lang: &str, texts: Vec<String>| -> Vec<Labelled> {
         texts
@@ -744,34 +742,23 @@ pub fn language(args: LanguageArgs) -> anyhow::Result<()> {
                 .collect(),
         ),
     ));
-    let smp = args.shared.join("smp_ecdt_zh/smp2017_task1");
-    if smp.exists() {
-        let test = kefu_nlu::eval::intent::load(
-            kefu_nlu::eval::intent::IntentDataset::Smp2017,
-            &smp,
-            false,
-        )?
-        .test;
+    // The research-only sets, from their default places in the shared data folder, when it is there.
+    let smp = kefu_nlu::eval::intent::IntentDataset::Smp2017;
+    let smp_path = std::path::Path::new(smp.default_path());
+    if smp_path.exists() {
+        let test = kefu_nlu::eval::intent::load(smp, smp_path, false)?.test;
         sources.push((
             "smp2017 test".into(),
             labelled("zh", test.into_iter().map(|e| e.text).collect()),
         ));
     }
-    for (dataset, file, lang) in [
-        (
-            kefu_nlu::eval::emotion::EmotionDataset::ChnSentiCorp,
-            "chnsenticorp_htl_zh/ChnSentiCorp_htl_all.csv",
-            "zh",
-        ),
-        (
-            kefu_nlu::eval::emotion::EmotionDataset::Airline,
-            "twitter_airline_sentiment_en/Tweets.csv",
-            "en",
-        ),
+    for (dataset, lang) in [
+        (EmotionDataset::ChnSentiCorp, "zh"),
+        (EmotionDataset::Airline, "en"),
     ] {
-        let path = args.shared.join(file);
+        let path = std::path::Path::new(dataset.default_path());
         if path.exists() {
-            let rows = kefu_nlu::eval::emotion::load(dataset, &path)?;
+            let rows = kefu_nlu::eval::emotion::load(dataset, path)?;
             sources.push((
                 dataset.name().into(),
                 labelled(lang, rows.into_iter().map(|e| e.text).collect()),
