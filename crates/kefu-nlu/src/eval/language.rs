@@ -40,7 +40,8 @@ pub struct Row {
     pub source: String,
     pub lang: String,
     pub messages: usize,
-    /// Share detected as `lang`, in per cent.
+    /// Messages detected as `lang`, and their share in per cent.
+    pub right: usize,
     pub accuracy: f64,
     /// Messages labelled mixed or not, and how many of them `mixed` got right.
     pub mixed_labelled: usize,
@@ -80,6 +81,7 @@ pub fn run(sources: &[(String, Vec<Labelled>)]) -> LanguageReport {
                         source: source.clone(),
                         lang: m.lang.clone(),
                         messages: 0,
+                        right: 0,
                         accuracy: 0.0,
                         mixed_labelled: 0,
                         mixed_right: 0,
@@ -92,7 +94,7 @@ pub fn run(sources: &[(String, Vec<Labelled>)]) -> LanguageReport {
             let row = &mut rows[at];
             row.messages += 1;
             if guess.lang == m.lang {
-                row.accuracy += 1.0;
+                row.right += 1;
             } else {
                 *row.confused_with.entry(guess.lang.clone()).or_default() += 1;
                 if row.examples.len() < 5 {
@@ -106,7 +108,7 @@ pub fn run(sources: &[(String, Vec<Labelled>)]) -> LanguageReport {
         }
     }
     for r in &mut rows {
-        r.accuracy = 100.0 * r.accuracy / r.messages.max(1) as f64;
+        r.accuracy = 100.0 * r.right as f64 / r.messages.max(1) as f64;
     }
     LanguageReport {
         rows,
