@@ -88,30 +88,7 @@ impl Application {
             &settings,
             embedding.encoder.clone(),
         ));
-        let anchors = match embedding.encoder.clone() {
-            Some(e) => {
-                let started = std::time::Instant::now();
-                match tokio::task::spawn_blocking(move || {
-                    kefu_nlu::emotion::PolarityAnchors::new(e.as_ref())
-                })
-                .await?
-                {
-                    Ok(a) => {
-                        tracing::info!(
-                            encoder = a.encoder_id(),
-                            ms = started.elapsed().as_millis() as u64,
-                            "emotion: polarity anchors embedded"
-                        );
-                        Some(Arc::new(a))
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "emotion reads words only: the polarity anchors were not embedded");
-                        None
-                    }
-                }
-            }
-            None => None,
-        };
+        let anchors = polarity_anchors(embedding.encoder.clone()).await?;
         if bootstrap_file.is_some() && settings.demo.shop {
             seed_demo_knowledge(store.as_ref(), &knowledge, &settings.bootstrap.tenant_slug)
                 .await?;
@@ -446,4 +423,34 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// The emotion step's polarity anchors on the server's embedder, embedded once on a blocking thread (0.1–0.5 s
+/// on a dev build, bench/RESULTS.md session 32); `None` without an embedder, or with a warning when embedding
+/// fails, so emotion reads words only.
+async fn polarity_anchors(
+    encoder: Option<Arc<dyn kefu_nlu::SentenceEncoder>>,
+) -> anyhow::Result<Option<Arc<kefu_nlu::emotion::PolarityAnchors>>> {
+    let Some(encoder) = encoder else {
+        return Ok(None);
+    };
+    let started = std::time::Instant::now();
+    let built = tokio::task::spawn_blocking(move || {
+        kefu_nlu::emotion::PolarityAnchors::new(encoder.as_ref())
+    })
+    .await?;
+    Ok(match built {
+        Ok(a) => {
+            tracing::info!(
+                encoder = a.encoder_id(),
+                ms = started.elapsed().as_millis() as u64,
+                "emotion: polarity anchors embedded"
+            );
+            Some(Arc::new(a))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "emotion reads words only: the polarity anchors were not embedded");
+            None
+        }
+    })
 }
