@@ -88,7 +88,15 @@ impl Application {
             &settings,
             embedding.encoder.clone(),
         ));
-        let anchors = polarity_anchors(embedding.encoder.clone()).await?;
+        let understanding = Arc::new(
+            crate::nlu::TenantUnderstanding::for_server(
+                &settings,
+                store.clone(),
+                encoders.clone(),
+                embedding.encoder.clone(),
+            )
+            .await?,
+        );
         if bootstrap_file.is_some() && settings.demo.shop {
             seed_demo_knowledge(store.as_ref(), &knowledge, &settings.bootstrap.tenant_slug)
                 .await?;
@@ -105,19 +113,6 @@ impl Application {
         if let Some(p) = &settings.engine.system_prompt {
             engine_settings.default_system_prompt = p.clone();
         }
-        let moderator = match &settings.engine.moderation_words {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading the word list {}", path.display()))?;
-                let words = kefu_nlu::moderation::parse_word_list(
-                    &text,
-                    &path.display().to_string(),
-                    kefu_nlu::moderation::Action::Flag,
-                )?;
-                Some(Arc::new(kefu_nlu::moderation::Moderator::new(words)?))
-            }
-            None => None,
-        };
         // Bound before the engine is built: the demo shop's tools call this server's own address.
         let addr = settings.bind_addr()?;
         let listener = TcpListener::bind(addr)
@@ -138,12 +133,7 @@ impl Application {
         };
         let business = load_business(&settings, shop.as_ref().map(|(_, t)| t.as_str()), port)?;
         let parts = kefu_engine::EngineParts {
-            understanding: Arc::new(crate::nlu::TenantUnderstanding::new(
-                store.clone(),
-                encoders,
-                moderator,
-                anchors,
-            )),
+            understanding,
             knowledge: Some(knowledge.clone()),
             policy: settings.engine.policy.clone(),
             business,
@@ -423,34 +413,4 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-}
-
-/// The emotion step's polarity anchors on the server's embedder, embedded once on a blocking thread (0.1–0.5 s
-/// on a dev build, bench/RESULTS.md session 32); `None` without an embedder, or with a warning when embedding
-/// fails, so emotion reads words only.
-async fn polarity_anchors(
-    encoder: Option<Arc<dyn kefu_nlu::SentenceEncoder>>,
-) -> anyhow::Result<Option<Arc<kefu_nlu::emotion::PolarityAnchors>>> {
-    let Some(encoder) = encoder else {
-        return Ok(None);
-    };
-    let started = std::time::Instant::now();
-    let built = tokio::task::spawn_blocking(move || {
-        kefu_nlu::emotion::PolarityAnchors::new(encoder.as_ref())
-    })
-    .await?;
-    Ok(match built {
-        Ok(a) => {
-            tracing::info!(
-                encoder = a.encoder_id(),
-                ms = started.elapsed().as_millis() as u64,
-                "emotion: polarity anchors embedded"
-            );
-            Some(Arc::new(a))
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "emotion reads words only: the polarity anchors were not embedded");
-            None
-        }
-    })
 }

@@ -590,18 +590,22 @@ async fn nlu_command(config: Option<&std::path::Path>, command: NluCommand) -> a
             else {
                 anyhow::bail!("tenant {slug} has no intent model in use: train one with `kefu nlu train --data FILE`");
             };
-            let model = kefu_engine::intents::load(store.as_ref(), tenant, v)
-                .await?
-                .with_context(|| format!("tenant {slug} has no version {v}"))?;
-            let names: Vec<String> = model.info.encoders.iter().map(|e| e.id.clone()).collect();
-            let mut encoders = Vec::new();
-            for n in &names {
-                encoders.push(kefu::local::load_encoder(&settings, n).await?);
-            }
-            let clf = kefu_nlu::IntentClassifier::new(model, encoders)?;
-            let u = kefu_nlu::Understander::new(kefu_nlu::PiiDetector::new()).with_intent(clf);
+            // The server's set-up (word list, embedder, polarity anchors), so this prints what a turn records.
+            let server = kefu::local::prepare_embedder(&settings).await.encoder;
+            let encoders = std::sync::Arc::new(kefu::nlu::Encoders::new(&settings, server.clone()));
+            let understanding = kefu::nlu::TenantUnderstanding::for_server(
+                &settings,
+                store,
+                encoders,
+                server.clone(),
+            )
+            .await?;
+            let u = understanding
+                .with_version(tenant, v)
+                .await
+                .with_context(|| format!("tenant {slug}, version {v}"))?;
             for t in texts {
-                let r = u.understand(&t)?;
+                let r = kefu::nlu::understand_as_a_turn(&u, server.as_deref(), &t)?;
                 println!("v{v} {}", serde_json::to_string(&r)?);
             }
             Ok(())

