@@ -136,7 +136,8 @@ enum NluCommand {
         #[command(flatten)]
         storage: StorageArgs,
     },
-    /// Classify messages with the current (or a given) version and print the full understanding.
+    /// Print what a conversation's turn records of each message: language, masked PII, intent (by the version in
+    /// use or a given one; none without either), emotion, moderation, injection score.
     Predict {
         texts: Vec<String>,
         #[arg(long)]
@@ -586,10 +587,8 @@ async fn nlu_command(config: Option<&std::path::Path>, command: NluCommand) -> a
             Ok(())
         }
         NluCommand::Predict { texts, version, .. } => {
-            let Some(v) = version.or(store.get_tenant(tenant).await?.and_then(|t| t.intent_model))
-            else {
-                anyhow::bail!("tenant {slug} has no intent model in use: train one with `kefu nlu train --data FILE`");
-            };
+            // Without a model in use the rest of the step still runs, as in a conversation.
+            let version = version.or(store.get_tenant(tenant).await?.and_then(|t| t.intent_model));
             // The server's set-up (word list, embedder, polarity anchors), so this prints what a turn records.
             let server = kefu::local::prepare_embedder(&settings).await.encoder;
             let encoders = std::sync::Arc::new(kefu::nlu::Encoders::new(&settings, server.clone()));
@@ -601,12 +600,13 @@ async fn nlu_command(config: Option<&std::path::Path>, command: NluCommand) -> a
             )
             .await?;
             let u = understanding
-                .with_version(tenant, v)
+                .with_version(tenant, version)
                 .await
-                .with_context(|| format!("tenant {slug}, version {v}"))?;
+                .with_context(|| format!("tenant {slug}"))?;
+            let label = version.map_or_else(|| "no-intent-model".to_owned(), |v| format!("v{v}"));
             for t in texts {
                 let r = kefu::nlu::understand_as_a_turn(&u, server.as_deref(), &t)?;
-                println!("v{v} {}", serde_json::to_string(&r)?);
+                println!("{label} {}", serde_json::to_string(&r)?);
             }
             Ok(())
         }

@@ -122,17 +122,23 @@ impl TenantUnderstanding {
         })
     }
 
-    /// The tenant's set-up with intent model `version` (stored, not necessarily in use), for `kefu nlu predict`:
-    /// unlike a conversation's, a model that cannot be loaded is an error.
-    pub async fn with_version(&self, tenant: Uuid, version: i32) -> anyhow::Result<Understander> {
+    /// The tenant's set-up with intent model `version` (stored, not necessarily in use; `None`: no intent model),
+    /// for `kefu nlu predict`: unlike a conversation's, a model that cannot be loaded is an error.
+    pub async fn with_version(
+        &self,
+        tenant: Uuid,
+        version: Option<i32>,
+    ) -> anyhow::Result<Understander> {
         let words = self
             .store
             .get_tenant(tenant)
             .await?
             .and_then(|t| t.moderation_config);
-        Ok(self
-            .words(words.as_ref())?
-            .with_intent(self.intent(tenant, version).await?))
+        let u = self.words(words.as_ref())?;
+        Ok(match version {
+            Some(v) => u.with_intent(self.intent(tenant, v).await?),
+            None => u,
+        })
     }
 
     /// The server's set-up with the tenant's own words added.

@@ -86,6 +86,21 @@ async fn nlu_predict_reads_a_message_as_a_turn_does() {
         "--admin-email",
         "admin@example.com",
     ]);
+    let text = "the item that came is not what I ordered and the box was torn";
+    assert_eq!(
+        kefu_nlu::emotion::analyse(text).polarity,
+        kefu_nlu::emotion::Polarity::Neutral
+    );
+    let read = |prefix: &str| {
+        let out = run(&["nlu", "predict", "--tenant", "shop", text]);
+        let json = out.strip_prefix(prefix).expect(&out);
+        let r: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+        assert_eq!(r["emotion"]["polarity"], "negative", "{r}");
+        assert_eq!(r["moderation"]["hits"][0]["category"], "damage", "{r}");
+        r
+    };
+    // Without an intent model the rest of the step still runs, as in a conversation.
+    assert!(read("no-intent-model ")["intent"].is_null());
     let data = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../demo/intents/shop-intents.csv"
@@ -100,15 +115,23 @@ async fn nlu_predict_reads_a_message_as_a_turn_does() {
         "--data",
         data,
     ]);
-    let text = "the item that came is not what I ordered and the box was torn";
-    assert_eq!(
-        kefu_nlu::emotion::analyse(text).polarity,
-        kefu_nlu::emotion::Polarity::Neutral
-    );
-    let out = run(&["nlu", "predict", "--tenant", "shop", text]);
-    let json = out.strip_prefix("v1 ").expect(&out);
-    let r: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
-    assert_eq!(r["emotion"]["polarity"], "negative", "{r}");
-    assert_eq!(r["moderation"]["hits"][0]["category"], "damage", "{r}");
+    let r = read("v1 ");
     assert!(r["intent"]["intent"].is_string(), "{r}");
+    let out = kefu()
+        .args([
+            "nlu",
+            "predict",
+            "--tenant",
+            "shop",
+            "--version",
+            "7",
+            text,
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("intent model v7 is not stored"), "{err}");
 }
