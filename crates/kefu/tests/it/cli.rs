@@ -134,4 +134,14 @@ async fn nlu_predict_reads_a_message_as_a_turn_does() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("intent model v7 is not stored"), "{err}");
+    // The server's word list is read as `kefu serve` reads it: a missing file is an error, not an empty list.
+    let out = kefu()
+        .args(["nlu", "predict", "--tenant", "shop", text, "--data-dir"])
+        .arg(&dir)
+        .env("KEFU__ENGINE__MODERATION_WORDS", dir.join("missing.txt"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("reading the word list"), "{err}");
 }
