@@ -250,7 +250,7 @@ async fn polarity_anchors(
     let Some(encoder) = encoder else {
         return Ok(None);
     };
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let built = tokio::task::spawn_blocking(move || {
         kefu_nlu::emotion::PolarityAnchors::new(encoder.as_ref())
     })
