@@ -61,16 +61,19 @@ async fn nlu_predict_reads_a_message_as_a_turn_does() {
     let dir = crate::helpers::temp_dir("cli");
     let words = dir.join("words.txt");
     std::fs::write(&words, "torn\tdamage\tflag\n").unwrap();
-    let run = |args: &[&str]| {
-        let out = kefu()
+    let output = |args: &[&str], words: &std::path::Path| {
+        kefu()
             .args(args)
             .arg("--data-dir")
             .arg(&dir)
             .env("KEFU__MODELS__EMBEDDER", &e5)
-            .env("KEFU__ENGINE__MODERATION_WORDS", &words)
+            .env("KEFU__ENGINE__MODERATION_WORDS", words)
             .env("KEFU__LOG__FILTER", "warn")
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    let run = |args: &[&str]| {
+        let out = output(args, &words);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
@@ -78,6 +81,11 @@ async fn nlu_predict_reads_a_message_as_a_turn_does() {
             String::from_utf8_lossy(&out.stderr)
         );
         stdout
+    };
+    let fails = |args: &[&str], words: &std::path::Path| {
+        let out = output(args, words);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
     };
     run(&[
         "tenant",
@@ -117,31 +125,15 @@ async fn nlu_predict_reads_a_message_as_a_turn_does() {
     ]);
     let r = read("v1 ");
     assert!(r["intent"]["intent"].is_string(), "{r}");
-    let out = kefu()
-        .args([
-            "nlu",
-            "predict",
-            "--tenant",
-            "shop",
-            "--version",
-            "7",
-            text,
-            "--data-dir",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fails(
+        &["nlu", "predict", "--tenant", "shop", "--version", "7", text],
+        &words,
+    );
     assert!(err.contains("intent model v7 is not stored"), "{err}");
     // The server's word list is read as `kefu serve` reads it: a missing file is an error, not an empty list.
-    let out = kefu()
-        .args(["nlu", "predict", "--tenant", "shop", text, "--data-dir"])
-        .arg(&dir)
-        .env("KEFU__ENGINE__MODERATION_WORDS", dir.join("missing.txt"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fails(
+        &["nlu", "predict", "--tenant", "shop", text],
+        &dir.join("missing.txt"),
+    );
     assert!(err.contains("reading the word list"), "{err}");
 }
