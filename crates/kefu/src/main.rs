@@ -587,8 +587,6 @@ async fn nlu_command(config: Option<&std::path::Path>, command: NluCommand) -> a
             Ok(())
         }
         NluCommand::Predict { texts, version, .. } => {
-            // Without a model in use the rest of the step still runs, as in a conversation.
-            let version = version.or(store.get_tenant(tenant).await?.and_then(|t| t.intent_model));
             // The server's set-up (word list, embedder, polarity anchors), so this prints what a turn records.
             let server = kefu::local::prepare_embedder(&settings).await.encoder;
             let encoders = std::sync::Arc::new(kefu::nlu::Encoders::new(&settings, server.clone()));
@@ -599,7 +597,8 @@ async fn nlu_command(config: Option<&std::path::Path>, command: NluCommand) -> a
                 server.clone(),
             )
             .await?;
-            let u = understanding
+            // Without a model in use the rest of the step still runs, as in a conversation.
+            let (u, version) = understanding
                 .with_version(tenant, version)
                 .await
                 .with_context(|| format!("tenant {slug}"))?;

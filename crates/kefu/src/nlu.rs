@@ -122,22 +122,21 @@ impl TenantUnderstanding {
         })
     }
 
-    /// The tenant's set-up with intent model `version` (stored, not necessarily in use; `None`: no intent model),
-    /// for `kefu nlu predict`: unlike a conversation's, a model that cannot be loaded is an error.
+    /// The tenant's set-up with intent model `version` (stored, not necessarily in use; `None`: the one in use, if
+    /// any), for `kefu nlu predict`, and the version it holds. Unlike a conversation's, a model that cannot be loaded
+    /// is an error.
     pub async fn with_version(
         &self,
         tenant: Uuid,
         version: Option<i32>,
-    ) -> anyhow::Result<Understander> {
-        let words = self
-            .store
-            .get_tenant(tenant)
-            .await?
-            .and_then(|t| t.moderation_config);
-        let u = self.words(words.as_ref())?;
+    ) -> anyhow::Result<(Understander, Option<i32>)> {
+        let record = self.store.get_tenant(tenant).await?;
+        let words = record.as_ref().and_then(|t| t.moderation_config.as_ref());
+        let version = version.or(record.as_ref().and_then(|t| t.intent_model));
+        let u = self.words(words)?;
         Ok(match version {
-            Some(v) => u.with_intent(self.intent(tenant, v).await?),
-            None => u,
+            Some(v) => (u.with_intent(self.intent(tenant, v).await?), version),
+            None => (u, None),
         })
     }
 
