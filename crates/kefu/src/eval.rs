@@ -316,6 +316,11 @@ pub struct IntentArgs {
     /// development data with `--dev`).
     #[arg(long, conflicts_with = "cv")]
     pub errors: Option<PathBuf>,
+    /// Also write every scored row (its label, the best five intents with their calibrated probabilities, the
+    /// out-of-scope decision) to this file, one JSON object per line; with `--cv`, every training row as its fold's
+    /// model scored it. For comparing or combining runs row by row (bench/smp2017-develop/ensemble.py).
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
     /// Idle this many ms before each timed query (outside the timing), as a lightly loaded service sees its
     /// queries; 0 times them back to back.
     #[arg(long, default_value_t = 0)]
@@ -365,6 +370,16 @@ fn with_cache(
     (cached, as_dyn)
 }
 
+/// Writes `rows` to `path`, one JSON object per line.
+fn write_json_lines<T: serde::Serialize>(path: &std::path::Path, rows: &[T]) -> anyhow::Result<()> {
+    let mut out = String::new();
+    for row in rows {
+        out.push_str(&serde_json::to_string(row)?);
+        out.push('\n');
+    }
+    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
+}
+
 /// The training settings: the defaults with `--train-config` (JSON) merged over them.
 pub fn train_config(overrides: Option<&str>) -> anyhow::Result<kefu_nlu::TrainConfig> {
     Ok(match overrides {
@@ -399,13 +414,17 @@ pub async fn intent(settings: Settings, args: IntentArgs) -> anyhow::Result<()> 
     );
     if let Some(k) = args.cv {
         let train = splits.train;
-        let accuracies = tokio::task::spawn_blocking(move || {
+        let cv = tokio::task::spawn_blocking(move || {
             kefu_nlu::eval::intent::cross_validate(&train, k, &encoders, &config)
         })
         .await??;
         for c in &cached {
             c.save()?;
         }
+        if let Some(path) = &args.predictions {
+            write_json_lines(path, &cv.predictions)?;
+        }
+        let accuracies = cv.accuracies;
         let mean = accuracies.iter().sum::<f64>() / accuracies.len() as f64;
         println!(
             "{} {k}-fold cross-validation on the training split: mean {mean:.2} (folds {})",
@@ -427,12 +446,10 @@ pub async fn intent(settings: Settings, args: IntentArgs) -> anyhow::Result<()> 
         c.save()?;
     }
     if let Some(path) = &args.errors {
-        let mut out = String::new();
-        for m in &report.mistakes {
-            out.push_str(&serde_json::to_string(m)?);
-            out.push('\n');
-        }
-        std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))?;
+        write_json_lines(path, &report.mistakes)?;
+    }
+    if let Some(path) = &args.predictions {
+        write_json_lines(path, &report.predictions)?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

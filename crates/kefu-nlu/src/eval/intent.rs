@@ -20,7 +20,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::intent::{
-    Decision, Example, IntentClassifier, IntentModel, SentenceEncoder, TrainConfig,
+    Decision, Example, IntentClassifier, IntentModel, IntentPrediction, SentenceEncoder,
+    TrainConfig,
 };
 use crate::NluError;
 
@@ -233,6 +234,33 @@ pub struct IntentReport {
     /// through), for error analysis on development data; `kefu eval intent --errors FILE` writes them.
     #[serde(skip)]
     pub mistakes: Vec<Mistake>,
+    /// Every test row as the classifier scored it, in the split's order; `kefu eval intent --predictions FILE`
+    /// writes them.
+    #[serde(skip)]
+    pub predictions: Vec<RowPrediction>,
+}
+
+/// One scored row: its text and labelled intent beside the prediction (the best in-scope intents with their
+/// calibrated probabilities, the out-of-scope decision), so that runs with different settings can be compared or
+/// combined row by row outside kefu (bench/smp2017-develop/ensemble.py averages them).
+#[derive(Debug, Clone, Serialize)]
+pub struct RowPrediction {
+    pub text: String,
+    /// The labelled intent.
+    pub label: String,
+    /// The cross-validation fold that held the row out (`None` outside cross-validation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fold: Option<usize>,
+    #[serde(flatten)]
+    pub prediction: IntentPrediction,
+}
+
+/// What K-fold cross-validation measured: each fold's top-intent accuracy, and every training row as the model
+/// that did not learn from it scored it (fold by fold).
+#[derive(Debug, Clone)]
+pub struct CrossValidation {
+    pub accuracies: Vec<f64>,
+    pub predictions: Vec<RowPrediction>,
 }
 
 /// A first stage's gate and calibration figures (`calibration.answered` is a share), and the share of test rows it
@@ -299,6 +327,7 @@ pub fn run(
     // Per test row: (out of scope, top intent right, in-scope score, out-of-scope class wins), for the diagnosis.
     let mut rows: Vec<(bool, bool, f32, bool)> = Vec::with_capacity(texts.len());
     let mut mistakes = Vec::new();
+    let mut predictions = Vec::with_capacity(texts.len());
     let mut first_stage = 0usize;
     for (e, d) in splits.test.iter().zip(predict_all(&clf, &texts)?) {
         first_stage += usize::from(d.first_stage);
@@ -331,6 +360,12 @@ pub fn run(
                 rejected: p.out_of_scope,
             });
         }
+        predictions.push(RowPrediction {
+            text: e.text.clone(),
+            label: e.intent.clone(),
+            fold: None,
+            prediction: d.prediction,
+        });
     }
     let separation = best_in_scope_at_recall(&rows, 0.90);
     let (latency_p50_ms, latency_p99_ms, latency_mean_ms) = super::latency_summary(latencies);
@@ -363,6 +398,7 @@ pub fn run(
         model_bytes,
         in_scope_accuracy_at_oos_90_on_split: separation,
         mistakes,
+        predictions,
     })
 }
 
@@ -402,22 +438,32 @@ pub fn cross_validate(
     folds: usize,
     encoders: &[Arc<dyn SentenceEncoder>],
     config: &TrainConfig,
-) -> Result<Vec<f64>, NluError> {
-    crate::intent::stratified_folds(train, folds.max(2), 0)
+) -> Result<CrossValidation, NluError> {
+    let mut cv = CrossValidation {
+        accuracies: Vec::new(),
+        predictions: Vec::with_capacity(train.len()),
+    };
+    for (fold, (fit, held)) in crate::intent::stratified_folds(train, folds.max(2), 0)
         .into_iter()
-        .map(|(fit, held)| {
-            let fit: Vec<Example> = fit.into_iter().map(|i| train[i].clone()).collect();
-            let model = IntentModel::train(&fit, None, encoders, config)?;
-            let clf = IntentClassifier::new(model, encoders.to_vec())?;
-            let texts: Vec<&str> = held.iter().map(|&i| train[i].text.as_str()).collect();
-            let right = predict_all(&clf, &texts)?
-                .iter()
-                .zip(&held)
-                .filter(|(d, &i)| d.prediction.top[0].0 == train[i].intent)
-                .count();
-            Ok(100.0 * right as f64 / held.len() as f64)
-        })
-        .collect()
+        .enumerate()
+    {
+        let fit: Vec<Example> = fit.into_iter().map(|i| train[i].clone()).collect();
+        let model = IntentModel::train(&fit, None, encoders, config)?;
+        let clf = IntentClassifier::new(model, encoders.to_vec())?;
+        let texts: Vec<&str> = held.iter().map(|&i| train[i].text.as_str()).collect();
+        let mut right = 0usize;
+        for (d, &i) in predict_all(&clf, &texts)?.into_iter().zip(&held) {
+            right += usize::from(d.prediction.top[0].0 == train[i].intent);
+            cv.predictions.push(RowPrediction {
+                text: train[i].text.clone(),
+                label: train[i].intent.clone(),
+                fold: Some(fold),
+                prediction: d.prediction,
+            });
+        }
+        cv.accuracies.push(100.0 * right as f64 / held.len() as f64);
+    }
+    Ok(cv)
 }
 
 /// Predictions for `texts`, in batches.
@@ -472,8 +518,8 @@ mod tests {
         assert_eq!(best_in_scope_at_recall(&rows[4..], 0.5), None);
     }
 
-    #[test]
-    fn the_mistakes_are_exactly_the_rows_scored_wrong() {
+    /// Two intents and out-of-scope rows, zh and en; the test split holds one row labelled against its words.
+    fn small_splits() -> Splits {
         let phrases = |intent: &str, words: &[&str]| -> Vec<Example> {
             words
                 .iter()
@@ -509,11 +555,16 @@ mod tests {
             // Out of scope and rejected: right, so not listed.
             Example::new("tell me a joke now", "oos"),
         ];
-        let splits = Splits {
+        Splits {
             train,
             calibration: None,
             test,
-        };
+        }
+    }
+
+    #[test]
+    fn the_mistakes_are_exactly_the_rows_scored_wrong() {
+        let splits = small_splits();
         let r = run(
             IntentDataset::Banking77,
             &splits,
@@ -539,6 +590,41 @@ mod tests {
         assert_eq!(
             (m.intent.as_str(), m.predicted.as_str()),
             ("shipping", "refund")
+        );
+    }
+
+    #[test]
+    fn every_test_row_is_written_once_in_order_with_its_prediction() {
+        let splits = small_splits();
+        let r = run(
+            IntentDataset::Banking77,
+            &splits,
+            true,
+            &[],
+            &[],
+            &TrainConfig::default(),
+            std::time::Duration::ZERO,
+        )
+        .unwrap();
+        assert_eq!(r.predictions.len(), splits.test.len());
+        for (row, e) in r.predictions.iter().zip(&splits.test) {
+            assert_eq!(
+                (row.text.as_str(), row.label.as_str()),
+                (e.text.as_str(), e.intent.as_str())
+            );
+            assert_eq!(row.fold, None);
+            let p: f32 = row.prediction.top.iter().map(|t| t.1).sum();
+            assert!(p > 0.0 && p <= 1.0 + 1e-5, "{row:?}");
+        }
+        let wrong = &r.predictions[2];
+        assert_eq!(wrong.prediction.top[0].0, "refund");
+        let json = serde_json::to_value(wrong).unwrap();
+        assert_eq!(json["label"], "shipping");
+        assert_eq!(json["top"][0][0], "refund", "{json}");
+        assert!(json.get("fold").is_none(), "{json}");
+        assert!(
+            r.predictions[3].prediction.out_of_scope,
+            "the joke is rejected"
         );
     }
 

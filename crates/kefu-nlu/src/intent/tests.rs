@@ -236,14 +236,36 @@ fn stratified_folds_hold_each_example_out_once_and_spread_every_intent() {
 
 #[test]
 fn cross_validation_scores_each_fold_on_unseen_examples() {
-    let accuracies =
-        crate::eval::intent::cross_validate(&shop_examples(), 3, &[], &sparse_only()).unwrap();
+    let train = shop_examples();
+    let cv = crate::eval::intent::cross_validate(&train, 3, &[], &sparse_only()).unwrap();
+    let accuracies = &cv.accuracies;
     assert_eq!(accuracies.len(), 3);
     // Each fold's examples are unseen paraphrases of a small bilingual set: well above chance (1 in 4 intents).
     assert!(
         accuracies.iter().all(|&a| (40.0..=100.0).contains(&a)),
         "{accuracies:?}"
     );
+    // Every training row is scored once, by the fold that held it out, and each fold's accuracy is its rows'.
+    let mut seen: Vec<&str> = cv.predictions.iter().map(|r| r.text.as_str()).collect();
+    let mut all: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
+    seen.sort_unstable();
+    all.sort_unstable();
+    assert_eq!(seen, all);
+    for (fold, accuracy) in accuracies.iter().enumerate() {
+        let rows: Vec<_> = cv
+            .predictions
+            .iter()
+            .filter(|r| r.fold == Some(fold))
+            .collect();
+        let right = rows
+            .iter()
+            .filter(|r| r.prediction.top[0].0 == r.label)
+            .count();
+        assert!(
+            (100.0 * right as f64 / rows.len() as f64 - accuracy).abs() < 1e-9,
+            "fold {fold}"
+        );
+    }
 }
 
 #[test]

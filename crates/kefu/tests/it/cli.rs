@@ -137,3 +137,97 @@ async fn nlu_predict_reads_a_message_as_a_turn_does() {
     );
     assert!(err.contains("reading the word list"), "{err}");
 }
+
+/// `kefu eval intent --predictions FILE` writes every scored row, on the test split and, with `--cv`, every training
+/// row with its fold, so runs can be compared or combined row by row (bench/smp2017-develop/ensemble.py).
+#[test]
+fn eval_intent_writes_every_scored_row() {
+    let dir = crate::helpers::temp_dir("cli-eval");
+    let data = dir.join("set");
+    std::fs::create_dir_all(&data).unwrap();
+    let phrases: [(&str, &[&str]); 3] = [
+        ("refund", &["a refund", "my money back", "退款", "退钱"]),
+        (
+            "shipping",
+            &["delivery time", "the courier", "发货", "快递"],
+        ),
+        (
+            "greeting",
+            &["hello there", "good morning", "你好", "早上好"],
+        ),
+    ];
+    let mut train = String::from("text,category\n");
+    for (intent, words) in phrases {
+        for w in words {
+            for form in [
+                "{} please",
+                "i want {}",
+                "help with {}",
+                "{} now",
+                "about {} today",
+            ] {
+                train.push_str(&format!("{},{intent}\n", form.replace("{}", w)));
+            }
+        }
+    }
+    std::fs::write(data.join("train.csv"), train).unwrap();
+    let test =
+        "text,category\nwhere is my money back,refund\n快递什么时候到,shipping\n你好呀,greeting\n";
+    std::fs::write(data.join("test.csv"), test).unwrap();
+    let run = |extra: &[&str], out: &std::path::Path| {
+        let done = kefu()
+            .args([
+                "eval",
+                "intent",
+                "--dataset",
+                "banking77",
+                "--encoders",
+                "none",
+                "--path",
+            ])
+            .arg(&data)
+            .arg("--data-dir")
+            .arg(&dir)
+            .arg("--predictions")
+            .arg(out)
+            .args(extra)
+            .env("KEFU__LOG__FILTER", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            done.status.success(),
+            "{}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+        std::fs::read_to_string(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let rows = run(&[], &dir.join("test.jsonl"));
+    let labels: Vec<_> = rows
+        .iter()
+        .map(|r| (r["text"].clone(), r["label"].clone()))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("where is my money back", "refund"),
+            ("快递什么时候到", "shipping"),
+            ("你好呀", "greeting")
+        ]
+        .map(|(t, l)| (serde_json::json!(t), serde_json::json!(l)))
+    );
+    for r in &rows {
+        let top = r["top"].as_array().unwrap();
+        assert!(!top.is_empty() && top.len() <= 5, "{r}");
+        assert!(top[0][1].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r.get("fold").is_none(), "{r}");
+    }
+    let cv = run(&["--cv", "3"], &dir.join("cv.jsonl"));
+    assert_eq!(cv.len(), 60, "every training row once");
+    let folds: std::collections::BTreeSet<_> =
+        cv.iter().map(|r| r["fold"].as_u64().unwrap()).collect();
+    assert_eq!(folds.into_iter().collect::<Vec<_>>(), [0, 1, 2]);
+}
