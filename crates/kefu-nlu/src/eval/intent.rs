@@ -562,8 +562,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_mistakes_are_exactly_the_rows_scored_wrong() {
+    /// [`small_splits`] trained with the defaults (n-grams only) and scored.
+    fn small_run() -> (Splits, IntentReport) {
         let splits = small_splits();
         let r = run(
             IntentDataset::Banking77,
@@ -575,6 +575,12 @@ mod tests {
             std::time::Duration::ZERO,
         )
         .unwrap();
+        (splits, r)
+    }
+
+    #[test]
+    fn the_mistakes_are_exactly_the_rows_scored_wrong() {
+        let (_, r) = small_run();
         let missed = |pct: f64, n: f64| ((100.0 - pct) / 100.0 * n).round() as usize;
         let oos_missed = missed(r.oos_recall.expect("an out-of-scope row"), 1.0);
         assert_eq!(oos_missed, 0, "the joke is rejected");
@@ -595,17 +601,7 @@ mod tests {
 
     #[test]
     fn every_test_row_is_written_once_in_order_with_its_prediction() {
-        let splits = small_splits();
-        let r = run(
-            IntentDataset::Banking77,
-            &splits,
-            true,
-            &[],
-            &[],
-            &TrainConfig::default(),
-            std::time::Duration::ZERO,
-        )
-        .unwrap();
+        let (splits, r) = small_run();
         assert_eq!(r.predictions.len(), splits.test.len());
         for (row, e) in r.predictions.iter().zip(&splits.test) {
             assert_eq!(
