@@ -810,7 +810,9 @@ async fn bench_embed(
     println!("|---|---|---|---|---|---|---|---|---|");
     let weights = match kefu_embed_local::Format::detect(std::path::Path::new(model)) {
         kefu_embed_local::Format::E5Packed => "4-bit".to_owned(),
-        kefu_embed_local::Format::BertDir => format!("{precision:?}"),
+        kefu_embed_local::Format::BertDir | kefu_embed_local::Format::GemmaDir => {
+            format!("{precision:?}")
+        }
     };
     println!(
         "| {} | {weights} | {threads} | {load_ms:.0} | {} | {:.1} | {single:.1} | {batched:.1} | {:.0} |",

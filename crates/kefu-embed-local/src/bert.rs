@@ -34,8 +34,8 @@ pub(crate) enum Weight {
 }
 
 impl Weight {
-    /// `x · W + b` for `x` of `rows × in`, row-major; the result is `rows × out`.
-    fn apply(&self, x: &[f32], b: &[f32]) -> Result<Vec<f32>, EmbedError> {
+    /// `x · W + b` for `x` of `rows × in`, row-major; the result is `rows × out`. An empty `b` is no bias.
+    pub(crate) fn apply(&self, x: &[f32], b: &[f32]) -> Result<Vec<f32>, EmbedError> {
         Ok(match self {
             Weight::F32(w) => {
                 let (inp, out) = w.dims2()?;
@@ -46,6 +46,7 @@ impl Weight {
                 }
                 y
             }
+            Weight::Q8(w) if b.is_empty() => w.matmul(x),
             Weight::Q8(w) => w.matmul_bias(x, b),
         })
     }
@@ -168,6 +169,42 @@ fn erf(x: f32) -> f32 {
     let p = ALPHA.iter().fold(0.0, |p, &a| p * x2 + a) * x;
     let q = BETA.iter().fold(0.0, |q, &b| q * x2 + b);
     p / q
+}
+
+/// An encoder [`embed_windows`] can run: pooled states per layer for a batch of model inputs.
+pub(crate) trait Network: Send + Sync {
+    /// Width of one pooled block.
+    fn hidden(&self) -> usize;
+    /// Longest model input, special tokens included.
+    fn max_positions(&self) -> usize;
+    /// How many transformer layers it has.
+    fn depth(&self) -> usize;
+    /// Mean-pooled states (not normalised) after each of `layers` (0 = the embedding output), concatenated
+    /// shallowest first, one row per segment.
+    fn forward_pooled(
+        &self,
+        segments: &[Vec<u32>],
+        layers: &[usize],
+    ) -> Result<Vec<Vec<f32>>, EmbedError>;
+}
+
+impl Network for Encoder {
+    fn hidden(&self) -> usize {
+        self.hidden
+    }
+    fn max_positions(&self) -> usize {
+        self.max_positions
+    }
+    fn depth(&self) -> usize {
+        self.layers.len()
+    }
+    fn forward_pooled(
+        &self,
+        segments: &[Vec<u32>],
+        layers: &[usize],
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Encoder::forward_pooled(self, segments, layers)
+    }
 }
 
 impl Encoder {
@@ -312,8 +349,27 @@ impl pulp::NullaryFnOnce for AddNorm<'_> {
 
 /// `Σ f(x)` over 16 independent lanes, so that it compiles to vector adds (an ordered float sum cannot).
 #[inline(always)]
-fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+pub(crate) fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     lane_fold(xs, 0.0, |a, v| a + f(v), |a, b| a + b)
+}
+
+/// `a · b` over 16 independent lanes, so that it compiles to vector multiply-adds.
+#[inline(always)]
+pub(crate) fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for ((lane, x), y) in lanes.iter_mut().zip(x).zip(y) {
+            *lane += x * y;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// `xs` folded by `step` in 16 independent lanes, so that it compiles to vector code (an ordered fold of floats
@@ -535,7 +591,7 @@ fn lane_axpy<'a>(pairs: impl Iterator<Item = (f32, &'a [f32])>) -> [f32; LANES] 
 /// below). Inputs under −87 give e⁻⁸⁷ (1.6e-38), not something smaller, which no softmax row can tell apart. Unlike
 /// libm's `expf`, it has no call and no branch, so a row of scores compiles to vector code.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     // `max`/`min`, not `clamp`, and 2ⁿ read from the mantissa of n + 1.5 · 2²³ rather than through `as i32`: the
@@ -566,14 +622,14 @@ fn exp(x: f32) -> f32 {
 /// each layer's pooled block (see [`Encoder::forward_pooled`]) is L2-normalised on its own. A text that fits one
 /// window is a plain single pass.
 pub(crate) fn embed_windows(
-    encoder: &Encoder,
+    encoder: &dyn Network,
     contents: &[Vec<u32>],
     bos: u32,
     eos: u32,
     batch_tokens: usize,
     layers: &[usize],
 ) -> Result<Vec<Vec<f32>>, EmbedError> {
-    let window = encoder.max_positions - 2;
+    let window = encoder.max_positions() - 2;
     // Every window as a model input, and which text it belongs to with what weight.
     let mut segments: Vec<Vec<u32>> = Vec::new();
     let mut owners: Vec<(usize, f32)> = Vec::new();
@@ -592,7 +648,7 @@ pub(crate) fn embed_windows(
             owners.push((i, chunk.len().max(1) as f32));
         }
     }
-    let h = encoder.hidden;
+    let h = encoder.hidden();
     let mut distinct = layers.to_vec();
     distinct.sort_unstable();
     distinct.dedup();

@@ -8,12 +8,17 @@
 //! - **all-MiniLM-L6-v2** (English only): `model.safetensors` + `tokenizer.json` + `config.json`. Its projection
 //!   weights are rounded to 7-bit blocks at load and run on the same int8 kernels ([`Precision::Int8`], the default;
 //!   vectors within cosine 0.995 of the f32 model's, tested); [`Precision::F32`] keeps them as they are.
+//! - **EmbeddingGemma-300M** (zh + en and 100 more languages, opt-in: Gemma terms, 1.2 GB): the sentence-transformers
+//!   directory, read by [`gemma`]; projections rounded to 7-bit blocks as MiniLM's. Texts get the model's task
+//!   prompts (`task: search result | query: `, `title: none | text: `, and `task: classification | query: ` when it
+//!   encodes for the intent classifier).
 //!
 //! Texts longer than the model's window are split into windows whose mean-pooled states are averaged, weighted
 //! by length, instead of being cut off. Several texts run as one batched pass.
 
 mod bert;
 mod e5;
+mod gemma;
 mod minilm;
 mod q8;
 
@@ -43,11 +48,20 @@ pub enum EmbedError {
 enum Tokenizer {
     E5(e5::UnigramTokenizer),
     WordPiece(Box<minilm::WordPiece>),
+    Gemma(Box<gemma::GemmaTokenizer>),
 }
 
 struct Model {
-    encoder: bert::Encoder,
+    encoder: Box<dyn bert::Network>,
     tokenizer: Tokenizer,
+}
+
+/// What a text is embedded for: the prompt the model was trained to see with it.
+#[derive(Clone, Copy)]
+enum Purpose {
+    Embed(EmbedKind),
+    /// The intent classifier's features.
+    Classify,
 }
 
 /// Which kind of local embedding model a path holds.
@@ -57,12 +71,16 @@ pub enum Format {
     E5Packed,
     /// A directory with `model.safetensors`, `tokenizer.json`, `config.json` (MiniLM and other BERT models).
     BertDir,
+    /// EmbeddingGemma's sentence-transformers directory (`config.json` names a `gemma3_text` model).
+    GemmaDir,
 }
 
 impl Format {
-    /// A directory is a BERT directory; a file is a packed e5 model.
+    /// A directory is EmbeddingGemma's or a BERT directory; a file is a packed e5 model.
     pub fn detect(path: &Path) -> Format {
-        if path.is_dir() {
+        if path.is_dir() && gemma::is_gemma_dir(path) {
+            Format::GemmaDir
+        } else if path.is_dir() {
             Format::BertDir
         } else {
             Format::E5Packed
@@ -119,19 +137,26 @@ impl LocalEmbedder {
                 })?;
                 let (encoder, tok) = e5::load(&data)?;
                 Model {
-                    encoder,
+                    encoder: Box::new(encoder),
                     tokenizer: Tokenizer::E5(tok),
                 }
             }
             Format::BertDir => {
                 let (encoder, tok) = minilm::load(&path, precision)?;
                 Model {
-                    encoder,
+                    encoder: Box::new(encoder),
                     tokenizer: Tokenizer::WordPiece(Box::new(tok)),
                 }
             }
+            Format::GemmaDir => {
+                let (encoder, tok) = gemma::load(&path, precision)?;
+                Model {
+                    encoder: Box::new(encoder),
+                    tokenizer: Tokenizer::Gemma(Box::new(tok)),
+                }
+            }
         };
-        let dim = model.encoder.hidden;
+        let dim = model.encoder.hidden();
         tracing::info!(path = %path.display(), id, dim, "loaded local embedding model");
         Ok(LocalEmbedder {
             model: Arc::new(model),
@@ -149,26 +174,35 @@ impl LocalEmbedder {
         self
     }
 
-    /// The text the model sees for `text` (the e5 prefixes).
-    fn model_text<'a>(&self, kind: EmbedKind, text: &'a str) -> std::borrow::Cow<'a, str> {
-        match (&self.model.tokenizer, kind) {
-            (Tokenizer::E5(_), EmbedKind::Query) => format!("query: {text}").into(),
-            (Tokenizer::E5(_), EmbedKind::Passage) => format!("passage: {text}").into(),
+    /// The text the model sees for `text` (e5's prefixes, EmbeddingGemma's task prompts).
+    fn model_text<'a>(&self, purpose: Purpose, text: &'a str) -> std::borrow::Cow<'a, str> {
+        use {EmbedKind::*, Purpose::*};
+        match (&self.model.tokenizer, purpose) {
+            (Tokenizer::E5(_), Embed(Query) | Classify) => format!("query: {text}").into(),
+            (Tokenizer::E5(_), Embed(Passage)) => format!("passage: {text}").into(),
             (Tokenizer::WordPiece(_), _) => text.into(),
+            (Tokenizer::Gemma(_), Embed(Query)) => {
+                format!("task: search result | query: {text}").into()
+            }
+            (Tokenizer::Gemma(_), Embed(Passage)) => format!("title: none | text: {text}").into(),
+            (Tokenizer::Gemma(_), Classify) => {
+                format!("task: classification | query: {text}").into()
+            }
         }
     }
 
-    fn content_tokens(&self, kind: EmbedKind, text: &str) -> Result<Vec<u32>, EmbedError> {
-        let text = self.model_text(kind, text);
+    fn content_tokens(&self, purpose: Purpose, text: &str) -> Result<Vec<u32>, EmbedError> {
+        let text = self.model_text(purpose, text);
         match &self.model.tokenizer {
             Tokenizer::E5(t) => Ok(t.encode(&text)),
             Tokenizer::WordPiece(t) => t.encode(&text),
+            Tokenizer::Gemma(t) => t.encode(&text),
         }
     }
 
     /// Tokens the model processes for `text`, special tokens included (before windowing).
     pub fn token_count(&self, kind: EmbedKind, text: &str) -> Result<usize, EmbedError> {
-        Ok(self.content_tokens(kind, text)?.len() + 2)
+        Ok(self.content_tokens(Purpose::Embed(kind), text)?.len() + 2)
     }
 
     /// Embeds on the calling thread (CPU-bound: call from a blocking context).
@@ -182,7 +216,7 @@ impl LocalEmbedder {
 
     /// How many transformer layers the model has.
     pub fn layers(&self) -> usize {
-        self.model.encoder.layers.len()
+        self.model.encoder.depth()
     }
 
     /// `layers` sorted, without repeats, if there is at least one and all are within the model's depth (0 = the
@@ -208,20 +242,30 @@ impl LocalEmbedder {
         texts: &[impl AsRef<str>],
         layers: &[usize],
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed_for(Purpose::Embed(kind), texts, layers)
+    }
+
+    fn embed_for(
+        &self,
+        purpose: Purpose,
+        texts: &[impl AsRef<str>],
+        layers: &[usize],
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let contents = texts
             .iter()
-            .map(|t| self.content_tokens(kind, t.as_ref()))
+            .map(|t| self.content_tokens(purpose, t.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
         let (bos, eos) = match &self.model.tokenizer {
             Tokenizer::E5(t) => (t.bos, t.eos),
             Tokenizer::WordPiece(t) => (t.cls, t.sep),
+            Tokenizer::Gemma(t) => (t.bos, t.eos),
         };
         // On a worker of rayon's pool: the int8 kernels' row tiles and candle's f32 gemm are rayon loops, and each
         // one started from outside the pool is a hand-off to a worker and back (two thread wake-ups, dozens per
         // query).
         rayon::scope(|_| {
             bert::embed_windows(
-                &self.model.encoder,
+                self.model.encoder.as_ref(),
                 &contents,
                 bos,
                 eos,
@@ -262,14 +306,14 @@ impl LocalEmbedder {
     }
 }
 
-/// The intent classifier's sentence encoder: texts embedded as queries (e5's `query: ` prefix), synchronously on the
-/// caller's thread.
+/// The intent classifier's sentence encoder: texts embedded for classification (e5's `query: ` prefix,
+/// EmbeddingGemma's classification prompt), synchronously on the caller's thread.
 impl kefu_nlu::SentenceEncoder for LocalEmbedder {
     fn id(&self) -> &str {
         &self.id
     }
     fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
-        self.embed_blocking(EmbedKind::Query, texts)
+        self.embed_for(Purpose::Classify, texts, &[self.layers()])
             .map_err(|e| e.to_string())
     }
 }
@@ -300,7 +344,7 @@ impl kefu_nlu::SentenceEncoder for LayerEncoder {
     }
     fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
         self.model
-            .embed_layers_blocking(EmbedKind::Query, texts, &self.layers)
+            .embed_for(Purpose::Classify, texts, &self.layers)
             .map_err(|e| e.to_string())
     }
 }

@@ -395,6 +395,11 @@ impl Q8Matrix {
         y
     }
 
+    /// `y = x · Wᵀ`, as [`Q8Matrix::matmul_bias`] without a bias.
+    pub fn matmul(&self, x: &[f32]) -> Vec<f32> {
+        self.matmul_with(x, Kernel::detect())
+    }
+
     fn matmul_with(&self, x: &[f32], kernel: Kernel) -> Vec<f32> {
         use rayon::prelude::*;
         assert_eq!(x.len() % self.inp, 0, "input width");

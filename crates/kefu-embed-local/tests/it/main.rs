@@ -320,3 +320,62 @@ async fn one_pass_gives_the_usual_vector_and_the_chosen_layers() {
         .unwrap_err();
     assert!(err.to_string().contains("0..=12"), "{err}");
 }
+
+async fn gemma(precision: kefu_embed_local::Precision) -> LocalEmbedder {
+    let files = kefu_testkit::models::test_model("embeddinggemma").await;
+    let dir = files[0].parent().unwrap().to_owned();
+    tokio::task::spawn_blocking(move || {
+        LocalEmbedder::load_with(dir, "embeddinggemma", precision).unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// EmbeddingGemma against vectors sentence-transformers made (tests/data/make_gemma_reference.py): each prompt, one
+/// text at a time and in one batch, with the weights as stored and rounded to 7-bit blocks (the default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemma_matches_sentence_transformers() {
+    use kefu_embed_local::Precision;
+    use kefu_nlu::SentenceEncoder;
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/gemma_reference.json");
+    let reference: Reference = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    for (precision, floor) in [(Precision::F32, 0.9999), (Precision::Int8, 0.99)] {
+        let model = gemma(precision).await;
+        assert_eq!(model.dim(), reference.dim);
+        let mut worst = 1.0f32;
+        for kind in ["classify", "query", "passage"] {
+            let items: Vec<&Item> = reference.items.iter().filter(|i| i.kind == kind).collect();
+            let texts: Vec<&str> = items.iter().map(|i| i.text.as_str()).collect();
+            let batch = match kind {
+                "classify" => model.encode(&texts).unwrap(),
+                _ => model.embed_blocking(self::kind(kind), &texts).unwrap(),
+            };
+            for (item, v) in items.iter().zip(&batch) {
+                let one = match kind {
+                    "classify" => model.encode(&[&item.text]).unwrap().remove(0),
+                    _ => model
+                        .embed_blocking(self::kind(kind), &[&item.text])
+                        .unwrap()
+                        .remove(0),
+                };
+                if kind != "classify" {
+                    assert_eq!(
+                        model.token_count(self::kind(kind), &item.text).unwrap(),
+                        item.tokens
+                    );
+                }
+                assert!((dot(v, v) - 1.0).abs() < 1e-4, "unit length");
+                for v in [v, &one] {
+                    let c = cosine(v, &item.vector);
+                    worst = worst.min(c);
+                    assert!(
+                        c >= floor,
+                        "{precision:?} {kind}: cosine {c} for {:?}",
+                        item.text
+                    );
+                }
+            }
+        }
+        eprintln!("{precision:?}: worst cosine against sentence-transformers {worst}");
+    }
+}
