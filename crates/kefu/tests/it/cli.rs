@@ -16,7 +16,13 @@ fn model_list_shows_the_manifest_and_what_is_installed() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for name in ["qwen2.5-1.5b", "qwen2.5-0.5b", "e5-small", "minilm"] {
+    for name in [
+        "qwen2.5-1.5b",
+        "qwen2.5-0.5b",
+        "e5-small",
+        "minilm",
+        "embeddinggemma",
+    ] {
         assert!(text.contains(name), "{text}");
     }
     assert!(text.contains("[default]"));
@@ -136,6 +142,78 @@ async fn nlu_predict_reads_a_message_as_a_turn_does() {
         &dir.join("missing.txt"),
     );
     assert!(err.contains("reading the word list"), "{err}");
+}
+
+/// A tenant opting in to EmbeddingGemma (the SMP2017 row past 94 %, bench/RESULTS.md session 35): a two-stage model
+/// trains with it by name from the models directory, is stored, and reads Chinese and English messages as a turn does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nlu_trains_a_two_stage_model_with_embeddinggemma() {
+    kefu_testkit::models::test_model("e5-small").await;
+    let gemma = kefu_testkit::models::test_model("embeddinggemma").await;
+    let models = gemma[0].parent().unwrap().parent().unwrap().to_owned();
+    let dir = crate::helpers::temp_dir("cli");
+    let run = |args: &[&str]| {
+        let out = kefu()
+            .args(args)
+            .arg("--data-dir")
+            .arg(&dir)
+            .env("KEFU__MODELS__DIR", &models)
+            .env("KEFU__MODELS__AUTO_PULL", "false")
+            .env("KEFU__LOG__FILTER", "warn")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    run(&[
+        "tenant",
+        "create",
+        "shop",
+        "--admin-email",
+        "admin@example.com",
+    ]);
+    let data = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../demo/intents/shop-intents.csv"
+    );
+    let trained = run(&[
+        "nlu",
+        "train",
+        "--tenant",
+        "shop",
+        "--encoders",
+        "e5-small,embeddinggemma",
+        "--train-config",
+        r#"{"first_stage_encoders":["e5-small"]}"#,
+        "--data",
+        data,
+    ]);
+    assert!(
+        trained.contains(r#"encoders ["e5-small", "embeddinggemma"]"#),
+        "{trained}"
+    );
+    let out = run(&[
+        "nlu",
+        "predict",
+        "--tenant",
+        "shop",
+        "我的快递到哪了？",
+        "I want to send these shoes back",
+    ]);
+    let intents: Vec<String> = out
+        .lines()
+        .map(|line| {
+            let json = line.strip_prefix("v1 ").expect(line);
+            let r: serde_json::Value = serde_json::from_str(json).unwrap();
+            r["intent"]["intent"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(intents, ["track_order", "return_request"], "{out}");
 }
 
 /// `kefu eval intent --predictions FILE` writes every scored row, on the test split and, with `--cv`, every training
