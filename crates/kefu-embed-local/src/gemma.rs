@@ -112,12 +112,22 @@ impl Tensors {
         Ok(w.into_iter().map(|w| 1.0 + w).collect())
     }
 
-    fn stacked(&mut self, names: &[String]) -> Result<Tensor, EmbedError> {
+    /// The named `[out, in]` weights stacked along `out`, checked to be `out × inp` in all (a checkpoint that does
+    /// not match its config is an error here, not a failed assertion in a product).
+    fn stacked(&mut self, names: &[String], out: usize, inp: usize) -> Result<Tensor, EmbedError> {
         let parts = names
             .iter()
             .map(|n| self.take(n))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Tensor::cat(&parts, 0)?)
+        let t = Tensor::cat(&parts, 0)?;
+        if t.dims() != [out, inp] {
+            return Err(EmbedError::Format(format!(
+                "{}: shape {:?}, config.json implies [{out}, {inp}]",
+                names.join(" + "),
+                t.dims()
+            )));
+        }
+        Ok(t)
     }
 }
 
@@ -198,7 +208,8 @@ pub(crate) fn load(
     };
     let (bos, eos) = (special("<bos>")?, special("<eos>")?);
 
-    let (h, hd) = (c.hidden_size, c.head_dim);
+    let (h, hd, inter) = (c.hidden_size, c.head_dim, c.intermediate_size);
+    let (q_width, kv_width) = (c.num_attention_heads * hd, c.num_key_value_heads * hd);
     let mut t = Tensors::read(&dir.join("model.safetensors"))?;
     let table = t.take("embed_tokens.weight")?;
     let (rows, width) = table.dims2()?;
@@ -213,14 +224,18 @@ pub(crate) fn load(
     for (l, kind) in c.layer_types.iter().enumerate() {
         let p = |name: &str| format!("layers.{l}.{name}.weight");
         layers.push(Layer {
-            qkv: weight(t.stacked(&[
-                p("self_attn.q_proj"),
-                p("self_attn.k_proj"),
-                p("self_attn.v_proj"),
-            ])?)?,
-            out: weight(t.take(&p("self_attn.o_proj"))?)?,
-            gate_up: weight(t.stacked(&[p("mlp.gate_proj"), p("mlp.up_proj")])?)?,
-            down: weight(t.take(&p("mlp.down_proj"))?)?,
+            qkv: weight(t.stacked(
+                &[
+                    p("self_attn.q_proj"),
+                    p("self_attn.k_proj"),
+                    p("self_attn.v_proj"),
+                ],
+                q_width + 2 * kv_width,
+                h,
+            )?)?,
+            out: weight(t.stacked(&[p("self_attn.o_proj")], h, q_width)?)?,
+            gate_up: weight(t.stacked(&[p("mlp.gate_proj"), p("mlp.up_proj")], 2 * inter, h)?)?,
+            down: weight(t.stacked(&[p("mlp.down_proj")], h, inter)?)?,
             input_norm: t.norm(&p("input_layernorm"), h)?,
             post_attn_norm: t.norm(&p("post_attention_layernorm"), h)?,
             pre_ff_norm: t.norm(&p("pre_feedforward_layernorm"), h)?,
@@ -231,11 +246,21 @@ pub(crate) fn load(
         });
     }
     let final_norm = t.norm("norm.weight", h)?;
-    let dense = |sub: &str| -> Result<Weight, EmbedError> {
+    // 768 → 3072 → 768: the first projection's width is read from its file, the second must undo it.
+    let dense = |sub: &str, out: Option<usize>, inp: usize| -> Result<Tensor, EmbedError> {
         let mut d = Tensors::read(&dir.join(sub).join("model.safetensors"))?;
-        weight(d.take("linear.weight")?)
+        let name = "linear.weight".to_owned();
+        let out = out.unwrap_or_else(|| {
+            (d.0.get(&name))
+                .and_then(|t| t.dims().first().copied())
+                .unwrap_or(0)
+        });
+        d.stacked(&[name], out, inp)
+            .map_err(|e| EmbedError::Format(format!("{sub}: {e}")))
     };
-    let dense = [dense("2_Dense")?, dense("3_Dense")?];
+    let first = dense("2_Dense", None, h)?;
+    let second = dense("3_Dense", Some(h), first.dims()[0])?;
+    let dense = [weight(first)?, weight(second)?];
     let rope = |base: f32| {
         let half = hd / 2;
         let (mut cos, mut sin) = (Vec::new(), Vec::new());
@@ -252,7 +277,7 @@ pub(crate) fn load(
     };
     let gemma = Gemma {
         hidden: h,
-        intermediate: c.intermediate_size,
+        intermediate: inter,
         heads: c.num_attention_heads,
         kv_heads: c.num_key_value_heads,
         head_dim: hd,

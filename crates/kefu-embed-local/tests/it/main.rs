@@ -379,3 +379,57 @@ async fn gemma_matches_sentence_transformers() {
         eprintln!("{precision:?}: worst cosine against sentence-transformers {worst}");
     }
 }
+
+/// An EmbeddingGemma directory whose weights do not match its config, or whose config asks for causal attention, is
+/// refused with a message that says what is wrong, not a panic in a product.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mismatched_gemma_directory_is_a_clear_error() {
+    use candle_core::{Device, Tensor};
+    let files = kefu_testkit::models::test_model("embeddinggemma").await;
+    let real = files[0].parent().unwrap().to_owned();
+    let dir = std::env::temp_dir().join(format!("kefu-embed-gemma-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(real.join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(real.join("config.json")).unwrap()).unwrap();
+    let zeros = |rows: usize, cols: usize| {
+        Tensor::zeros((rows, cols), candle_core::DType::F32, &Device::Cpu).unwrap()
+    };
+    // Layer 0's query projection one head short (512 rows where 3 heads of 256 are 768).
+    let tensors = std::collections::HashMap::from([
+        ("embed_tokens.weight".to_owned(), zeros(16, 768)),
+        (
+            "layers.0.self_attn.q_proj.weight".to_owned(),
+            zeros(512, 768),
+        ),
+        (
+            "layers.0.self_attn.k_proj.weight".to_owned(),
+            zeros(256, 768),
+        ),
+        (
+            "layers.0.self_attn.v_proj.weight".to_owned(),
+            zeros(256, 768),
+        ),
+    ]);
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+    let load = |config: &serde_json::Value| {
+        std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+        LocalEmbedder::load(&dir, "embeddinggemma")
+            .err()
+            .unwrap()
+            .to_string()
+    };
+    let err = load(&config);
+    assert!(
+        err.contains("shape [1024, 768], config.json implies [1280, 768]"),
+        "{err}"
+    );
+    let mut causal = config.clone();
+    causal["use_bidirectional_attention"] = false.into();
+    assert!(
+        load(&causal).contains("causal attention"),
+        "{}",
+        load(&causal)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
