@@ -418,6 +418,91 @@ impl Gemma {
     }
 }
 
+// The steps between the projections, each run inside the kernels' SIMD frame (`Kernel::vectorize`) so that its
+// loops, and the exp in softmax and GELU, compile to the CPU's vector instructions. They are structs, as in
+// `bert.rs`: a closure handed to the frame was compiled on its own, as SSE code (seen in `perf annotate`).
+
+/// `norm(x)`, as a new buffer.
+struct Normed<'a> {
+    x: &'a [f32],
+    scale: &'a [f32],
+    eps: f32,
+}
+
+impl pulp::NullaryFnOnce for Normed<'_> {
+    type Output = Vec<f32>;
+    #[inline(always)]
+    fn call(self) -> Vec<f32> {
+        let mut out = self.x.to_vec();
+        rms_norm(&mut out, self.scale, self.eps);
+        out
+    }
+}
+
+/// `x ← x + norm(add)` (Gemma normalises each block's output before the residual add), and the next block's input
+/// `norm(x)` as a new buffer.
+struct AddNormed<'a> {
+    x: &'a mut [f32],
+    add: &'a mut [f32],
+    post: &'a [f32],
+    next: &'a [f32],
+    eps: f32,
+}
+
+impl pulp::NullaryFnOnce for AddNormed<'_> {
+    type Output = Vec<f32>;
+    #[inline(always)]
+    fn call(self) -> Vec<f32> {
+        rms_norm(self.add, self.post, self.eps);
+        self.x.iter_mut().zip(&*self.add).for_each(|(v, a)| *v += a);
+        let mut out = self.x.to_vec();
+        rms_norm(&mut out, self.next, self.eps);
+        out
+    }
+}
+
+/// Self-attention of each segment ([`Gemma::attention`]).
+struct Attend<'a> {
+    gemma: &'a Gemma,
+    qkv: &'a mut [f32],
+    lens: &'a [usize],
+    layer: &'a Layer,
+}
+
+impl pulp::NullaryFnOnce for Attend<'_> {
+    type Output = Vec<f32>;
+    #[inline(always)]
+    fn call(self) -> Vec<f32> {
+        self.gemma.attention(self.qkv, self.lens, self.layer)
+    }
+}
+
+/// `gelu(gate) · up` for rows holding the gate and up projections side by side.
+struct GeGlu<'a> {
+    gate_up: &'a [f32],
+    inter: usize,
+}
+
+impl pulp::NullaryFnOnce for GeGlu<'_> {
+    type Output = Vec<f32>;
+    #[inline(always)]
+    fn call(self) -> Vec<f32> {
+        let inter = self.inter;
+        let mut mid = vec![0f32; self.gate_up.len() / 2];
+        for (row, out) in self
+            .gate_up
+            .chunks_exact(2 * inter)
+            .zip(mid.chunks_exact_mut(inter))
+        {
+            let (gate, up) = row.split_at(inter);
+            for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+                *o = gelu_tanh(g) * u;
+            }
+        }
+        mid
+    }
+}
+
 impl Network for Gemma {
     fn hidden(&self) -> usize {
         self.hidden
@@ -479,61 +564,53 @@ impl Network for Gemma {
             keep(mean(&x));
         }
         let inter = self.intermediate;
-        // Everything between the projections runs inside the kernels' SIMD frame, so that its loops (and the exp
-        // in softmax and GELU) compile to the CPU's vector instructions rather than to SSE2 and libm calls.
         let simd = crate::q8::Kernel::detect();
         let eps = self.eps;
+        let first = self
+            .layers
+            .first()
+            .map_or(&self.final_norm, |l| &l.input_norm);
+        let mut hx = simd.vectorize(Normed {
+            x: &x,
+            scale: first,
+            eps,
+        });
         for (index, layer) in self.layers.iter().enumerate().take(deepest) {
-            let mut hx = x.clone();
-            simd.vectorize(
-                #[inline(always)]
-                || rms_norm(&mut hx, &layer.input_norm, eps),
-            );
             let mut qkv = layer.qkv.apply(&hx, &[])?;
-            let ctx = simd.vectorize(
-                #[inline(always)]
-                || self.attention(&mut qkv, &lens, layer),
-            );
+            let ctx = simd.vectorize(Attend {
+                gemma: self,
+                qkv: &mut qkv,
+                lens: &lens,
+                layer,
+            });
             let mut attn = layer.out.apply(&ctx, &[])?;
-            let mut hx = simd.vectorize(
-                #[inline(always)]
-                || {
-                    rms_norm(&mut attn, &layer.post_attn_norm, eps);
-                    x.iter_mut().zip(&attn).for_each(|(v, a)| *v += a);
-                    let mut hx = x.clone();
-                    rms_norm(&mut hx, &layer.pre_ff_norm, eps);
-                    hx
-                },
-            );
-            let gate_up = layer.gate_up.apply(&hx, &[])?;
-            hx.clear();
-            let mid = simd.vectorize(
-                #[inline(always)]
-                || {
-                    let mut mid = vec![0f32; gate_up.len() / 2];
-                    for (row, out) in gate_up
-                        .chunks_exact(2 * inter)
-                        .zip(mid.chunks_exact_mut(inter))
-                    {
-                        let (gate, up) = row.split_at(inter);
-                        for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-                            *o = gelu_tanh(g) * u;
-                        }
-                    }
-                    mid
-                },
-            );
+            let hx_ff = simd.vectorize(AddNormed {
+                x: &mut x,
+                add: &mut attn,
+                post: &layer.post_attn_norm,
+                next: &layer.pre_ff_norm,
+                eps,
+            });
+            let gate_up = layer.gate_up.apply(&hx_ff, &[])?;
+            let mid = simd.vectorize(GeGlu {
+                gate_up: &gate_up,
+                inter,
+            });
             let mut ff = layer.down.apply(&mid, &[])?;
-            simd.vectorize(
-                #[inline(always)]
-                || {
-                    rms_norm(&mut ff, &layer.post_ff_norm, eps);
-                    x.iter_mut().zip(&ff).for_each(|(v, f)| *v += f);
-                },
-            );
+            // The next layer's input, or after the last layer the final norm.
+            let next = self
+                .layers
+                .get(index + 1)
+                .map_or(&self.final_norm, |l| &l.input_norm);
+            hx = simd.vectorize(AddNormed {
+                x: &mut x,
+                add: &mut ff,
+                post: &layer.post_ff_norm,
+                next,
+                eps,
+            });
             if index + 1 == depth {
-                rms_norm(&mut x, &self.final_norm, self.eps);
-                let means: Vec<f32> = mean(&x).concat();
+                let means: Vec<f32> = mean(&hx).concat();
                 let wide = self.dense[0].apply(&means, &[])?;
                 let out = self.dense[1].apply(&wide, &[])?;
                 keep(out.chunks_exact(h).map(<[f32]>::to_vec).collect());
