@@ -49,7 +49,7 @@ run --dataset smp2017 --encoders e5-small@8+10+12 --train-config '{"features":{"
 # Under 5 ms for Chinese: e5's first 8 layers only (the best of the 8-layer settings on develop).
 run --dataset smp2017 --encoders e5-small@8 --train-config '{"features":{"dense_weight":3}}'
 # Chinese past 94 % with EmbeddingGemma-300M (opt-in: `kefu model pull embeddinggemma`, Gemma terms, 1.2 GB): n-grams
-# + e5 answer the queries they are sure of, n-grams + e5 + EmbeddingGemma the rest (about 6 % of them, 35-40 ms each).
+# + e5 answer the queries they are sure of, n-grams + e5 + EmbeddingGemma the rest (about 6 % of them, about 25 ms each).
 # Chosen by 5-fold cross-validation on train, where the full model leads the row by a point (93.79 against 92.70);
 # develop disagrees by two queries (95.45 against 95.71). Session 35 (bench/RESULTS.md).
 run --dataset smp2017 --encoders e5-small,embeddinggemma --train-config '{"features":{"dense_weight":3,"char_max":3},"first_stage_encoders":["e5-small"]}'
