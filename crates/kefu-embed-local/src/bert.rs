@@ -186,6 +186,40 @@ pub(crate) trait Network: Send + Sync {
         segments: &[Vec<u32>],
         layers: &[usize],
     ) -> Result<Vec<Vec<f32>>, EmbedError>;
+
+    /// Every segment is a model input of 1..=`max_positions` tokens, and no layer past the last is asked for; the
+    /// deepest layer asked for.
+    fn check_input(&self, segments: &[Vec<u32>], layers: &[usize]) -> Result<usize, EmbedError> {
+        let max = self.max_positions();
+        if let Some(s) = segments.iter().find(|s| s.is_empty() || s.len() > max) {
+            return Err(EmbedError::Model(format!(
+                "segment of {} tokens (1..={max} allowed)",
+                s.len()
+            )));
+        }
+        let deepest = layers.iter().copied().max().unwrap_or(0);
+        if deepest > self.depth() {
+            return Err(EmbedError::Model(format!(
+                "layer {deepest} asked for; the model has {}",
+                self.depth()
+            )));
+        }
+        Ok(deepest)
+    }
+}
+
+/// The mean of each segment's rows of `x` (`[T, h]`, the segments' rows one after another, `lens` of them each).
+pub(crate) fn mean_rows(x: &[f32], lens: &[usize], h: usize) -> Vec<Vec<f32>> {
+    let mut rows = x.chunks_exact(h);
+    lens.iter()
+        .map(|&len| {
+            let mut sum = vec![0f32; h];
+            for row in (&mut rows).take(len) {
+                sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+            }
+            sum.iter().map(|s| s / len as f32).collect()
+        })
+        .collect()
 }
 
 impl Network for Encoder {
@@ -258,36 +292,15 @@ impl Encoder {
         if segments.is_empty() {
             return Ok(Vec::new());
         }
-        if let Some(s) = segments
-            .iter()
-            .find(|s| s.is_empty() || s.len() > self.max_positions)
-        {
-            return Err(EmbedError::Model(format!(
-                "segment of {} tokens (1..={} allowed)",
-                s.len(),
-                self.max_positions
-            )));
-        }
+        let deepest = self.check_input(segments, layers)?;
         let h = self.hidden;
-        let deepest = layers.iter().copied().max().unwrap_or(0);
-        if deepest > self.layers.len() {
-            return Err(EmbedError::Model(format!(
-                "layer {deepest} asked for; the model has {}",
-                self.layers.len()
-            )));
-        }
         let kernel = Kernel::detect();
         let lens: Vec<usize> = segments.iter().map(Vec::len).collect();
         let mut pooled = vec![Vec::with_capacity(h * layers.len()); segments.len()];
         let pool = |x: &[f32], index: usize, pooled: &mut Vec<Vec<f32>>| {
             if layers.contains(&index) {
-                let mut rows = x.chunks_exact(h);
-                for (&len, out) in lens.iter().zip(pooled.iter_mut()) {
-                    let mut sum = vec![0f32; h];
-                    for row in (&mut rows).take(len) {
-                        sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
-                    }
-                    out.extend(sum.iter().map(|s| s / len as f32));
+                for (out, mean) in pooled.iter_mut().zip(mean_rows(x, &lens, h)) {
+                    out.extend(mean);
                 }
             }
         };

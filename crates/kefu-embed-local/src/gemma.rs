@@ -16,7 +16,8 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
-use crate::bert::{int8_weight, linear_weight, values, Network, Weight};
+use crate::bert::{values, Network, Weight};
+use crate::dir::ModelDir;
 use crate::{EmbedError, Precision};
 
 /// Longest model input, special tokens included. Half the 512-token sliding window: within it a sliding layer sees
@@ -160,19 +161,12 @@ pub(crate) fn load(
     dir: &Path,
     precision: Precision,
 ) -> Result<(Gemma, GemmaTokenizer), EmbedError> {
-    let weight = |w: Tensor| -> Result<Weight, EmbedError> {
-        match precision {
-            Precision::Int8 => int8_weight(w),
-            Precision::F32 => linear_weight(w),
-        }
+    let model = ModelDir {
+        path: dir,
+        precision,
     };
-    let read = |name: &str| {
-        let p = dir.join(name);
-        std::fs::read(&p)
-            .map_err(|e| EmbedError::Format(format!("cannot read {}: {e}", p.display())))
-    };
-    let config: Config = serde_json::from_slice(&read("config.json")?)
-        .map_err(|e| EmbedError::Format(format!("config.json: {e}")))?;
+    let weight = |w: Tensor| model.weight(w);
+    let config: Config = model.config()?;
     if config.model_type != "gemma3_text" || !config.use_bidirectional_attention {
         return Err(EmbedError::Format(format!(
             "config.json: a {} model{}; kefu reads EmbeddingGemma (gemma3_text, bidirectional)",
@@ -195,18 +189,7 @@ pub(crate) fn load(
             "config.json: layer types, head width or sliding window do not fit".into(),
         ));
     }
-    let mut tokenizer = tokenizers::Tokenizer::from_bytes(read("tokenizer.json")?)
-        .map_err(|e| EmbedError::Format(format!("tokenizer.json: {e}")))?;
-    tokenizer.with_padding(None);
-    tokenizer
-        .with_truncation(None)
-        .map_err(|e| EmbedError::Format(format!("tokenizer.json: {e}")))?;
-    let special = |t: &str| {
-        tokenizer
-            .token_to_id(t)
-            .ok_or_else(|| EmbedError::Format(format!("tokenizer.json has no {t}")))
-    };
-    let (bos, eos) = (special("<bos>")?, special("<eos>")?);
+    let (tokenizer, [bos, eos]) = model.tokenizer(["<bos>", "<eos>"])?;
 
     let (h, hd, inter) = (c.hidden_size, c.head_dim, c.intermediate_size);
     let (q_width, kv_width) = (c.num_attention_heads * hd, c.num_key_value_heads * hd);
@@ -523,36 +506,13 @@ impl Network for Gemma {
         segments: &[Vec<u32>],
         layers: &[usize],
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
-        if let Some(s) = segments
-            .iter()
-            .find(|s| s.is_empty() || s.len() > MAX_TOKENS)
-        {
-            return Err(EmbedError::Model(format!(
-                "segment of {} tokens (1..={MAX_TOKENS} allowed)",
-                s.len()
-            )));
+        if segments.is_empty() {
+            return Ok(Vec::new());
         }
-        let h = self.hidden;
-        let depth = self.layers.len();
-        let deepest = layers.iter().copied().max().unwrap_or(0);
-        if deepest > depth {
-            return Err(EmbedError::Model(format!(
-                "layer {deepest} asked for; the model has {depth}"
-            )));
-        }
+        let deepest = self.check_input(segments, layers)?;
+        let (h, depth) = (self.hidden, self.layers.len());
         let lens: Vec<usize> = segments.iter().map(Vec::len).collect();
-        let mean = |x: &[f32]| -> Vec<Vec<f32>> {
-            let mut rows = x.chunks_exact(h);
-            lens.iter()
-                .map(|&len| {
-                    let mut sum = vec![0f32; h];
-                    for row in (&mut rows).take(len) {
-                        sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
-                    }
-                    sum.iter().map(|s| s / len as f32).collect()
-                })
-                .collect()
-        };
+        let mean = |x: &[f32]| crate::bert::mean_rows(x, &lens, h);
         let mut pooled = vec![Vec::with_capacity(h * layers.len()); segments.len()];
         let mut keep = |block: Vec<Vec<f32>>| {
             for (out, b) in pooled.iter_mut().zip(block) {

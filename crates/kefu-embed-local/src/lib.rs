@@ -17,6 +17,7 @@
 //! by length, instead of being cut off. Several texts run as one batched pass.
 
 mod bert;
+mod dir;
 mod e5;
 mod gemma;
 mod minilm;

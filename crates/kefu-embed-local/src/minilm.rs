@@ -6,7 +6,8 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
-use crate::bert::{int8_weight, linear_weight, values, Encoder, Layer, Weight, WordTable};
+use crate::bert::{values, Encoder, Layer, WordTable};
+use crate::dir::ModelDir;
 use crate::{EmbedError, Precision};
 
 /// sentence-transformers' `max_seq_length` for this model (the position table itself has 512 rows).
@@ -81,38 +82,23 @@ impl Tensors {
 }
 
 pub(crate) fn load(dir: &Path, precision: Precision) -> Result<(Encoder, WordPiece), EmbedError> {
-    let weight = |w: Tensor| -> Result<Weight, EmbedError> {
-        match precision {
-            Precision::Int8 => int8_weight(w),
-            Precision::F32 => linear_weight(w),
-        }
+    let model = ModelDir {
+        path: dir,
+        precision,
     };
-    let read = |name: &str| {
-        let p = dir.join(name);
-        std::fs::read(&p)
-            .map_err(|e| EmbedError::Format(format!("cannot read {}: {e}", p.display())))
-    };
-    let config: Config = serde_json::from_slice(&read("config.json")?)
-        .map_err(|e| EmbedError::Format(format!("config.json: {e}")))?;
-    let mut tokenizer = tokenizers::Tokenizer::from_bytes(read("tokenizer.json")?)
-        .map_err(|e| EmbedError::Format(format!("tokenizer.json: {e}")))?;
+    let weight = |w: Tensor| model.weight(w);
+    let config: Config = model.config()?;
     // The file pads and truncates to 128; we window long texts ourselves and never pad.
-    tokenizer.with_padding(None);
-    tokenizer
-        .with_truncation(None)
-        .map_err(|e| EmbedError::Format(format!("tokenizer.json: {e}")))?;
-    let special = |t: &str| {
-        tokenizer
-            .token_to_id(t)
-            .ok_or_else(|| EmbedError::Format(format!("tokenizer.json has no {t}")))
-    };
-    let (cls, sep) = (special("[CLS]")?, special("[SEP]")?);
+    let (tokenizer, [cls, sep]) = model.tokenizer(["[CLS]", "[SEP]"])?;
 
     let mut tensors = Tensors {
-        by_name: candle_core::safetensors::load_buffer(&read("model.safetensors")?, &Device::Cpu)?
-            .into_iter()
-            .map(|(k, v)| (k.strip_prefix("bert.").map(str::to_owned).unwrap_or(k), v))
-            .collect(),
+        by_name: candle_core::safetensors::load_buffer(
+            &model.read("model.safetensors")?,
+            &Device::Cpu,
+        )?
+        .into_iter()
+        .map(|(k, v)| (k.strip_prefix("bert.").map(str::to_owned).unwrap_or(k), v))
+        .collect(),
         prefix: "embeddings.".to_owned(),
     };
     let h = config.hidden_size;
