@@ -8,6 +8,25 @@ use candle_core::Tensor;
 use crate::bert::{int8_weight, linear_weight, Weight};
 use crate::{EmbedError, Precision};
 
+/// A directory's `tokenizer.json` (WordPiece for MiniLM, BPE for EmbeddingGemma) and the ids of the tokens that open
+/// and close a model input (`[CLS]` / `[SEP]`, `<bos>` / `<eos>`).
+pub(crate) struct DirTokenizer {
+    tokenizer: tokenizers::Tokenizer,
+    pub open: u32,
+    pub close: u32,
+}
+
+impl DirTokenizer {
+    /// The text's tokens, without the opening and closing ones.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
+        let enc = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| EmbedError::Model(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+}
+
 pub(crate) struct ModelDir<'a> {
     pub path: &'a Path,
     pub precision: Precision,
@@ -26,23 +45,24 @@ impl ModelDir<'_> {
     }
 
     /// `tokenizer.json` without its padding and truncation (long texts are windowed here and nothing is padded),
-    /// and the ids of `specials`.
-    pub fn tokenizer<const N: usize>(
-        &self,
-        specials: [&str; N],
-    ) -> Result<(tokenizers::Tokenizer, [u32; N]), EmbedError> {
+    /// with the tokens that open and close a model input.
+    pub fn tokenizer(&self, open: &str, close: &str) -> Result<DirTokenizer, EmbedError> {
         let bad = |e: tokenizers::Error| EmbedError::Format(format!("tokenizer.json: {e}"));
         let mut tokenizer =
             tokenizers::Tokenizer::from_bytes(self.read("tokenizer.json")?).map_err(bad)?;
         tokenizer.with_padding(None);
         tokenizer.with_truncation(None).map_err(bad)?;
-        let mut ids = [0; N];
-        for (id, t) in ids.iter_mut().zip(specials) {
-            *id = tokenizer
+        let special = |t: &str| {
+            tokenizer
                 .token_to_id(t)
-                .ok_or_else(|| EmbedError::Format(format!("tokenizer.json has no {t}")))?;
-        }
-        Ok((tokenizer, ids))
+                .ok_or_else(|| EmbedError::Format(format!("tokenizer.json has no {t}")))
+        };
+        let (open, close) = (special(open)?, special(close)?);
+        Ok(DirTokenizer {
+            tokenizer,
+            open,
+            close,
+        })
     }
 
     /// A `[out, in]` projection at the directory's precision.

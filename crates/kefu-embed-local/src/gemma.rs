@@ -17,7 +17,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 use crate::bert::{values, Network, Weight};
-use crate::dir::ModelDir;
+use crate::dir::{DirTokenizer, ModelDir};
 use crate::{EmbedError, Precision};
 
 /// Longest model input, special tokens included. Half the 512-token sliding window: within it a sliding layer sees
@@ -140,27 +140,7 @@ pub(crate) fn is_gemma_dir(dir: &Path) -> bool {
         .is_some_and(|c| c["model_type"] == "gemma3_text")
 }
 
-pub(crate) struct GemmaTokenizer {
-    tokenizer: tokenizers::Tokenizer,
-    pub bos: u32,
-    pub eos: u32,
-}
-
-impl GemmaTokenizer {
-    /// The text's tokens without `<bos>` / `<eos>`.
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
-        let enc = self
-            .tokenizer
-            .encode(text, false)
-            .map_err(|e| EmbedError::Model(e.to_string()))?;
-        Ok(enc.get_ids().to_vec())
-    }
-}
-
-pub(crate) fn load(
-    dir: &Path,
-    precision: Precision,
-) -> Result<(Gemma, GemmaTokenizer), EmbedError> {
+pub(crate) fn load(dir: &Path, precision: Precision) -> Result<(Gemma, DirTokenizer), EmbedError> {
     let model = ModelDir {
         path: dir,
         precision,
@@ -189,7 +169,7 @@ pub(crate) fn load(
             "config.json: layer types, head width or sliding window do not fit".into(),
         ));
     }
-    let (tokenizer, [bos, eos]) = model.tokenizer(["<bos>", "<eos>"])?;
+    let tokenizer = model.tokenizer("<bos>", "<eos>")?;
 
     let (h, hd, inter) = (c.hidden_size, c.head_dim, c.intermediate_size);
     let (q_width, kv_width) = (c.num_attention_heads * hd, c.num_key_value_heads * hd);
@@ -274,14 +254,7 @@ pub(crate) fn load(
         dense,
         rope: [rope(c.rope_local_base_freq), rope(c.rope_theta)],
     };
-    Ok((
-        gemma,
-        GemmaTokenizer {
-            tokenizer,
-            bos,
-            eos,
-        },
-    ))
+    Ok((gemma, tokenizer))
 }
 
 /// Rows of 32-value blocks rounded to −127..=127 with the scale max |w| / 127.

@@ -48,8 +48,8 @@ pub enum EmbedError {
 
 enum Tokenizer {
     E5(e5::UnigramTokenizer),
-    WordPiece(Box<minilm::WordPiece>),
-    Gemma(Box<gemma::GemmaTokenizer>),
+    WordPiece(Box<dir::DirTokenizer>),
+    Gemma(Box<dir::DirTokenizer>),
 }
 
 struct Model {
@@ -196,8 +196,7 @@ impl LocalEmbedder {
         let text = self.model_text(purpose, text);
         match &self.model.tokenizer {
             Tokenizer::E5(t) => Ok(t.encode(&text)),
-            Tokenizer::WordPiece(t) => t.encode(&text),
-            Tokenizer::Gemma(t) => t.encode(&text),
+            Tokenizer::WordPiece(t) | Tokenizer::Gemma(t) => t.encode(&text),
         }
     }
 
@@ -258,8 +257,7 @@ impl LocalEmbedder {
             .collect::<Result<Vec<_>, _>>()?;
         let (bos, eos) = match &self.model.tokenizer {
             Tokenizer::E5(t) => (t.bos, t.eos),
-            Tokenizer::WordPiece(t) => (t.cls, t.sep),
-            Tokenizer::Gemma(t) => (t.bos, t.eos),
+            Tokenizer::WordPiece(t) | Tokenizer::Gemma(t) => (t.open, t.close),
         };
         // On a worker of rayon's pool: the int8 kernels' row tiles and candle's f32 gemm are rayon loops, and each
         // one started from outside the pool is a hand-off to a worker and back (two thread wake-ups, dozens per

@@ -7,27 +7,11 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 use crate::bert::{values, Encoder, Layer, WordTable};
-use crate::dir::ModelDir;
+use crate::dir::{DirTokenizer, ModelDir};
 use crate::{EmbedError, Precision};
 
 /// sentence-transformers' `max_seq_length` for this model (the position table itself has 512 rows).
 const MAX_SEQ: usize = 256;
-
-pub(crate) struct WordPiece {
-    tokenizer: tokenizers::Tokenizer,
-    pub cls: u32,
-    pub sep: u32,
-}
-
-impl WordPiece {
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
-        let enc = self
-            .tokenizer
-            .encode(text, false)
-            .map_err(|e| EmbedError::Model(e.to_string()))?;
-        Ok(enc.get_ids().to_vec())
-    }
-}
 
 #[derive(serde::Deserialize)]
 struct Config {
@@ -81,7 +65,10 @@ impl Tensors {
     }
 }
 
-pub(crate) fn load(dir: &Path, precision: Precision) -> Result<(Encoder, WordPiece), EmbedError> {
+pub(crate) fn load(
+    dir: &Path,
+    precision: Precision,
+) -> Result<(Encoder, DirTokenizer), EmbedError> {
     let model = ModelDir {
         path: dir,
         precision,
@@ -89,7 +76,7 @@ pub(crate) fn load(dir: &Path, precision: Precision) -> Result<(Encoder, WordPie
     let weight = |w: Tensor| model.weight(w);
     let config: Config = model.config()?;
     // The file pads and truncates to 128; we window long texts ourselves and never pad.
-    let (tokenizer, [cls, sep]) = model.tokenizer(["[CLS]", "[SEP]"])?;
+    let tokenizer = model.tokenizer("[CLS]", "[SEP]")?;
 
     let mut tensors = Tensors {
         by_name: candle_core::safetensors::load_buffer(
@@ -147,12 +134,5 @@ pub(crate) fn load(dir: &Path, precision: Precision) -> Result<(Encoder, WordPie
         emb_ln,
         layers,
     };
-    Ok((
-        encoder,
-        WordPiece {
-            tokenizer,
-            cls,
-            sep,
-        },
-    ))
+    Ok((encoder, tokenizer))
 }

@@ -6,6 +6,17 @@ fn kefu() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kefu"))
 }
 
+/// A command's standard output, once it has succeeded (otherwise the test fails with both outputs).
+fn succeeded(args: &[&str], out: std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn model_list_shows_the_manifest_and_what_is_installed() {
     let dir = crate::helpers::temp_dir("cli");
@@ -78,16 +89,7 @@ async fn nlu_predict_reads_a_message_as_a_turn_does() {
             .output()
             .unwrap()
     };
-    let run = |args: &[&str]| {
-        let out = output(args, &words);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{args:?}: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    };
+    let run = |args: &[&str]| succeeded(args, output(args, &words));
     let fails = |args: &[&str], words: &std::path::Path| {
         let out = output(args, words);
         assert!(!out.status.success(), "{args:?} succeeded");
@@ -162,13 +164,7 @@ async fn nlu_trains_a_two_stage_model_with_embeddinggemma() {
             .env("KEFU__LOG__FILTER", "warn")
             .output()
             .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{args:?}: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
+        succeeded(args, out)
     };
     run(&[
         "tenant",
