@@ -375,6 +375,12 @@ impl Embedder for LocalEmbedder {
             .await
     }
 
+    /// e5 reads `query: ` both ways and MiniLM no prompt; EmbeddingGemma's search and classification prompts differ.
+    fn query_is_classifier_input(&self) -> bool {
+        self.model_text(Purpose::Embed(EmbedKind::Query), "")
+            == self.model_text(Purpose::Classify, "")
+    }
+
     /// One pass through the layers up to the deepest asked for or the last, whichever is deeper: the last layer's
     /// block is the usual vector.
     async fn embed_with_layers(

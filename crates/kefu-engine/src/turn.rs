@@ -1020,13 +1020,14 @@ fn base_trace(u: Option<&Understanding>, f: &Facts) -> TurnTrace {
 /// The sentence vectors of `text` that the knowledge embedder's pass gives the intent classifier's `encoders`: its
 /// own vector for an encoder with its id, and the chosen layers' poolings for `<its id>@<layers>` (all from one
 /// pass). Returns them by encoder id, with the knowledge vector when it was computed here (`None`: no encoder is
-/// the knowledge embedder's, or it failed; the classifier then runs its own encoders).
+/// the knowledge embedder's, its query vectors are not what the classifier reads, or it failed; the classifier then
+/// runs its own encoders).
 async fn shared_vectors(
     knowledge: &kefu_knowledge::Knowledge,
     encoders: &[String],
     text: &str,
 ) -> (Vec<(String, Vec<f32>)>, Option<Vec<f32>>) {
-    let Some(id) = knowledge.embedder_id() else {
+    let Some(id) = knowledge.query_shared_with_classifier() else {
         return (Vec::new(), None);
     };
     let plain = encoders.iter().any(|e| e == id);

@@ -241,6 +241,15 @@ impl Knowledge {
         self.embedder.as_ref().map(|e| e.id())
     }
 
+    /// The embedder's id when its query vectors are also the intent classifier's input for an encoder of that id
+    /// ([`Embedder::query_is_classifier_input`]), so a turn may share one pass between search and intent.
+    pub fn query_shared_with_classifier(&self) -> Option<&str> {
+        self.embedder
+            .as_ref()
+            .filter(|e| e.query_is_classifier_input())
+            .map(|e| e.id())
+    }
+
     /// Chunks and vectors in this node's index, and the change-log position it reflects.
     pub fn stats(&self) -> IndexStats {
         let index = self.index.read().clone();

@@ -34,6 +34,13 @@ pub trait Embedder: Send + Sync + 'static {
     ) -> Result<Option<LayerVectors>, LlmError> {
         Ok(None)
     }
+    /// Whether a query's vector ([`EmbedKind::Query`], and its layer poolings) is also what this model gives the
+    /// intent classifier as its sentence encoder, so that a turn may compute it once for both. True for e5 (both
+    /// read `query: `); false where the classifier's input differs, as EmbeddingGemma's classification prompt
+    /// differs from its search prompt.
+    fn query_is_classifier_input(&self) -> bool {
+        true
+    }
 }
 
 /// [`Embedder::embed_with_layers`]'s answer.

@@ -48,6 +48,8 @@ async fn e5_matches_the_reference_vectors_one_by_one() {
     let model = e5().await;
     let reference = reference();
     assert_eq!(model.dim(), reference.dim);
+    // The intent classifier reads `query: ` too, so a turn computes one vector for search and intent.
+    assert!(model.query_is_classifier_input());
     let mut worst = 1.0f32;
     for item in &reference.items {
         let k = kind(&item.kind);
@@ -342,6 +344,9 @@ async fn gemma_matches_sentence_transformers() {
     for (precision, floor) in [(Precision::F32, 0.9999), (Precision::Int8, 0.999)] {
         let model = gemma(precision).await;
         assert_eq!(model.dim(), reference.dim);
+        // Its classification prompt is not its search prompt (the reference's vectors differ): a turn must not hand
+        // the classifier the search vector.
+        assert!(!model.query_is_classifier_input());
         let mut worst = 1.0f32;
         for kind in ["classify", "query", "passage"] {
             let items: Vec<&Item> = reference.items.iter().filter(|i| i.kind == kind).collect();
