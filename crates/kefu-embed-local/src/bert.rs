@@ -179,17 +179,26 @@ pub(crate) trait Network: Send + Sync {
     fn max_positions(&self) -> usize;
     /// How many transformer layers it has.
     fn depth(&self) -> usize;
+    /// [`Network::forward_pooled`] on checked input: every segment within 1..=`max_positions` tokens, `deepest` the
+    /// deepest of `layers` and within the model; layers past it are not run.
+    fn forward(
+        &self,
+        segments: &[Vec<u32>],
+        layers: &[usize],
+        deepest: usize,
+    ) -> Result<Vec<Vec<f32>>, EmbedError>;
+
     /// Mean-pooled states (not normalised) after each of `layers` (0 = the embedding output), concatenated
-    /// shallowest first, one row per segment.
+    /// shallowest first, one row per segment. Each segment is a full model input (special tokens included); a
+    /// segment too long or empty, or a layer past the last, is an error.
     fn forward_pooled(
         &self,
         segments: &[Vec<u32>],
         layers: &[usize],
-    ) -> Result<Vec<Vec<f32>>, EmbedError>;
-
-    /// Every segment is a model input of 1..=`max_positions` tokens, and no layer past the last is asked for; the
-    /// deepest layer asked for.
-    fn check_input(&self, segments: &[Vec<u32>], layers: &[usize]) -> Result<usize, EmbedError> {
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if segments.is_empty() {
+            return Ok(Vec::new());
+        }
         let max = self.max_positions();
         if let Some(s) = segments.iter().find(|s| s.is_empty() || s.len() > max) {
             return Err(EmbedError::Model(format!(
@@ -204,7 +213,7 @@ pub(crate) trait Network: Send + Sync {
                 self.depth()
             )));
         }
-        Ok(deepest)
+        self.forward(segments, layers, deepest)
     }
 }
 
@@ -232,12 +241,49 @@ impl Network for Encoder {
     fn depth(&self) -> usize {
         self.layers.len()
     }
-    fn forward_pooled(
+
+    /// Layers past `deepest` are not run, so pooling an early layer alone is a smaller, faster encoder.
+    fn forward(
         &self,
         segments: &[Vec<u32>],
         layers: &[usize],
+        deepest: usize,
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
-        Encoder::forward_pooled(self, segments, layers)
+        let h = self.hidden;
+        let kernel = Kernel::detect();
+        let lens: Vec<usize> = segments.iter().map(Vec::len).collect();
+        let mut pooled = vec![Vec::with_capacity(h * layers.len()); segments.len()];
+        let pool = |x: &[f32], index: usize, pooled: &mut Vec<Vec<f32>>| {
+            if layers.contains(&index) {
+                for (out, mean) in pooled.iter_mut().zip(mean_rows(x, &lens, h)) {
+                    out.extend(mean);
+                }
+            }
+        };
+        let mut x = self.embed_tokens(segments, kernel)?;
+        pool(&x, 0, &mut pooled);
+        for (index, layer) in self.layers.iter().enumerate().take(deepest) {
+            let qkv = layer.qkv_w.apply(&x, &layer.qkv_b)?;
+            let ctx = attention(kernel, &qkv, &lens, h, self.heads)?;
+            let attn = layer.out_w.apply(&ctx, &layer.out_b)?;
+            kernel.vectorize(AddNorm {
+                x: &mut x,
+                residual: Some(&attn),
+                ln: &layer.attn_ln,
+                eps: self.eps,
+            });
+            let mut mid = layer.ff_in_w.apply(&x, &layer.ff_in_b)?;
+            gelu_erf(&mut mid);
+            let ff = layer.ff_out_w.apply(&mid, &layer.ff_out_b)?;
+            kernel.vectorize(AddNorm {
+                x: &mut x,
+                residual: Some(&ff),
+                ln: &layer.out_ln,
+                eps: self.eps,
+            });
+            pool(&x, index + 1, &mut pooled);
+        }
+        Ok(pooled)
     }
 }
 
@@ -278,56 +324,6 @@ impl Encoder {
             eps: self.eps,
         });
         Ok(x)
-    }
-
-    /// Mean-pooled hidden states (not normalised) after each of `layers` (0 = the embedding output, `i` = after
-    /// layer `i`), concatenated shallowest first: one `[H × distinct layers]` row per segment. Each segment is a full
-    /// model input (special tokens included) of at most `max_positions` tokens. Layers past the deepest one asked
-    /// for are not run, so pooling an early layer alone is a smaller, faster encoder.
-    pub fn forward_pooled(
-        &self,
-        segments: &[Vec<u32>],
-        layers: &[usize],
-    ) -> Result<Vec<Vec<f32>>, EmbedError> {
-        if segments.is_empty() {
-            return Ok(Vec::new());
-        }
-        let deepest = self.check_input(segments, layers)?;
-        let h = self.hidden;
-        let kernel = Kernel::detect();
-        let lens: Vec<usize> = segments.iter().map(Vec::len).collect();
-        let mut pooled = vec![Vec::with_capacity(h * layers.len()); segments.len()];
-        let pool = |x: &[f32], index: usize, pooled: &mut Vec<Vec<f32>>| {
-            if layers.contains(&index) {
-                for (out, mean) in pooled.iter_mut().zip(mean_rows(x, &lens, h)) {
-                    out.extend(mean);
-                }
-            }
-        };
-        let mut x = self.embed_tokens(segments, kernel)?;
-        pool(&x, 0, &mut pooled);
-        for (index, layer) in self.layers.iter().enumerate().take(deepest) {
-            let qkv = layer.qkv_w.apply(&x, &layer.qkv_b)?;
-            let ctx = attention(kernel, &qkv, &lens, h, self.heads)?;
-            let attn = layer.out_w.apply(&ctx, &layer.out_b)?;
-            kernel.vectorize(AddNorm {
-                x: &mut x,
-                residual: Some(&attn),
-                ln: &layer.attn_ln,
-                eps: self.eps,
-            });
-            let mut mid = layer.ff_in_w.apply(&x, &layer.ff_in_b)?;
-            gelu_erf(&mut mid);
-            let ff = layer.ff_out_w.apply(&mid, &layer.ff_out_b)?;
-            kernel.vectorize(AddNorm {
-                x: &mut x,
-                residual: Some(&ff),
-                ln: &layer.out_ln,
-                eps: self.eps,
-            });
-            pool(&x, index + 1, &mut pooled);
-        }
-        Ok(pooled)
     }
 }
 
@@ -509,7 +505,7 @@ impl pulp::NullaryFnOnce for SoftmaxRows<'_> {
 /// `row[..len] ← softmax(row[..len])`, and 0 in the rest of `row`: padding that lets a short row run as whole
 /// 16-lane vectors instead of a scalar tail.
 #[inline(always)]
-fn softmax(row: &mut [f32], len: usize) {
+pub(crate) fn softmax(row: &mut [f32], len: usize) {
     row[len..].fill(f32::NEG_INFINITY);
     // `>` rather than `f32::max`, whose NaN rule costs a compare and blend per vector; `exp` maps a NaN to e⁻⁸⁷.
     let larger = |a: f32, b: f32| if a > b { a } else { b };
@@ -632,7 +628,7 @@ pub(crate) fn exp(x: f32) -> f32 {
 
 /// Splits a tokenised text into model inputs of at most `max_positions` tokens (`bos`, content, `eos`), runs them
 /// in batches of about `batch_tokens` tokens, and combines each text's windows weighted by their content length;
-/// each layer's pooled block (see [`Encoder::forward_pooled`]) is L2-normalised on its own. A text that fits one
+/// each layer's pooled block (see [`Network::forward_pooled`]) is L2-normalised on its own. A text that fits one
 /// window is a plain single pass.
 pub(crate) fn embed_windows(
     encoder: &dyn Network,

@@ -181,7 +181,7 @@ pub(crate) fn load(dir: &Path, precision: Precision) -> Result<(Gemma, DirTokeni
             "model.safetensors: the embedding table does not match config.json".into(),
         ));
     }
-    let (words, word_scales) = int8_rows(&values(&table)?);
+    let (words, word_scales) = crate::q8::round_blocks(&values(&table)?, 127.0);
     drop(table);
     let mut layers = Vec::with_capacity(c.num_hidden_layers);
     for (l, kind) in c.layer_types.iter().enumerate() {
@@ -210,19 +210,20 @@ pub(crate) fn load(dir: &Path, precision: Precision) -> Result<(Gemma, DirTokeni
     }
     let final_norm = t.norm("norm.weight", h)?;
     // 768 → 3072 → 768: the first projection's width is read from its file, the second must undo it.
-    let dense = |sub: &str, out: Option<usize>, inp: usize| -> Result<Tensor, EmbedError> {
-        let mut d = Tensors::read(&dir.join(sub).join("model.safetensors"))?;
-        let name = "linear.weight".to_owned();
-        let out = out.unwrap_or_else(|| {
-            (d.0.get(&name))
-                .and_then(|t| t.dims().first().copied())
-                .unwrap_or(0)
-        });
-        d.stacked(&[name], out, inp)
+    let dense = |sub: &str| {
+        Tensors::read(&dir.join(sub).join("model.safetensors"))?
+            .take("linear.weight")
             .map_err(|e| EmbedError::Format(format!("{sub}: {e}")))
     };
-    let first = dense("2_Dense", None, h)?;
-    let second = dense("3_Dense", Some(h), first.dims()[0])?;
+    let (first, second) = (dense("2_Dense")?, dense("3_Dense")?);
+    let wide = first.dims2()?.0;
+    if first.dims() != [wide, h] || second.dims() != [h, wide] {
+        return Err(EmbedError::Format(format!(
+            "2_Dense and 3_Dense: shapes {:?} and {:?} do not take width {h} to {wide} and back",
+            first.dims(),
+            second.dims()
+        )));
+    }
     let dense = [weight(first)?, weight(second)?];
     let rope = |base: f32| {
         let half = hd / 2;
@@ -255,20 +256,6 @@ pub(crate) fn load(dir: &Path, precision: Precision) -> Result<(Gemma, DirTokeni
         rope: [rope(c.rope_local_base_freq), rope(c.rope_theta)],
     };
     Ok((gemma, tokenizer))
-}
-
-/// Rows of 32-value blocks rounded to −127..=127 with the scale max |w| / 127.
-fn int8_rows(w: &[f32]) -> (Vec<i8>, Vec<f32>) {
-    let mut values = Vec::with_capacity(w.len());
-    let mut scales = Vec::with_capacity(w.len() / crate::q8::BLOCK);
-    for block in w.chunks_exact(crate::q8::BLOCK) {
-        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-        values.extend(block.iter().map(|v| (v * inv).round_ties_even() as i8));
-        scales.push(d);
-    }
-    (values, scales)
 }
 
 /// `x ← x / rms(x) · scale`, row by row (rows of the scale's width).
@@ -355,16 +342,11 @@ impl Gemma {
                         let k = &other[(heads + group) * hd..][..hd];
                         scores[j] = crate::bert::lane_dot(q, k) * self.scale;
                     }
-                    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-                    let mut sum = 0.0;
-                    for s in scores.iter_mut() {
-                        *s = crate::bert::exp(*s - max);
-                        sum += *s;
-                    }
+                    crate::bert::softmax(&mut scores, len);
                     let dst = &mut out[((start + i) * heads + head) * hd..][..hd];
                     for (other, &p) in rows.chunks_exact(width).zip(&scores) {
                         let v = &other[(heads + kv + group) * hd..][..hd];
-                        dst.iter_mut().zip(v).for_each(|(d, v)| *d += p / sum * v);
+                        dst.iter_mut().zip(v).for_each(|(d, v)| *d += p * v);
                     }
                 }
             }
@@ -474,15 +456,12 @@ impl Network for Gemma {
 
     /// The mean-pooled states after each of `layers` (0 = the scaled embeddings); the last layer's block is the
     /// sentence vector before its normalisation: the final norm, the mean, both dense projections.
-    fn forward_pooled(
+    fn forward(
         &self,
         segments: &[Vec<u32>],
         layers: &[usize],
+        deepest: usize,
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
-        if segments.is_empty() {
-            return Ok(Vec::new());
-        }
-        let deepest = self.check_input(segments, layers)?;
         let (h, depth) = (self.hidden, self.layers.len());
         let lens: Vec<usize> = segments.iter().map(Vec::len).collect();
         let mean = |x: &[f32]| crate::bert::mean_rows(x, &lens, h);

@@ -317,6 +317,21 @@ struct Lanes {
     lane_offsets: Vec<i32>,
 }
 
+/// `w` in blocks of 32, each rounded to −`max`..=`max` with the scale max |w| / `max` (ties to even): the values
+/// and one scale per block.
+pub(crate) fn round_blocks(w: &[f32], max: f32) -> (Vec<i8>, Vec<f32>) {
+    let mut values = Vec::with_capacity(w.len());
+    let mut scales = Vec::with_capacity(w.len() / BLOCK);
+    for block in w.chunks_exact(BLOCK) {
+        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / max;
+        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+        values.extend(block.iter().map(|v| (v * inv).round_ties_even() as i8));
+        scales.push(d);
+    }
+    (values, scales)
+}
+
 impl Q8Matrix {
     /// From Q4_0 rows (see [`crate::bert::q4_0_block`]).
     pub fn from_q4_0(blocks: &[u8], out: usize, inp: usize) -> Q8Matrix {
@@ -337,16 +352,7 @@ impl Q8Matrix {
     /// saturating 16-bit lane: 255 · 63 · 2 fits in it, 255 · 127 · 2 would not.
     pub fn from_f32(w: &[f32], out: usize, inp: usize) -> Q8Matrix {
         assert!(inp.is_multiple_of(BLOCK) && w.len() == out * inp);
-        let n = out * inp / BLOCK;
-        let mut values = Vec::with_capacity(out * inp);
-        let mut scales = Vec::with_capacity(n);
-        for block in w.chunks_exact(BLOCK) {
-            let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let d = amax / WEIGHT_MAX;
-            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-            values.extend(block.iter().map(|v| (v * inv).round_ties_even() as i8));
-            scales.push(d);
-        }
+        let (values, scales) = round_blocks(w, WEIGHT_MAX);
         Q8Matrix::new(out, inp, values, scales)
     }
 

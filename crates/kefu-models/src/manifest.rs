@@ -56,16 +56,6 @@ pub struct Unpack {
     pub files: Vec<String>,
 }
 
-impl OutputFile {
-    /// What this output installs, relative to the model's directory.
-    pub fn installed_files(&self) -> Vec<String> {
-        match &self.unpack {
-            Some(u) => u.files.clone(),
-            None => vec![self.file_name.clone()],
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelSpec {
     pub name: String,

